@@ -1,0 +1,230 @@
+//! What each tape node was computed by, and the one dispatch from a node to its op's
+//! backward (which lives in `crate::ops`, beside the op's forward).
+
+use super::algebra::GradAlgebra;
+use super::tape::NodeId;
+use crate::backend::{Backend, BinaryOp, UnaryOp};
+use crate::ops;
+use crate::shape::Axis;
+use crate::tensor::Tensor;
+use std::sync::Arc;
+
+pub(crate) enum Op<B: Backend> {
+    /// An input, a parameter or a constant.
+    Leaf,
+    Matmul {
+        a: NodeId,
+        ta: bool,
+        b: NodeId,
+        tb: bool,
+    },
+    Linear {
+        x: NodeId,
+        weight: NodeId,
+        bias: NodeId,
+    },
+    Unary {
+        op: UnaryOp<B::Elem>,
+        x: NodeId,
+    },
+    Binary {
+        op: BinaryOp,
+        a: NodeId,
+        b: NodeId,
+    },
+    Sum {
+        x: NodeId,
+        axis: Axis,
+    },
+    /// `mask` is the one-hot position of each maximum, fixed at forward time.
+    Max {
+        x: NodeId,
+        mask: Tensor<B>,
+    },
+    BroadcastTo {
+        x: NodeId,
+    },
+    LogSumExpCols {
+        x: NodeId,
+    },
+    SoftmaxCols {
+        x: NodeId,
+    },
+    SliceCols {
+        x: NodeId,
+        start: usize,
+    },
+    ConcatCols {
+        parts: Vec<NodeId>,
+    },
+    GatherCols {
+        x: NodeId,
+        index: Arc<[usize]>,
+    },
+    ScatterAddCols {
+        x: NodeId,
+        index: Arc<[usize]>,
+    },
+    Select {
+        mask: Tensor<B>,
+        a: NodeId,
+        b: NodeId,
+    },
+    AffineCoupling {
+        x: NodeId,
+        shift: NodeId,
+        log_scale: NodeId,
+    },
+}
+
+impl<B: Backend> Clone for Op<B> {
+    fn clone(&self) -> Self {
+        match self {
+            Op::Leaf => Op::Leaf,
+            Op::Matmul { a, ta, b, tb } => Op::Matmul {
+                a: *a,
+                ta: *ta,
+                b: *b,
+                tb: *tb,
+            },
+            Op::Linear { x, weight, bias } => Op::Linear {
+                x: *x,
+                weight: *weight,
+                bias: *bias,
+            },
+            Op::Unary { op, x } => Op::Unary { op: *op, x: *x },
+            Op::Binary { op, a, b } => Op::Binary {
+                op: *op,
+                a: *a,
+                b: *b,
+            },
+            Op::Sum { x, axis } => Op::Sum { x: *x, axis: *axis },
+            Op::Max { x, mask } => Op::Max {
+                x: *x,
+                mask: mask.clone(),
+            },
+            Op::BroadcastTo { x } => Op::BroadcastTo { x: *x },
+            Op::LogSumExpCols { x } => Op::LogSumExpCols { x: *x },
+            Op::SoftmaxCols { x } => Op::SoftmaxCols { x: *x },
+            Op::SliceCols { x, start } => Op::SliceCols {
+                x: *x,
+                start: *start,
+            },
+            Op::ConcatCols { parts } => Op::ConcatCols {
+                parts: parts.clone(),
+            },
+            Op::GatherCols { x, index } => Op::GatherCols {
+                x: *x,
+                index: Arc::clone(index),
+            },
+            Op::ScatterAddCols { x, index } => Op::ScatterAddCols {
+                x: *x,
+                index: Arc::clone(index),
+            },
+            Op::Select { mask, a, b } => Op::Select {
+                mask: mask.clone(),
+                a: *a,
+                b: *b,
+            },
+            Op::AffineCoupling {
+                x,
+                shift,
+                log_scale,
+            } => Op::AffineCoupling {
+                x: *x,
+                shift: *shift,
+                log_scale: *log_scale,
+            },
+        }
+    }
+}
+
+impl<B: Backend> Op<B> {
+    pub(crate) fn inputs(&self) -> Vec<NodeId> {
+        match self {
+            Op::Leaf => vec![],
+            Op::Matmul { a, b, .. } | Op::Binary { a, b, .. } | Op::Select { a, b, .. } => {
+                vec![*a, *b]
+            }
+            Op::Linear { x, weight, bias } => vec![*x, *weight, *bias],
+            Op::AffineCoupling {
+                x,
+                shift,
+                log_scale,
+            } => vec![*x, *shift, *log_scale],
+            Op::Unary { x, .. }
+            | Op::Sum { x, .. }
+            | Op::Max { x, .. }
+            | Op::BroadcastTo { x }
+            | Op::LogSumExpCols { x }
+            | Op::SoftmaxCols { x }
+            | Op::SliceCols { x, .. }
+            | Op::GatherCols { x, .. }
+            | Op::ScatterAddCols { x, .. } => vec![*x],
+            Op::ConcatCols { parts } => parts.clone(),
+        }
+    }
+
+    /// The gradients flowing from node `out` (with gradient `g`) into those of its inputs
+    /// that need one.
+    pub(crate) fn backward<A: GradAlgebra<B>>(
+        &self,
+        alg: &mut A,
+        out: NodeId,
+        g: &A::T,
+    ) -> Vec<(NodeId, A::T)> {
+        let mut grads = Vec::new();
+        {
+            match self {
+                Op::Leaf => {}
+                Op::Matmul { a, ta, b, tb } => {
+                    ops::matmul::backward(alg, *a, *ta, *b, *tb, g, &mut grads)
+                }
+                Op::Linear { x, weight, bias } => {
+                    ops::linear::backward(alg, *x, *weight, *bias, g, &mut grads)
+                }
+                Op::Unary { op, x } => {
+                    if alg.needs_grad(*x) && !op.is_piecewise_constant() {
+                        let gx = ops::unary::backward(alg, *op, *x, out, g);
+                        grads.push((*x, gx));
+                    }
+                }
+                Op::Binary { op, a, b } => {
+                    ops::binary::backward(alg, *op, *a, *b, out, g, &mut grads)
+                }
+                Op::Sum { x, .. } => ops::reduce::backward_sum(alg, *x, g, &mut grads),
+                Op::BroadcastTo { x } => ops::reduce::backward_broadcast(alg, *x, g, &mut grads),
+                Op::Max { x, mask } => ops::reduce::backward_max(alg, *x, mask, g, &mut grads),
+                Op::LogSumExpCols { x } => {
+                    ops::softmax::backward_logsumexp(alg, *x, out, g, &mut grads)
+                }
+                Op::SoftmaxCols { x } => {
+                    ops::softmax::backward_softmax(alg, *x, out, g, &mut grads)
+                }
+                Op::SliceCols { x, start } => {
+                    ops::columns::backward_slice(alg, *x, *start, g, &mut grads)
+                }
+                Op::ConcatCols { parts } => {
+                    ops::columns::backward_concat(alg, parts, g, &mut grads)
+                }
+                Op::GatherCols { x, index } => {
+                    ops::columns::backward_gather(alg, *x, index, g, &mut grads)
+                }
+                Op::ScatterAddCols { x, index } => {
+                    ops::columns::backward_scatter_add(alg, *x, index, g, &mut grads)
+                }
+                Op::Select { mask, a, b } => {
+                    ops::select::backward(alg, mask, *a, *b, g, &mut grads)
+                }
+                Op::AffineCoupling {
+                    x,
+                    shift,
+                    log_scale,
+                } => {
+                    ops::affine_coupling::backward(alg, *x, *shift, *log_scale, out, g, &mut grads)
+                }
+            }
+        }
+        grads
+    }
+}

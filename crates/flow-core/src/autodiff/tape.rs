@@ -1,0 +1,335 @@
+//! The tape, its variables, and the backward pass.
+
+use super::algebra::{GradAlgebra, RawAlgebra, RecordingAlgebra};
+use super::op::Op;
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::params::{ParamId, ParamStore};
+use crate::shape::Shape;
+use crate::tensor::Tensor;
+use std::cell::{Ref, RefCell};
+use std::collections::HashMap;
+use std::fmt;
+use std::rc::Rc;
+
+/// Index of a node on its tape.
+pub(crate) type NodeId = usize;
+
+pub(crate) struct Node<B: Backend> {
+    pub(crate) value: Tensor<B>,
+    pub(crate) op: Op<B>,
+    pub(crate) requires_grad: bool,
+}
+
+pub(crate) struct TapeInner<B: Backend> {
+    pub(crate) nodes: Vec<Node<B>>,
+    params: HashMap<ParamId, NodeId>,
+}
+
+/// A record of one forward pass. Cheap to clone (a shared handle); single-threaded.
+pub struct Tape<B: Backend> {
+    backend: B,
+    inner: Rc<RefCell<TapeInner<B>>>,
+}
+
+impl<B: Backend> Clone for Tape<B> {
+    fn clone(&self) -> Self {
+        Tape {
+            backend: self.backend.clone(),
+            inner: Rc::clone(&self.inner),
+        }
+    }
+}
+
+impl<B: Backend> fmt::Debug for Tape<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Tape({} nodes on {})", self.len(), self.backend.name())
+    }
+}
+
+/// A value recorded on a tape.
+pub struct Var<B: Backend> {
+    pub(crate) tape: Tape<B>,
+    pub(crate) id: NodeId,
+}
+
+impl<B: Backend> Clone for Var<B> {
+    fn clone(&self) -> Self {
+        Var {
+            tape: self.tape.clone(),
+            id: self.id,
+        }
+    }
+}
+
+impl<B: Backend> fmt::Debug for Var<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Var(#{} {})", self.id, self.shape())
+    }
+}
+
+impl<B: Backend> Tape<B> {
+    pub fn new(backend: &B) -> Self {
+        Tape {
+            backend: backend.clone(),
+            inner: Rc::new(RefCell::new(TapeInner {
+                nodes: Vec::new(),
+                params: HashMap::new(),
+            })),
+        }
+    }
+
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// Number of recorded nodes.
+    pub fn len(&self) -> usize {
+        self.inner.borrow().nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A value that is not differentiated.
+    pub fn constant(&self, value: Tensor<B>) -> Var<B> {
+        self.var(self.push_leaf(value, false))
+    }
+
+    /// An input whose gradient is asked for.
+    pub fn input(&self, value: Tensor<B>) -> Var<B> {
+        self.var(self.push_leaf(value, true))
+    }
+
+    /// Binds parameter `id` of `store` into this tape (once: later calls return the same
+    /// variable), so that [`Gradients::param`] reports its gradient.
+    pub fn param(&self, store: &ParamStore<B>, id: ParamId) -> Result<Var<B>> {
+        if let Some(&node) = self.inner.borrow().params.get(&id) {
+            return Ok(self.var(node));
+        }
+        let node = self.push_leaf(store.get(id)?.clone(), true);
+        self.inner.borrow_mut().params.insert(id, node);
+        Ok(self.var(node))
+    }
+
+    pub(crate) fn var(&self, id: NodeId) -> Var<B> {
+        Var {
+            tape: self.clone(),
+            id,
+        }
+    }
+
+    pub(crate) fn same(&self, other: &Tape<B>) -> bool {
+        Rc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    fn push_leaf(&self, value: Tensor<B>, requires_grad: bool) -> NodeId {
+        let mut inner = self.inner.borrow_mut();
+        inner.nodes.push(Node {
+            value,
+            op: Op::Leaf,
+            requires_grad,
+        });
+        inner.nodes.len() - 1
+    }
+
+    /// Records `value` as the result of `op`. When no input requires a gradient the op is
+    /// dropped and the node becomes a constant, so grad-free subgraphs cost no backward work.
+    pub(crate) fn push(&self, value: Tensor<B>, op: Op<B>) -> NodeId {
+        let mut inner = self.inner.borrow_mut();
+        let requires_grad = op.inputs().iter().any(|&i| inner.nodes[i].requires_grad);
+        let op = if requires_grad { op } else { Op::Leaf };
+        inner.nodes.push(Node {
+            value,
+            op,
+            requires_grad,
+        });
+        inner.nodes.len() - 1
+    }
+
+    pub(crate) fn value(&self, id: NodeId) -> Tensor<B> {
+        self.inner.borrow().nodes[id].value.clone()
+    }
+
+    pub(crate) fn shape(&self, id: NodeId) -> Shape {
+        self.inner.borrow().nodes[id].value.shape()
+    }
+
+    pub(crate) fn requires_grad(&self, id: NodeId) -> bool {
+        self.inner.borrow().nodes[id].requires_grad
+    }
+
+    pub(crate) fn nodes(&self) -> Ref<'_, TapeInner<B>> {
+        self.inner.borrow()
+    }
+
+    fn check_var(&self, v: &Var<B>, op: &'static str) -> Result<()> {
+        if self.same(&v.tape) {
+            Ok(())
+        } else {
+            Err(Error::TapeMismatch { op })
+        }
+    }
+
+    fn check_scalar(&self, v: &Var<B>, op: &'static str) -> Result<()> {
+        self.check_var(v, op)?;
+        let shape = v.shape();
+        if !shape.is_scalar() {
+            return Err(Error::NotScalar { op, shape });
+        }
+        Ok(())
+    }
+
+    /// Gradients of the scalar `loss` with respect to every input and parameter leaf that
+    /// asked for one. Nothing is recorded.
+    pub fn backward(&self, loss: &Var<B>) -> Result<Gradients<B>> {
+        self.check_scalar(loss, "backward")?;
+        let seed = Tensor::ones(&self.backend, Shape::SCALAR);
+        let inner = self.inner.borrow();
+        let mut algebra = RawAlgebra::new(&inner.nodes);
+        let is_leaf = |id: NodeId| matches!(inner.nodes[id].op, Op::Leaf);
+        let grads = run_backward(&mut algebra, loss.id, seed, &is_leaf);
+        Ok(Gradients {
+            grads,
+            params: inner.params.clone(),
+        })
+    }
+
+    /// Gradients of the scalar `output` with respect to `wrt`, as variables on this tape.
+    /// With `create_graph`, the gradient computation is itself recorded, so the results can
+    /// be differentiated again; without it they are constants. A variable that `output`
+    /// does not depend on gets a zero gradient.
+    pub fn grad(
+        &self,
+        output: &Var<B>,
+        wrt: &[&Var<B>],
+        create_graph: bool,
+    ) -> Result<Vec<Var<B>>> {
+        self.check_scalar(output, "grad")?;
+        for v in wrt {
+            self.check_var(v, "grad")?;
+        }
+        let wanted: Vec<NodeId> = wrt.iter().map(|v| v.id).collect();
+        let keep = |id: NodeId| wanted.contains(&id);
+        let ids: Vec<NodeId> = if create_graph {
+            let mut algebra = RecordingAlgebra::new(self);
+            let seed = algebra.constant(Tensor::ones(&self.backend, Shape::SCALAR));
+            let grads = run_backward(&mut algebra, output.id, seed, &keep);
+            wanted
+                .iter()
+                .map(|&id| match &grads[id] {
+                    Some(g) => *g,
+                    None => algebra.constant(Tensor::zeros(&self.backend, self.shape(id))),
+                })
+                .collect()
+        } else {
+            let seed = Tensor::ones(&self.backend, Shape::SCALAR);
+            let grads = {
+                let inner = self.inner.borrow();
+                let mut algebra = RawAlgebra::new(&inner.nodes);
+                run_backward(&mut algebra, output.id, seed, &keep)
+            };
+            wanted
+                .iter()
+                .map(|&id| {
+                    let g = grads[id]
+                        .clone()
+                        .unwrap_or_else(|| Tensor::zeros(&self.backend, self.shape(id)));
+                    self.push_leaf(g, false)
+                })
+                .collect()
+        };
+        Ok(ids.into_iter().map(|id| self.var(id)).collect())
+    }
+}
+
+/// The reverse sweep, shared by both interpreters. Returns the gradient of every node for
+/// which `keep` holds (and that `root` depends on through differentiable ops).
+fn run_backward<B: Backend, A: GradAlgebra<B>>(
+    algebra: &mut A,
+    root: NodeId,
+    seed: A::T,
+    keep: &dyn Fn(NodeId) -> bool,
+) -> Vec<Option<A::T>> {
+    let mut grads: Vec<Option<A::T>> = vec![None; root + 1];
+    grads[root] = Some(seed);
+    for id in (0..=root).rev() {
+        let Some(g) = grads[id].take() else { continue };
+        let op = algebra.op(id);
+        for (input, gi) in op.backward(algebra, id, &g) {
+            let acc = match grads[input].take() {
+                None => gi,
+                Some(prev) => algebra.add(&prev, &gi),
+            };
+            grads[input] = Some(acc);
+        }
+        if keep(id) {
+            grads[id] = Some(g);
+        }
+    }
+    grads
+}
+
+/// Gradients from [`Tape::backward`], by variable or by parameter.
+pub struct Gradients<B: Backend> {
+    grads: Vec<Option<Tensor<B>>>,
+    params: HashMap<ParamId, NodeId>,
+}
+
+impl<B: Backend> fmt::Debug for Gradients<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.grads.iter().filter(|g| g.is_some()).count();
+        write!(f, "Gradients({n} tensors, {} params)", self.params.len())
+    }
+}
+
+impl<B: Backend> Gradients<B> {
+    /// The gradient of a leaf variable; `None` when the loss does not depend on it.
+    pub fn get(&self, v: &Var<B>) -> Option<&Tensor<B>> {
+        self.grads.get(v.id).and_then(Option::as_ref)
+    }
+
+    /// The gradient of a parameter bound on the tape; `None` when the loss does not depend
+    /// on it or it was never bound.
+    pub fn param(&self, id: ParamId) -> Option<&Tensor<B>> {
+        self.params
+            .get(&id)
+            .and_then(|&n| self.grads.get(n))
+            .and_then(Option::as_ref)
+    }
+}
+
+impl<B: Backend> Var<B> {
+    pub fn tape(&self) -> &Tape<B> {
+        &self.tape
+    }
+
+    /// The recorded value.
+    pub fn value(&self) -> Tensor<B> {
+        self.tape.value(self.id)
+    }
+
+    pub fn shape(&self) -> Shape {
+        self.tape.shape(self.id)
+    }
+
+    /// Whether gradients flow through this variable.
+    pub fn requires_grad(&self) -> bool {
+        self.tape.requires_grad(self.id)
+    }
+
+    /// The same value as a constant: gradients stop here.
+    pub fn detach(&self) -> Var<B> {
+        self.tape.constant(self.value())
+    }
+
+    /// The value of a 1x1 variable.
+    pub fn scalar_value(&self) -> Result<B::Elem> {
+        self.value().scalar_value()
+    }
+
+    pub(crate) fn check_same_tape(&self, other: &Var<B>, op: &'static str) -> Result<()> {
+        self.tape.check_var(other, op)
+    }
+}

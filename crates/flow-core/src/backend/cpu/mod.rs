@@ -1,0 +1,130 @@
+//! The CPU backend: ndarray storage in standard (row-major, contiguous) layout, matrix
+//! products through the `gemm` crate, single-threaded kernels written for the small,
+//! wide-batch shapes of normalizing flows.
+
+mod columns;
+mod elementwise;
+mod fused;
+mod matmul;
+mod reduce;
+
+use super::{Backend, BinaryOp, ReduceOp, UnaryOp};
+use crate::element::Element;
+use crate::shape::{Axis, Shape};
+use ndarray::Array2;
+use std::marker::PhantomData;
+
+/// The CPU backend for element type `E` (f32 or f64). Zero-sized.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cpu<E>(PhantomData<E>);
+
+impl<E> Cpu<E> {
+    pub const fn new() -> Self {
+        Cpu(PhantomData)
+    }
+}
+
+/// Row-major contiguous slice of a CPU tensor. Every array this backend creates is in
+/// standard layout, so this is an invariant, not a user error.
+pub(crate) fn slice_of<E>(a: &Array2<E>) -> &[E] {
+    a.as_slice()
+        .expect("CPU storage is always in standard layout")
+}
+
+pub(crate) fn shape_of<E>(a: &Array2<E>) -> Shape {
+    Shape::new(a.nrows(), a.ncols())
+}
+
+pub(crate) fn from_shape_vec<E>(shape: Shape, data: Vec<E>) -> Array2<E> {
+    Array2::from_shape_vec((shape.rows, shape.cols), data).expect("length equals rows * cols")
+}
+
+impl<E: Element> Backend for Cpu<E> {
+    type Elem = E;
+    type Storage = Array2<E>;
+
+    fn name(&self) -> String {
+        format!("cpu-{}", E::NAME)
+    }
+
+    fn from_vec(&self, shape: Shape, data: Vec<E>) -> Array2<E> {
+        from_shape_vec(shape, data)
+    }
+
+    fn to_vec(&self, s: &Array2<E>) -> Vec<E> {
+        slice_of(s).to_vec()
+    }
+
+    fn full(&self, shape: Shape, value: E) -> Array2<E> {
+        Array2::from_elem((shape.rows, shape.cols), value)
+    }
+
+    fn shape(&self, s: &Array2<E>) -> Shape {
+        shape_of(s)
+    }
+
+    fn matmul(&self, a: &Array2<E>, ta: bool, b: &Array2<E>, tb: bool) -> Array2<E> {
+        matmul::matmul(a, ta, b, tb, None)
+    }
+
+    fn unary(&self, op: UnaryOp<E>, a: &Array2<E>) -> Array2<E> {
+        elementwise::unary(op, a)
+    }
+
+    fn binary(&self, op: BinaryOp, a: &Array2<E>, b: &Array2<E>) -> Array2<E> {
+        elementwise::binary(op, a, b)
+    }
+
+    fn reduce(&self, op: ReduceOp, axis: Axis, a: &Array2<E>) -> Array2<E> {
+        reduce::reduce(op, axis, a)
+    }
+
+    fn argmax_mask(&self, axis: Axis, a: &Array2<E>) -> Array2<E> {
+        reduce::argmax_mask(axis, a)
+    }
+
+    fn logsumexp_cols(&self, a: &Array2<E>) -> Array2<E> {
+        reduce::logsumexp_cols(a)
+    }
+
+    fn softmax_cols(&self, a: &Array2<E>) -> Array2<E> {
+        reduce::softmax_cols(a)
+    }
+
+    fn broadcast_to(&self, a: &Array2<E>, shape: Shape) -> Array2<E> {
+        reduce::broadcast_to(a, shape)
+    }
+
+    fn slice_cols(&self, a: &Array2<E>, start: usize, len: usize) -> Array2<E> {
+        columns::slice_cols(a, start, len)
+    }
+
+    fn concat_cols(&self, parts: &[&Array2<E>]) -> Array2<E> {
+        columns::concat_cols(parts)
+    }
+
+    fn gather_cols(&self, a: &Array2<E>, index: &[usize]) -> Array2<E> {
+        columns::gather_cols(a, index)
+    }
+
+    fn scatter_add_cols(&self, a: &Array2<E>, index: &[usize], width: usize) -> Array2<E> {
+        columns::scatter_add_cols(a, index, width)
+    }
+
+    fn select(&self, mask: &Array2<E>, a: &Array2<E>, b: &Array2<E>) -> Array2<E> {
+        columns::select(mask, a, b)
+    }
+
+    fn linear(&self, x: &Array2<E>, weight: &Array2<E>, bias: &Array2<E>) -> Array2<E> {
+        fused::linear(x, weight, bias)
+    }
+
+    fn affine_coupling(
+        &self,
+        x: &Array2<E>,
+        shift: &Array2<E>,
+        log_scale: &Array2<E>,
+    ) -> (Array2<E>, Array2<E>) {
+        fused::affine_coupling(x, shift, log_scale)
+    }
+}

@@ -1,0 +1,452 @@
+//! `Tensor`: an immutable 2-D array on a backend, with shape-checked operations.
+//!
+//! Storage is shared (`Arc`), so cloning a tensor is cheap. Every public operation checks
+//! its shapes here, once, and returns [`Error`] naming both shapes on a mismatch; backends
+//! only ever see validated arguments.
+
+use crate::backend::cpu::Cpu;
+use crate::backend::{Backend, BinaryOp, ReduceOp, UnaryOp};
+use crate::element::Element;
+use crate::error::{Error, Result};
+use crate::shape::{Axis, Shape};
+use ndarray::Array2;
+use num_traits::{Float as _, One as _, Zero as _};
+use rand::Rng;
+use rand_distr::{Distribution, StandardNormal, Uniform};
+use std::fmt;
+use std::sync::Arc;
+
+/// An immutable row-major matrix on backend `B`.
+pub struct Tensor<B: Backend> {
+    backend: B,
+    storage: Arc<B::Storage>,
+    shape: Shape,
+}
+
+impl<B: Backend> Clone for Tensor<B> {
+    fn clone(&self) -> Self {
+        Tensor {
+            backend: self.backend.clone(),
+            storage: Arc::clone(&self.storage),
+            shape: self.shape,
+        }
+    }
+}
+
+impl<B: Backend> fmt::Debug for Tensor<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tensor")
+            .field("backend", &self.backend.name())
+            .field("shape", &self.shape)
+            .field("data", &self.to_vec())
+            .finish()
+    }
+}
+
+impl<B: Backend> Tensor<B> {
+    /// Wraps backend storage. The shape is read from the storage.
+    pub fn from_storage(backend: &B, storage: B::Storage) -> Self {
+        let shape = backend.shape(&storage);
+        Tensor {
+            backend: backend.clone(),
+            storage: Arc::new(storage),
+            shape,
+        }
+    }
+
+    fn wrap(&self, storage: B::Storage) -> Self {
+        Tensor::from_storage(&self.backend, storage)
+    }
+
+    /// A `rows x cols` tensor from row-major values.
+    pub fn from_vec(backend: &B, shape: impl Into<Shape>, data: Vec<B::Elem>) -> Result<Self> {
+        let shape = shape.into();
+        if data.len() != shape.len() {
+            return Err(Error::LengthMismatch {
+                op: "from_vec",
+                len: data.len(),
+                shape,
+            });
+        }
+        Ok(Tensor::from_storage(backend, backend.from_vec(shape, data)))
+    }
+
+    /// A tensor from f64 values, converted to the backend's element type.
+    pub fn from_f64s(backend: &B, shape: impl Into<Shape>, data: &[f64]) -> Result<Self> {
+        Tensor::from_vec(
+            backend,
+            shape,
+            data.iter().map(|&x| B::Elem::of(x)).collect(),
+        )
+    }
+
+    pub fn full(backend: &B, shape: impl Into<Shape>, value: B::Elem) -> Self {
+        Tensor::from_storage(backend, backend.full(shape.into(), value))
+    }
+
+    pub fn zeros(backend: &B, shape: impl Into<Shape>) -> Self {
+        Tensor::full(backend, shape, B::Elem::zero())
+    }
+
+    pub fn ones(backend: &B, shape: impl Into<Shape>) -> Self {
+        Tensor::full(backend, shape, B::Elem::one())
+    }
+
+    pub fn scalar(backend: &B, value: B::Elem) -> Self {
+        Tensor::full(backend, Shape::SCALAR, value)
+    }
+
+    /// Standard normal draws from `rng` (seed it for reproducible results).
+    pub fn randn(backend: &B, shape: impl Into<Shape>, rng: &mut impl Rng) -> Self {
+        let shape = shape.into();
+        let data = (0..shape.len())
+            .map(|_| B::Elem::of(StandardNormal.sample(rng)))
+            .collect();
+        Tensor::from_storage(backend, backend.from_vec(shape, data))
+    }
+
+    /// Uniform draws on `[low, high)` from `rng`.
+    pub fn rand_uniform(
+        backend: &B,
+        shape: impl Into<Shape>,
+        low: f64,
+        high: f64,
+        rng: &mut impl Rng,
+    ) -> Result<Self> {
+        let shape = shape.into();
+        let dist = Uniform::new(low, high)
+            .map_err(|e| Error::invalid("rand_uniform", format!("[{low}, {high}): {e}")))?;
+        let data = (0..shape.len())
+            .map(|_| B::Elem::of(dist.sample(rng)))
+            .collect();
+        Ok(Tensor::from_storage(backend, backend.from_vec(shape, data)))
+    }
+
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    pub fn storage(&self) -> &B::Storage {
+        &self.storage
+    }
+
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+
+    pub fn rows(&self) -> usize {
+        self.shape.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.shape.cols
+    }
+
+    /// The values, row-major, copied to the host.
+    pub fn to_vec(&self) -> Vec<B::Elem> {
+        self.backend.to_vec(&self.storage)
+    }
+
+    /// The values widened to f64, row-major.
+    pub fn to_f64s(&self) -> Vec<f64> {
+        self.to_vec().into_iter().map(Element::as_f64).collect()
+    }
+
+    /// The value of a 1x1 tensor.
+    pub fn scalar_value(&self) -> Result<B::Elem> {
+        if !self.shape.is_scalar() {
+            return Err(Error::NotScalar {
+                op: "scalar_value",
+                shape: self.shape,
+            });
+        }
+        Ok(self.to_vec()[0])
+    }
+
+    /// The value at (`row`, `col`), or `None` when out of range.
+    pub fn get(&self, row: usize, col: usize) -> Option<B::Elem> {
+        (row < self.shape.rows && col < self.shape.cols)
+            .then(|| self.to_vec()[row * self.shape.cols + col])
+    }
+
+    /// `Err(NonFinite)` naming the first NaN or infinite entry; `what` says whose values these are.
+    pub fn check_finite(&self, what: &str) -> Result<()> {
+        let values = self.to_vec();
+        match values.iter().position(|x| !x.is_finite()) {
+            None => Ok(()),
+            Some(i) => Err(Error::NonFinite {
+                what: what.to_string(),
+                row: i / self.shape.cols.max(1),
+                col: i % self.shape.cols.max(1),
+                value: values[i].as_f64(),
+            }),
+        }
+    }
+
+    // ---- operations ----
+
+    /// `op(self) @ op(other)`, transposing each operand whose flag is set.
+    pub fn matmul_t(&self, ta: bool, other: &Self, tb: bool) -> Result<Self> {
+        let (sa, sb) = (self.shape, other.shape);
+        let k = if ta { sa.rows } else { sa.cols };
+        let kb = if tb { sb.cols } else { sb.rows };
+        if k != kb {
+            return Err(Error::ShapeMismatch {
+                op: "matmul",
+                lhs: if ta { Shape::new(sa.cols, sa.rows) } else { sa },
+                rhs: if tb { Shape::new(sb.cols, sb.rows) } else { sb },
+            });
+        }
+        Ok(self.wrap(self.backend.matmul(&self.storage, ta, &other.storage, tb)))
+    }
+
+    pub fn matmul(&self, other: &Self) -> Result<Self> {
+        self.matmul_t(false, other, false)
+    }
+
+    pub fn unary(&self, op: UnaryOp<B::Elem>) -> Self {
+        self.wrap(self.backend.unary(op, &self.storage))
+    }
+
+    pub fn binary(&self, op: BinaryOp, other: &Self) -> Result<Self> {
+        if self.shape.broadcast(other.shape).is_none() {
+            return Err(Error::ShapeMismatch {
+                op: binary_name(op),
+                lhs: self.shape,
+                rhs: other.shape,
+            });
+        }
+        Ok(self.wrap(self.backend.binary(op, &self.storage, &other.storage)))
+    }
+
+    pub fn add(&self, other: &Self) -> Result<Self> {
+        self.binary(BinaryOp::Add, other)
+    }
+
+    pub fn sub(&self, other: &Self) -> Result<Self> {
+        self.binary(BinaryOp::Sub, other)
+    }
+
+    pub fn mul(&self, other: &Self) -> Result<Self> {
+        self.binary(BinaryOp::Mul, other)
+    }
+
+    pub fn div(&self, other: &Self) -> Result<Self> {
+        self.binary(BinaryOp::Div, other)
+    }
+
+    pub fn reduce(&self, op: ReduceOp, axis: Axis) -> Self {
+        self.wrap(self.backend.reduce(op, axis, &self.storage))
+    }
+
+    pub fn sum(&self, axis: Axis) -> Self {
+        self.reduce(ReduceOp::Sum, axis)
+    }
+
+    pub fn max(&self, axis: Axis) -> Self {
+        self.reduce(ReduceOp::Max, axis)
+    }
+
+    pub fn argmax_mask(&self, axis: Axis) -> Self {
+        self.wrap(self.backend.argmax_mask(axis, &self.storage))
+    }
+
+    pub fn logsumexp_cols(&self) -> Self {
+        self.wrap(self.backend.logsumexp_cols(&self.storage))
+    }
+
+    pub fn softmax_cols(&self) -> Self {
+        self.wrap(self.backend.softmax_cols(&self.storage))
+    }
+
+    /// Repeats a row or column vector (or a scalar) up to `shape`.
+    pub fn broadcast_to(&self, shape: impl Into<Shape>) -> Result<Self> {
+        let shape = shape.into();
+        if !self.shape.broadcasts_to(shape) {
+            return Err(Error::ShapeMismatch {
+                op: "broadcast_to",
+                lhs: self.shape,
+                rhs: shape,
+            });
+        }
+        if shape == self.shape {
+            return Ok(self.clone());
+        }
+        Ok(self.wrap(self.backend.broadcast_to(&self.storage, shape)))
+    }
+
+    /// Sums away broadcast dimensions so that the result has `shape`: the adjoint of
+    /// [`Tensor::broadcast_to`].
+    pub fn sum_to(&self, shape: impl Into<Shape>) -> Result<Self> {
+        let shape = shape.into();
+        if !shape.broadcasts_to(self.shape) {
+            return Err(Error::ShapeMismatch {
+                op: "sum_to",
+                lhs: self.shape,
+                rhs: shape,
+            });
+        }
+        let mut t = self.clone();
+        if shape.rows == 1 && t.shape.rows != 1 {
+            t = t.sum(Axis::Rows);
+        }
+        if shape.cols == 1 && t.shape.cols != 1 {
+            t = t.sum(Axis::Cols);
+        }
+        Ok(t)
+    }
+
+    /// Columns `start .. start + len`.
+    pub fn slice_cols(&self, start: usize, len: usize) -> Result<Self> {
+        if start + len > self.shape.cols {
+            return Err(Error::invalid(
+                "slice_cols",
+                format!("columns {start}..{} of shape {}", start + len, self.shape),
+            ));
+        }
+        Ok(self.wrap(self.backend.slice_cols(&self.storage, start, len)))
+    }
+
+    /// Side-by-side concatenation of tensors with equal row counts.
+    pub fn concat_cols(parts: &[&Self]) -> Result<Self> {
+        let first = parts
+            .first()
+            .ok_or_else(|| Error::invalid("concat_cols", "no tensors to concatenate"))?;
+        for p in &parts[1..] {
+            if p.shape.rows != first.shape.rows {
+                return Err(Error::ShapeMismatch {
+                    op: "concat_cols",
+                    lhs: first.shape,
+                    rhs: p.shape,
+                });
+            }
+        }
+        let storages: Vec<&B::Storage> = parts.iter().map(|p| &*p.storage).collect();
+        Ok(first.wrap(first.backend.concat_cols(&storages)))
+    }
+
+    /// Output column `j` is column `index[j]` (a permutation, a selection or repeats).
+    pub fn gather_cols(&self, index: &[usize]) -> Result<Self> {
+        check_index("gather_cols", index, self.shape.cols)?;
+        Ok(self.wrap(self.backend.gather_cols(&self.storage, index)))
+    }
+
+    /// Adds column `j` into column `index[j]` of a zero `rows x width` tensor: the adjoint
+    /// of [`Tensor::gather_cols`].
+    pub fn scatter_add_cols(&self, index: &[usize], width: usize) -> Result<Self> {
+        if index.len() != self.shape.cols {
+            return Err(Error::invalid(
+                "scatter_add_cols",
+                format!("{} indices for shape {}", index.len(), self.shape),
+            ));
+        }
+        check_index("scatter_add_cols", index, width)?;
+        Ok(self.wrap(self.backend.scatter_add_cols(&self.storage, index, width)))
+    }
+
+    /// `a` where `mask` is non-zero, else `b`.
+    pub fn select(mask: &Self, a: &Self, b: &Self) -> Result<Self> {
+        for other in [a, b] {
+            if other.shape != mask.shape {
+                return Err(Error::ShapeMismatch {
+                    op: "select",
+                    lhs: mask.shape,
+                    rhs: other.shape,
+                });
+            }
+        }
+        Ok(a.wrap(a.backend.select(&mask.storage, &a.storage, &b.storage)))
+    }
+
+    /// `x @ weight^T + bias`, with `weight` stored `out x in` and `bias` `1 x out`.
+    pub fn linear(&self, weight: &Self, bias: &Self) -> Result<Self> {
+        if weight.shape.cols != self.shape.cols {
+            return Err(Error::ShapeMismatch {
+                op: "linear (input x weight)",
+                lhs: self.shape,
+                rhs: weight.shape,
+            });
+        }
+        if bias.shape != Shape::new(1, weight.shape.rows) {
+            return Err(Error::ShapeMismatch {
+                op: "linear (weight x bias)",
+                lhs: weight.shape,
+                rhs: bias.shape,
+            });
+        }
+        Ok(self.wrap(
+            self.backend
+                .linear(&self.storage, &weight.storage, &bias.storage),
+        ))
+    }
+
+    /// `(x * exp(log_scale) + shift, row sums of log_scale)`; all three inputs of one shape.
+    pub fn affine_coupling(&self, shift: &Self, log_scale: &Self) -> Result<(Self, Self)> {
+        for other in [shift, log_scale] {
+            if other.shape != self.shape {
+                return Err(Error::ShapeMismatch {
+                    op: "affine_coupling",
+                    lhs: self.shape,
+                    rhs: other.shape,
+                });
+            }
+        }
+        let (y, log_det) =
+            self.backend
+                .affine_coupling(&self.storage, &shift.storage, &log_scale.storage);
+        Ok((self.wrap(y), self.wrap(log_det)))
+    }
+
+    /// Largest absolute difference to `other` (shapes must agree).
+    pub fn max_abs_diff(&self, other: &Self) -> Result<f64> {
+        if self.shape != other.shape {
+            return Err(Error::ShapeMismatch {
+                op: "max_abs_diff",
+                lhs: self.shape,
+                rhs: other.shape,
+            });
+        }
+        Ok(self
+            .to_vec()
+            .iter()
+            .zip(other.to_vec())
+            .map(|(a, b)| (a.as_f64() - b.as_f64()).abs())
+            .fold(0.0, f64::max))
+    }
+}
+
+fn binary_name(op: BinaryOp) -> &'static str {
+    match op {
+        BinaryOp::Add => "add",
+        BinaryOp::Sub => "sub",
+        BinaryOp::Mul => "mul",
+        BinaryOp::Div => "div",
+    }
+}
+
+fn check_index(op: &'static str, index: &[usize], width: usize) -> Result<()> {
+    match index.iter().find(|&&j| j >= width) {
+        Some(j) => Err(Error::invalid(
+            op,
+            format!("column index {j} out of range for width {width}"),
+        )),
+        None => Ok(()),
+    }
+}
+
+impl<E: Element> Tensor<Cpu<E>> {
+    /// Wraps an ndarray matrix (copied into standard layout if it is not already).
+    pub fn from_array(array: Array2<E>) -> Self {
+        let array = if array.is_standard_layout() {
+            array
+        } else {
+            array.as_standard_layout().into_owned()
+        };
+        Tensor::from_storage(&Cpu::new(), array)
+    }
+
+    /// The values as an ndarray view.
+    pub fn as_array(&self) -> &Array2<E> {
+        &self.storage
+    }
+}
