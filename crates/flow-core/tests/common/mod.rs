@@ -1,0 +1,86 @@
+//! Proptest strategies shared by the gradient-check tests: f64 CPU tensors of small shapes
+//! (1 row and 1 column included), with values kept away from kinks where an op has one.
+#![allow(dead_code)]
+
+use flow_core::gradcheck::{GradCheck, GradCheckError};
+use flow_core::{Cpu, Result, Tensor, Var};
+use proptest::prelude::*;
+
+pub type B = Cpu<f64>;
+pub const CPU: B = Cpu::new();
+
+pub fn tensor(rows: usize, cols: usize, values: Vec<f64>) -> Tensor<B> {
+    Tensor::from_vec(&CPU, (rows, cols), values).unwrap()
+}
+
+/// A `rows x cols` tensor with values from `values`.
+pub fn matrix_of(
+    rows: usize,
+    cols: usize,
+    values: impl Strategy<Value = f64> + Clone + 'static,
+) -> BoxedStrategy<Tensor<B>> {
+    prop::collection::vec(values, rows * cols)
+        .prop_map(move |v| tensor(rows, cols, v))
+        .boxed()
+}
+
+/// Any shape from 1x1 to 5x5.
+pub fn shape() -> impl Strategy<Value = (usize, usize)> {
+    (1usize..=5, 1usize..=5)
+}
+
+/// Values in [-2, 2].
+pub fn any_value() -> impl Strategy<Value = f64> + Clone {
+    -2.0f64..2.0
+}
+
+/// Values in [-2, 2] at least 0.05 away from zero: for ops with a kink at zero.
+pub fn away_from_zero() -> impl Strategy<Value = f64> + Clone {
+    (0.05f64..2.0, any::<bool>()).prop_map(|(m, neg)| if neg { -m } else { m })
+}
+
+/// Values in [0.2, 3]: for log, sqrt and reciprocals.
+pub fn positive() -> impl Strategy<Value = f64> + Clone {
+    0.2f64..3.0
+}
+
+pub fn any_matrix() -> BoxedStrategy<Tensor<B>> {
+    shape()
+        .prop_flat_map(|(r, c)| matrix_of(r, c, any_value()))
+        .boxed()
+}
+
+pub fn check1(
+    inputs: &[Tensor<B>],
+    f: impl Fn(&[Var<B>]) -> Result<Var<B>>,
+) -> Result<(), TestCaseError> {
+    GradCheck::default()
+        .check(&CPU, inputs, f)
+        .map(|_| ())
+        .map_err(fail)
+}
+
+pub fn check2(
+    inputs: &[Tensor<B>],
+    f: impl Fn(&[Var<B>]) -> Result<Var<B>>,
+) -> Result<(), TestCaseError> {
+    // Second differences of an analytic gradient are a little noisier.
+    let checker = GradCheck {
+        rtol: 1e-5,
+        atol: 1e-6,
+        ..GradCheck::default()
+    };
+    checker
+        .check_second_order(&CPU, inputs, f)
+        .map(|_| ())
+        .map_err(fail)
+}
+
+fn fail(e: GradCheckError) -> TestCaseError {
+    TestCaseError::fail(e.to_string())
+}
+
+/// The number of cases every op's property test runs.
+pub fn config() -> ProptestConfig {
+    ProptestConfig::with_cases(64)
+}

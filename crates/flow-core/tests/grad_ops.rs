@@ -1,0 +1,213 @@
+//! First-order gradient checks of every op against central finite differences (f64), over
+//! proptest-generated shapes and values.
+
+mod common;
+
+use common::*;
+use flow_core::{Axis, Tensor, Var};
+use proptest::prelude::*;
+
+/// Shapes of an operand broadcast against a `rows x cols` result: full, row, column, scalar.
+fn broadcast_shape(rows: usize, cols: usize, kind: u8) -> (usize, usize) {
+    match kind % 4 {
+        0 => (rows, cols),
+        1 => (1, cols),
+        2 => (rows, 1),
+        _ => (1, 1),
+    }
+}
+
+fn broadcast_pair(
+    b_values: impl Strategy<Value = f64> + Clone + 'static,
+) -> impl Strategy<Value = (Tensor<B>, Tensor<B>)> {
+    (shape(), 0u8..4, 0u8..4).prop_flat_map(move |((r, c), ka, kb)| {
+        let (ar, ac) = broadcast_shape(r, c, ka);
+        let (br, bc) = broadcast_shape(r, c, kb);
+        (
+            matrix_of(ar, ac, any_value()),
+            matrix_of(br, bc, b_values.clone()),
+        )
+    })
+}
+
+macro_rules! unary_checks {
+    ($($name:ident: $values:expr => |$x:ident| $body:expr;)*) => {
+        proptest! {
+            #![proptest_config(config())]
+            $(
+                #[test]
+                fn $name(x in shape().prop_flat_map(|(r, c)| matrix_of(r, c, $values))) {
+                    check1(&[x], |v| { let $x = &v[0]; Ok($body) })?;
+                }
+            )*
+        }
+    };
+}
+
+unary_checks! {
+    neg: any_value() => |x| x.neg();
+    exp: any_value() => |x| x.exp();
+    log: positive() => |x| x.log();
+    log1p: (-0.7f64..3.0) => |x| x.log1p();
+    sqrt: positive() => |x| x.sqrt();
+    square: any_value() => |x| x.square();
+    powi_cube: any_value() => |x| x.powi(3);
+    powi_negative: away_from_zero() => |x| x.powi(-2);
+    abs: away_from_zero() => |x| x.abs();
+    tanh: any_value() => |x| x.tanh();
+    sigmoid: (-8.0f64..8.0) => |x| x.sigmoid();
+    softplus: (-8.0f64..8.0) => |x| x.softplus();
+    relu: away_from_zero() => |x| x.relu();
+    leaky_relu: away_from_zero() => |x| x.leaky_relu(0.2);
+    elu: away_from_zero() => |x| x.elu(1.3);
+    add_scalar: any_value() => |x| x.add_scalar(0.7);
+    mul_scalar: any_value() => |x| x.mul_scalar(-1.7);
+    sum_rows: any_value() => |x| x.sum(Axis::Rows);
+    sum_cols: any_value() => |x| x.sum(Axis::Cols);
+    sum_all: any_value() => |x| x.sum_all();
+    mean_rows: any_value() => |x| x.mean(Axis::Rows);
+    mean_cols: any_value() => |x| x.mean(Axis::Cols);
+    mean_all: any_value() => |x| x.mean_all();
+    logsumexp: any_value() => |x| x.logsumexp_cols();
+    softmax: any_value() => |x| x.softmax_cols();
+    log_softmax: any_value() => |x| x.log_softmax_cols()?;
+}
+
+/// Values with pairwise gaps of at least 0.01, so that a maximum is never within a
+/// finite-difference step of a tie.
+fn distinct(rows: usize, cols: usize) -> BoxedStrategy<Tensor<B>> {
+    Just((0..rows * cols).collect::<Vec<_>>())
+        .prop_shuffle()
+        .prop_flat_map(move |order| {
+            prop::collection::vec(0.0f64..0.005, rows * cols).prop_map(move |jitter| {
+                let v = order
+                    .iter()
+                    .zip(&jitter)
+                    .map(|(&k, j)| k as f64 * 0.01 + j - 0.1)
+                    .collect();
+                tensor(rows, cols, v)
+            })
+        })
+        .boxed()
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn matmul((a, b, ta, tb) in (1usize..=5, 1usize..=5, 1usize..=5, any::<bool>(), any::<bool>())
+        .prop_flat_map(|(m, k, n, ta, tb)| {
+            let (ar, ac) = if ta { (k, m) } else { (m, k) };
+            let (br, bc) = if tb { (n, k) } else { (k, n) };
+            (matrix_of(ar, ac, any_value()), matrix_of(br, bc, any_value()), Just(ta), Just(tb))
+        }))
+    {
+        check1(&[a, b], |v| v[0].matmul_t(ta, &v[1], tb))?;
+    }
+
+    #[test]
+    fn linear((x, w, b) in (1usize..=5, 1usize..=5, 1usize..=5).prop_flat_map(|(r, i, o)| {
+        (matrix_of(r, i, any_value()), matrix_of(o, i, any_value()), matrix_of(1, o, any_value()))
+    })) {
+        check1(&[x, w, b], |v| v[0].linear(&v[1], &v[2]))?;
+    }
+
+    #[test]
+    fn add((a, b) in broadcast_pair(any_value())) {
+        check1(&[a, b], |v| v[0].add(&v[1]))?;
+    }
+
+    #[test]
+    fn sub((a, b) in broadcast_pair(any_value())) {
+        check1(&[a, b], |v| v[0].sub(&v[1]))?;
+    }
+
+    #[test]
+    fn mul((a, b) in broadcast_pair(any_value())) {
+        check1(&[a, b], |v| v[0].mul(&v[1]))?;
+    }
+
+    #[test]
+    fn div((a, b) in broadcast_pair(away_from_zero().prop_map(|x| x + x.signum() * 0.3))) {
+        check1(&[a, b], |v| v[0].div(&v[1]))?;
+    }
+
+    #[test]
+    fn same_operand_twice(x in any_matrix()) {
+        check1(&[x], |v| v[0].mul(&v[0])?.add(&v[0]))?;
+    }
+
+    #[test]
+    fn max((x, axis) in (shape().prop_flat_map(|(r, c)| distinct(r, c)), 0u8..3)) {
+        let axis = [Axis::Rows, Axis::Cols, Axis::All][axis as usize];
+        check1(&[x], |v| Ok(v[0].max(axis)))?;
+    }
+
+    #[test]
+    fn broadcast_to((x, rows, cols) in (shape(), 0u8..4).prop_flat_map(|((r, c), k)| {
+        let (xr, xc) = broadcast_shape(r, c, k);
+        (matrix_of(xr, xc, any_value()), Just(r), Just(c))
+    })) {
+        check1(&[x], |v| v[0].broadcast_to((rows, cols)))?;
+    }
+
+    #[test]
+    fn slice_cols((x, start, len) in shape().prop_flat_map(|(r, c)| {
+        (matrix_of(r, c, any_value()), 0..c).prop_flat_map(move |(x, start)| (Just(x), Just(start), 1..=c - start))
+    })) {
+        check1(&[x], |v| v[0].slice_cols(start, len))?;
+    }
+
+    #[test]
+    fn concat_cols((a, b, c) in (1usize..=5, 1usize..=4, 1usize..=4, 1usize..=4).prop_flat_map(|(r, c1, c2, c3)| {
+        (matrix_of(r, c1, any_value()), matrix_of(r, c2, any_value()), matrix_of(r, c3, any_value()))
+    })) {
+        check1(&[a, b, c], |v| Var::concat_cols(&[&v[0], &v[1], &v[2]]))?;
+    }
+
+    #[test]
+    fn gather_cols_permutation((x, perm) in shape().prop_flat_map(|(r, c)| {
+        (matrix_of(r, c, any_value()), Just((0..c).collect::<Vec<_>>()).prop_shuffle())
+    })) {
+        check1(&[x], |v| v[0].gather_cols(&perm))?;
+    }
+
+    #[test]
+    fn gather_cols_with_repeats((x, index) in shape().prop_flat_map(|(r, c)| {
+        (matrix_of(r, c, any_value()), prop::collection::vec(0..c, 1..=6))
+    })) {
+        check1(&[x], |v| v[0].gather_cols(&index))?;
+    }
+
+    #[test]
+    fn scatter_add_cols((x, index, width) in (shape(), 1usize..=5).prop_flat_map(|((r, c), w)| {
+        (matrix_of(r, c, any_value()), prop::collection::vec(0..w, c), Just(w))
+    })) {
+        check1(&[x], |v| v[0].scatter_add_cols(&index, width))?;
+    }
+
+    #[test]
+    fn select((mask, a, b) in shape().prop_flat_map(|(r, c)| {
+        (
+            prop::collection::vec(any::<bool>(), r * c)
+                .prop_map(move |m| tensor(r, c, m.into_iter().map(|t| t as u8 as f64).collect())),
+            matrix_of(r, c, any_value()),
+            matrix_of(r, c, any_value()),
+        )
+    })) {
+        check1(&[a, b], |v| {
+            let m = v[0].tape().constant(mask.clone());
+            Var::select(&m, &v[0], &v[1])
+        })?;
+    }
+
+    #[test]
+    fn affine_coupling((x, shift, log_scale) in shape().prop_flat_map(|(r, c)| {
+        (matrix_of(r, c, any_value()), matrix_of(r, c, any_value()), matrix_of(r, c, any_value()))
+    })) {
+        check1(&[x, shift, log_scale], |v| {
+            let (y, log_det) = v[0].affine_coupling(&v[1], &v[2])?;
+            Var::concat_cols(&[&y, &log_det])
+        })?;
+    }
+}

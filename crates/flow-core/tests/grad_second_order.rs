@@ -1,0 +1,86 @@
+//! Second derivatives (Hessian-vector products recorded with `create_graph`) against
+//! central differences of the first derivative, for every op an MLP uses. Each unary op is
+//! checked alone and multiplied by a second input, so that mixed partials are non-trivial
+//! even where the op's own second derivative is zero (relu).
+
+mod common;
+
+use common::*;
+use flow_core::Axis;
+use proptest::prelude::*;
+
+fn pair(
+    values: impl Strategy<Value = f64> + Clone + 'static,
+) -> impl Strategy<Value = (flow_core::Tensor<B>, flow_core::Tensor<B>)> {
+    shape().prop_flat_map(move |(r, c)| {
+        (
+            matrix_of(r, c, values.clone()),
+            matrix_of(r, c, any_value()),
+        )
+    })
+}
+
+macro_rules! second_order_unary {
+    ($($name:ident: $values:expr => |$x:ident| $body:expr;)*) => {
+        proptest! {
+            #![proptest_config(config())]
+            $(
+                #[test]
+                fn $name((x, w) in pair($values)) {
+                    check2(&[x.clone()], |v| { let $x = &v[0]; Ok($body) })?;
+                    check2(&[x, w], |v| { let $x = &v[0]; $body.mul(&v[1]) })?;
+                }
+            )*
+        }
+    };
+}
+
+second_order_unary! {
+    tanh: any_value() => |x| x.tanh();
+    softplus: (-6.0f64..6.0) => |x| x.softplus();
+    relu: away_from_zero() => |x| x.relu();
+    leaky_relu: away_from_zero() => |x| x.leaky_relu(0.1);
+    elu: away_from_zero() => |x| x.elu(0.8);
+    exp: any_value() => |x| x.exp();
+    log: positive() => |x| x.log();
+    sum_cols: any_value() => |x| x.sum(Axis::Cols).broadcast_to(x.shape())?;
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn matmul((a, b, ta, tb) in (1usize..=4, 1usize..=4, 1usize..=4, any::<bool>(), any::<bool>())
+        .prop_flat_map(|(m, k, n, ta, tb)| {
+            let (ar, ac) = if ta { (k, m) } else { (m, k) };
+            let (br, bc) = if tb { (n, k) } else { (k, n) };
+            (matrix_of(ar, ac, any_value()), matrix_of(br, bc, any_value()), Just(ta), Just(tb))
+        }))
+    {
+        // The product is bilinear: its mixed partials are the whole second derivative.
+        check2(&[a.clone(), b.clone()], |v| v[0].matmul_t(ta, &v[1], tb))?;
+        check2(&[a, b], |v| Ok(v[0].matmul_t(ta, &v[1], tb)?.tanh()))?;
+    }
+
+    #[test]
+    fn broadcasting_add((a, b) in (shape(), any::<bool>()).prop_flat_map(|((r, c), row)| {
+        let (br, bc) = if row { (1, c) } else { (r, 1) };
+        (matrix_of(r, c, any_value()), matrix_of(br, bc, any_value()))
+    })) {
+        check2(&[a, b], |v| Ok(v[0].add(&v[1])?.tanh()))?;
+    }
+
+    #[test]
+    fn sum_all_and_sum_rows(x in any_matrix()) {
+        check2(&[x.clone()], |v| Ok(v[0].sum_all().square()))?;
+        check2(&[x], |v| Ok(v[0].sum(Axis::Rows).exp()))?;
+    }
+
+    #[test]
+    fn mlp_layer((x, w, b) in (1usize..=4, 1usize..=3, 1usize..=3).prop_flat_map(|(r, i, o)| {
+        (matrix_of(r, i, any_value()), matrix_of(o, i, any_value()), matrix_of(1, o, any_value()))
+    })) {
+        check2(&[x.clone(), w.clone(), b.clone()], |v| Ok(v[0].linear(&v[1], &v[2])?.softplus()))?;
+        check2(&[x, w, b], |v| Ok(v[0].matmul_t(false, &v[1], true)?.add(&v[2])?.elu(1.0).tanh()))?;
+    }
+}
