@@ -76,6 +76,9 @@ pub struct GradCheckReport {
 
 type Func<'a, B> = dyn Fn(&[Var<B>]) -> Result<Var<B>> + 'a;
 
+/// A tape, its input variables, and a scalar computed from them.
+type Recorded<B> = (Tape<B>, Vec<Var<B>>, Var<B>);
+
 impl GradCheck {
     /// Checks the first derivatives of `f` at `inputs`.
     pub fn check<B, F>(
@@ -121,17 +124,16 @@ impl GradCheck {
             .map(|x| Tensor::randn(backend, x.shape(), &mut r))
             .collect();
         // <dL/dx, V>, with the gradient recorded (create_graph) when `record` is set.
-        let directional =
-            |x: &[Tensor<B>], record: bool| -> Result<(Tape<B>, Vec<Var<B>>, Var<B>)> {
-                let (tape, vars, loss) = projected_loss(backend, x, &f, &weights)?;
-                let refs: Vec<&Var<B>> = vars.iter().collect();
-                let grads = tape.grad(&loss, &refs, record)?;
-                let mut total = tape.constant(Tensor::zeros(backend, Shape::SCALAR));
-                for (g, v) in grads.iter().zip(&directions) {
-                    total = total.add(&g.mul(&tape.constant(v.clone()))?.sum_all())?;
-                }
-                Ok((tape, vars, total))
-            };
+        let directional = |x: &[Tensor<B>], record: bool| -> Result<Recorded<B>> {
+            let (tape, vars, loss) = projected_loss(backend, x, &f, &weights)?;
+            let refs: Vec<&Var<B>> = vars.iter().collect();
+            let grads = tape.grad(&loss, &refs, record)?;
+            let mut total = tape.constant(Tensor::zeros(backend, Shape::SCALAR));
+            for (g, v) in grads.iter().zip(&directions) {
+                total = total.add(&g.mul(&tape.constant(v.clone()))?.sum_all())?;
+            }
+            Ok((tape, vars, total))
+        };
         let analytic = {
             let (tape, vars, phi) = directional(inputs, true)?;
             let refs: Vec<&Var<B>> = vars.iter().collect();
@@ -179,7 +181,7 @@ impl GradCheck {
                 let a = analytic[i][k];
                 let err = (a - numeric).abs();
                 let bound = self.atol + self.rtol * a.abs().max(numeric.abs());
-                if !(err <= bound) {
+                if err.is_nan() || err > bound {
                     return Err(GradCheckError::Mismatch {
                         order,
                         input: i,
@@ -203,7 +205,7 @@ fn projected_loss<B: Backend<Elem = f64>>(
     inputs: &[Tensor<B>],
     f: &Func<'_, B>,
     weights: &Tensor<B>,
-) -> Result<(Tape<B>, Vec<Var<B>>, Var<B>)> {
+) -> Result<Recorded<B>> {
     let tape = Tape::new(backend);
     let vars: Vec<Var<B>> = inputs.iter().map(|x| tape.input(x.clone())).collect();
     let out = f(&vars)?;

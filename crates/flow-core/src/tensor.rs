@@ -68,7 +68,7 @@ impl<B: Backend> Tensor<B> {
                 shape,
             });
         }
-        Ok(Tensor::from_storage(backend, backend.from_vec(shape, data)))
+        Ok(Tensor::from_storage(backend, backend.upload(shape, data)))
     }
 
     /// A tensor from f64 values, converted to the backend's element type.
@@ -102,7 +102,7 @@ impl<B: Backend> Tensor<B> {
         let data = (0..shape.len())
             .map(|_| B::Elem::of(StandardNormal.sample(rng)))
             .collect();
-        Tensor::from_storage(backend, backend.from_vec(shape, data))
+        Tensor::from_storage(backend, backend.upload(shape, data))
     }
 
     /// Uniform draws on `[low, high)` from `rng`.
@@ -119,7 +119,7 @@ impl<B: Backend> Tensor<B> {
         let data = (0..shape.len())
             .map(|_| B::Elem::of(dist.sample(rng)))
             .collect();
-        Ok(Tensor::from_storage(backend, backend.from_vec(shape, data)))
+        Ok(Tensor::from_storage(backend, backend.upload(shape, data)))
     }
 
     pub fn backend(&self) -> &B {
@@ -144,7 +144,7 @@ impl<B: Backend> Tensor<B> {
 
     /// The values, row-major, copied to the host.
     pub fn to_vec(&self) -> Vec<B::Elem> {
-        self.backend.to_vec(&self.storage)
+        self.backend.download(&self.storage)
     }
 
     /// The values widened to f64, row-major.

@@ -19,11 +19,11 @@ impl Backend for Plain {
     fn name(&self) -> String {
         "plain".into()
     }
-    fn from_vec(&self, shape: Shape, data: Vec<f64>) -> Array2<f64> {
-        self.0.from_vec(shape, data)
+    fn upload(&self, shape: Shape, data: Vec<f64>) -> Array2<f64> {
+        self.0.upload(shape, data)
     }
-    fn to_vec(&self, s: &Array2<f64>) -> Vec<f64> {
-        self.0.to_vec(s)
+    fn download(&self, s: &Array2<f64>) -> Vec<f64> {
+        self.0.download(s)
     }
     fn full(&self, shape: Shape, value: f64) -> Array2<f64> {
         self.0.full(shape, value)

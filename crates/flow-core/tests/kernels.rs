@@ -72,7 +72,8 @@ proptest! {
     #[test]
     fn unary_ops_match_their_formulas(x in any_matrix()) {
         let v = x.to_vec();
-        let cases: Vec<(UnaryOp<f64>, fn(f64) -> f64)> = vec![
+        type Formula = fn(f64) -> f64;
+        let cases: Vec<(UnaryOp<f64>, Formula)> = vec![
             (UnaryOp::Sigmoid, |x| 1.0 / (1.0 + (-x).exp())),
             (UnaryOp::Softplus, |x| (1.0 + x.exp()).ln()),
             (UnaryOp::Elu(1.0), |x| if x > 0.0 { x } else { x.exp() - 1.0 }),

@@ -72,9 +72,11 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
     fn name(&self) -> String;
 
     // ---- creation and transfer ----
-    /// `data.len() == shape.len()` is guaranteed by the caller.
-    fn from_vec(&self, shape: Shape, data: Vec<Self::Elem>) -> Self::Storage;
-    fn to_vec(&self, s: &Self::Storage) -> Vec<Self::Elem>;
+    /// Moves row-major host values into storage; `data.len() == shape.len()` is
+    /// guaranteed by the caller.
+    fn upload(&self, shape: Shape, data: Vec<Self::Elem>) -> Self::Storage;
+    /// Copies storage back to row-major host values.
+    fn download(&self, s: &Self::Storage) -> Vec<Self::Elem>;
     fn full(&self, shape: Shape, value: Self::Elem) -> Self::Storage;
     fn shape(&self, s: &Self::Storage) -> Shape;
 

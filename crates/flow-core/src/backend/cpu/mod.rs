@@ -47,11 +47,11 @@ impl<E: Element> Backend for Cpu<E> {
         format!("cpu-{}", E::NAME)
     }
 
-    fn from_vec(&self, shape: Shape, data: Vec<E>) -> Array2<E> {
+    fn upload(&self, shape: Shape, data: Vec<E>) -> Array2<E> {
         from_shape_vec(shape, data)
     }
 
-    fn to_vec(&self, s: &Array2<E>) -> Vec<E> {
+    fn download(&self, s: &Array2<E>) -> Vec<E> {
         slice_of(s).to_vec()
     }
 
