@@ -1,0 +1,20 @@
+//! Errors of flow construction and evaluation.
+
+/// Errors returned by `flow-layers`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Core(#[from] flow_core::Error),
+    /// An architecture that cannot be built (a dimension too small, a bad permutation).
+    #[error("invalid flow configuration: {0}")]
+    Config(String),
+    /// Data whose width differs from the flow's dimension.
+    #[error("{what}: expected {expected} features, got {got}")]
+    Width {
+        what: &'static str,
+        expected: usize,
+        got: usize,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

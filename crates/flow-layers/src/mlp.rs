@@ -1,0 +1,77 @@
+//! Multilayer perceptrons with normflows' semantics: Linear layers with LeakyReLU(leaky)
+//! between them (leaky = 0 is ReLU), optionally zero-initialised last layer.
+
+use crate::error::{Error, Result};
+use flow_core::{Backend, FlowRng, ParamId, ParamStore, Tensor, Var};
+
+/// An MLP whose parameters are named `{prefix}.net.{2k}.weight` (`out x in`) and
+/// `{prefix}.net.{2k}.bias` (`1 x out`), as in a normflows state_dict.
+#[derive(Clone, Debug)]
+pub struct Mlp {
+    sizes: Vec<usize>,
+    leaky: f64,
+    layers: Vec<(ParamId, ParamId)>,
+}
+
+impl Mlp {
+    /// Registers the layers of an MLP with `sizes` (input, hidden..., output) in `params`.
+    /// Weights and biases start as PyTorch's `nn.Linear` does, uniform on
+    /// `[-1/sqrt(fan_in), 1/sqrt(fan_in)]`; `init_zeros` zeroes the last layer.
+    pub fn new<B: Backend>(
+        params: &mut ParamStore<B>,
+        backend: &B,
+        prefix: &str,
+        sizes: &[usize],
+        leaky: f64,
+        init_zeros: bool,
+        rng: &mut FlowRng,
+    ) -> Result<Self> {
+        if sizes.len() < 2 || sizes.contains(&0) {
+            return Err(Error::Config(format!(
+                "MLP sizes {sizes:?}: need an input and an output size, all positive"
+            )));
+        }
+        let mut layers = Vec::with_capacity(sizes.len() - 1);
+        for (k, w) in sizes.windows(2).enumerate() {
+            let (fan_in, fan_out) = (w[0], w[1]);
+            let last = k + 2 == sizes.len();
+            let bound = 1.0 / (fan_in as f64).sqrt();
+            let (weight, bias) = if last && init_zeros {
+                (Tensor::zeros(backend, (fan_out, fan_in)), Tensor::zeros(backend, (1, fan_out)))
+            } else {
+                (
+                    Tensor::rand_uniform(backend, (fan_out, fan_in), -bound, bound, rng)?,
+                    Tensor::rand_uniform(backend, (1, fan_out), -bound, bound, rng)?,
+                )
+            };
+            let w = params.add(format!("{prefix}.net.{}.weight", 2 * k), weight)?;
+            let b = params.add(format!("{prefix}.net.{}.bias", 2 * k), bias)?;
+            layers.push((w, b));
+        }
+        Ok(Mlp {
+            sizes: sizes.to_vec(),
+            leaky,
+            layers,
+        })
+    }
+
+    pub fn sizes(&self) -> &[usize] {
+        &self.sizes
+    }
+
+    pub fn leaky(&self) -> f64 {
+        self.leaky
+    }
+
+    pub fn forward<B: Backend>(&self, params: &ParamStore<B>, x: &Var<B>) -> Result<Var<B>> {
+        let tape = x.tape();
+        let mut h = x.clone();
+        for (k, &(w, b)) in self.layers.iter().enumerate() {
+            h = h.linear(&tape.param(params, w)?, &tape.param(params, b)?)?;
+            if k + 1 < self.layers.len() {
+                h = if self.leaky == 0.0 { h.relu() } else { h.leaky_relu(self.leaky) };
+            }
+        }
+        Ok(h)
+    }
+}

@@ -1,0 +1,82 @@
+//! Feature permutations (normflows' `Permute`): volume preserving, log-det zero.
+
+use crate::error::{Error, Result};
+use crate::flow::{zero_log_det, Flow};
+use crate::spec::LayerSpec;
+use flow_core::{Backend, ParamStore, Var};
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+/// How a [`Permute`] layer reorders features.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PermuteMode {
+    /// Moves the second half (the last `d - d/2` features) in front of the first.
+    Swap,
+    /// A random permutation drawn from a seed.
+    Shuffle,
+    /// Reverses the order.
+    Reverse,
+}
+
+/// A fixed permutation: output column `j` of `forward` is input column `perm[j]`.
+#[derive(Clone, Debug)]
+pub struct Permute {
+    perm: Vec<usize>,
+    inverse: Vec<usize>,
+    mode: PermuteMode,
+}
+
+impl Permute {
+    /// The permutation of `dim` features for `mode`; `rng` is used by `Shuffle` only.
+    pub fn new(dim: usize, mode: PermuteMode, rng: &mut flow_core::FlowRng) -> Result<Self> {
+        let perm: Vec<usize> = match mode {
+            // normflows: cat([z[:, d/2:], z[:, :d/2]])
+            PermuteMode::Swap => (dim / 2..dim).chain(0..dim / 2).collect(),
+            PermuteMode::Reverse => (0..dim).rev().collect(),
+            PermuteMode::Shuffle => {
+                let mut p: Vec<usize> = (0..dim).collect();
+                p.shuffle(rng);
+                p
+            }
+        };
+        Permute::from_perm(perm, mode)
+    }
+
+    /// A layer with an explicit permutation (as imported from a normflows `perm` buffer).
+    pub fn from_perm(perm: Vec<usize>, mode: PermuteMode) -> Result<Self> {
+        let mut inverse = vec![usize::MAX; perm.len()];
+        for (j, &p) in perm.iter().enumerate() {
+            if p >= perm.len() || inverse[p] != usize::MAX {
+                return Err(Error::Config(format!("{perm:?} is not a permutation")));
+            }
+            inverse[p] = j;
+        }
+        Ok(Permute { perm, inverse, mode })
+    }
+
+    pub fn perm(&self) -> &[usize] {
+        &self.perm
+    }
+}
+
+impl<B: Backend> Flow<B> for Permute {
+    fn dim(&self) -> usize {
+        self.perm.len()
+    }
+
+    fn forward(&self, _: &ParamStore<B>, z: &Var<B>) -> Result<(Var<B>, Var<B>)> {
+        Ok((z.gather_cols(&self.perm)?, zero_log_det(z)))
+    }
+
+    fn inverse(&self, _: &ParamStore<B>, x: &Var<B>) -> Result<(Var<B>, Var<B>)> {
+        Ok((x.gather_cols(&self.inverse)?, zero_log_det(x)))
+    }
+
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::Permute {
+            mode: self.mode,
+            perm: self.perm.clone(),
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Architectures as data: what a checkpoint stores to rebuild its model.
+
+use crate::coupling::ScaleMap;
+use crate::error::{Error, Result};
+use crate::permute::PermuteMode;
+use serde::{Deserialize, Serialize};
+
+/// A whole flow: base distribution and layers, in `forward` (latent to data) order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FlowSpec {
+    pub dim: usize,
+    pub base: BaseSpec,
+    pub layers: Vec<LayerSpec>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum BaseSpec {
+    DiagGaussian,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LayerSpec {
+    AffineCoupling {
+        hidden: Vec<usize>,
+        leaky: f64,
+        scale_map: ScaleMap,
+    },
+    Permute {
+        mode: PermuteMode,
+        perm: Vec<usize>,
+    },
+}
+
+impl FlowSpec {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a FlowSpec always serialises")
+    }
+
+    pub fn from_json(text: &str) -> Result<Self> {
+        serde_json::from_str(text).map_err(|e| Error::Config(format!("architecture description: {e}")))
+    }
+}
+
+/// RealNVP as normflows builds it: `transforms` times an affine coupling block followed by a
+/// permutation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RealNvpConfig {
+    pub dim: usize,
+    pub transforms: usize,
+    pub hidden: Vec<usize>,
+    /// Slope of the conditioner's LeakyReLU (0: ReLU, normflows' default).
+    pub leaky: f64,
+    pub scale_map: ScaleMap,
+    pub permute: PermuteMode,
+    /// Seed of shuffle permutations.
+    pub seed: u64,
+}
+
+impl Default for RealNvpConfig {
+    /// normflows' two-moons example: 2 blocks of MLP [1, 64, 64, 2], swap permutations.
+    fn default() -> Self {
+        RealNvpConfig {
+            dim: 2,
+            transforms: 2,
+            hidden: vec![64, 64],
+            leaky: 0.0,
+            scale_map: ScaleMap::Exp,
+            permute: PermuteMode::Swap,
+            seed: 0,
+        }
+    }
+}
+
+impl RealNvpConfig {
+    pub fn spec(&self) -> Result<FlowSpec> {
+        if self.dim < 2 {
+            return Err(Error::Config(format!("RealNVP needs at least 2 features, got {}", self.dim)));
+        }
+        let mut rng = flow_core::rng(self.seed);
+        let mut layers = Vec::with_capacity(2 * self.transforms);
+        for _ in 0..self.transforms {
+            layers.push(LayerSpec::AffineCoupling {
+                hidden: self.hidden.clone(),
+                leaky: self.leaky,
+                scale_map: self.scale_map,
+            });
+            let permute = crate::permute::Permute::new(self.dim, self.permute, &mut rng)?;
+            layers.push(LayerSpec::Permute {
+                mode: self.permute,
+                perm: permute.perm().to_vec(),
+            });
+        }
+        Ok(FlowSpec {
+            dim: self.dim,
+            base: BaseSpec::DiagGaussian,
+            layers,
+        })
+    }
+}

@@ -1,0 +1,204 @@
+//! Property tests of every layer and of whole flows, with random (not zero-initialised)
+//! weights and dimensions 1 to 8: `inverse(forward(z)) = z`, the forward log-det equals
+//! minus the inverse log-det at the image point, and both equal log|det J| of the Jacobian
+//! computed independently by reverse-mode autodiff (and, for whole flows, by central
+//! finite differences).
+
+use flow_core::{Axis, Cpu, ParamStore, Tape, Tensor, Var};
+use flow_layers::{AffineCouplingBlock, Flow, NormalizingFlow, Permute, PermuteMode, RealNvpConfig, ScaleMap};
+use proptest::prelude::*;
+
+type B = Cpu<f64>;
+const CPU: B = Cpu::new();
+const TOL: f64 = 1e-9;
+
+/// log|det| of a square matrix (row-major) by LU with partial pivoting.
+fn log_abs_det(mut a: Vec<f64>, n: usize) -> f64 {
+    let mut total = 0.0;
+    for c in 0..n {
+        let p = (c..n).max_by(|&i, &j| a[i * n + c].abs().total_cmp(&a[j * n + c].abs())).unwrap();
+        if p != c {
+            for k in 0..n {
+                a.swap(c * n + k, p * n + k);
+            }
+        }
+        let pivot = a[c * n + c];
+        total += pivot.abs().ln();
+        for r in c + 1..n {
+            let f = a[r * n + c] / pivot;
+            for k in c..n {
+                a[r * n + k] -= f * a[c * n + k];
+            }
+        }
+    }
+    total
+}
+
+/// Per-sample Jacobians dy/dz of a row-wise map, by one reverse pass per output column.
+fn jacobians(f: &dyn Fn(&Var<B>) -> Var<B>, z: &Tensor<B>) -> Vec<Vec<f64>> {
+    let (rows, d) = (z.rows(), z.cols());
+    let tape = Tape::new(&CPU);
+    let zv = tape.input(z.clone());
+    let y = f(&zv);
+    let mut jac = vec![vec![0.0; d * d]; rows];
+    for j in 0..d {
+        let yj = y.slice_cols(j, 1).unwrap().sum(Axis::All);
+        let g = tape.grad(&yj, &[&zv], false).unwrap().remove(0).value().to_vec();
+        for (r, jr) in jac.iter_mut().enumerate() {
+            for i in 0..d {
+                jr[j * d + i] = g[r * d + i];
+            }
+        }
+    }
+    jac
+}
+
+/// Per-sample Jacobians by central differences.
+fn jacobians_fd(f: &dyn Fn(&Tensor<B>) -> Tensor<B>, z: &Tensor<B>) -> Vec<Vec<f64>> {
+    let (rows, d) = (z.rows(), z.cols());
+    let eps = 1e-6;
+    let mut jac = vec![vec![0.0; d * d]; rows];
+    for i in 0..d {
+        let shifted = |delta: f64| {
+            let mut v = z.to_vec();
+            for r in 0..rows {
+                v[r * d + i] += delta;
+            }
+            f(&Tensor::from_vec(&CPU, (rows, d), v).unwrap()).to_vec()
+        };
+        let (up, down) = (shifted(eps), shifted(-eps));
+        for (r, jr) in jac.iter_mut().enumerate() {
+            for j in 0..d {
+                jr[j * d + i] = (up[r * d + j] - down[r * d + j]) / (2.0 * eps);
+            }
+        }
+    }
+    jac
+}
+
+fn assert_close(a: &[f64], b: &[f64], tol: f64, what: &str) -> Result<(), TestCaseError> {
+    prop_assert_eq!(a.len(), b.len());
+    for (k, (x, y)) in a.iter().zip(b).enumerate() {
+        prop_assert!((x - y).abs() <= tol * (1.0 + y.abs()), "{} [{}]: {} vs {}", what, k, x, y);
+    }
+    Ok(())
+}
+
+/// The three properties for one layer at `z`.
+fn check_layer(layer: &dyn Flow<B>, params: &ParamStore<B>, z: &Tensor<B>) -> Result<(), TestCaseError> {
+    let tape = Tape::new(&CPU);
+    let (x, fwd_ld) = layer.forward(params, &tape.constant(z.clone())).unwrap();
+    let (z_back, inv_ld) = layer.inverse(params, &x).unwrap();
+    assert_close(&z_back.value().to_vec(), &z.to_vec(), TOL, "inverse(forward(z))")?;
+    let minus_inv: Vec<f64> = inv_ld.value().to_vec().iter().map(|v| -v).collect();
+    assert_close(&fwd_ld.value().to_vec(), &minus_inv, TOL, "forward log-det vs -inverse log-det")?;
+    prop_assert_eq!(fwd_ld.shape(), flow_core::Shape::new(z.rows(), 1));
+    let d = z.cols();
+    let jac = jacobians(&|v| layer.forward(params, v).unwrap().0, z);
+    let from_jac: Vec<f64> = jac.into_iter().map(|j| log_abs_det(j, d)).collect();
+    assert_close(&fwd_ld.value().to_vec(), &from_jac, 1e-8, "forward log-det vs log|det J|")?;
+    // And the inverse's own Jacobian at x.
+    let x = x.value();
+    let jac = jacobians(&|v| layer.inverse(params, v).unwrap().0, &x);
+    let from_jac: Vec<f64> = jac.into_iter().map(|j| log_abs_det(j, d)).collect();
+    assert_close(&inv_ld.value().to_vec(), &from_jac, 1e-8, "inverse log-det vs log|det J|")?;
+    Ok(())
+}
+
+fn batch(dim: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = Tensor<B>> {
+    (1usize..=4, dim).prop_flat_map(|(rows, d)| {
+        prop::collection::vec(-2.5f64..2.5, rows * d)
+            .prop_map(move |v| Tensor::from_vec(&CPU, (rows, d), v).unwrap())
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn affine_coupling_block(z in batch(2..=8), seed in 0u64..1000, sigmoid in any::<bool>(), leaky in prop::sample::select(vec![0.0, 0.2])) {
+        let mut params = ParamStore::new();
+        let scale_map = if sigmoid { ScaleMap::Sigmoid } else { ScaleMap::Exp };
+        let layer = AffineCouplingBlock::new(
+            &mut params, &CPU, "flows.0", z.cols(), &[16, 16], leaky, scale_map, false, &mut flow_core::rng(seed),
+        ).unwrap();
+        check_layer(&layer, &params, &z)?;
+    }
+
+    #[test]
+    fn permute(z in batch(1..=8), seed in 0u64..1000, mode in prop::sample::select(vec![PermuteMode::Swap, PermuteMode::Shuffle, PermuteMode::Reverse])) {
+        let layer = Permute::new(z.cols(), mode, &mut flow_core::rng(seed)).unwrap();
+        check_layer(&layer, &ParamStore::new(), &z)?;
+    }
+
+    #[test]
+    fn whole_realnvp(z in batch(2..=8), seed in 0u64..1000, transforms in 1usize..=3, shuffle in any::<bool>()) {
+        let config = RealNvpConfig {
+            dim: z.cols(),
+            transforms,
+            hidden: vec![8, 8],
+            leaky: 0.1,
+            permute: if shuffle { PermuteMode::Shuffle } else { PermuteMode::Swap },
+            seed,
+            ..Default::default()
+        };
+        let model = NormalizingFlow::new_random(&CPU, config.spec().unwrap(), seed).unwrap();
+        let tape = Tape::new(&CPU);
+        let (x, fwd_ld) = model.forward_and_log_det(&tape.constant(z.clone())).unwrap();
+        let (z_back, inv_ld) = model.inverse_and_log_det(&x).unwrap();
+        assert_close(&z_back.value().to_vec(), &z.to_vec(), TOL, "round trip")?;
+        let minus_inv: Vec<f64> = inv_ld.value().to_vec().iter().map(|v| -v).collect();
+        assert_close(&fwd_ld.value().to_vec(), &minus_inv, TOL, "log-dets")?;
+        let d = z.cols();
+        let forward = |t: &Tensor<B>| {
+            let tape = Tape::new(&CPU);
+            model.forward_and_log_det(&tape.constant(t.clone())).unwrap().0.value()
+        };
+        let from_fd: Vec<f64> = jacobians_fd(&forward, &z).into_iter().map(|j| log_abs_det(j, d)).collect();
+        assert_close(&fwd_ld.value().to_vec(), &from_fd, 1e-6, "forward log-det vs finite-difference log|det J|")?;
+        let from_ad: Vec<f64> = jacobians(&|v| model.forward_and_log_det(v).unwrap().0, &z)
+            .into_iter().map(|j| log_abs_det(j, d)).collect();
+        assert_close(&fwd_ld.value().to_vec(), &from_ad, 1e-8, "forward log-det vs autodiff log|det J|")?;
+    }
+
+    #[test]
+    fn sample_log_density_matches_log_prob(seed in 0u64..1000, dim in 2usize..=8) {
+        let config = RealNvpConfig { dim, hidden: vec![8], seed, ..Default::default() };
+        let model = NormalizingFlow::new_random(&CPU, config.spec().unwrap(), seed).unwrap();
+        let (x, log_q) = model.sample(6, &mut flow_core::rng(seed + 1)).unwrap();
+        let log_p = model.log_prob_of(&x).unwrap();
+        assert_close(&log_p.to_vec(), &log_q.to_vec(), TOL, "sample log q vs log_prob")?;
+    }
+}
+
+#[test]
+fn diag_gaussian_matches_its_closed_form() {
+    let dim = 3;
+    let config = RealNvpConfig { dim, transforms: 0, ..Default::default() };
+    let mut model = NormalizingFlow::new(&CPU, config.spec().unwrap(), 0).unwrap();
+    let (loc, log_scale) = ([0.5, -1.0, 2.0], [0.1, -0.3, 0.7]);
+    let store = model.params_mut();
+    store.set(store.id("q0.loc").unwrap(), Tensor::from_vec(&CPU, (1, 3), loc.to_vec()).unwrap()).unwrap();
+    store.set(store.id("q0.log_scale").unwrap(), Tensor::from_vec(&CPU, (1, 3), log_scale.to_vec()).unwrap()).unwrap();
+    let x = [0.3, 0.2, -0.4];
+    let got = model.log_prob_of(&Tensor::from_vec(&CPU, (1, 3), x.to_vec()).unwrap()).unwrap().to_vec()[0];
+    let want: f64 = (0..3)
+        .map(|i| {
+            let s = f64::exp(log_scale[i]);
+            -0.5 * (2.0 * std::f64::consts::PI).ln() - log_scale[i] - 0.5 * ((x[i] - loc[i]) / s).powi(2)
+        })
+        .sum();
+    assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+}
+
+#[test]
+fn bad_configurations_and_widths_are_errors() {
+    let mut params = ParamStore::<B>::new();
+    let err = AffineCouplingBlock::new(&mut params, &CPU, "f", 1, &[4], 0.0, ScaleMap::Exp, true, &mut flow_core::rng(0))
+        .unwrap_err();
+    assert!(err.to_string().contains("at least 2 features"), "{err}");
+    assert!(Permute::from_perm(vec![0, 0], PermuteMode::Shuffle).is_err());
+    let model = NormalizingFlow::new(&CPU, RealNvpConfig::default().spec().unwrap(), 0).unwrap();
+    let err = model.log_prob_of(&Tensor::zeros(&CPU, (4, 3))).unwrap_err();
+    assert_eq!(err.to_string(), "inverse: expected 2 features, got 3");
+}

@@ -1,0 +1,43 @@
+//! Errors of training, checkpoints and the command line: each names the file involved.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Core(#[from] flow_core::Error),
+    #[error(transparent)]
+    Layers(#[from] flow_layers::Error),
+    #[error(transparent)]
+    Plot(#[from] crate::plot::PlotError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file that exists but cannot be understood (truncated, corrupted, wrong contents).
+    #[error("{path}: {message}")]
+    Format { path: PathBuf, message: String },
+    /// A configuration a user asked for that cannot run.
+    #[error("{0}")]
+    Config(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn format(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::Format {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
