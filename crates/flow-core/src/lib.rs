@@ -41,7 +41,7 @@ pub mod tensor;
 
 pub use autodiff::{Gradients, Tape, Var};
 pub use backend::cpu::Cpu;
-pub use backend::{Backend, BinaryOp, ReduceOp, UnaryOp};
+pub use backend::{AdamStep, Backend, BinaryOp, ReduceOp, UnaryOp};
 pub use element::Element;
 pub use error::{Error, Result};
 pub use params::{ParamId, ParamStore};

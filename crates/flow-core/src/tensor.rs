@@ -397,6 +397,30 @@ impl<B: Backend> Tensor<B> {
         Ok((self.wrap(y), self.wrap(log_det)))
     }
 
+    /// One Adam update (see [`Backend::adam_update`]); all four tensors of one shape.
+    /// Returns the new `(param, m, v)`.
+    pub fn adam_update(
+        &self,
+        grad: &Self,
+        m: &Self,
+        v: &Self,
+        step: &crate::backend::AdamStep<B::Elem>,
+    ) -> Result<(Self, Self, Self)> {
+        for other in [grad, m, v] {
+            if other.shape != self.shape {
+                return Err(Error::ShapeMismatch {
+                    op: "adam_update",
+                    lhs: self.shape,
+                    rhs: other.shape,
+                });
+            }
+        }
+        let (p, m, v) =
+            self.backend
+                .adam_update(&self.storage, &grad.storage, &m.storage, &v.storage, step);
+        Ok((self.wrap(p), self.wrap(m), self.wrap(v)))
+    }
+
     /// Largest absolute difference to `other` (shapes must agree).
     pub fn max_abs_diff(&self, other: &Self) -> Result<f64> {
         if self.shape != other.shape {

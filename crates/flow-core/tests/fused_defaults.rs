@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use flow_core::backend::{Backend, BinaryOp, ReduceOp, UnaryOp};
+use flow_core::backend::{AdamStep, Backend, BinaryOp, ReduceOp, UnaryOp};
 use flow_core::{Axis, Cpu, Shape, Tensor};
 use ndarray::Array2;
 use proptest::prelude::*;
@@ -103,5 +103,20 @@ proptest! {
         let (py, pld) = on_plain(&x).affine_coupling(&on_plain(&t), &on_plain(&s)).unwrap();
         prop_assert!(close(&y.to_vec(), &py.to_vec()));
         prop_assert!(close(&ld.to_vec(), &pld.to_vec()));
+    }
+
+    #[test]
+    fn adam_update_matches_default((p, g, m, v) in shape().prop_flat_map(|(r, c)| {
+        (matrix_of(r, c, any_value()), matrix_of(r, c, any_value()), matrix_of(r, c, any_value()), matrix_of(r, c, 0.0f64..2.0))
+    }), t in 1i32..50, wd in prop::sample::select(vec![0.0, 1e-2])) {
+        let h = AdamStep {
+            lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: wd,
+            bias_correction1: 1.0 - 0.9f64.powi(t), bias_correction2: 1.0 - 0.999f64.powi(t),
+        };
+        let (fp, fm, fv) = p.adam_update(&g, &m, &v, &h).unwrap();
+        let (pp, pm, pv) = on_plain(&p).adam_update(&on_plain(&g), &on_plain(&m), &on_plain(&v), &h).unwrap();
+        prop_assert!(close(&fp.to_vec(), &pp.to_vec()));
+        prop_assert!(close(&fm.to_vec(), &pm.to_vec()));
+        prop_assert!(close(&fv.to_vec(), &pv.to_vec()));
     }
 }

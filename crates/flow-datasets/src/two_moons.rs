@@ -24,7 +24,8 @@ impl TwoMoons {
     pub fn log_prob_unnormalized(x0: f64, x1: f64) -> f64 {
         let a = x0.abs();
         let r = (x0 * x0 + x1 * x1).sqrt();
-        -0.5 * ((r - 2.0) / 0.2).powi(2) - 0.5 * ((a - 2.0) / 0.3).powi(2) + (-4.0 * a / 0.09).exp().ln_1p()
+        -0.5 * ((r - 2.0) / 0.2).powi(2) - 0.5 * ((a - 2.0) / 0.3).powi(2)
+            + (-4.0 * a / 0.09).exp().ln_1p()
     }
 }
 
@@ -75,8 +76,16 @@ impl<B: Backend> Target<B> for TwoMoons {
         let x0 = x.slice_cols(0, 1)?;
         let a = x0.abs();
         let r = x.square().sum(flow_core::Axis::Cols).sqrt();
-        let ring = r.add_scalar(-2.0).mul_scalar(1.0 / 0.2).square().mul_scalar(-0.5);
-        let side = a.add_scalar(-2.0).mul_scalar(1.0 / 0.3).square().mul_scalar(-0.5);
+        let ring = r
+            .add_scalar(-2.0)
+            .mul_scalar(1.0 / 0.2)
+            .square()
+            .mul_scalar(-0.5);
+        let side = a
+            .add_scalar(-2.0)
+            .mul_scalar(1.0 / 0.3)
+            .square()
+            .mul_scalar(-0.5);
         // log(1 + exp(u)) = softplus(u)
         let bridge = a.mul_scalar(-4.0 / 0.09).softplus();
         Ok(ring.add(&side)?.add(&bridge)?)

@@ -24,7 +24,10 @@ fn quadrature(n: usize) -> (f64, f64) {
 fn normaliser_and_entropy_match_the_documented_values() {
     let (log_z, entropy) = quadrature(3000);
     assert!((log_z - TwoMoons::LOG_Z).abs() < 5e-5, "log Z = {log_z}");
-    assert!((entropy - TwoMoons::ENTROPY).abs() < 5e-5, "entropy = {entropy}");
+    assert!(
+        (entropy - TwoMoons::ENTROPY).abs() < 5e-5,
+        "entropy = {entropy}"
+    );
 }
 
 #[test]
@@ -35,7 +38,10 @@ fn unnormalised_density_never_exceeds_zero() {
     let max = (0..n * n)
         .map(|k| {
             let (i, j) = (k / n, k % n);
-            TwoMoons::log_prob_unnormalized(-3.0 + 6.0 * i as f64 / n as f64, -3.0 + 6.0 * j as f64 / n as f64)
+            TwoMoons::log_prob_unnormalized(
+                -3.0 + 6.0 * i as f64 / n as f64,
+                -3.0 + 6.0 * j as f64 / n as f64,
+            )
         })
         .fold(f64::MIN, f64::max);
     assert!(max <= 3e-10, "max log p~ = {max}");
@@ -46,11 +52,17 @@ fn samples_have_the_density_entropy() {
     // The mean of -log p over samples estimates the entropy; 20000 samples give a standard
     // error of about 0.007 nats.
     let x = TwoMoons.sample(20000, &mut flow_core::rng(7));
-    let nll: Vec<f64> = x.chunks(2).map(|p| -ToyDensity::log_prob(&TwoMoons, p).unwrap()).collect();
+    let nll: Vec<f64> = x
+        .chunks(2)
+        .map(|p| -ToyDensity::log_prob(&TwoMoons, p).unwrap())
+        .collect();
     let mean = nll.iter().sum::<f64>() / nll.len() as f64;
     let sd = (nll.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / nll.len() as f64).sqrt();
     let se = sd / (nll.len() as f64).sqrt();
-    assert!((mean - TwoMoons::ENTROPY).abs() < 4.0 * se, "mean NLL {mean} +- {se}");
+    assert!(
+        (mean - TwoMoons::ENTROPY).abs() < 4.0 * se,
+        "mean NLL {mean} +- {se}"
+    );
     // Both moons are populated equally.
     let right = x.chunks(2).filter(|p| p[0] > 0.0).count() as f64 / 20000.0;
     assert!((right - 0.5).abs() < 0.02, "{right}");
@@ -70,7 +82,11 @@ fn tape_log_prob_matches_the_scalar_one() {
     let cpu = Cpu::<f64>::new();
     let pts = vec![0.3, -1.2, 2.0, 0.1, -1.7, 0.8, 0.0, 0.0];
     let tape = Tape::new(&cpu);
-    let v = Target::log_prob(&TwoMoons, &tape.constant(Tensor::from_vec(&cpu, (4, 2), pts.clone()).unwrap())).unwrap();
+    let v = Target::log_prob(
+        &TwoMoons,
+        &tape.constant(Tensor::from_vec(&cpu, (4, 2), pts.clone()).unwrap()),
+    )
+    .unwrap();
     for (k, p) in pts.chunks(2).enumerate() {
         let want = TwoMoons::log_prob_unnormalized(p[0], p[1]);
         assert!((v.value().to_vec()[k] - want).abs() < 1e-12);

@@ -55,7 +55,15 @@ impl AffineCouplingBlock {
         let mut sizes = vec![d1];
         sizes.extend_from_slice(hidden);
         sizes.push(2 * d2);
-        let net = Mlp::new(params, backend, &format!("{prefix}.flows.1.param_map"), &sizes, leaky, init_zeros, rng)?;
+        let net = Mlp::new(
+            params,
+            backend,
+            &format!("{prefix}.flows.1.param_map"),
+            &sizes,
+            leaky,
+            init_zeros,
+            rng,
+        )?;
         Ok(AffineCouplingBlock {
             dim,
             net,

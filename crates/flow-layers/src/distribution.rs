@@ -23,11 +23,17 @@ pub struct DiagGaussian {
 impl DiagGaussian {
     pub fn new<B: Backend>(params: &mut ParamStore<B>, backend: &B, dim: usize) -> Result<Self> {
         if dim == 0 {
-            return Err(Error::Config("a distribution needs at least one dimension".into()));
+            return Err(Error::Config(
+                "a distribution needs at least one dimension".into(),
+            ));
         }
         let loc = params.add("q0.loc", Tensor::zeros(backend, (1, dim)))?;
         let log_scale = params.add("q0.log_scale", Tensor::zeros(backend, (1, dim)))?;
-        Ok(DiagGaussian { dim, loc, log_scale })
+        Ok(DiagGaussian {
+            dim,
+            loc,
+            log_scale,
+        })
     }
 
     pub fn dim(&self) -> usize {
@@ -45,7 +51,10 @@ impl DiagGaussian {
         let log_scale = tape.param(params, self.log_scale)?;
         let u = z.sub(&loc)?.mul(&log_scale.neg().exp())?;
         let quad = u.square().sum(Axis::Cols).mul_scalar(0.5);
-        Ok(quad.add(&log_scale.sum_all())?.neg().add_scalar(self.constant()))
+        Ok(quad
+            .add(&log_scale.sum_all())?
+            .neg()
+            .add_scalar(self.constant()))
     }
 
     /// `n` draws on `tape` (differentiable in the parameters, reparametrised) and their
@@ -63,7 +72,10 @@ impl DiagGaussian {
         let eps = tape.constant(eps);
         let z = eps.mul(&log_scale.exp())?.add(&loc)?;
         let quad = eps.square().sum(Axis::Cols).mul_scalar(0.5);
-        let log_p = quad.add(&log_scale.sum_all())?.neg().add_scalar(self.constant());
+        let log_p = quad
+            .add(&log_scale.sum_all())?
+            .neg()
+            .add_scalar(self.constant());
         Ok((z, log_p))
     }
 }

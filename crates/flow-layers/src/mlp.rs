@@ -37,7 +37,10 @@ impl Mlp {
             let last = k + 2 == sizes.len();
             let bound = 1.0 / (fan_in as f64).sqrt();
             let (weight, bias) = if last && init_zeros {
-                (Tensor::zeros(backend, (fan_out, fan_in)), Tensor::zeros(backend, (1, fan_out)))
+                (
+                    Tensor::zeros(backend, (fan_out, fan_in)),
+                    Tensor::zeros(backend, (1, fan_out)),
+                )
             } else {
                 (
                     Tensor::rand_uniform(backend, (fan_out, fan_in), -bound, bound, rng)?,
@@ -69,7 +72,11 @@ impl Mlp {
         for (k, &(w, b)) in self.layers.iter().enumerate() {
             h = h.linear(&tape.param(params, w)?, &tape.param(params, b)?)?;
             if k + 1 < self.layers.len() {
-                h = if self.leaky == 0.0 { h.relu() } else { h.leaky_relu(self.leaky) };
+                h = if self.leaky == 0.0 {
+                    h.relu()
+                } else {
+                    h.leaky_relu(self.leaky)
+                };
             }
         }
         Ok(h)

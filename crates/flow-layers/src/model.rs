@@ -176,7 +176,12 @@ impl<B: Backend> NormalizingFlow<B> {
     }
 
     /// `n` samples on `tape` and their log-density under the model.
-    pub fn sample_on(&self, tape: &Tape<B>, n: usize, rng: &mut FlowRng) -> Result<(Var<B>, Var<B>)> {
+    pub fn sample_on(
+        &self,
+        tape: &Tape<B>,
+        n: usize,
+        rng: &mut FlowRng,
+    ) -> Result<(Var<B>, Var<B>)> {
         let (z, log_q0) = self.base.sample(&self.params, tape, n, rng)?;
         let (x, log_det) = self.forward_and_log_det(&z)?;
         Ok((x, log_q0.sub(&log_det)?))

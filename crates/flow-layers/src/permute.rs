@@ -52,7 +52,11 @@ impl Permute {
             }
             inverse[p] = j;
         }
-        Ok(Permute { perm, inverse, mode })
+        Ok(Permute {
+            perm,
+            inverse,
+            mode,
+        })
     }
 
     pub fn perm(&self) -> &[usize] {

@@ -39,7 +39,8 @@ impl FlowSpec {
     }
 
     pub fn from_json(text: &str) -> Result<Self> {
-        serde_json::from_str(text).map_err(|e| Error::Config(format!("architecture description: {e}")))
+        serde_json::from_str(text)
+            .map_err(|e| Error::Config(format!("architecture description: {e}")))
     }
 }
 
@@ -76,7 +77,10 @@ impl Default for RealNvpConfig {
 impl RealNvpConfig {
     pub fn spec(&self) -> Result<FlowSpec> {
         if self.dim < 2 {
-            return Err(Error::Config(format!("RealNVP needs at least 2 features, got {}", self.dim)));
+            return Err(Error::Config(format!(
+                "RealNVP needs at least 2 features, got {}",
+                self.dim
+            )));
         }
         let mut rng = flow_core::rng(self.seed);
         let mut layers = Vec::with_capacity(2 * self.transforms);

@@ -5,7 +5,9 @@
 //! finite differences).
 
 use flow_core::{Axis, Cpu, ParamStore, Tape, Tensor, Var};
-use flow_layers::{AffineCouplingBlock, Flow, NormalizingFlow, Permute, PermuteMode, RealNvpConfig, ScaleMap};
+use flow_layers::{
+    AffineCouplingBlock, Flow, NormalizingFlow, Permute, PermuteMode, RealNvpConfig, ScaleMap,
+};
 use proptest::prelude::*;
 
 type B = Cpu<f64>;
@@ -16,7 +18,9 @@ const TOL: f64 = 1e-9;
 fn log_abs_det(mut a: Vec<f64>, n: usize) -> f64 {
     let mut total = 0.0;
     for c in 0..n {
-        let p = (c..n).max_by(|&i, &j| a[i * n + c].abs().total_cmp(&a[j * n + c].abs())).unwrap();
+        let p = (c..n)
+            .max_by(|&i, &j| a[i * n + c].abs().total_cmp(&a[j * n + c].abs()))
+            .unwrap();
         if p != c {
             for k in 0..n {
                 a.swap(c * n + k, p * n + k);
@@ -43,7 +47,12 @@ fn jacobians(f: &dyn Fn(&Var<B>) -> Var<B>, z: &Tensor<B>) -> Vec<Vec<f64>> {
     let mut jac = vec![vec![0.0; d * d]; rows];
     for j in 0..d {
         let yj = y.slice_cols(j, 1).unwrap().sum(Axis::All);
-        let g = tape.grad(&yj, &[&zv], false).unwrap().remove(0).value().to_vec();
+        let g = tape
+            .grad(&yj, &[&zv], false)
+            .unwrap()
+            .remove(0)
+            .value()
+            .to_vec();
         for (r, jr) in jac.iter_mut().enumerate() {
             for i in 0..d {
                 jr[j * d + i] = g[r * d + i];
@@ -79,29 +88,60 @@ fn jacobians_fd(f: &dyn Fn(&Tensor<B>) -> Tensor<B>, z: &Tensor<B>) -> Vec<Vec<f
 fn assert_close(a: &[f64], b: &[f64], tol: f64, what: &str) -> Result<(), TestCaseError> {
     prop_assert_eq!(a.len(), b.len());
     for (k, (x, y)) in a.iter().zip(b).enumerate() {
-        prop_assert!((x - y).abs() <= tol * (1.0 + y.abs()), "{} [{}]: {} vs {}", what, k, x, y);
+        prop_assert!(
+            (x - y).abs() <= tol * (1.0 + y.abs()),
+            "{} [{}]: {} vs {}",
+            what,
+            k,
+            x,
+            y
+        );
     }
     Ok(())
 }
 
 /// The three properties for one layer at `z`.
-fn check_layer(layer: &dyn Flow<B>, params: &ParamStore<B>, z: &Tensor<B>) -> Result<(), TestCaseError> {
+fn check_layer(
+    layer: &dyn Flow<B>,
+    params: &ParamStore<B>,
+    z: &Tensor<B>,
+) -> Result<(), TestCaseError> {
     let tape = Tape::new(&CPU);
     let (x, fwd_ld) = layer.forward(params, &tape.constant(z.clone())).unwrap();
     let (z_back, inv_ld) = layer.inverse(params, &x).unwrap();
-    assert_close(&z_back.value().to_vec(), &z.to_vec(), TOL, "inverse(forward(z))")?;
+    assert_close(
+        &z_back.value().to_vec(),
+        &z.to_vec(),
+        TOL,
+        "inverse(forward(z))",
+    )?;
     let minus_inv: Vec<f64> = inv_ld.value().to_vec().iter().map(|v| -v).collect();
-    assert_close(&fwd_ld.value().to_vec(), &minus_inv, TOL, "forward log-det vs -inverse log-det")?;
+    assert_close(
+        &fwd_ld.value().to_vec(),
+        &minus_inv,
+        TOL,
+        "forward log-det vs -inverse log-det",
+    )?;
     prop_assert_eq!(fwd_ld.shape(), flow_core::Shape::new(z.rows(), 1));
     let d = z.cols();
     let jac = jacobians(&|v| layer.forward(params, v).unwrap().0, z);
     let from_jac: Vec<f64> = jac.into_iter().map(|j| log_abs_det(j, d)).collect();
-    assert_close(&fwd_ld.value().to_vec(), &from_jac, 1e-8, "forward log-det vs log|det J|")?;
+    assert_close(
+        &fwd_ld.value().to_vec(),
+        &from_jac,
+        1e-8,
+        "forward log-det vs log|det J|",
+    )?;
     // And the inverse's own Jacobian at x.
     let x = x.value();
     let jac = jacobians(&|v| layer.inverse(params, v).unwrap().0, &x);
     let from_jac: Vec<f64> = jac.into_iter().map(|j| log_abs_det(j, d)).collect();
-    assert_close(&inv_ld.value().to_vec(), &from_jac, 1e-8, "inverse log-det vs log|det J|")?;
+    assert_close(
+        &inv_ld.value().to_vec(),
+        &from_jac,
+        1e-8,
+        "inverse log-det vs log|det J|",
+    )?;
     Ok(())
 }
 
@@ -174,18 +214,37 @@ proptest! {
 #[test]
 fn diag_gaussian_matches_its_closed_form() {
     let dim = 3;
-    let config = RealNvpConfig { dim, transforms: 0, ..Default::default() };
+    let config = RealNvpConfig {
+        dim,
+        transforms: 0,
+        ..Default::default()
+    };
     let mut model = NormalizingFlow::new(&CPU, config.spec().unwrap(), 0).unwrap();
     let (loc, log_scale) = ([0.5, -1.0, 2.0], [0.1, -0.3, 0.7]);
     let store = model.params_mut();
-    store.set(store.id("q0.loc").unwrap(), Tensor::from_vec(&CPU, (1, 3), loc.to_vec()).unwrap()).unwrap();
-    store.set(store.id("q0.log_scale").unwrap(), Tensor::from_vec(&CPU, (1, 3), log_scale.to_vec()).unwrap()).unwrap();
+    store
+        .set(
+            store.id("q0.loc").unwrap(),
+            Tensor::from_vec(&CPU, (1, 3), loc.to_vec()).unwrap(),
+        )
+        .unwrap();
+    store
+        .set(
+            store.id("q0.log_scale").unwrap(),
+            Tensor::from_vec(&CPU, (1, 3), log_scale.to_vec()).unwrap(),
+        )
+        .unwrap();
     let x = [0.3, 0.2, -0.4];
-    let got = model.log_prob_of(&Tensor::from_vec(&CPU, (1, 3), x.to_vec()).unwrap()).unwrap().to_vec()[0];
+    let got = model
+        .log_prob_of(&Tensor::from_vec(&CPU, (1, 3), x.to_vec()).unwrap())
+        .unwrap()
+        .to_vec()[0];
     let want: f64 = (0..3)
         .map(|i| {
             let s = f64::exp(log_scale[i]);
-            -0.5 * (2.0 * std::f64::consts::PI).ln() - log_scale[i] - 0.5 * ((x[i] - loc[i]) / s).powi(2)
+            -0.5 * (2.0 * std::f64::consts::PI).ln()
+                - log_scale[i]
+                - 0.5 * ((x[i] - loc[i]) / s).powi(2)
         })
         .sum();
     assert!((got - want).abs() < 1e-12, "{got} vs {want}");
@@ -194,8 +253,18 @@ fn diag_gaussian_matches_its_closed_form() {
 #[test]
 fn bad_configurations_and_widths_are_errors() {
     let mut params = ParamStore::<B>::new();
-    let err = AffineCouplingBlock::new(&mut params, &CPU, "f", 1, &[4], 0.0, ScaleMap::Exp, true, &mut flow_core::rng(0))
-        .unwrap_err();
+    let err = AffineCouplingBlock::new(
+        &mut params,
+        &CPU,
+        "f",
+        1,
+        &[4],
+        0.0,
+        ScaleMap::Exp,
+        true,
+        &mut flow_core::rng(0),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("at least 2 features"), "{err}");
     assert!(Permute::from_perm(vec![0, 0], PermuteMode::Shuffle).is_err());
     let model = NormalizingFlow::new(&CPU, RealNvpConfig::default().spec().unwrap(), 0).unwrap();

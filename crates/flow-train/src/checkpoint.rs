@@ -30,7 +30,8 @@ impl TensorFile {
             .map_err(|e| Error::format(path, format!("unreadable safetensors header ({e})")))?;
         let mut tensors = BTreeMap::new();
         for (name, view) in st.tensors() {
-            let values = decode(&view).map_err(|m| Error::format(path, format!("tensor `{name}`: {m}")))?;
+            let values =
+                decode(&view).map_err(|m| Error::format(path, format!("tensor `{name}`: {m}")))?;
             tensors.insert(name, (view.shape().to_vec(), values));
         }
         Ok(TensorFile {
@@ -44,13 +45,23 @@ impl TensorFile {
         let (st_dtype, bytes): (Dtype, Vec<Vec<u8>>) = match dtype {
             "f32" => (
                 Dtype::F32,
-                self.tensors.values().map(|(_, v)| v.iter().flat_map(|&x| (x as f32).to_le_bytes()).collect()).collect(),
+                self.tensors
+                    .values()
+                    .map(|(_, v)| v.iter().flat_map(|&x| (x as f32).to_le_bytes()).collect())
+                    .collect(),
             ),
             "f64" => (
                 Dtype::F64,
-                self.tensors.values().map(|(_, v)| v.iter().flat_map(|&x| x.to_le_bytes()).collect()).collect(),
+                self.tensors
+                    .values()
+                    .map(|(_, v)| v.iter().flat_map(|&x| x.to_le_bytes()).collect())
+                    .collect(),
             ),
-            other => return Err(Error::Config(format!("unsupported checkpoint dtype {other}"))),
+            other => {
+                return Err(Error::Config(format!(
+                    "unsupported checkpoint dtype {other}"
+                )))
+            }
         };
         let views = self
             .tensors
@@ -85,9 +96,15 @@ fn decode(view: &TensorView<'_>) -> std::result::Result<Vec<f64>, String> {
 
 /// Writes `data` to a temporary file beside `path`, syncs it, and renames it over `path`.
 pub fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
@@ -114,15 +131,21 @@ fn stored_shape(name: &str, rows: usize, cols: usize) -> Vec<usize> {
 
 /// Copies every parameter of `store` from `file`, by name. Shapes must agree (1-D `n` is
 /// read as `1 x n`); a missing parameter or a mismatch is an error naming it.
-pub fn load_params<B: Backend>(store: &mut ParamStore<B>, file: &TensorFile, path: &Path) -> Result<()> {
+pub fn load_params<B: Backend>(
+    store: &mut ParamStore<B>,
+    file: &TensorFile,
+    path: &Path,
+) -> Result<()> {
     let ids: Vec<_> = store.ids().collect();
     for id in ids {
         let name = store.name(id)?.to_string();
         let expected = store.get(id)?.shape();
-        let (shape, values) = file
-            .tensors
-            .get(&name)
-            .ok_or_else(|| Error::format(path, format!("missing parameter `{name}` (shape {expected})")))?;
+        let (shape, values) = file.tensors.get(&name).ok_or_else(|| {
+            Error::format(
+                path,
+                format!("missing parameter `{name}` (shape {expected})"),
+            )
+        })?;
         let (rows, cols) = match shape.as_slice() {
             [n] => (1, *n),
             [r, c] => (*r, *c),
@@ -131,11 +154,16 @@ pub fn load_params<B: Backend>(store: &mut ParamStore<B>, file: &TensorFile, pat
         if (rows, cols) != (expected.rows, expected.cols) {
             return Err(Error::format(
                 path,
-                format!("parameter `{name}` has shape {shape:?}, the architecture needs {expected}"),
+                format!(
+                    "parameter `{name}` has shape {shape:?}, the architecture needs {expected}"
+                ),
             ));
         }
         if let Some(bad) = values.iter().position(|v| !v.is_finite()) {
-            return Err(Error::format(path, format!("parameter `{name}` holds a non-finite value at index {bad}")));
+            return Err(Error::format(
+                path,
+                format!("parameter `{name}` holds a non-finite value at index {bad}"),
+            ));
         }
         let t = Tensor::from_f64s(store.get(id)?.backend(), expected, values)?;
         store.set(id, t)?;
@@ -144,16 +172,23 @@ pub fn load_params<B: Backend>(store: &mut ParamStore<B>, file: &TensorFile, pat
 }
 
 /// Saves a model: parameters (in the model's element type) and its architecture.
-pub fn save<B: Backend>(model: &NormalizingFlow<B>, path: &Path, extra: &[(&str, String)]) -> Result<()> {
+pub fn save<B: Backend>(
+    model: &NormalizingFlow<B>,
+    path: &Path,
+    extra: &[(&str, String)],
+) -> Result<()> {
     let mut file = TensorFile::default();
     for (_, name, value) in model.params().iter() {
         let s = value.shape();
-        file.tensors
-            .insert(name.to_string(), (stored_shape(name, s.rows, s.cols), value.to_f64s()));
+        file.tensors.insert(
+            name.to_string(),
+            (stored_shape(name, s.rows, s.cols), value.to_f64s()),
+        );
     }
     file.metadata.insert("format".into(), FORMAT.into());
     file.metadata.insert("version".into(), VERSION.into());
-    file.metadata.insert("architecture".into(), model.spec().to_json());
+    file.metadata
+        .insert("architecture".into(), model.spec().to_json());
     for (k, v) in extra {
         file.metadata.insert((*k).to_string(), v.clone());
     }
@@ -179,7 +214,10 @@ pub fn load<B: Backend>(backend: &B, path: &Path) -> Result<NormalizingFlow<B>> 
     load_params(model.params_mut(), &file, path)?;
     let known: std::collections::HashSet<&str> = model.params().iter().map(|(_, n, _)| n).collect();
     if let Some(extra) = file.tensors.keys().find(|k| !known.contains(k.as_str())) {
-        return Err(Error::format(path, format!("tensor `{extra}` is not a parameter of the stored architecture")));
+        return Err(Error::format(
+            path,
+            format!("tensor `{extra}` is not a parameter of the stored architecture"),
+        ));
     }
     Ok(model)
 }

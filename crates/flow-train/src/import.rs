@@ -23,7 +23,11 @@ pub struct ImportOptions {
 }
 
 /// Reads a normflows RealNVP state_dict into a model on `backend`.
-pub fn import_normflows<B: Backend>(backend: &B, path: &Path, options: ImportOptions) -> Result<NormalizingFlow<B>> {
+pub fn import_normflows<B: Backend>(
+    backend: &B,
+    path: &Path,
+    options: ImportOptions,
+) -> Result<NormalizingFlow<B>> {
     let file = TensorFile::read(path)?;
     let spec = infer_spec(&file, path, options)?;
     let mut model = NormalizingFlow::new(backend, spec, 0)?;
@@ -32,10 +36,12 @@ pub fn import_normflows<B: Backend>(backend: &B, path: &Path, options: ImportOpt
 }
 
 fn infer_spec(file: &TensorFile, path: &Path, options: ImportOptions) -> Result<FlowSpec> {
-    let (loc_shape, _) = file
-        .tensors
-        .get("q0.loc")
-        .ok_or_else(|| Error::format(path, "no `q0.loc`: not a normflows model with a DiagGaussian base"))?;
+    let (loc_shape, _) = file.tensors.get("q0.loc").ok_or_else(|| {
+        Error::format(
+            path,
+            "no `q0.loc`: not a normflows model with a DiagGaussian base",
+        )
+    })?;
     let dim = *loc_shape.last().unwrap_or(&0);
     // flow index -> (MLP layer index -> (out, in)), and shuffle buffers.
     let mut mlps: BTreeMap<usize, BTreeMap<usize, (usize, usize)>> = BTreeMap::new();
@@ -44,7 +50,10 @@ fn infer_spec(file: &TensorFile, path: &Path, options: ImportOptions) -> Result<
     for (name, (shape, values)) in &file.tensors {
         let Some(rest) = name.strip_prefix("flows.") else {
             if !name.starts_with("q0.") {
-                return Err(Error::format(path, format!("unexpected tensor `{name}` for a RealNVP")));
+                return Err(Error::format(
+                    path,
+                    format!("unexpected tensor `{name}` for a RealNVP"),
+                ));
             }
             continue;
         };
@@ -57,24 +66,39 @@ fn infer_spec(file: &TensorFile, path: &Path, options: ImportOptions) -> Result<
             .strip_prefix("flows.1.param_map.net.")
             .and_then(|t| t.strip_suffix(".weight"))
         {
-            let j: usize = j.parse().map_err(|_| Error::format(path, format!("unexpected tensor `{name}`")))?;
+            let j: usize = j
+                .parse()
+                .map_err(|_| Error::format(path, format!("unexpected tensor `{name}`")))?;
             match shape.as_slice() {
                 [out, inp] => {
                     mlps.entry(k).or_default().insert(j, (*out, *inp));
                 }
-                _ => return Err(Error::format(path, format!("`{name}` has shape {shape:?}, expected (out, in)"))),
+                _ => {
+                    return Err(Error::format(
+                        path,
+                        format!("`{name}` has shape {shape:?}, expected (out, in)"),
+                    ))
+                }
             }
         } else if tail == "perm" {
             perms.insert(k, values.iter().map(|&v| v as usize).collect());
-        } else if !(tail == "inv_perm" || tail.starts_with("flows.1.param_map.net.") && tail.ends_with(".bias")) {
-            return Err(Error::format(path, format!("unexpected tensor `{name}` for a RealNVP")));
+        } else if !(tail == "inv_perm"
+            || tail.starts_with("flows.1.param_map.net.") && tail.ends_with(".bias"))
+        {
+            return Err(Error::format(
+                path,
+                format!("unexpected tensor `{name}` for a RealNVP"),
+            ));
         }
     }
     let mut layers = Vec::new();
     for k in 0..last_index.map_or(0, |k| k + 1) {
         if let Some(net) = mlps.get(&k) {
             let sizes: Vec<(usize, usize)> = net.values().copied().collect();
-            let hidden: Vec<usize> = sizes[..sizes.len() - 1].iter().map(|&(out, _)| out).collect();
+            let hidden: Vec<usize> = sizes[..sizes.len() - 1]
+                .iter()
+                .map(|&(out, _)| out)
+                .collect();
             let (d1, d2) = (dim.div_ceil(2), dim - dim.div_ceil(2));
             let (first_in, last_out) = (sizes[0].1, sizes[sizes.len() - 1].0);
             if first_in != d1 || last_out != 2 * d2 {

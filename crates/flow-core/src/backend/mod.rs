@@ -11,6 +11,7 @@ pub mod cpu;
 
 use crate::element::Element;
 use crate::shape::{Axis, Shape};
+use num_traits::{Float as _, One as _, Zero as _};
 use std::fmt::Debug;
 
 /// Elementwise maps of one operand.
@@ -61,6 +62,19 @@ pub enum BinaryOp {
 pub enum ReduceOp {
     Sum,
     Max,
+}
+
+/// Hyperparameters of one Adam update (PyTorch's semantics: weight decay is added to the
+/// gradient; `bias_correction{1,2}` are `1 - beta^t`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamStep<E> {
+    pub lr: E,
+    pub beta1: E,
+    pub beta2: E,
+    pub eps: E,
+    pub weight_decay: E,
+    pub bias_correction1: E,
+    pub bias_correction2: E,
 }
 
 /// Storage and primitive operations of one device and element type.
@@ -130,5 +144,53 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
         let scaled = self.binary(BinaryOp::Mul, x, &scale);
         let y = self.binary(BinaryOp::Add, &scaled, shift);
         (y, self.reduce(ReduceOp::Sum, Axis::Cols, log_scale))
+    }
+
+    /// One Adam update of `param` with `grad` and moments `m`, `v`; returns the new
+    /// `(param, m, v)`. As `torch.optim.Adam`: `g = grad + wd * param`,
+    /// `m = b1 m + (1 - b1) g`, `v = b2 v + (1 - b2) g^2`,
+    /// `param -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)`. Backends may flush subnormal
+    /// results to zero (the CPU backend does, for speed).
+    fn adam_update(
+        &self,
+        param: &Self::Storage,
+        grad: &Self::Storage,
+        m: &Self::Storage,
+        v: &Self::Storage,
+        h: &AdamStep<Self::Elem>,
+    ) -> (Self::Storage, Self::Storage, Self::Storage) {
+        use UnaryOp::{AddScalar, MulScalar, Sqrt, Square};
+        let one = Self::Elem::one();
+        let g = if h.weight_decay == Self::Elem::zero() {
+            grad.clone()
+        } else {
+            self.binary(
+                BinaryOp::Add,
+                grad,
+                &self.unary(MulScalar(h.weight_decay), param),
+            )
+        };
+        let m = self.binary(
+            BinaryOp::Add,
+            &self.unary(MulScalar(h.beta1), m),
+            &self.unary(MulScalar(one - h.beta1), &g),
+        );
+        let v = self.binary(
+            BinaryOp::Add,
+            &self.unary(MulScalar(h.beta2), v),
+            &self.unary(MulScalar(one - h.beta2), &self.unary(Square, &g)),
+        );
+        let denom = self.unary(
+            AddScalar(h.eps),
+            &self.unary(
+                MulScalar(one / h.bias_correction2.sqrt()),
+                &self.unary(Sqrt, &v),
+            ),
+        );
+        let step = self.unary(
+            MulScalar(h.lr / h.bias_correction1),
+            &self.binary(BinaryOp::Div, &m, &denom),
+        );
+        (self.binary(BinaryOp::Sub, param, &step), m, v)
     }
 }

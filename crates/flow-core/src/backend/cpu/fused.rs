@@ -1,6 +1,7 @@
 //! Fused kernels that replace the trait's default compositions on the CPU.
 
 use super::{from_shape_vec, matmul::matmul, shape_of, slice_of};
+use crate::backend::AdamStep;
 use crate::element::Element;
 use crate::shape::Shape;
 use ndarray::Array2;
@@ -34,4 +35,61 @@ pub(crate) fn affine_coupling<E: Element>(
         from_shape_vec(s, y),
         from_shape_vec(Shape::new(s.rows, 1), log_det),
     )
+}
+
+/// One pass over parameter, gradient and moments, in the same operation order as the
+/// default composition (and PyTorch's single-tensor Adam).
+///
+/// Subnormal results are flushed to zero. Weights of dead ReLU units only feel weight
+/// decay and shrink geometrically into the subnormal range, where every matrix product
+/// that reads them takes microcode assists: a handful of such weights made the seed
+/// example 4x slower. Below 1.2e-38 (f32) they carry nothing a model could use.
+pub(crate) fn adam_update<E: Element>(
+    param: &Array2<E>,
+    grad: &Array2<E>,
+    m: &Array2<E>,
+    v: &Array2<E>,
+    h: &AdamStep<E>,
+) -> (Array2<E>, Array2<E>, Array2<E>) {
+    let s = shape_of(param);
+    let one = E::one();
+    let inv_sqrt_bc2 = one / h.bias_correction2.sqrt();
+    let step_size = h.lr / h.bias_correction1;
+    let (mut p_out, mut m_out, mut v_out) = (
+        Vec::with_capacity(s.len()),
+        Vec::with_capacity(s.len()),
+        Vec::with_capacity(s.len()),
+    );
+    for (((&p, &g), &m), &v) in slice_of(param)
+        .iter()
+        .zip(slice_of(grad))
+        .zip(slice_of(m))
+        .zip(slice_of(v))
+    {
+        let g = if h.weight_decay == E::zero() {
+            g
+        } else {
+            g + h.weight_decay * p
+        };
+        let m = h.beta1 * m + (one - h.beta1) * g;
+        let v = h.beta2 * v + (one - h.beta2) * (g * g);
+        let denom = v.sqrt() * inv_sqrt_bc2 + h.eps;
+        p_out.push(flush_subnormal(p - step_size * (m / denom)));
+        m_out.push(flush_subnormal(m));
+        v_out.push(flush_subnormal(v));
+    }
+    (
+        from_shape_vec(s, p_out),
+        from_shape_vec(s, m_out),
+        from_shape_vec(s, v_out),
+    )
+}
+
+#[inline]
+fn flush_subnormal<E: Element>(x: E) -> E {
+    if x.is_subnormal() {
+        E::zero()
+    } else {
+        x
+    }
 }

@@ -8,7 +8,7 @@ mod fused;
 mod matmul;
 mod reduce;
 
-use super::{Backend, BinaryOp, ReduceOp, UnaryOp};
+use super::{AdamStep, Backend, BinaryOp, ReduceOp, UnaryOp};
 use crate::element::Element;
 use crate::shape::{Axis, Shape};
 use ndarray::Array2;
@@ -126,5 +126,16 @@ impl<E: Element> Backend for Cpu<E> {
         log_scale: &Array2<E>,
     ) -> (Array2<E>, Array2<E>) {
         fused::affine_coupling(x, shift, log_scale)
+    }
+
+    fn adam_update(
+        &self,
+        param: &Array2<E>,
+        grad: &Array2<E>,
+        m: &Array2<E>,
+        v: &Array2<E>,
+        h: &AdamStep<E>,
+    ) -> (Array2<E>, Array2<E>, Array2<E>) {
+        fused::adam_update(param, grad, m, v, h)
     }
 }

@@ -1,0 +1,430 @@
+//! The `flows` command line: `train`, `log-prob`, `import-normflows`, `bench`.
+
+use crate::checkpoint;
+use crate::data::{read_csv, write_csv};
+use crate::error::{Error, Result};
+use crate::import::{import_normflows, ImportOptions};
+use crate::plot::{density_panels, loss_curve, samples_scatter, DensityGrid};
+use crate::train::{mean_and_se, test_nll, test_rng, train, TrainConfig};
+use clap::{Parser, Subcommand, ValueEnum};
+use flow_core::{Cpu, Tensor};
+use flow_datasets::{by_name, ToyDensity};
+use flow_layers::{NormalizingFlow, PermuteMode, RealNvpConfig, ScaleMap};
+use std::path::{Path, PathBuf};
+
+type B = Cpu<f32>;
+const CPU: B = Cpu::new();
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "flows",
+    version,
+    about = "Normalizing flows: train, evaluate, import, benchmark"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Train a flow by maximum likelihood on a built-in density (defaults: normflows' RealNVP on two moons).
+    Train(TrainArgs),
+    /// Print log q(x) for every row of a CSV file under a checkpoint.
+    LogProb {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Convert a normflows RealNVP state_dict (safetensors) into a flows checkpoint.
+    ImportNormflows {
+        /// The state_dict, saved with safetensors.
+        weights: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// The MLPs' LeakyReLU slope (normflows' MLP(leaky=...)).
+        #[arg(long, default_value_t = 0.0)]
+        leaky: f64,
+        #[arg(long, value_enum, default_value_t = ScaleMapArg::Exp)]
+        scale_map: ScaleMapArg,
+    },
+    /// Time the whole training step (sampling, forward, backward, Adam) without plots.
+    Bench {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long, default_value_t = 3201)]
+        iters: usize,
+        #[arg(long, default_value_t = 512)]
+        batch: usize,
+        /// Timed runs; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum FlowKind {
+    Realnvp,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ScaleMapArg {
+    Exp,
+    Sigmoid,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum PermuteArg {
+    Swap,
+    Shuffle,
+    Reverse,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ModelArgs {
+    #[arg(long, default_value = "two-moons")]
+    pub dataset: String,
+    #[arg(long, value_enum, default_value_t = FlowKind::Realnvp)]
+    pub flow: FlowKind,
+    /// Number of coupling blocks (each followed by a permutation).
+    #[arg(long, default_value_t = 2)]
+    pub transforms: usize,
+    /// Hidden layer sizes of each conditioner MLP.
+    #[arg(long, value_delimiter = ',', default_value = "64,64")]
+    pub hidden: Vec<usize>,
+    #[arg(long, value_enum, default_value_t = PermuteArg::Swap)]
+    pub permute: PermuteArg,
+    #[arg(long, value_enum, default_value_t = ScaleMapArg::Exp)]
+    pub scale_map: ScaleMapArg,
+    /// LeakyReLU slope of the conditioners (0: ReLU).
+    #[arg(long, default_value_t = 0.0)]
+    pub leaky: f64,
+    #[arg(long, default_value_t = 5e-4)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 1e-5)]
+    pub weight_decay: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[arg(long, default_value_t = 512)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 3201)]
+    pub iters: usize,
+    /// Output folder (default: runs/<dataset>-<flow>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Held-out samples for the test NLL.
+    #[arg(long, default_value_t = 20000)]
+    pub test_samples: usize,
+    /// Iterations at which the model density is plotted.
+    #[arg(long, value_delimiter = ',', default_value = "0,800,1600,2400,3200")]
+    pub snapshots: Vec<usize>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl From<ScaleMapArg> for ScaleMap {
+    fn from(a: ScaleMapArg) -> Self {
+        match a {
+            ScaleMapArg::Exp => ScaleMap::Exp,
+            ScaleMapArg::Sigmoid => ScaleMap::Sigmoid,
+        }
+    }
+}
+
+impl From<PermuteArg> for PermuteMode {
+    fn from(a: PermuteArg) -> Self {
+        match a {
+            PermuteArg::Swap => PermuteMode::Swap,
+            PermuteArg::Shuffle => PermuteMode::Shuffle,
+            PermuteArg::Reverse => PermuteMode::Reverse,
+        }
+    }
+}
+
+impl ModelArgs {
+    fn density(&self) -> Result<Box<dyn ToyDensity>> {
+        by_name(&self.dataset).ok_or_else(|| {
+            Error::Config(format!(
+                "unknown dataset `{}`; built-in: {}",
+                self.dataset,
+                flow_datasets::NAMES.join(", ")
+            ))
+        })
+    }
+
+    fn build(&self, dim: usize) -> Result<NormalizingFlow<B>> {
+        let spec = match self.flow {
+            FlowKind::Realnvp => RealNvpConfig {
+                dim,
+                transforms: self.transforms,
+                hidden: self.hidden.clone(),
+                leaky: self.leaky,
+                scale_map: self.scale_map.into(),
+                permute: self.permute.into(),
+                seed: self.seed,
+            }
+            .spec()?,
+        };
+        Ok(NormalizingFlow::new(&CPU, spec, self.seed)?)
+    }
+
+    fn flow_name(&self) -> &'static str {
+        match self.flow {
+            FlowKind::Realnvp => "realnvp",
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train(args) => run_train(args),
+        Command::LogProb { checkpoint, data } => run_log_prob(&checkpoint, &data),
+        Command::ImportNormflows {
+            weights,
+            out,
+            leaky,
+            scale_map,
+        } => run_import(&weights, &out, leaky, scale_map.into()),
+        Command::Bench {
+            model,
+            iters,
+            batch,
+            repeats,
+        } => run_bench(&model, iters, batch, repeats),
+    }
+}
+
+const GRID: usize = 200;
+
+fn density_grid(model: &NormalizingFlow<B>, range: (f64, f64)) -> Result<DensityGrid> {
+    let points: Vec<f64> = DensityGrid::points(range, range, GRID)
+        .into_iter()
+        .flatten()
+        .collect();
+    let x = Tensor::from_f64s(&CPU, (GRID * GRID, 2), &points)?;
+    Ok(DensityGrid {
+        x_range: range,
+        y_range: range,
+        n: GRID,
+        log_density: model.log_prob_of(&x)?.to_f64s(),
+    })
+}
+
+fn run_train(args: TrainArgs) -> Result<()> {
+    let density = args.model.density()?;
+    let dim = density.dim();
+    let mut model = args.model.build(dim)?;
+    let out = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "runs/{}-{}",
+            args.model.dataset,
+            args.model.flow_name()
+        ))
+    });
+    std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+    let config = TrainConfig {
+        iters: args.iters,
+        batch: args.batch,
+        lr: args.model.lr,
+        weight_decay: args.model.weight_decay,
+        seed: args.model.seed,
+        progress: !args.quiet,
+    };
+    println!(
+        "training {} ({} parameters) on {} for {} iterations, batch {}, Adam lr {} weight decay {}",
+        args.model.flow_name(),
+        model.params().num_scalars(),
+        density.name(),
+        config.iters,
+        config.batch,
+        config.lr,
+        config.weight_decay
+    );
+    let range = density.plot_range();
+    let plot_2d = dim == 2;
+    let mut snapshots = Vec::new();
+    let report = train(&mut model, density.as_ref(), &config, |i, m| {
+        if plot_2d && args.snapshots.contains(&i) {
+            snapshots.push((format!("iteration {i}"), density_grid(m, range)?));
+        }
+        Ok(())
+    })?;
+    if plot_2d && args.snapshots.contains(&config.iters) {
+        snapshots.push((
+            format!("iteration {}", config.iters),
+            density_grid(&model, range)?,
+        ));
+    }
+    println!(
+        "trained {} iterations in {:.2} s ({:.0} it/s); {} non-finite steps skipped; final loss {:.4}",
+        report.losses.len(),
+        report.seconds,
+        report.iters_per_second(),
+        report.skipped,
+        report.losses.last().copied().unwrap_or(f64::NAN)
+    );
+    let (nll, se) = test_nll(
+        &model,
+        density.as_ref(),
+        args.test_samples,
+        &mut test_rng(config.seed),
+    )?;
+
+    let ckpt = out.join("checkpoint.safetensors");
+    checkpoint::save(
+        &model,
+        &ckpt,
+        &[
+            ("dataset", density.name().to_string()),
+            ("iterations", config.iters.to_string()),
+            ("test_nll", format!("{nll}")),
+        ],
+    )?;
+    let losses: Vec<f64> = report
+        .losses
+        .iter()
+        .enumerate()
+        .flat_map(|(i, &l)| [i as f64, l])
+        .collect();
+    write_csv(&out.join("loss.csv"), &["iteration", "loss"], &losses)?;
+    loss_curve(
+        &out.join("loss.png"),
+        &format!("forward KL on {}", density.name()),
+        &report.losses,
+    )?;
+    let (samples, _) = model.sample(2000, &mut flow_core::rng(config.seed ^ 0x5a))?;
+    let samples = samples.to_f64s();
+    let header: Vec<String> = (0..dim).map(|j| format!("x{j}")).collect();
+    write_csv(
+        &out.join("samples.csv"),
+        &header.iter().map(String::as_str).collect::<Vec<_>>(),
+        &samples,
+    )?;
+    let mut written = vec![
+        "checkpoint.safetensors",
+        "loss.csv",
+        "loss.png",
+        "samples.csv",
+    ];
+    if plot_2d {
+        let target = DensityGrid {
+            x_range: range,
+            y_range: range,
+            n: GRID,
+            log_density: DensityGrid::points(range, range, GRID)
+                .iter()
+                .map(|p| density.log_prob(p).unwrap_or(f64::NAN))
+                .collect(),
+        };
+        snapshots.push(("target".to_string(), target));
+        density_panels(&out.join("density.png"), &snapshots)?;
+        let data = density.sample(2000, &mut test_rng(config.seed ^ 1));
+        let pairs = |v: &[f64]| v.chunks(2).map(|c| [c[0], c[1]]).collect::<Vec<_>>();
+        samples_scatter(
+            &out.join("samples.png"),
+            "model samples and data",
+            &pairs(&samples),
+            Some(&pairs(&data)),
+            range,
+            range,
+        )?;
+        written.extend(["density.png", "samples.png"]);
+    }
+    println!("wrote {} in {}", written.join(", "), out.display());
+    if let Some(h) = density.entropy() {
+        println!(
+            "entropy of {} (the lowest reachable NLL): {h:.4} nats",
+            density.name()
+        );
+    }
+    println!(
+        "test NLL: {nll:.4} (standard error {se:.4}, {} held-out samples)",
+        args.test_samples
+    );
+    Ok(())
+}
+
+fn run_log_prob(checkpoint: &Path, data: &Path) -> Result<()> {
+    let model = checkpoint::load(&CPU, checkpoint)?;
+    let (values, width) = read_csv(data)?;
+    if width != model.dim() {
+        return Err(Error::format(
+            data,
+            format!(
+                "rows have {width} columns, the model in {} has {} features",
+                checkpoint.display(),
+                model.dim()
+            ),
+        ));
+    }
+    let x = Tensor::from_f64s(&CPU, (values.len() / width, width), &values)?;
+    let mut out = String::new();
+    for v in model.log_prob_of(&x)?.to_f64s() {
+        out.push_str(&format!("{v}\n"));
+    }
+    print!("{out}");
+    Ok(())
+}
+
+fn run_import(weights: &Path, out: &Path, leaky: f64, scale_map: ScaleMap) -> Result<()> {
+    let model = import_normflows(&CPU, weights, ImportOptions { leaky, scale_map })?;
+    checkpoint::save(
+        &model,
+        out,
+        &[("imported_from", weights.display().to_string())],
+    )?;
+    let blocks = model.spec().layers.len();
+    println!(
+        "imported a normflows RealNVP over {} features ({} layers, {} parameters) into {}",
+        model.dim(),
+        blocks,
+        model.params().num_scalars(),
+        out.display()
+    );
+    Ok(())
+}
+
+fn run_bench(args: &ModelArgs, iters: usize, batch: usize, repeats: usize) -> Result<()> {
+    let density = args.density()?;
+    let mut rates = Vec::new();
+    for r in 0..repeats.max(1) {
+        let mut model = args.build(density.dim())?;
+        let config = TrainConfig {
+            iters,
+            batch,
+            lr: args.lr,
+            weight_decay: args.weight_decay,
+            seed: args.seed,
+            progress: false,
+        };
+        let report = train(&mut model, density.as_ref(), &config, |_, _| Ok(()))?;
+        println!(
+            "run {}: {} iterations in {:.3} s, {:.0} it/s (final loss {:.4})",
+            r + 1,
+            iters,
+            report.seconds,
+            report.iters_per_second(),
+            report.losses.last().copied().unwrap_or(f64::NAN)
+        );
+        rates.push(report.iters_per_second());
+    }
+    rates.sort_by(f64::total_cmp);
+    let (mean, _) = mean_and_se(&rates);
+    println!(
+        "flows {} on {}, batch {batch}: median {:.0} it/s (mean {:.0}) over {} runs",
+        args.flow_name(),
+        density.name(),
+        rates[rates.len() / 2],
+        mean,
+        rates.len()
+    );
+    Ok(())
+}
