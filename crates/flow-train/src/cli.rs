@@ -48,6 +48,10 @@ pub enum Command {
         leaky: f64,
         #[arg(long, value_enum, default_value_t = ScaleMapArg::Exp)]
         scale_map: ScaleMapArg,
+        /// The last coupling block is not followed by a swap permutation (normflows' recipe
+        /// appends one after every block; a swap has no tensors to reveal it).
+        #[arg(long)]
+        no_trailing_permute: bool,
     },
     /// Time the whole training step (sampling, forward, backward, Adam) without plots.
     Bench {
@@ -192,7 +196,16 @@ pub fn run(cli: Cli) -> Result<()> {
             out,
             leaky,
             scale_map,
-        } => run_import(&weights, &out, leaky, scale_map.into()),
+            no_trailing_permute,
+        } => run_import(
+            &weights,
+            &out,
+            ImportOptions {
+                leaky,
+                scale_map: scale_map.into(),
+                trailing_swap: !no_trailing_permute,
+            },
+        ),
         Command::Bench {
             model,
             iters,
@@ -374,8 +387,8 @@ fn run_log_prob(checkpoint: &Path, data: &Path) -> Result<()> {
     Ok(())
 }
 
-fn run_import(weights: &Path, out: &Path, leaky: f64, scale_map: ScaleMap) -> Result<()> {
-    let model = import_normflows(&CPU, weights, ImportOptions { leaky, scale_map })?;
+fn run_import(weights: &Path, out: &Path, options: ImportOptions) -> Result<()> {
+    let model = import_normflows(&CPU, weights, options)?;
     checkpoint::save(
         &model,
         out,

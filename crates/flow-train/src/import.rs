@@ -5,7 +5,9 @@
 //! with `flows.{k}.flows.1.param_map.net.{j}.weight` tensors is a coupling block (its MLP
 //! sizes from the weights); one with a `flows.{k}.perm` buffer is a shuffle permutation; an
 //! index with no tensors is a parameter-free layer, which in these models is `Permute(mode="swap")`.
-//! What a state_dict cannot say (the LeakyReLU slope, the scale map) comes from the caller.
+//! What a state_dict cannot say comes from the caller: the LeakyReLU slope, the scale map,
+//! and whether a last coupling block is followed by a swap permutation (normflows' recipe
+//! ends every block with a `Permute`, but a trailing swap has no tensors to show it).
 
 use crate::checkpoint::{load_params, TensorFile};
 use crate::error::{Error, Result};
@@ -15,11 +17,24 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// What a normflows state_dict does not record.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct ImportOptions {
     /// The MLPs' LeakyReLU slope (normflows' `MLP(leaky=...)`, 0 by default).
     pub leaky: f64,
     pub scale_map: ScaleMap,
+    /// Whether a coupling block in last position is followed by `Permute(mode="swap")`, as
+    /// in normflows' RealNVP recipe (default true).
+    pub trailing_swap: bool,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        ImportOptions {
+            leaky: 0.0,
+            scale_map: ScaleMap::Exp,
+            trailing_swap: true,
+        }
+    }
 }
 
 /// Reads a normflows RealNVP state_dict into a model on `backend`.
@@ -122,16 +137,23 @@ fn infer_spec(file: &TensorFile, path: &Path, options: ImportOptions) -> Result<
                 perm: perm.clone(),
             });
         } else {
-            let swap = Permute::new(dim, PermuteMode::Swap, &mut flow_core::rng(0))?;
-            layers.push(LayerSpec::Permute {
-                mode: PermuteMode::Swap,
-                perm: swap.perm().to_vec(),
-            });
+            layers.push(swap_spec(dim)?);
         }
+    }
+    if options.trailing_swap && matches!(layers.last(), Some(LayerSpec::AffineCoupling { .. })) {
+        layers.push(swap_spec(dim)?);
     }
     Ok(FlowSpec {
         dim,
         base: BaseSpec::DiagGaussian,
         layers,
+    })
+}
+
+fn swap_spec(dim: usize) -> Result<LayerSpec> {
+    let swap = Permute::new(dim, PermuteMode::Swap, &mut flow_core::rng(0))?;
+    Ok(LayerSpec::Permute {
+        mode: PermuteMode::Swap,
+        perm: swap.perm().to_vec(),
     })
 }
