@@ -124,7 +124,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Held-out samples for the test NLL.
-    #[arg(long, default_value_t = 20000)]
+    #[arg(long, default_value_t = 100_000)]
     pub test_samples: usize,
     /// Iterations at which the model density is plotted.
     #[arg(long, value_delimiter = ',', default_value = "0,800,1600,2400,3200")]
