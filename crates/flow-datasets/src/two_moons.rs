@@ -22,10 +22,21 @@ impl TwoMoons {
     /// The unnormalised log-density (normflows' `log_prob`), whose maximum is 0.
     #[inline]
     pub fn log_prob_unnormalized(x0: f64, x1: f64) -> f64 {
+        Self::log_prob_without_bridge(x0, x1) + Self::bridge(x0)
+    }
+
+    /// The two Gaussian terms (ring and sides).
+    #[inline]
+    fn log_prob_without_bridge(x0: f64, x1: f64) -> f64 {
         let a = x0.abs();
         let r = (x0 * x0 + x1 * x1).sqrt();
         -0.5 * ((r - 2.0) / 0.2).powi(2) - 0.5 * ((a - 2.0) / 0.3).powi(2)
-            + (-4.0 * a / 0.09).exp().ln_1p()
+    }
+
+    /// `log(1 + exp(-4 |x0| / 0.09))`, between 0 and `ln 2`.
+    #[inline]
+    fn bridge(x0: f64) -> f64 {
+        (-4.0 * x0.abs() / 0.09).exp().ln_1p()
     }
 }
 
@@ -48,8 +59,15 @@ impl ToyDensity for TwoMoons {
         while out.len() < 2 * n {
             let x0 = rng.random::<f64>() * 6.0 - 3.0;
             let x1 = rng.random::<f64>() * 6.0 - 3.0;
-            let neg_log_u: f64 = rng.sample(rand_distr::Exp1);
-            if -neg_log_u < Self::log_prob_unnormalized(x0, x1) {
+            let log_u = -rng.sample::<f64, _>(rand_distr::Exp1);
+            // The bridge term lies in [0, ln 2]: most proposals are decided without it.
+            let partial = Self::log_prob_without_bridge(x0, x1);
+            let accept = if log_u >= partial + std::f64::consts::LN_2 {
+                false
+            } else {
+                log_u < partial || log_u < partial + Self::bridge(x0)
+            };
+            if accept {
                 out.push(x0);
                 out.push(x1);
             }

@@ -3,7 +3,7 @@
 
 use crate::error::Result;
 use crate::optim::Adam;
-use flow_core::{Backend, FlowRng, Tape, Tensor};
+use flow_core::{Backend, Element, FlowRng, Tape, Tensor};
 use flow_datasets::ToyDensity;
 use flow_layers::NormalizingFlow;
 use std::time::Instant;
@@ -88,7 +88,7 @@ pub fn train<B: Backend>(
         )?;
         let tape = Tape::new(model.backend());
         let loss = model.forward_kld(&tape.constant(x))?;
-        let value = loss.scalar_value()?.as_f64_value();
+        let value = loss.scalar_value()?.as_f64();
         report.losses.push(value);
         if value.is_finite() {
             let grads = tape.backward(&loss)?;
@@ -122,16 +122,6 @@ fn progress_bar(config: &TrainConfig) -> Option<indicatif::ProgressBar> {
         .expect("valid template"),
     );
     Some(bar)
-}
-
-trait AsF64 {
-    fn as_f64_value(self) -> f64;
-}
-
-impl<E: flow_core::Element> AsF64 for E {
-    fn as_f64_value(self) -> f64 {
-        self.as_f64()
-    }
 }
 
 /// Mean negative log-likelihood (nats) of `n` fresh samples of `density` under `model`,

@@ -59,25 +59,21 @@ pub(crate) fn adam_update<E: Element>(
     let tiny = E::min_positive_value().sqrt();
     let inv_sqrt_bc2 = one / h.bias_correction2.sqrt();
     let step_size = h.lr / h.bias_correction1;
-    let (mut p_out, mut m_out, mut v_out) = (
-        Vec::with_capacity(s.len()),
-        Vec::with_capacity(s.len()),
-        Vec::with_capacity(s.len()),
-    );
-    for (((&p, &g), &m), &v) in slice_of(param)
-        .iter()
-        .zip(slice_of(grad))
-        .zip(slice_of(m))
-        .zip(slice_of(v))
-    {
-        let g = g + h.weight_decay * p;
+    let n = s.len();
+    let (mut p_out, mut m_out, mut v_out) =
+        (vec![E::zero(); n], vec![E::zero(); n], vec![E::zero(); n]);
+    let (pi, gi, mi, vi) = (slice_of(param), slice_of(grad), slice_of(m), slice_of(v));
+    // Indexed over equal-length slices so that the loop vectorises (selects, sqrt, div).
+    for k in 0..n {
+        let p = pi[k];
+        let g = gi[k] + h.weight_decay * p;
         let g = if g.abs() < tiny { E::zero() } else { g };
-        let m = flush_subnormal(h.beta1 * m + (one - h.beta1) * g);
-        let v = flush_subnormal(h.beta2 * v + (one - h.beta2) * (g * g));
+        let m = flush_subnormal(h.beta1 * mi[k] + (one - h.beta1) * g);
+        let v = flush_subnormal(h.beta2 * vi[k] + (one - h.beta2) * (g * g));
         let denom = v.sqrt() * inv_sqrt_bc2 + h.eps;
-        p_out.push(flush_subnormal(p - step_size * (m / denom)));
-        m_out.push(m);
-        v_out.push(v);
+        p_out[k] = flush_subnormal(p - step_size * (m / denom));
+        m_out[k] = m;
+        v_out[k] = v;
     }
     (
         from_shape_vec(s, p_out),
