@@ -2,6 +2,11 @@
 
 use clap::Parser;
 
+// Training allocates and frees the same few buffer sizes every step; mimalloc reuses them
+// without the page faults glibc's allocator takes on blocks near its mmap threshold.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = flow_train::cli::Cli::parse();
     if let Err(e) = flow_train::cli::run(cli) {
