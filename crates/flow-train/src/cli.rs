@@ -232,6 +232,18 @@ fn density_grid(model: &NormalizingFlow<B>, range: (f64, f64)) -> Result<Density
 }
 
 fn run_train(args: TrainArgs) -> Result<()> {
+    // Checked before anything is trained or written, so a bad flag costs nothing.
+    for (flag, value, least) in [
+        ("--iters", args.iters, 1),
+        ("--batch", args.batch, 1),
+        ("--test-samples", args.test_samples, 2),
+    ] {
+        if value < least {
+            return Err(Error::Config(format!(
+                "{flag} must be at least {least}, got {value}"
+            )));
+        }
+    }
     let density = args.model.density()?;
     let dim = density.dim();
     let mut model = args.model.build(dim)?;

@@ -10,6 +10,7 @@ pub fn read_csv(path: &Path) -> Result<(Vec<f64>, usize)> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let mut values = Vec::new();
     let mut width = None;
+    let mut seen_line = false;
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() {
@@ -18,8 +19,10 @@ pub fn read_csv(path: &Path) -> Result<(Vec<f64>, usize)> {
         let cells: Vec<&str> = line.split(',').map(str::trim).collect();
         let parsed: Vec<std::result::Result<f64, _>> =
             cells.iter().map(|c| c.parse::<f64>()).collect();
-        // A first line with no number in it is a header.
-        if width.is_none() && values.is_empty() && parsed.iter().all(|p| p.is_err()) {
+        // The first non-empty line, if it holds no number, is a header.
+        let first = !seen_line;
+        seen_line = true;
+        if first && parsed.iter().all(|p| p.is_err()) {
             continue;
         }
         let row = i + 1;

@@ -1,0 +1,536 @@
+//! End-to-end tests of the `flows` binary: `train`, `log-prob`, `import-normflows` and
+//! `bench` run as a user would run them, with their files, output and error messages checked.
+
+use flow_train::checkpoint::TensorFile;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// What one run of `flows` did.
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    what: String,
+}
+
+impl Run {
+    fn describe(&self) -> String {
+        format!(
+            "`{}` exited with {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.what, self.code, self.stdout, self.stderr
+        )
+    }
+
+    /// Asserts exit status 0 and returns stdout.
+    fn ok(&self) -> &str {
+        assert_eq!(self.code, Some(0), "{}", self.describe());
+        &self.stdout
+    }
+
+    /// Asserts a clean failure (non-zero exit, `error: ...` on stderr, no panic) whose message
+    /// contains every one of `needles`.
+    fn fails_with(&self, needles: &[&str]) {
+        assert!(
+            matches!(self.code, Some(c) if c != 0),
+            "expected a failure: {}",
+            self.describe()
+        );
+        assert!(
+            !self.stderr.contains("panicked"),
+            "the error is a panic, not a message: {}",
+            self.describe()
+        );
+        assert!(
+            self.stderr.starts_with("error: "),
+            "stderr should start with `error: `: {}",
+            self.describe()
+        );
+        for needle in needles {
+            assert!(
+                self.stderr.contains(needle),
+                "stderr should mention `{needle}`: {}",
+                self.describe()
+            );
+        }
+    }
+}
+
+fn flows<I, S>(args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = Command::new(env!("CARGO_BIN_EXE_flows"))
+        .args(&args)
+        .output()
+        .expect("the flows binary runs");
+    Run {
+        code: status.code(),
+        stdout: String::from_utf8(stdout).expect("stdout is UTF-8"),
+        stderr: String::from_utf8(stderr).expect("stderr is UTF-8"),
+        what: format!("flows {}", args.join(OsStr::new(" ")).to_string_lossy()),
+    }
+}
+
+/// A short training run (60 iterations) of the default model on two moons into `out`.
+fn train_into(out: &Path) -> Run {
+    let run = flows([
+        OsStr::new("train"),
+        OsStr::new("--iters"),
+        OsStr::new("60"),
+        OsStr::new("--batch"),
+        OsStr::new("128"),
+        OsStr::new("--test-samples"),
+        OsStr::new("2000"),
+        OsStr::new("--snapshots"),
+        OsStr::new("0,30"),
+        OsStr::new("--quiet"),
+        OsStr::new("--out"),
+        out.as_os_str(),
+    ]);
+    run.ok();
+    run
+}
+
+/// Trains a model into a subfolder of `dir` and returns its checkpoint.
+fn trained_checkpoint(dir: &Path) -> PathBuf {
+    let out = dir.join("run");
+    train_into(&out);
+    let ckpt = out.join("checkpoint.safetensors");
+    assert!(ckpt.is_file(), "{} was not written", ckpt.display());
+    ckpt
+}
+
+fn log_prob(checkpoint: &Path, data: &Path) -> Run {
+    flows([
+        OsStr::new("log-prob"),
+        OsStr::new("--checkpoint"),
+        checkpoint.as_os_str(),
+        OsStr::new("--data"),
+        data.as_os_str(),
+    ])
+}
+
+/// Parses `log-prob` output: one finite number per line, nothing else.
+fn parse_values(run: &Run) -> Vec<f64> {
+    run.ok()
+        .lines()
+        .map(|line| {
+            let v: f64 = line
+                .parse()
+                .unwrap_or_else(|_| panic!("`{line}` is not a number: {}", run.describe()));
+            assert!(v.is_finite(), "non-finite log-density: {}", run.describe());
+            v
+        })
+        .collect()
+}
+
+fn write(path: &Path, text: &str) -> PathBuf {
+    std::fs::write(path, text).unwrap();
+    path.to_path_buf()
+}
+
+fn shared_dir() -> PathBuf {
+    let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared");
+    assert!(
+        shared.is_dir(),
+        "../shared is missing (looked for {}): the normflows fixtures live there",
+        shared.display()
+    );
+    shared
+}
+
+const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
+
+/// Reads a CSV written by `flows train`: its header and its rows, each parsed as numbers.
+fn read_numeric_csv(path: &Path) -> (String, Vec<Vec<f64>>) {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{} is unreadable: {e}", path.display()));
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default().to_string();
+    let rows = lines
+        .map(|line| {
+            line.split(',')
+                .map(|c| {
+                    c.parse::<f64>()
+                        .unwrap_or_else(|_| panic!("{}: `{line}` is not numeric", path.display()))
+                })
+                .collect()
+        })
+        .collect();
+    (header, rows)
+}
+
+#[test]
+fn train_writes_checkpoint_csvs_and_plots_and_reports_test_nll() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let run = train_into(&out);
+
+    // The test NLL line: a finite number, above zero and not absurd for two moons (whose
+    // entropy, the lowest reachable NLL, is 1.57 nats) after 60 iterations.
+    let nll_line = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("test NLL: "))
+        .unwrap_or_else(|| panic!("no `test NLL: ` line: {}", run.describe()));
+    let nll: f64 = nll_line["test NLL: ".len()..]
+        .split_whitespace()
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no number after `test NLL: ` in `{nll_line}`"));
+    assert!(
+        nll.is_finite() && (1.0..8.0).contains(&nll),
+        "test NLL {nll} is not plausible: {}",
+        run.describe()
+    );
+    assert!(
+        nll_line.contains("2000 held-out samples"),
+        "`{nll_line}` should count 2000 held-out samples"
+    );
+
+    // loss.csv: header, then iterations 0..60 in order with finite losses that went down.
+    let (header, rows) = read_numeric_csv(&out.join("loss.csv"));
+    assert_eq!(header, "iteration,loss");
+    assert_eq!(rows.len(), 60, "loss.csv should have 60 rows");
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(row.len(), 2, "loss.csv row {i}: {row:?}");
+        assert_eq!(row[0], i as f64, "loss.csv row {i}: {row:?}");
+        assert!(row[1].is_finite(), "loss.csv row {i}: {row:?}");
+    }
+    let mean = |r: &[Vec<f64>]| r.iter().map(|row| row[1]).sum::<f64>() / r.len() as f64;
+    let (first, last) = (mean(&rows[..10]), mean(&rows[50..]));
+    assert!(
+        last < first,
+        "training did not lower the loss: first ten average {first}, last ten {last}"
+    );
+
+    // samples.csv: 2000 model samples of two finite coordinates.
+    let (header, rows) = read_numeric_csv(&out.join("samples.csv"));
+    assert_eq!(header, "x0,x1");
+    assert_eq!(rows.len(), 2000, "samples.csv should have 2000 rows");
+    assert!(
+        rows.iter()
+            .all(|r| r.len() == 2 && r.iter().all(|v| v.is_finite())),
+        "samples.csv holds a row that is not two finite numbers"
+    );
+
+    for png in ["loss.png", "density.png", "samples.png"] {
+        let bytes =
+            std::fs::read(out.join(png)).unwrap_or_else(|e| panic!("{png} was not written: {e}"));
+        assert!(
+            bytes.starts_with(PNG_MAGIC),
+            "{png} does not start with the PNG signature"
+        );
+        assert!(bytes.len() > 1000, "{png} is only {} bytes", bytes.len());
+    }
+
+    // The checkpoint is a flows checkpoint that records the run, including the same test NLL.
+    let ckpt = TensorFile::read(&out.join("checkpoint.safetensors")).unwrap();
+    let meta = |k: &str| {
+        ckpt.metadata
+            .get(k)
+            .unwrap_or_else(|| panic!("checkpoint metadata has no `{k}`"))
+            .clone()
+    };
+    assert_eq!(meta("format"), "flows-checkpoint");
+    assert_eq!(meta("dataset"), "two-moons");
+    assert_eq!(meta("iterations"), "60");
+    let stored_nll: f64 = meta("test_nll").parse().unwrap();
+    assert!(
+        (stored_nll - nll).abs() < 1e-4,
+        "checkpoint test_nll {stored_nll} differs from the printed {nll}"
+    );
+    assert!(ckpt.tensors.contains_key("q0.loc"));
+}
+
+#[test]
+fn log_prob_prints_one_value_per_row_with_or_without_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = trained_checkpoint(dir.path());
+
+    // On a moon, far outside the data, and near the middle of the upper moon.
+    let rows = "2.0,0.0\n100,100\n0.0,1.0\n";
+    let with_header = write(&dir.path().join("points.csv"), &format!("x0,x1\n{rows}"));
+    let without_header = write(&dir.path().join("bare.csv"), rows);
+
+    let run = log_prob(&ckpt, &with_header);
+    let values = parse_values(&run);
+    assert_eq!(values.len(), 3, "one value per row: {}", run.describe());
+    let bare = log_prob(&ckpt, &without_header);
+    assert_eq!(
+        bare.ok(),
+        run.ok(),
+        "a header line must not change the values"
+    );
+
+    // A point on a moon is far more likely than one a hundred units away.
+    let (on_moon, far, other) = (values[0], values[1], values[2]);
+    assert!(
+        on_moon > far + 100.0,
+        "log q([2, 0]) = {on_moon} should be far above log q([100, 100]) = {far}"
+    );
+    assert!(
+        on_moon < 5.0 && other < 5.0,
+        "implausibly high densities: {values:?}"
+    );
+    assert!(
+        other > far + 100.0,
+        "log q([0, 1]) = {other} vs log q([100, 100]) = {far}"
+    );
+}
+
+#[test]
+fn log_prob_reads_the_samples_train_wrote() {
+    // samples.csv (with its header) goes straight back into log-prob: 2000 finite values,
+    // whose average (minus the model's entropy estimate) is in a sane range.
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = trained_checkpoint(dir.path());
+    let samples = ckpt.with_file_name("samples.csv");
+    let values = parse_values(&log_prob(&ckpt, &samples));
+    assert_eq!(values.len(), 2000);
+    let mean = values.iter().sum::<f64>() / values.len() as f64;
+    assert!(
+        (-8.0..0.0).contains(&mean),
+        "average log q over the model's own samples is {mean}"
+    );
+}
+
+#[test]
+fn log_prob_rejects_bad_data_with_messages_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ckpt = trained_checkpoint(d);
+
+    // A data file that does not exist: the message names it.
+    let missing = d.join("no-such-points.csv");
+    log_prob(&ckpt, &missing).fails_with(&[&missing.display().to_string()]);
+
+    // A non-numeric cell: file, row (counting the header line) and column.
+    let csv = write(&d.join("word.csv"), "x0,x1\n1,2\n3,abc\n");
+    log_prob(&ckpt, &csv).fails_with(&["word.csv", "row 3, column 2", "`abc`", "not a number"]);
+
+    // Rows of different lengths.
+    let csv = write(&d.join("ragged.csv"), "1,2\n3,4,5\n");
+    log_prob(&ckpt, &csv).fails_with(&["ragged.csv", "row 2 has 3 columns", "earlier rows have 2"]);
+
+    // Three columns for a model over two features: both widths named.
+    let csv = write(&d.join("wide.csv"), "a,b,c\n1,2,3\n4,5,6\n");
+    log_prob(&ckpt, &csv).fails_with(&["wide.csv", "3 columns", "2 features"]);
+
+    // NaN and infinity are refused, not passed to the model.
+    let csv = write(&d.join("nan.csv"), "x0,x1\n1,2\nNaN,4\n");
+    log_prob(&ckpt, &csv).fails_with(&["nan.csv", "row 3, column 1", "not finite"]);
+    let csv = write(&d.join("inf.csv"), "1,inf\n");
+    log_prob(&ckpt, &csv).fails_with(&["inf.csv", "row 1, column 2", "not finite"]);
+
+    // A header and nothing else.
+    let csv = write(&d.join("empty.csv"), "x0,x1\n");
+    log_prob(&ckpt, &csv).fails_with(&["empty.csv", "no data rows"]);
+}
+
+#[test]
+fn log_prob_rejects_bad_checkpoints_with_messages_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ckpt = trained_checkpoint(d);
+    let data = write(&d.join("points.csv"), "2.0,0.0\n");
+
+    // A text file in place of a checkpoint.
+    let text = write(
+        &d.join("notes.txt"),
+        "this is a text file, not a safetensors checkpoint\n",
+    );
+    log_prob(&text, &data).fails_with(&["notes.txt", "safetensors"]);
+
+    // The real checkpoint cut to half its bytes.
+    let bytes = std::fs::read(&ckpt).unwrap();
+    let truncated = d.join("truncated.safetensors");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    log_prob(&truncated, &data).fails_with(&["truncated.safetensors", "safetensors"]);
+
+    // A checkpoint that does not exist.
+    let missing = d.join("missing.safetensors");
+    log_prob(&missing, &data).fails_with(&["missing.safetensors"]);
+
+    // A normflows state_dict is not a flows checkpoint: the message points to the importer.
+    let state_dict = shared_dir().join("fixtures/normflows/normflows_realnvp_swap2.safetensors");
+    log_prob(&state_dict, &data).fails_with(&[
+        "normflows_realnvp_swap2.safetensors",
+        "not a flows checkpoint",
+        "import-normflows",
+    ]);
+}
+
+#[test]
+fn train_rejects_an_unknown_dataset_and_lists_the_built_in_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("never");
+    let run = flows([
+        OsStr::new("train"),
+        OsStr::new("--dataset"),
+        OsStr::new("nope"),
+        OsStr::new("--quiet"),
+        OsStr::new("--out"),
+        out.as_os_str(),
+    ]);
+    run.fails_with(&["nope", "two-moons"]);
+    assert!(
+        !out.exists(),
+        "a run that cannot start should not create its output folder"
+    );
+}
+
+fn import(weights: &Path, out: &Path) -> Run {
+    flows([
+        OsStr::new("import-normflows"),
+        weights.as_os_str(),
+        OsStr::new("--out"),
+        out.as_os_str(),
+    ])
+}
+
+#[test]
+fn import_normflows_converts_the_reference_model() {
+    let fixtures = shared_dir().join("fixtures/normflows");
+    let weights = fixtures.join("normflows_realnvp_swap2.safetensors");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("imported.safetensors");
+
+    let run = import(&weights, &out);
+    let stdout = run.ok();
+    assert!(
+        stdout.contains("over 2 features") && stdout.contains("8840 parameters"),
+        "unexpected import summary: {}",
+        run.describe()
+    );
+    assert!(out.is_file(), "{} was not written", out.display());
+
+    // log-prob on the imported checkpoint matches what normflows itself computed for the
+    // first points of its reference set (float32 weights: 1e-4 relative).
+    let reference =
+        TensorFile::read(&fixtures.join("normflows_realnvp_swap2.reference.safetensors")).unwrap();
+    let (x_shape, x) = &reference.tensors["x"];
+    assert_eq!(x_shape[1], 2);
+    let (_, want) = &reference.tensors["log_prob"];
+    // Ten points on the moons and ten of the uniform ones at the end.
+    let picked: Vec<usize> = (0..10).chain(x_shape[0] - 10..x_shape[0]).collect();
+    let mut csv = String::from("x0,x1\n");
+    for &i in &picked {
+        csv.push_str(&format!("{:?},{:?}\n", x[2 * i], x[2 * i + 1]));
+    }
+    let data = write(&dir.path().join("points.csv"), &csv);
+    let got = parse_values(&log_prob(&out, &data));
+    assert_eq!(got.len(), picked.len());
+    for (g, &i) in got.iter().zip(&picked) {
+        let w = want[i];
+        assert!(
+            (g - w).abs() / w.abs().max(1.0) < 1e-4,
+            "point {i} ({}, {}): flows gives {g}, normflows {w}",
+            x[2 * i],
+            x[2 * i + 1]
+        );
+    }
+}
+
+#[test]
+fn import_normflows_rejects_files_that_are_not_state_dicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = d.join("out.safetensors");
+
+    let text = write(&d.join("weights.csv"), "1,2\n3,4\n");
+    import(&text, &out).fails_with(&["weights.csv", "safetensors"]);
+    import(&d.join("absent.safetensors"), &out).fails_with(&["absent.safetensors"]);
+    assert!(!out.exists(), "a failed import should not write its output");
+}
+
+#[test]
+fn import_normflows_refuses_a_flows_checkpoint() {
+    // A flows checkpoint uses normflows' tensor names, so it would parse as a state_dict,
+    // but the importer would have to guess what its metadata records (slope, scale map,
+    // shuffles): it refuses, and names the file, instead of silently changing the model.
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    flows([
+        OsStr::new("train"),
+        OsStr::new("--iters"),
+        OsStr::new("30"),
+        OsStr::new("--batch"),
+        OsStr::new("64"),
+        OsStr::new("--test-samples"),
+        OsStr::new("100"),
+        OsStr::new("--snapshots"),
+        OsStr::new("0"),
+        OsStr::new("--leaky"),
+        OsStr::new("0.3"),
+        OsStr::new("--scale-map"),
+        OsStr::new("sigmoid"),
+        OsStr::new("--quiet"),
+        OsStr::new("--out"),
+        run_dir.as_os_str(),
+    ])
+    .ok();
+    let ckpt = run_dir.join("checkpoint.safetensors");
+    let out = dir.path().join("reimported.safetensors");
+    import(&ckpt, &out).fails_with(&["checkpoint.safetensors", "already a flows checkpoint"]);
+    assert!(!out.exists());
+}
+
+#[test]
+fn train_rejects_empty_runs_before_writing_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    for (flag, value) in [("--iters", "0"), ("--batch", "0"), ("--test-samples", "1")] {
+        let out = dir.path().join(format!("run{flag}"));
+        flows([
+            OsStr::new("train"),
+            OsStr::new(flag),
+            OsStr::new(value),
+            OsStr::new("--quiet"),
+            OsStr::new("--out"),
+            out.as_os_str(),
+        ])
+        .fails_with(&[flag, "must be at least"]);
+        assert!(!out.exists(), "{flag} {value} created {}", out.display());
+    }
+}
+
+#[test]
+fn only_the_first_line_can_be_a_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = trained_checkpoint(dir.path());
+    let data = write(&dir.path().join("two_headers.csv"), "x0,x1\nfoo,bar\n1,2\n");
+    log_prob(&ckpt, &data).fails_with(&["row 2, column 1", "`foo`"]);
+}
+
+#[test]
+fn bench_reports_each_run_and_the_median_rate() {
+    let run = flows(["bench", "--iters", "20", "--batch", "64", "--repeats", "2"]);
+    let stdout = run.ok();
+    let runs = stdout.lines().filter(|l| l.starts_with("run ")).count();
+    assert_eq!(runs, 2, "one line per repeat: {}", run.describe());
+    let summary = stdout
+        .lines()
+        .find(|l| l.contains("median") && l.contains("it/s"))
+        .unwrap_or_else(|| panic!("no median line: {}", run.describe()));
+    let rate: f64 = summary
+        .split("median ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no rate after `median` in `{summary}`"));
+    assert!(
+        rate.is_finite() && rate > 0.0,
+        "median rate {rate} in `{summary}`"
+    );
+    assert!(
+        summary.contains("batch 64") && summary.contains("over 2 runs"),
+        "`{summary}`"
+    );
+}
