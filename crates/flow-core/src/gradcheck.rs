@@ -92,14 +92,7 @@ impl GradCheck {
         F: Fn(&[Var<B>]) -> Result<Var<B>>,
     {
         let weights = self.weights(backend, inputs, &f)?;
-        let analytic = {
-            let (tape, vars, loss) = projected_loss(backend, inputs, &f, &weights)?;
-            let refs: Vec<&Var<B>> = vars.iter().collect();
-            tape.grad(&loss, &refs, false)?
-                .iter()
-                .map(|g| g.value().to_vec())
-                .collect::<Vec<_>>()
-        };
+        let analytic = gradient_values(projected_loss(backend, inputs, &f, &weights)?)?;
         let numeric = |x: &[Tensor<B>]| -> Result<f64> {
             projected_loss(backend, x, &f, &weights)?.2.scalar_value()
         };
@@ -134,14 +127,7 @@ impl GradCheck {
             }
             Ok((tape, vars, total))
         };
-        let analytic = {
-            let (tape, vars, phi) = directional(inputs, true)?;
-            let refs: Vec<&Var<B>> = vars.iter().collect();
-            tape.grad(&phi, &refs, false)?
-                .iter()
-                .map(|g| g.value().to_vec())
-                .collect::<Vec<_>>()
-        };
+        let analytic = gradient_values(directional(inputs, true)?)?;
         self.compare("second-order", inputs, &analytic, |x| {
             directional(x, false)?.2.scalar_value()
         })
@@ -197,6 +183,18 @@ impl GradCheck {
         }
         Ok(report)
     }
+}
+
+/// The gradient of a recorded scalar with respect to each recorded input, as values.
+fn gradient_values<B: Backend<Elem = f64>>(
+    (tape, vars, scalar): Recorded<B>,
+) -> Result<Vec<Vec<f64>>> {
+    let refs: Vec<&Var<B>> = vars.iter().collect();
+    Ok(tape
+        .grad(&scalar, &refs, false)?
+        .iter()
+        .map(|g| g.value().to_vec())
+        .collect())
 }
 
 /// `sum(f(x) * W)` on a fresh tape whose inputs ask for gradients.

@@ -120,33 +120,38 @@ impl<B: Backend> NormalizingFlow<B> {
     /// Latent to data, with the summed forward log-dets per sample.
     pub fn forward_and_log_det(&self, z: &Var<B>) -> Result<(Var<B>, Var<B>)> {
         self.check_width("forward", z)?;
-        let mut x = z.clone();
-        let mut log_det: Option<Var<B>> = None;
-        for flow in &self.flows {
-            let (y, ld) = flow.forward(&self.params, &x)?;
-            log_det = Some(match log_det {
-                None => ld,
-                Some(acc) => acc.add(&ld)?,
-            });
-            x = y;
-        }
-        Ok((x.clone(), log_det.unwrap_or_else(|| zeros_like_rows(&x))))
+        self.chain(z, self.flows.iter(), |flow, v| {
+            flow.forward(&self.params, v)
+        })
     }
 
     /// Data to latent, with the summed inverse log-dets per sample.
     pub fn inverse_and_log_det(&self, x: &Var<B>) -> Result<(Var<B>, Var<B>)> {
         self.check_width("inverse", x)?;
-        let mut z = x.clone();
+        self.chain(x, self.flows.iter().rev(), |flow, v| {
+            flow.inverse(&self.params, v)
+        })
+    }
+
+    /// Applies `step` through `flows` in order, summing the log-dets.
+    fn chain<'a>(
+        &'a self,
+        input: &Var<B>,
+        flows: impl Iterator<Item = &'a Box<dyn Flow<B>>>,
+        step: impl Fn(&dyn Flow<B>, &Var<B>) -> Result<(Var<B>, Var<B>)>,
+    ) -> Result<(Var<B>, Var<B>)> {
+        let mut v = input.clone();
         let mut log_det: Option<Var<B>> = None;
-        for flow in self.flows.iter().rev() {
-            let (y, ld) = flow.inverse(&self.params, &z)?;
+        for flow in flows {
+            let (y, ld) = step(flow.as_ref(), &v)?;
             log_det = Some(match log_det {
                 None => ld,
                 Some(acc) => acc.add(&ld)?,
             });
-            z = y;
+            v = y;
         }
-        Ok((z.clone(), log_det.unwrap_or_else(|| zeros_like_rows(&z))))
+        let log_det = log_det.unwrap_or_else(|| zeros_like_rows(&v));
+        Ok((v, log_det))
     }
 
     /// log q(x) per row (`rows x 1`).
