@@ -445,6 +445,7 @@ fn binary_name(op: BinaryOp) -> &'static str {
         BinaryOp::Sub => "sub",
         BinaryOp::Mul => "mul",
         BinaryOp::Div => "div",
+        BinaryOp::Gate => "gate",
     }
 }
 

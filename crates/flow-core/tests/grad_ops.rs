@@ -133,6 +133,13 @@ proptest! {
     }
 
     #[test]
+    fn gate((a, b) in broadcast_pair(away_from_zero())) {
+        // Differentiable in the gated operand; the gate itself is a constant mask.
+        let gate = b.clone();
+        check1(&[a], move |v| v[0].gate(&v[0].tape().constant(gate.clone())))?;
+    }
+
+    #[test]
     fn same_operand_twice(x in any_matrix()) {
         check1(&[x], |v| v[0].mul(&v[0])?.add(&v[0]))?;
     }

@@ -61,6 +61,7 @@ proptest! {
             (BinaryOp::Sub, |x, y| x - y),
             (BinaryOp::Mul, |x, y| x * y),
             (BinaryOp::Div, |x, y| x / y),
+            (BinaryOp::Gate, |x, y| if y > 0.0 { x } else { 0.0 }),
         ] {
             let want: Vec<f64> = (0..r).flat_map(|i| (0..c).map(move |j| (i, j)))
                 .map(|(i, j)| f(pick(&a, i, j), pick(&b, i, j)))

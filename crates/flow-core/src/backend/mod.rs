@@ -55,6 +55,8 @@ pub enum BinaryOp {
     Sub,
     Mul,
     Div,
+    /// `a` where `b > 0`, else 0: the ReLU backward in one pass. Not differentiable in `b`.
+    Gate,
 }
 
 /// Reductions along an [`Axis`].

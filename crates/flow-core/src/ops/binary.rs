@@ -33,6 +33,10 @@ impl<B: Backend> Var<B> {
     pub fn div(&self, other: &Var<B>) -> Result<Var<B>> {
         self.binary(BinaryOp::Div, other)
     }
+    /// `self` where `gate > 0`, else 0. Gradients flow into `self` only.
+    pub fn gate(&self, gate: &Var<B>) -> Result<Var<B>> {
+        self.binary(BinaryOp::Gate, gate)
+    }
 }
 
 /// Each operand's gradient is summed over the dimensions it was broadcast along.
@@ -52,10 +56,11 @@ pub(crate) fn backward<B: Backend, A: GradAlgebra<B>>(
             BinaryOp::Add | BinaryOp::Sub => g.clone(),
             BinaryOp::Mul => alg.mul(g, &bv),
             BinaryOp::Div => alg.div(g, &bv),
+            BinaryOp::Gate => alg.binary(BinaryOp::Gate, g, &bv),
         };
         grads.push((a, alg.sum_to(&ga, sa)));
     }
-    if alg.needs_grad(b) {
+    if alg.needs_grad(b) && op != BinaryOp::Gate {
         let gb = match op {
             BinaryOp::Add => g.clone(),
             BinaryOp::Sub => alg.neg(g),
@@ -67,6 +72,7 @@ pub(crate) fn backward<B: Backend, A: GradAlgebra<B>>(
                 let q = alg.div(&gy, &bv);
                 alg.neg(&q)
             }
+            BinaryOp::Gate => unreachable!("the gate is piecewise constant in b"),
         };
         grads.push((b, alg.sum_to(&gb, sb)));
     }

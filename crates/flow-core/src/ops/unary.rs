@@ -3,7 +3,7 @@
 use crate::autodiff::algebra::GradAlgebra;
 use crate::autodiff::op::Op;
 use crate::autodiff::{NodeId, Tape, Var};
-use crate::backend::{Backend, UnaryOp};
+use crate::backend::{Backend, BinaryOp, UnaryOp};
 use crate::element::Element;
 use num_traits::One as _;
 
@@ -150,8 +150,7 @@ pub(crate) fn backward<B: Backend, A: GradAlgebra<B>>(
         }
         UnaryOp::Relu => {
             let x = alg.node(x);
-            let d = alg.unary(UnaryOp::Step, &x);
-            alg.mul(g, &d)
+            alg.binary(BinaryOp::Gate, g, &x)
         }
         UnaryOp::LeakyRelu(slope) => {
             // step(x) (1 - slope) + slope

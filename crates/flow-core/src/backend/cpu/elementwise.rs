@@ -65,6 +65,7 @@ pub(crate) fn binary<E: Element>(op: BinaryOp, a: &Array2<E>, b: &Array2<E>) -> 
         BinaryOp::Sub => zip_broadcast(a, b, |x, y| x - y),
         BinaryOp::Mul => zip_broadcast(a, b, |x, y| x * y),
         BinaryOp::Div => zip_broadcast(a, b, |x, y| x / y),
+        BinaryOp::Gate => zip_broadcast(a, b, |x, y| if y > E::zero() { x } else { E::zero() }),
     }
 }
 
