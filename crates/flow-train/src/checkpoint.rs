@@ -90,7 +90,18 @@ fn decode(view: &TensorView<'_>) -> std::result::Result<Vec<f64>, String> {
             .chunks_exact(8)
             .map(|c| f64::from_le_bytes(c.try_into().expect("chunk of 8")))
             .collect()),
-        other => Err(format!("dtype {other:?} is not supported (f32 or f64)")),
+        // Integer buffers (normflows stores permutations as int64).
+        Dtype::I64 => Ok(data
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().expect("chunk of 8")) as f64)
+            .collect()),
+        Dtype::I32 => Ok(data
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes(c.try_into().expect("chunk of 4")) as f64)
+            .collect()),
+        other => Err(format!(
+            "dtype {other:?} is not supported (f32, f64, i64 or i32)"
+        )),
     }
 }
 
