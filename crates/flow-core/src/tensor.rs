@@ -382,19 +382,32 @@ impl<B: Backend> Tensor<B> {
 
     /// `(x * exp(log_scale) + shift, row sums of log_scale)`; all three inputs of one shape.
     pub fn affine_coupling(&self, shift: &Self, log_scale: &Self) -> Result<(Self, Self)> {
-        for other in [shift, log_scale] {
-            if other.shape != self.shape {
-                return Err(Error::ShapeMismatch {
-                    op: "affine_coupling",
-                    lhs: self.shape,
-                    rhs: other.shape,
-                });
-            }
-        }
+        self.check_same_shapes("affine_coupling", &[shift, log_scale])?;
         let (y, log_det) =
             self.backend
                 .affine_coupling(&self.storage, &shift.storage, &log_scale.storage);
         Ok((self.wrap(y), self.wrap(log_det)))
+    }
+
+    /// `((self - shift) * exp(-log_scale), row sums of log_scale)`: the inverse of
+    /// [`Tensor::affine_coupling`]; all three inputs of one shape.
+    pub fn affine_coupling_inverse(&self, shift: &Self, log_scale: &Self) -> Result<(Self, Self)> {
+        self.check_same_shapes("affine_coupling_inverse", &[shift, log_scale])?;
+        let (x, sums) =
+            self.backend
+                .affine_coupling_inverse(&self.storage, &shift.storage, &log_scale.storage);
+        Ok((self.wrap(x), self.wrap(sums)))
+    }
+
+    fn check_same_shapes(&self, op: &'static str, others: &[&Self]) -> Result<()> {
+        match others.iter().find(|o| o.shape != self.shape) {
+            Some(o) => Err(Error::ShapeMismatch {
+                op,
+                lhs: self.shape,
+                rhs: o.shape,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// One Adam update (see [`Backend::adam_update`]); all four tensors of one shape.

@@ -106,6 +106,19 @@ proptest! {
     }
 
     #[test]
+    fn affine_coupling_inverse_matches_default_and_inverts((x, s, t) in shape().prop_flat_map(|(r, c)| {
+        (matrix_of(r, c, any_value()), matrix_of(r, c, any_value()), matrix_of(r, c, any_value()))
+    })) {
+        let (y, ld) = x.affine_coupling(&t, &s).unwrap();
+        let (back, sums) = y.affine_coupling_inverse(&t, &s).unwrap();
+        let (pback, psums) = on_plain(&y).affine_coupling_inverse(&on_plain(&t), &on_plain(&s)).unwrap();
+        prop_assert!(close(&back.to_vec(), &pback.to_vec()));
+        prop_assert!(close(&sums.to_vec(), &psums.to_vec()));
+        prop_assert!(back.max_abs_diff(&x).unwrap() < 1e-9);
+        prop_assert!(close(&sums.to_vec(), &ld.to_vec()));
+    }
+
+    #[test]
     fn adam_update_matches_default((p, g, m, v) in shape().prop_flat_map(|(r, c)| {
         (matrix_of(r, c, any_value()), matrix_of(r, c, any_value()), matrix_of(r, c, any_value()), matrix_of(r, c, 0.0f64..2.0))
     }), t in 1i32..50, wd in prop::sample::select(vec![0.0, 1e-2])) {

@@ -209,6 +209,16 @@ proptest! {
     }
 
     #[test]
+    fn affine_coupling_inverse((y, shift, log_scale) in shape().prop_flat_map(|(r, c)| {
+        (matrix_of(r, c, any_value()), matrix_of(r, c, any_value()), matrix_of(r, c, any_value()))
+    })) {
+        check1(&[y, shift, log_scale], |v| {
+            let (x, sums) = v[0].affine_coupling_inverse(&v[1], &v[2])?;
+            Var::concat_cols(&[&x, &sums])
+        })?;
+    }
+
+    #[test]
     fn affine_coupling((x, shift, log_scale) in shape().prop_flat_map(|(r, c)| {
         (matrix_of(r, c, any_value()), matrix_of(r, c, any_value()), matrix_of(r, c, any_value()))
     })) {

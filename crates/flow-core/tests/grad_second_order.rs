@@ -83,4 +83,18 @@ proptest! {
         check2(&[x.clone(), w.clone(), b.clone()], |v| Ok(v[0].linear(&v[1], &v[2])?.softplus()))?;
         check2(&[x, w, b], |v| Ok(v[0].matmul_t(false, &v[1], true)?.add(&v[2])?.elu(1.0).tanh()))?;
     }
+
+    #[test]
+    fn affine_coupling_pair((x, shift, log_scale) in shape().prop_flat_map(|(r, c)| {
+        (matrix_of(r, c, any_value()), matrix_of(r, c, any_value()), matrix_of(r, c, any_value()))
+    })) {
+        check2(&[x.clone(), shift.clone(), log_scale.clone()], |v| {
+            let (y, ld) = v[0].affine_coupling(&v[1], &v[2])?;
+            flow_core::Var::concat_cols(&[&y.tanh(), &ld.tanh()])
+        })?;
+        check2(&[x, shift, log_scale], |v| {
+            let (y, ld) = v[0].affine_coupling_inverse(&v[1], &v[2])?;
+            flow_core::Var::concat_cols(&[&y.tanh(), &ld.tanh()])
+        })?;
+    }
 }

@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::flow::Flow;
 use crate::mlp::Mlp;
 use crate::spec::LayerSpec;
-use flow_core::{Axis, Backend, FlowRng, ParamStore, Var};
+use flow_core::{Backend, FlowRng, ParamStore, Var};
 use serde::{Deserialize, Serialize};
 
 /// How the conditioner's raw scale output becomes a scale.
@@ -120,15 +120,14 @@ impl<B: Backend> Flow<B> for AffineCouplingBlock {
 
     fn inverse(&self, params: &ParamStore<B>, x: &Var<B>) -> Result<(Var<B>, Var<B>)> {
         let [cond, x2, shift, raw] = self.parts(params, x)?;
-        let log_scale = match self.scale_map {
-            // z2 = (x2 - shift) * exp(-s)
-            ScaleMap::Exp => raw.neg(),
-            // z2 = (x2 - shift) * sigmoid(s + 2)
-            ScaleMap::Sigmoid => Self::log_sigmoid_scale(&raw),
+        // z2 = (x2 - shift) * exp(-s), log-det -sum(s), with s the forward log-scale:
+        // the raw output (RealNVP), or -log sigmoid(raw + 2) (Glow).
+        let forward_log_scale = match self.scale_map {
+            ScaleMap::Exp => raw,
+            ScaleMap::Sigmoid => Self::log_sigmoid_scale(&raw).neg(),
         };
-        let z2 = x2.sub(&shift)?.mul(&log_scale.exp())?;
-        let log_det = log_scale.sum(Axis::Cols);
-        Ok((Var::concat_cols(&[&cond, &z2])?, log_det))
+        let (z2, sums) = x2.affine_coupling_inverse(&shift, &forward_log_scale)?;
+        Ok((Var::concat_cols(&[&cond, &z2])?, sums.neg()))
     }
 
     fn spec(&self) -> LayerSpec {

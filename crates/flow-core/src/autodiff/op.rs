@@ -75,6 +75,11 @@ pub(crate) enum Op<B: Backend> {
         shift: NodeId,
         log_scale: NodeId,
     },
+    AffineCouplingInverse {
+        y: NodeId,
+        shift: NodeId,
+        log_scale: NodeId,
+    },
 }
 
 impl<B: Backend> Clone for Op<B> {
@@ -135,6 +140,15 @@ impl<B: Backend> Clone for Op<B> {
                 shift: *shift,
                 log_scale: *log_scale,
             },
+            Op::AffineCouplingInverse {
+                y,
+                shift,
+                log_scale,
+            } => Op::AffineCouplingInverse {
+                y: *y,
+                shift: *shift,
+                log_scale: *log_scale,
+            },
         }
     }
 }
@@ -152,6 +166,11 @@ impl<B: Backend> Op<B> {
                 shift,
                 log_scale,
             } => vec![*x, *shift, *log_scale],
+            Op::AffineCouplingInverse {
+                y,
+                shift,
+                log_scale,
+            } => vec![*y, *shift, *log_scale],
             Op::Unary { x, .. }
             | Op::Sum { x, .. }
             | Op::Max { x, .. }
@@ -223,6 +242,13 @@ impl<B: Backend> Op<B> {
                 } => {
                     ops::affine_coupling::backward(alg, *x, *shift, *log_scale, out, g, &mut grads)
                 }
+                Op::AffineCouplingInverse {
+                    y,
+                    shift,
+                    log_scale,
+                } => ops::affine_coupling::backward_inverse(
+                    alg, *y, *shift, *log_scale, out, g, &mut grads,
+                ),
             }
         }
         grads

@@ -148,6 +148,20 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
         (y, self.reduce(ReduceOp::Sum, Axis::Cols, log_scale))
     }
 
+    /// The inverse of [`Backend::affine_coupling`]: `x = (y - shift) * exp(-log_scale)`, and
+    /// the row sums of `log_scale` (the inverse log-determinant is their negative).
+    fn affine_coupling_inverse(
+        &self,
+        y: &Self::Storage,
+        shift: &Self::Storage,
+        log_scale: &Self::Storage,
+    ) -> (Self::Storage, Self::Storage) {
+        let inv_scale = self.unary(UnaryOp::Exp, &self.unary(UnaryOp::Neg, log_scale));
+        let centred = self.binary(BinaryOp::Sub, y, shift);
+        let x = self.binary(BinaryOp::Mul, &centred, &inv_scale);
+        (x, self.reduce(ReduceOp::Sum, Axis::Cols, log_scale))
+    }
+
     /// One Adam update of `param` with `grad` and moments `m`, `v`; returns the new
     /// `(param, m, v)`. As `torch.optim.Adam`: `g = grad + wd * param`,
     /// `m = b1 m + (1 - b1) g`, `v = b2 v + (1 - b2) g^2`,

@@ -37,6 +37,66 @@ impl<B: Backend> Var<B> {
     }
 }
 
+impl<B: Backend> Var<B> {
+    /// Returns `((self - shift) * exp(-log_scale), row sums of log_scale)`: the inverse of
+    /// [`Var::affine_coupling`] and minus its log|det J| per sample. One fused backend call.
+    pub fn affine_coupling_inverse(
+        &self,
+        shift: &Var<B>,
+        log_scale: &Var<B>,
+    ) -> Result<(Var<B>, Var<B>)> {
+        self.check_same_tape(shift, "affine_coupling_inverse")?;
+        self.check_same_tape(log_scale, "affine_coupling_inverse")?;
+        let (x, sums) = self
+            .value()
+            .affine_coupling_inverse(&shift.value(), &log_scale.value())?;
+        let tape = &self.tape;
+        let op = Op::AffineCouplingInverse {
+            y: self.id,
+            shift: shift.id,
+            log_scale: log_scale.id,
+        };
+        let x = tape.push(x, op);
+        let sums = tape.push(
+            sums,
+            Op::Sum {
+                x: log_scale.id,
+                axis: Axis::Cols,
+            },
+        );
+        Ok((tape.var(x), tape.var(sums)))
+    }
+}
+
+/// For `x = (y - shift) e` with `e = exp(-s)`: `dy = g e`, `dshift = -g e`, `ds = -g x`.
+pub(crate) fn backward_inverse<B: Backend, A: GradAlgebra<B>>(
+    alg: &mut A,
+    y: NodeId,
+    shift: NodeId,
+    log_scale: NodeId,
+    out: NodeId,
+    g: &A::T,
+    grads: &mut GradList<A::T>,
+) {
+    if alg.needs_grad(y) || alg.needs_grad(shift) {
+        let s = alg.node(log_scale);
+        let neg_s = alg.neg(&s);
+        let inv_scale = alg.unary(UnaryOp::Exp, &neg_s);
+        let gy = alg.mul(g, &inv_scale);
+        if alg.needs_grad(shift) {
+            grads.push((shift, alg.neg(&gy)));
+        }
+        if alg.needs_grad(y) {
+            grads.push((y, gy));
+        }
+    }
+    if alg.needs_grad(log_scale) {
+        let x = alg.node(out);
+        let gx = alg.mul(g, &x);
+        grads.push((log_scale, alg.neg(&gx)));
+    }
+}
+
 /// `dx = g exp(s)`, `dshift = g`, `ds = g (y - shift)`.
 pub(crate) fn backward<B: Backend, A: GradAlgebra<B>>(
     alg: &mut A,

@@ -37,6 +37,31 @@ pub(crate) fn affine_coupling<E: Element>(
     )
 }
 
+/// `x = (y - shift) * exp(-log_scale)` and the row sums of `log_scale`, in one pass.
+pub(crate) fn affine_coupling_inverse<E: Element>(
+    y: &Array2<E>,
+    shift: &Array2<E>,
+    log_scale: &Array2<E>,
+) -> (Array2<E>, Array2<E>) {
+    let s = shape_of(y);
+    let (dy, dt, ds) = (slice_of(y), slice_of(shift), slice_of(log_scale));
+    let mut x = Vec::with_capacity(s.len());
+    let mut sums = Vec::with_capacity(s.rows);
+    for i in 0..s.rows {
+        let r = i * s.cols..(i + 1) * s.cols;
+        let mut sum = E::zero();
+        for ((&y, &t), &ls) in dy[r.clone()].iter().zip(&dt[r.clone()]).zip(&ds[r]) {
+            x.push((y - t) * (-ls).exp());
+            sum += ls;
+        }
+        sums.push(sum);
+    }
+    (
+        from_shape_vec(s, x),
+        from_shape_vec(Shape::new(s.rows, 1), sums),
+    )
+}
+
 /// One pass over parameter, gradient and moments, in the same operation order as the
 /// default composition (and PyTorch's single-tensor Adam).
 ///

@@ -128,6 +128,15 @@ impl<E: Element> Backend for Cpu<E> {
         fused::affine_coupling(x, shift, log_scale)
     }
 
+    fn affine_coupling_inverse(
+        &self,
+        y: &Array2<E>,
+        shift: &Array2<E>,
+        log_scale: &Array2<E>,
+    ) -> (Array2<E>, Array2<E>) {
+        fused::affine_coupling_inverse(y, shift, log_scale)
+    }
+
     fn adam_update(
         &self,
         param: &Array2<E>,
