@@ -18,23 +18,7 @@ pub(crate) fn affine_coupling<E: Element>(
     shift: &Array2<E>,
     log_scale: &Array2<E>,
 ) -> (Array2<E>, Array2<E>) {
-    let s = shape_of(x);
-    let (dx, dt, ds) = (slice_of(x), slice_of(shift), slice_of(log_scale));
-    let mut y = Vec::with_capacity(s.len());
-    let mut log_det = Vec::with_capacity(s.rows);
-    for i in 0..s.rows {
-        let r = i * s.cols..(i + 1) * s.cols;
-        let mut sum = E::zero();
-        for ((&x, &t), &ls) in dx[r.clone()].iter().zip(&dt[r.clone()]).zip(&ds[r]) {
-            y.push(x * ls.exp() + t);
-            sum += ls;
-        }
-        log_det.push(sum);
-    }
-    (
-        from_shape_vec(s, y),
-        from_shape_vec(Shape::new(s.rows, 1), log_det),
-    )
+    affine_rows(x, shift, log_scale, |x, t, ls| x * ls.exp() + t)
 }
 
 /// `x = (y - shift) * exp(-log_scale)` and the row sums of `log_scale`, in one pass.
@@ -43,21 +27,31 @@ pub(crate) fn affine_coupling_inverse<E: Element>(
     shift: &Array2<E>,
     log_scale: &Array2<E>,
 ) -> (Array2<E>, Array2<E>) {
-    let s = shape_of(y);
-    let (dy, dt, ds) = (slice_of(y), slice_of(shift), slice_of(log_scale));
-    let mut x = Vec::with_capacity(s.len());
+    affine_rows(y, shift, log_scale, |y, t, ls| (y - t) * (-ls).exp())
+}
+
+/// `map(v, shift, log_scale)` elementwise, with the row sums of `log_scale` beside it.
+fn affine_rows<E: Element>(
+    v: &Array2<E>,
+    shift: &Array2<E>,
+    log_scale: &Array2<E>,
+    map: impl Fn(E, E, E) -> E,
+) -> (Array2<E>, Array2<E>) {
+    let s = shape_of(v);
+    let (dv, dt, ds) = (slice_of(v), slice_of(shift), slice_of(log_scale));
+    let mut out = Vec::with_capacity(s.len());
     let mut sums = Vec::with_capacity(s.rows);
     for i in 0..s.rows {
         let r = i * s.cols..(i + 1) * s.cols;
         let mut sum = E::zero();
-        for ((&y, &t), &ls) in dy[r.clone()].iter().zip(&dt[r.clone()]).zip(&ds[r]) {
-            x.push((y - t) * (-ls).exp());
+        for ((&v, &t), &ls) in dv[r.clone()].iter().zip(&dt[r.clone()]).zip(&ds[r]) {
+            out.push(map(v, t, ls));
             sum += ls;
         }
         sums.push(sum);
     }
     (
-        from_shape_vec(s, x),
+        from_shape_vec(s, out),
         from_shape_vec(Shape::new(s.rows, 1), sums),
     )
 }
