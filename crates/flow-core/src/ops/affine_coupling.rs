@@ -8,6 +8,7 @@ use crate::autodiff::{NodeId, Var};
 use crate::backend::{Backend, UnaryOp};
 use crate::error::Result;
 use crate::shape::Axis;
+use crate::tensor::Tensor;
 
 impl<B: Backend> Var<B> {
     /// Returns `(x * exp(log_scale) + shift, row sums of log_scale)`: the transformed
@@ -15,29 +16,17 @@ impl<B: Backend> Var<B> {
     pub fn affine_coupling(&self, shift: &Var<B>, log_scale: &Var<B>) -> Result<(Var<B>, Var<B>)> {
         self.check_same_tape(shift, "affine_coupling")?;
         self.check_same_tape(log_scale, "affine_coupling")?;
-        let (y, log_det) = self
+        let (y, sums) = self
             .value()
             .affine_coupling(&shift.value(), &log_scale.value())?;
-        let tape = &self.tape;
         let op = Op::AffineCoupling {
             x: self.id,
             shift: shift.id,
             log_scale: log_scale.id,
         };
-        let y = tape.push(y, op);
-        // The fused kernel already summed the log-scales; record that value as the sum node.
-        let log_det = tape.push(
-            log_det,
-            Op::Sum {
-                x: log_scale.id,
-                axis: Axis::Cols,
-            },
-        );
-        Ok((tape.var(y), tape.var(log_det)))
+        Ok(self.record_with_sums(y, op, sums, log_scale))
     }
-}
 
-impl<B: Backend> Var<B> {
     /// Returns `((self - shift) * exp(-log_scale), row sums of log_scale)`: the inverse of
     /// [`Var::affine_coupling`] and minus its log|det J| per sample. One fused backend call.
     pub fn affine_coupling_inverse(
@@ -50,13 +39,25 @@ impl<B: Backend> Var<B> {
         let (x, sums) = self
             .value()
             .affine_coupling_inverse(&shift.value(), &log_scale.value())?;
-        let tape = &self.tape;
         let op = Op::AffineCouplingInverse {
             y: self.id,
             shift: shift.id,
             log_scale: log_scale.id,
         };
-        let x = tape.push(x, op);
+        Ok(self.record_with_sums(x, op, sums, log_scale))
+    }
+
+    /// Records a fused kernel's two results: its output under `op`, and the row sums of
+    /// `log_scale` it already computed, as that sum's own node.
+    fn record_with_sums(
+        &self,
+        out: Tensor<B>,
+        op: Op<B>,
+        sums: Tensor<B>,
+        log_scale: &Var<B>,
+    ) -> (Var<B>, Var<B>) {
+        let tape = &self.tape;
+        let out = tape.push(out, op);
         let sums = tape.push(
             sums,
             Op::Sum {
@@ -64,7 +65,7 @@ impl<B: Backend> Var<B> {
                 axis: Axis::Cols,
             },
         );
-        Ok((tape.var(x), tape.var(sums)))
+        (tape.var(out), tape.var(sums))
     }
 }
 
