@@ -95,12 +95,7 @@ proptest! {
     #![proptest_config(config())]
 
     #[test]
-    fn matmul((a, b, ta, tb) in (1usize..=5, 1usize..=5, 1usize..=5, any::<bool>(), any::<bool>())
-        .prop_flat_map(|(m, k, n, ta, tb)| {
-            let (ar, ac) = if ta { (k, m) } else { (m, k) };
-            let (br, bc) = if tb { (n, k) } else { (k, n) };
-            (matrix_of(ar, ac, any_value()), matrix_of(br, bc, any_value()), Just(ta), Just(tb))
-        }))
+    fn matmul((a, b, ta, tb) in matmul_operands(5))
     {
         check1(&[a, b], |v| v[0].matmul_t(ta, &v[1], tb))?;
     }

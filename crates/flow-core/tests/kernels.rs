@@ -30,12 +30,7 @@ proptest! {
     #![proptest_config(config())]
 
     #[test]
-    fn matmul_matches_the_triple_loop((a, b, ta, tb) in (1usize..=9, 1usize..=9, 1usize..=9, any::<bool>(), any::<bool>())
-        .prop_flat_map(|(m, k, n, ta, tb)| {
-            let (ar, ac) = if ta { (k, m) } else { (m, k) };
-            let (br, bc) = if tb { (n, k) } else { (k, n) };
-            (matrix_of(ar, ac, any_value()), matrix_of(br, bc, any_value()), Just(ta), Just(tb))
-        }))
+    fn matmul_matches_the_triple_loop((a, b, ta, tb) in matmul_operands(9))
     {
         let got = a.matmul_t(ta, &b, tb).unwrap();
         let (m, k) = if ta { (a.cols(), a.rows()) } else { (a.rows(), a.cols()) };

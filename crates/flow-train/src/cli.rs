@@ -180,6 +180,17 @@ impl ModelArgs {
         Ok(NormalizingFlow::new(&CPU, spec, self.seed)?)
     }
 
+    fn train_config(&self, iters: usize, batch: usize, progress: bool) -> TrainConfig {
+        TrainConfig {
+            iters,
+            batch,
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+            seed: self.seed,
+            progress,
+        }
+    }
+
     fn flow_name(&self) -> &'static str {
         match self.flow {
             FlowKind::Realnvp => "realnvp",
@@ -255,14 +266,7 @@ fn run_train(args: TrainArgs) -> Result<()> {
         ))
     });
     std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
-    let config = TrainConfig {
-        iters: args.iters,
-        batch: args.batch,
-        lr: args.model.lr,
-        weight_decay: args.model.weight_decay,
-        seed: args.model.seed,
-        progress: !args.quiet,
-    };
+    let config = args.model.train_config(args.iters, args.batch, !args.quiet);
     println!(
         "training {} ({} parameters) on {} for {} iterations, batch {}, Adam lr {} weight decay {}",
         args.model.flow_name(),
@@ -422,14 +426,7 @@ fn run_bench(args: &ModelArgs, iters: usize, batch: usize, repeats: usize) -> Re
     let mut rates = Vec::new();
     for r in 0..repeats.max(1) {
         let mut model = args.build(density.dim())?;
-        let config = TrainConfig {
-            iters,
-            batch,
-            lr: args.lr,
-            weight_decay: args.weight_decay,
-            seed: args.seed,
-            progress: false,
-        };
+        let config = args.train_config(iters, batch, false);
         let report = train(&mut model, density.as_ref(), &config, |_, _| Ok(()))?;
         println!(
             "run {}: {} iterations in {:.3} s, {:.0} it/s (final loss {:.4})",

@@ -44,6 +44,22 @@ pub fn positive() -> impl Strategy<Value = f64> + Clone {
     0.2f64..3.0
 }
 
+/// Operands of `op(a) @ op(b)` with each dimension in `1..=max`, and the transpose flags.
+pub fn matmul_operands(max: usize) -> BoxedStrategy<(Tensor<B>, Tensor<B>, bool, bool)> {
+    (1..=max, 1..=max, 1..=max, any::<bool>(), any::<bool>())
+        .prop_flat_map(|(m, k, n, ta, tb)| {
+            let (ar, ac) = if ta { (k, m) } else { (m, k) };
+            let (br, bc) = if tb { (n, k) } else { (k, n) };
+            (
+                matrix_of(ar, ac, any_value()),
+                matrix_of(br, bc, any_value()),
+                Just(ta),
+                Just(tb),
+            )
+        })
+        .boxed()
+}
+
 pub fn any_matrix() -> BoxedStrategy<Tensor<B>> {
     shape()
         .prop_flat_map(|(r, c)| matrix_of(r, c, any_value()))
