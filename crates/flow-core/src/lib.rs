@@ -41,7 +41,9 @@ pub mod tensor;
 
 pub use autodiff::{Gradients, Tape, Var};
 pub use backend::cpu::Cpu;
-pub use backend::{AdamStep, Backend, BinaryOp, ReduceOp, UnaryOp};
+pub use backend::{
+    Activation, AdamStep, Backend, BinaryOp, CouplingScale, Direction, ReduceOp, UnaryOp,
+};
 pub use element::Element;
 pub use error::{Error, Result};
 pub use params::{ParamId, ParamStore};

@@ -5,7 +5,7 @@
 //! only ever see validated arguments.
 
 use crate::backend::cpu::Cpu;
-use crate::backend::{Backend, BinaryOp, ReduceOp, UnaryOp};
+use crate::backend::{Activation, Backend, BinaryOp, CouplingScale, Direction, ReduceOp, UnaryOp};
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::shape::{Axis, Shape};
@@ -360,6 +360,16 @@ impl<B: Backend> Tensor<B> {
 
     /// `x @ weight^T + bias`, with `weight` stored `out x in` and `bias` `1 x out`.
     pub fn linear(&self, weight: &Self, bias: &Self) -> Result<Self> {
+        self.linear_activated(weight, bias, Activation::Identity)
+    }
+
+    /// `act(x @ weight^T + bias)` in one fused backend call.
+    pub fn linear_activated(
+        &self,
+        weight: &Self,
+        bias: &Self,
+        act: Activation<B::Elem>,
+    ) -> Result<Self> {
         if weight.shape.cols != self.shape.cols {
             return Err(Error::ShapeMismatch {
                 op: "linear (input x weight)",
@@ -376,38 +386,88 @@ impl<B: Backend> Tensor<B> {
         }
         Ok(self.wrap(
             self.backend
-                .linear(&self.storage, &weight.storage, &bias.storage),
+                .linear(&self.storage, &weight.storage, &bias.storage, act),
         ))
     }
 
-    /// `(x * exp(log_scale) + shift, row sums of log_scale)`; all three inputs of one shape.
-    pub fn affine_coupling(&self, shift: &Self, log_scale: &Self) -> Result<(Self, Self)> {
-        self.check_same_shapes("affine_coupling", &[shift, log_scale])?;
-        let (y, log_det) =
-            self.backend
-                .affine_coupling(&self.storage, &shift.storage, &log_scale.storage);
-        Ok((self.wrap(y), self.wrap(log_det)))
-    }
-
-    /// `((self - shift) * exp(-log_scale), row sums of log_scale)`: the inverse of
-    /// [`Tensor::affine_coupling`]; all three inputs of one shape.
-    pub fn affine_coupling_inverse(&self, shift: &Self, log_scale: &Self) -> Result<(Self, Self)> {
-        self.check_same_shapes("affine_coupling_inverse", &[shift, log_scale])?;
-        let (x, sums) =
-            self.backend
-                .affine_coupling_inverse(&self.storage, &shift.storage, &log_scale.storage);
-        Ok((self.wrap(x), self.wrap(sums)))
-    }
-
-    fn check_same_shapes(&self, op: &'static str, others: &[&Self]) -> Result<()> {
-        match others.iter().find(|o| o.shape != self.shape) {
-            Some(o) => Err(Error::ShapeMismatch {
-                op,
-                lhs: self.shape,
-                rhs: o.shape,
-            }),
-            None => Ok(()),
+    /// The affine coupling of [`Backend::affine_coupling`]: `self` is `n x d`, `params`
+    /// `n x 2 d2` with `1 <= d2 <= d` (shift and raw scale interleaved). Returns the output
+    /// (`n x d`) and the log|det J| of each row (`n x 1`).
+    pub fn affine_coupling(
+        &self,
+        params: &Self,
+        scale: CouplingScale,
+        direction: Direction,
+    ) -> Result<(Self, Self)> {
+        let (v, p) = (self.shape, params.shape);
+        if p.rows != v.rows || p.cols % 2 != 0 || p.cols == 0 || p.cols / 2 > v.cols {
+            return Err(Error::ShapeMismatch {
+                op: "affine_coupling (rows x interleaved parameters: n x 2 d2, d2 <= d)",
+                lhs: v,
+                rhs: p,
+            });
         }
+        let (out, log_det) =
+            self.backend
+                .affine_coupling(&self.storage, &params.storage, scale, direction);
+        Ok((self.wrap(out), self.wrap(log_det)))
+    }
+
+    /// Gradients of [`Tensor::affine_coupling`]'s output with respect to its rows and
+    /// parameters, from the output and its gradient. Shapes follow a validated forward.
+    pub(crate) fn affine_coupling_backward(
+        params: &Self,
+        out: &Self,
+        g: &Self,
+        scale: CouplingScale,
+        direction: Direction,
+    ) -> (Self, Self) {
+        let (g_v, g_params) = out.backend.affine_coupling_backward(
+            &params.storage,
+            &out.storage,
+            &g.storage,
+            scale,
+            direction,
+        );
+        (out.wrap(g_v), out.wrap(g_params))
+    }
+
+    /// The log-density of a diagonal Gaussian with `loc` and `log_scale` (`1 x d`) at each
+    /// row of `self` (`n x d`); returns `n x 1`.
+    pub fn diag_normal_log_prob(&self, loc: &Self, log_scale: &Self) -> Result<Self> {
+        let row = Shape::new(1, self.shape.cols);
+        for (what, other) in [("loc", loc), ("log_scale", log_scale)] {
+            if other.shape != row {
+                return Err(Error::invalid(
+                    "diag_normal_log_prob",
+                    format!(
+                        "{what} must be 1 x {} for points {}, got {}",
+                        self.shape.cols, self.shape, other.shape
+                    ),
+                ));
+            }
+        }
+        Ok(self.wrap(self.backend.diag_normal_log_prob(
+            &self.storage,
+            &loc.storage,
+            &log_scale.storage,
+        )))
+    }
+
+    /// Gradients of [`Tensor::diag_normal_log_prob`] (shapes follow a validated forward).
+    pub(crate) fn diag_normal_log_prob_backward(
+        z: &Self,
+        loc: &Self,
+        log_scale: &Self,
+        g: &Self,
+    ) -> (Self, Self, Self) {
+        let (gz, gl, gs) = z.backend.diag_normal_log_prob_backward(
+            &z.storage,
+            &loc.storage,
+            &log_scale.storage,
+            &g.storage,
+        );
+        (z.wrap(gz), z.wrap(gl), z.wrap(gs))
     }
 
     /// One Adam update (see [`Backend::adam_update`]); all four tensors of one shape.

@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use flow_core::backend::{AdamStep, Backend, BinaryOp, ReduceOp, UnaryOp};
+use flow_core::{Activation, Direction};
 use flow_core::{Axis, Cpu, Shape, Tensor};
 use ndarray::Array2;
 use proptest::prelude::*;
@@ -87,35 +88,56 @@ proptest! {
     #![proptest_config(config())]
 
     #[test]
-    fn linear_matches_default((x, w, b) in (1usize..=6, 1usize..=6, 1usize..=6).prop_flat_map(|(r, i, o)| {
-        (matrix_of(r, i, any_value()), matrix_of(o, i, any_value()), matrix_of(1, o, any_value()))
-    })) {
-        let fused = x.linear(&w, &b).unwrap();
-        let plain = on_plain(&x).linear(&on_plain(&w), &on_plain(&b)).unwrap();
+    fn linear_matches_default(
+        (x, w, b) in linear_operands(6),
+        act in prop::sample::select(vec![Activation::Identity, Activation::Relu, Activation::LeakyRelu(0.2)]),
+    ) {
+        let fused = x.linear_activated(&w, &b, act).unwrap();
+        let plain = on_plain(&x).linear_activated(&on_plain(&w), &on_plain(&b), act).unwrap();
         prop_assert!(close(&fused.to_vec(), &plain.to_vec()));
     }
 
     #[test]
-    fn affine_coupling_matches_default((x, s, t) in shape().prop_flat_map(|(r, c)| {
-        (matrix_of(r, c, any_value()), matrix_of(r, c, any_value()), matrix_of(r, c, any_value()))
-    })) {
-        let (y, ld) = x.affine_coupling(&t, &s).unwrap();
-        let (py, pld) = on_plain(&x).affine_coupling(&on_plain(&t), &on_plain(&s)).unwrap();
+    fn affine_coupling_matches_default_and_inverts((v, params, scale, direction) in coupling_operands()) {
+        let (y, ld) = v.affine_coupling(&params, scale, direction).unwrap();
+        let (py, pld) = on_plain(&v).affine_coupling(&on_plain(&params), scale, direction).unwrap();
         prop_assert!(close(&y.to_vec(), &py.to_vec()));
         prop_assert!(close(&ld.to_vec(), &pld.to_vec()));
+        let back_direction = match direction {
+            Direction::Forward => Direction::Inverse,
+            Direction::Inverse => Direction::Forward,
+        };
+        let (back, back_ld) = y.affine_coupling(&params, scale, back_direction).unwrap();
+        prop_assert!(back.max_abs_diff(&v).unwrap() < 1e-9);
+        prop_assert!(close(&back_ld.to_vec(), &ld.unary(UnaryOp::Neg).to_vec()));
     }
 
     #[test]
-    fn affine_coupling_inverse_matches_default_and_inverts((x, s, t) in shape().prop_flat_map(|(r, c)| {
-        (matrix_of(r, c, any_value()), matrix_of(r, c, any_value()), matrix_of(r, c, any_value()))
-    })) {
-        let (y, ld) = x.affine_coupling(&t, &s).unwrap();
-        let (back, sums) = y.affine_coupling_inverse(&t, &s).unwrap();
-        let (pback, psums) = on_plain(&y).affine_coupling_inverse(&on_plain(&t), &on_plain(&s)).unwrap();
-        prop_assert!(close(&back.to_vec(), &pback.to_vec()));
-        prop_assert!(close(&sums.to_vec(), &psums.to_vec()));
-        prop_assert!(back.max_abs_diff(&x).unwrap() < 1e-9);
-        prop_assert!(close(&sums.to_vec(), &ld.to_vec()));
+    fn affine_coupling_backward_matches_default(
+        (v, params, scale, direction) in coupling_operands(),
+        seed in 0u64..1000,
+    ) {
+        let (y, _) = v.affine_coupling(&params, scale, direction).unwrap();
+        let g = Tensor::randn(&CPU, y.shape(), &mut flow_core::rng(seed));
+        let (gv, gp) = CPU.affine_coupling_backward(params.storage(), y.storage(), g.storage(), scale, direction);
+        let plain = Plain::default();
+        let (pgv, pgp) = plain.affine_coupling_backward(params.storage(), y.storage(), g.storage(), scale, direction);
+        prop_assert!(close(gv.as_slice().unwrap(), pgv.as_slice().unwrap()));
+        prop_assert!(close(gp.as_slice().unwrap(), pgp.as_slice().unwrap()));
+    }
+
+    #[test]
+    fn diag_normal_matches_default((z, loc, log_scale) in diag_normal_operands(), seed in 0u64..1000) {
+        let lp = z.diag_normal_log_prob(&loc, &log_scale).unwrap();
+        let plp = on_plain(&z).diag_normal_log_prob(&on_plain(&loc), &on_plain(&log_scale)).unwrap();
+        prop_assert!(close(&lp.to_vec(), &plp.to_vec()));
+        let g = Tensor::randn(&CPU, lp.shape(), &mut flow_core::rng(seed));
+        let (s, l, ls, gs) = (z.storage(), loc.storage(), log_scale.storage(), g.storage());
+        let fused = CPU.diag_normal_log_prob_backward(s, l, ls, gs);
+        let plain = Plain::default().diag_normal_log_prob_backward(s, l, ls, gs);
+        for (f, p) in [(&fused.0, &plain.0), (&fused.1, &plain.1), (&fused.2, &plain.2)] {
+            prop_assert!(close(f.as_slice().unwrap(), p.as_slice().unwrap()));
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use flow_core::{Axis, Tensor, Var};
+use flow_core::{Activation, Axis, Tape, Tensor, Var};
 use proptest::prelude::*;
 
 /// Shapes of an operand broadcast against a `rows x cols` result: full, row, column, scalar.
@@ -204,22 +204,51 @@ proptest! {
     }
 
     #[test]
-    fn affine_coupling_inverse((y, shift, log_scale) in shape().prop_flat_map(|(r, c)| {
-        (matrix_of(r, c, any_value()), matrix_of(r, c, any_value()), matrix_of(r, c, any_value()))
-    })) {
-        check1(&[y, shift, log_scale], |v| {
-            let (x, sums) = v[0].affine_coupling_inverse(&v[1], &v[2])?;
-            Var::concat_cols(&[&x, &sums])
+    fn affine_coupling((v, params, scale, direction) in coupling_operands()) {
+        check1(&[v, params], |v| {
+            let (y, log_det) = v[0].affine_coupling(&v[1], scale, direction)?;
+            Var::concat_cols(&[&y, &log_det])
         })?;
     }
 
     #[test]
-    fn affine_coupling((x, shift, log_scale) in shape().prop_flat_map(|(r, c)| {
-        (matrix_of(r, c, any_value()), matrix_of(r, c, any_value()), matrix_of(r, c, any_value()))
-    })) {
-        check1(&[x, shift, log_scale], |v| {
-            let (y, log_det) = v[0].affine_coupling(&v[1], &v[2])?;
-            Var::concat_cols(&[&y, &log_det])
-        })?;
+    fn linear_activated((x, w, b) in linear_operands(5), slope in prop::sample::select(vec![0.0, 0.1])) {
+        prop_assume!(min_abs_pre_activation(&x, &w, &b) > 1e-3);
+        let act = if slope == 0.0 { Activation::Relu } else { Activation::LeakyRelu(slope) };
+        check1(&[x, w, b], |v| v[0].linear_activated(&v[1], &v[2], act))?;
+    }
+
+    #[test]
+    fn diag_normal_log_prob((z, loc, log_scale) in diag_normal_operands()) {
+        check1(&[z, loc, log_scale], |v| v[0].diag_normal_log_prob(&v[1], &v[2]))?;
+    }
+
+    /// First-order passes use fused backward kernels; recorded ones compose primitives.
+    /// Both must give the same gradients.
+    #[test]
+    fn fused_backward_matches_recorded(
+        (v, params, scale, direction) in coupling_operands(),
+        (x, w, b) in linear_operands(5),
+        slope in prop::sample::select(vec![0.0, 0.2]),
+        (z, loc, log_scale) in diag_normal_operands(),
+    ) {
+        let act = if slope == 0.0 { Activation::Relu } else { Activation::LeakyRelu(slope) };
+        let tape = Tape::new(&CPU);
+        let inputs: Vec<Var<B>> = [v, params, x, w, b, z, loc, log_scale].into_iter().map(|t| tape.input(t)).collect();
+        let (y, log_det) = inputs[0].affine_coupling(&inputs[1], scale, direction)?;
+        let h = inputs[2].linear_activated(&inputs[3], &inputs[4], act)?;
+        let loss = y
+            .tanh()
+            .sum_all()
+            .add(&log_det.square().sum_all())?
+            .add(&h.square().sum_all())?
+            .add(&inputs[5].diag_normal_log_prob(&inputs[6], &inputs[7])?.sum_all())?;
+        let raw = tape.backward(&loss)?;
+        let wrt: Vec<&Var<B>> = inputs.iter().collect();
+        let recorded = tape.grad(&loss, &wrt, true)?;
+        for (var, rec) in inputs.iter().zip(&recorded) {
+            let diff = raw.get(var).unwrap().max_abs_diff(&rec.value())?;
+            prop_assert!(diff < 1e-12, "raw and recorded gradients differ by {diff}");
+        }
     }
 }

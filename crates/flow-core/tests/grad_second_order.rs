@@ -80,16 +80,26 @@ proptest! {
     }
 
     #[test]
-    fn affine_coupling_pair((x, shift, log_scale) in shape().prop_flat_map(|(r, c)| {
-        (matrix_of(r, c, any_value()), matrix_of(r, c, any_value()), matrix_of(r, c, any_value()))
-    })) {
-        check2(&[x.clone(), shift.clone(), log_scale.clone()], |v| {
-            let (y, ld) = v[0].affine_coupling(&v[1], &v[2])?;
+    fn affine_coupling((v, params, scale, direction) in coupling_operands()) {
+        check2(&[v, params], |v| {
+            let (y, ld) = v[0].affine_coupling(&v[1], scale, direction)?;
             flow_core::Var::concat_cols(&[&y.tanh(), &ld.tanh()])
         })?;
-        check2(&[x, shift, log_scale], |v| {
-            let (y, ld) = v[0].affine_coupling_inverse(&v[1], &v[2])?;
-            flow_core::Var::concat_cols(&[&y.tanh(), &ld.tanh()])
-        })?;
+    }
+
+    #[test]
+    fn diag_normal_log_prob((z, loc, log_scale) in diag_normal_operands()) {
+        check2(&[z, loc, log_scale], |v| Ok(v[0].diag_normal_log_prob(&v[1], &v[2])?.tanh()))?;
+    }
+
+    #[test]
+    fn linear_activated((x, w, b) in linear_operands(3), slope in prop::sample::select(vec![0.0, 0.1])) {
+        prop_assume!(min_abs_pre_activation(&x, &w, &b) > 1e-3);
+        let act = if slope == 0.0 {
+            flow_core::Activation::Relu
+        } else {
+            flow_core::Activation::LeakyRelu(slope)
+        };
+        check2(&[x, w, b], |v| Ok(v[0].linear_activated(&v[1], &v[2], act)?.tanh()))?;
     }
 }

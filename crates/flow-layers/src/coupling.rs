@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::flow::Flow;
 use crate::mlp::Mlp;
 use crate::spec::LayerSpec;
-use flow_core::{Backend, FlowRng, ParamStore, Var};
+use flow_core::{Backend, CouplingScale, Direction, FlowRng, ParamStore, Var};
 use serde::{Deserialize, Serialize};
 
 /// How the conditioner's raw scale output becomes a scale.
@@ -19,15 +19,23 @@ pub enum ScaleMap {
     Sigmoid,
 }
 
+impl ScaleMap {
+    fn coupling_scale(self) -> CouplingScale {
+        match self {
+            ScaleMap::Exp => CouplingScale::Exp,
+            ScaleMap::Sigmoid => CouplingScale::Sigmoid,
+        }
+    }
+}
+
 /// Split, affine coupling and merge in one layer. The conditioner's output interleaves
-/// shift (even columns) and raw log-scale (odd columns), as normflows.
+/// shift (even columns) and raw log-scale (odd columns), as normflows; the coupling itself
+/// is one fused op ([`Var::affine_coupling`]) on whole rows.
 #[derive(Clone, Debug)]
 pub struct AffineCouplingBlock {
     dim: usize,
     net: Mlp,
     scale_map: ScaleMap,
-    shift_cols: Vec<usize>,
-    scale_cols: Vec<usize>,
 }
 
 impl AffineCouplingBlock {
@@ -68,8 +76,6 @@ impl AffineCouplingBlock {
             dim,
             net,
             scale_map,
-            shift_cols: (0..d2).map(|j| 2 * j).collect(),
-            scale_cols: (0..d2).map(|j| 2 * j + 1).collect(),
         })
     }
 
@@ -77,20 +83,16 @@ impl AffineCouplingBlock {
         self.scale_map
     }
 
-    /// Conditioning half, transformed half, shift and raw scale parameter.
-    fn parts<B: Backend>(&self, params: &ParamStore<B>, v: &Var<B>) -> Result<[Var<B>; 4]> {
-        let (d1, d2) = split(self.dim);
-        let cond = v.slice_cols(0, d1)?;
-        let rest = v.slice_cols(d1, d2)?;
-        let out = self.net.forward(params, &cond)?;
-        let shift = out.gather_cols(&self.shift_cols)?;
-        let raw = out.gather_cols(&self.scale_cols)?;
-        Ok([cond, rest, shift, raw])
-    }
-
-    /// log sigmoid(raw + 2), stably: -softplus(-(raw + 2)).
-    fn log_sigmoid_scale<B: Backend>(raw: &Var<B>) -> Var<B> {
-        raw.add_scalar(2.0).neg().softplus().neg()
+    /// The coupling of `v` in `direction`, conditioned on its first `ceil(d/2)` features.
+    fn couple<B: Backend>(
+        &self,
+        params: &ParamStore<B>,
+        v: &Var<B>,
+        direction: Direction,
+    ) -> Result<(Var<B>, Var<B>)> {
+        let (d1, _) = split(self.dim);
+        let conditioner_out = self.net.forward(params, &v.slice_cols(0, d1)?)?;
+        Ok(v.affine_coupling(&conditioner_out, self.scale_map.coupling_scale(), direction)?)
     }
 }
 
@@ -106,28 +108,11 @@ impl<B: Backend> Flow<B> for AffineCouplingBlock {
     }
 
     fn forward(&self, params: &ParamStore<B>, z: &Var<B>) -> Result<(Var<B>, Var<B>)> {
-        let [cond, z2, shift, raw] = self.parts(params, z)?;
-        let (x2, log_det) = match self.scale_map {
-            ScaleMap::Exp => z2.affine_coupling(&shift, &raw)?,
-            ScaleMap::Sigmoid => {
-                // x2 = z2 / scale + shift = z2 * exp(-log scale) + shift
-                let log_scale = Self::log_sigmoid_scale(&raw);
-                z2.affine_coupling(&shift, &log_scale.neg())?
-            }
-        };
-        Ok((Var::concat_cols(&[&cond, &x2])?, log_det))
+        self.couple(params, z, Direction::Forward)
     }
 
     fn inverse(&self, params: &ParamStore<B>, x: &Var<B>) -> Result<(Var<B>, Var<B>)> {
-        let [cond, x2, shift, raw] = self.parts(params, x)?;
-        // z2 = (x2 - shift) * exp(-s), log-det -sum(s), with s the forward log-scale:
-        // the raw output (RealNVP), or -log sigmoid(raw + 2) (Glow).
-        let forward_log_scale = match self.scale_map {
-            ScaleMap::Exp => raw,
-            ScaleMap::Sigmoid => Self::log_sigmoid_scale(&raw).neg(),
-        };
-        let (z2, sums) = x2.affine_coupling_inverse(&shift, &forward_log_scale)?;
-        Ok((Var::concat_cols(&[&cond, &z2])?, sums.neg()))
+        self.couple(params, x, Direction::Inverse)
     }
 
     fn spec(&self) -> LayerSpec {

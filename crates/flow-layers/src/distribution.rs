@@ -49,12 +49,7 @@ impl DiagGaussian {
         let tape = z.tape();
         let loc = tape.param(params, self.loc)?;
         let log_scale = tape.param(params, self.log_scale)?;
-        let u = z.sub(&loc)?.mul(&log_scale.neg().exp())?;
-        let quad = u.square().sum(Axis::Cols).mul_scalar(0.5);
-        Ok(quad
-            .add(&log_scale.sum_all())?
-            .neg()
-            .add_scalar(self.constant()))
+        Ok(z.diag_normal_log_prob(&loc, &log_scale)?)
     }
 
     /// `n` draws on `tape` (differentiable in the parameters, reparametrised) and their

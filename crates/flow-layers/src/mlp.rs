@@ -2,7 +2,7 @@
 //! between them (leaky = 0 is ReLU), optionally zero-initialised last layer.
 
 use crate::error::{Error, Result};
-use flow_core::{Backend, FlowRng, ParamId, ParamStore, Tensor, Var};
+use flow_core::{Activation, Backend, Element, FlowRng, ParamId, ParamStore, Tensor, Var};
 
 /// An MLP whose parameters are named `{prefix}.net.{2k}.weight` (`out x in`) and
 /// `{prefix}.net.{2k}.bias` (`1 x out`), as in a normflows state_dict.
@@ -66,18 +66,25 @@ impl Mlp {
         self.leaky
     }
 
+    /// The network on `x`. Hidden layers apply their activation inside the linear node
+    /// (one fused kernel); a negative leaky slope, which that fusion does not cover, runs as
+    /// a separate op.
     pub fn forward<B: Backend>(&self, params: &ParamStore<B>, x: &Var<B>) -> Result<Var<B>> {
         let tape = x.tape();
+        let act = match self.leaky {
+            0.0 => Some(Activation::Relu),
+            s if s > 0.0 => Some(Activation::LeakyRelu(B::Elem::of(s))),
+            _ => None,
+        };
         let mut h = x.clone();
         for (k, &(w, b)) in self.layers.iter().enumerate() {
-            h = h.linear(&tape.param(params, w)?, &tape.param(params, b)?)?;
-            if k + 1 < self.layers.len() {
-                h = if self.leaky == 0.0 {
-                    h.relu()
-                } else {
-                    h.leaky_relu(self.leaky)
-                };
-            }
+            let (w, b) = (tape.param(params, w)?, tape.param(params, b)?);
+            let hidden = k + 1 < self.layers.len();
+            h = match (hidden, act) {
+                (false, _) => h.linear(&w, &b)?,
+                (true, Some(act)) => h.linear_activated(&w, &b, act)?,
+                (true, None) => h.linear(&w, &b)?.leaky_relu(self.leaky),
+            };
         }
         Ok(h)
     }

@@ -8,6 +8,11 @@ use flow_datasets::{ToyDensity, TwoMoons};
 use flow_layers::{NormalizingFlow, RealNvpConfig};
 use flow_train::optim::Adam;
 use std::time::Instant;
+
+// The allocator the `flows` binary uses.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cpu = Cpu::<f32>::new();
     let mut model =

@@ -7,7 +7,7 @@
 
 use super::op::Op;
 use super::tape::{Node, NodeId, Tape};
-use crate::backend::{Backend, BinaryOp, UnaryOp};
+use crate::backend::{Backend, BinaryOp, CouplingScale, Direction, UnaryOp};
 use crate::shape::{Axis, Shape};
 use crate::tensor::Tensor;
 use std::sync::Arc;
@@ -58,6 +58,37 @@ pub(crate) trait GradAlgebra<B: Backend> {
     fn mul_const(&mut self, a: &Self::T, c: Tensor<B>) -> Self::T {
         let c = self.constant(c);
         self.mul(a, &c)
+    }
+    /// The gradients of an affine coupling's rows and parameters (see
+    /// [`Backend::affine_coupling_backward`]), composed from the primitives above unless an
+    /// interpreter has a fused kernel.
+    fn affine_coupling_grads(
+        &mut self,
+        params: &Self::T,
+        out: &Self::T,
+        g: &Self::T,
+        scale: CouplingScale,
+        direction: Direction,
+    ) -> (Self::T, Self::T)
+    where
+        Self: Sized,
+    {
+        crate::ops::affine_coupling::composed_grads(self, params, out, g, scale, direction)
+    }
+    /// The gradients of a diagonal Gaussian's log-density with respect to the points, the
+    /// mean and the log-scale, composed from the primitives unless an interpreter has a
+    /// fused kernel.
+    fn diag_normal_log_prob_grads(
+        &mut self,
+        z: &Self::T,
+        loc: &Self::T,
+        log_scale: &Self::T,
+        g: &Self::T,
+    ) -> (Self::T, Self::T, Self::T)
+    where
+        Self: Sized,
+    {
+        crate::ops::diag_normal::composed_grads(self, z, loc, log_scale, g)
     }
     /// Sums away broadcast dimensions: the adjoint of broadcasting `shape` up to `a`'s shape.
     fn sum_to(&mut self, a: &Self::T, shape: Shape) -> Self::T {
@@ -128,6 +159,25 @@ impl<B: Backend> GradAlgebra<B> for RawAlgebra<'_, B> {
     }
     fn select(&mut self, mask: &Tensor<B>, a: &Tensor<B>, b: &Tensor<B>) -> Tensor<B> {
         Tensor::select(mask, a, b).expect(INVARIANT)
+    }
+    fn affine_coupling_grads(
+        &mut self,
+        params: &Tensor<B>,
+        out: &Tensor<B>,
+        g: &Tensor<B>,
+        scale: CouplingScale,
+        direction: Direction,
+    ) -> (Tensor<B>, Tensor<B>) {
+        Tensor::affine_coupling_backward(params, out, g, scale, direction)
+    }
+    fn diag_normal_log_prob_grads(
+        &mut self,
+        z: &Tensor<B>,
+        loc: &Tensor<B>,
+        log_scale: &Tensor<B>,
+        g: &Tensor<B>,
+    ) -> (Tensor<B>, Tensor<B>, Tensor<B>) {
+        Tensor::diag_normal_log_prob_backward(z, loc, log_scale, g)
     }
 }
 

@@ -3,7 +3,7 @@
 
 use super::algebra::GradAlgebra;
 use super::tape::NodeId;
-use crate::backend::{Backend, BinaryOp, UnaryOp};
+use crate::backend::{Activation, Backend, BinaryOp, CouplingScale, Direction, UnaryOp};
 use crate::ops;
 use crate::shape::Axis;
 use crate::tensor::Tensor;
@@ -22,6 +22,7 @@ pub(crate) enum Op<B: Backend> {
         x: NodeId,
         weight: NodeId,
         bias: NodeId,
+        act: Activation<B::Elem>,
     },
     Unary {
         op: UnaryOp<B::Elem>,
@@ -70,18 +71,27 @@ pub(crate) enum Op<B: Backend> {
         a: NodeId,
         b: NodeId,
     },
+    /// The transformed rows of an affine coupling.
     AffineCoupling {
-        x: NodeId,
-        shift: NodeId,
+        v: NodeId,
+        params: NodeId,
+        scale: CouplingScale,
+        direction: Direction,
+    },
+    DiagNormalLogProb {
+        z: NodeId,
+        loc: NodeId,
         log_scale: NodeId,
     },
-    AffineCouplingInverse {
-        y: NodeId,
-        shift: NodeId,
-        log_scale: NodeId,
+    /// The log-det of the same coupling, a function of `params` only.
+    AffineCouplingLogDet {
+        params: NodeId,
+        scale: CouplingScale,
+        direction: Direction,
     },
 }
 
+// Not derived: a derive would require `B: Clone` bounds on the parameters' types.
 impl<B: Backend> Clone for Op<B> {
     fn clone(&self) -> Self {
         match self {
@@ -92,10 +102,16 @@ impl<B: Backend> Clone for Op<B> {
                 b: *b,
                 tb: *tb,
             },
-            Op::Linear { x, weight, bias } => Op::Linear {
+            Op::Linear {
+                x,
+                weight,
+                bias,
+                act,
+            } => Op::Linear {
                 x: *x,
                 weight: *weight,
                 bias: *bias,
+                act: *act,
             },
             Op::Unary { op, x } => Op::Unary { op: *op, x: *x },
             Op::Binary { op, a, b } => Op::Binary {
@@ -132,22 +148,29 @@ impl<B: Backend> Clone for Op<B> {
                 b: *b,
             },
             Op::AffineCoupling {
-                x,
-                shift,
-                log_scale,
+                v,
+                params,
+                scale,
+                direction,
             } => Op::AffineCoupling {
-                x: *x,
-                shift: *shift,
+                v: *v,
+                params: *params,
+                scale: *scale,
+                direction: *direction,
+            },
+            Op::DiagNormalLogProb { z, loc, log_scale } => Op::DiagNormalLogProb {
+                z: *z,
+                loc: *loc,
                 log_scale: *log_scale,
             },
-            Op::AffineCouplingInverse {
-                y,
-                shift,
-                log_scale,
-            } => Op::AffineCouplingInverse {
-                y: *y,
-                shift: *shift,
-                log_scale: *log_scale,
+            Op::AffineCouplingLogDet {
+                params,
+                scale,
+                direction,
+            } => Op::AffineCouplingLogDet {
+                params: *params,
+                scale: *scale,
+                direction: *direction,
             },
         }
     }
@@ -160,17 +183,12 @@ impl<B: Backend> Op<B> {
             Op::Matmul { a, b, .. } | Op::Binary { a, b, .. } | Op::Select { a, b, .. } => {
                 vec![*a, *b]
             }
-            Op::Linear { x, weight, bias } => vec![*x, *weight, *bias],
-            Op::AffineCoupling {
-                x,
-                shift,
-                log_scale,
-            } => vec![*x, *shift, *log_scale],
-            Op::AffineCouplingInverse {
-                y,
-                shift,
-                log_scale,
-            } => vec![*y, *shift, *log_scale],
+            Op::Linear {
+                x, weight, bias, ..
+            } => vec![*x, *weight, *bias],
+            Op::AffineCoupling { v, params, .. } => vec![*v, *params],
+            Op::AffineCouplingLogDet { params, .. } => vec![*params],
+            Op::DiagNormalLogProb { z, loc, log_scale } => vec![*z, *loc, *log_scale],
             Op::Unary { x, .. }
             | Op::Sum { x, .. }
             | Op::Max { x, .. }
@@ -199,9 +217,12 @@ impl<B: Backend> Op<B> {
                 Op::Matmul { a, ta, b, tb } => {
                     ops::matmul::backward(alg, *a, *ta, *b, *tb, g, &mut grads)
                 }
-                Op::Linear { x, weight, bias } => {
-                    ops::linear::backward(alg, *x, *weight, *bias, g, &mut grads)
-                }
+                Op::Linear {
+                    x,
+                    weight,
+                    bias,
+                    act,
+                } => ops::linear::backward(alg, *x, *weight, *bias, *act, out, g, &mut grads),
                 Op::Unary { op, x } => {
                     if alg.needs_grad(*x) && !op.is_piecewise_constant() {
                         let gx = ops::unary::backward(alg, *op, *x, out, g);
@@ -236,18 +257,22 @@ impl<B: Backend> Op<B> {
                     ops::select::backward(alg, mask, *a, *b, g, &mut grads)
                 }
                 Op::AffineCoupling {
-                    x,
-                    shift,
-                    log_scale,
-                } => {
-                    ops::affine_coupling::backward(alg, *x, *shift, *log_scale, out, g, &mut grads)
+                    v,
+                    params,
+                    scale,
+                    direction,
+                } => ops::affine_coupling::backward(
+                    alg, *v, *params, *scale, *direction, out, g, &mut grads,
+                ),
+                Op::DiagNormalLogProb { z, loc, log_scale } => {
+                    ops::diag_normal::backward(alg, *z, *loc, *log_scale, g, &mut grads)
                 }
-                Op::AffineCouplingInverse {
-                    y,
-                    shift,
-                    log_scale,
-                } => ops::affine_coupling::backward_inverse(
-                    alg, *y, *shift, *log_scale, out, g, &mut grads,
+                Op::AffineCouplingLogDet {
+                    params,
+                    scale,
+                    direction,
+                } => ops::affine_coupling::backward_log_det(
+                    alg, *params, *scale, *direction, g, &mut grads,
                 ),
             }
         }

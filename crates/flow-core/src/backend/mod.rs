@@ -59,6 +59,48 @@ pub enum BinaryOp {
     Gate,
 }
 
+/// An activation a linear layer applies in the same pass ([`Backend::linear`]). Each is
+/// increasing with a positive slope on either side of zero, so its derivative is a function of
+/// the output's sign: the fused backward reads the output, not the pre-activation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Activation<E> {
+    Identity,
+    Relu,
+    /// `x` for `x > 0`, `slope * x` otherwise, with `slope > 0` (checked by `Var`).
+    LeakyRelu(E),
+}
+
+impl<E: Element> Activation<E> {
+    /// The same map as a unary op (`None` for the identity).
+    pub fn unary(self) -> Option<UnaryOp<E>> {
+        match self {
+            Activation::Identity => None,
+            Activation::Relu => Some(UnaryOp::Relu),
+            Activation::LeakyRelu(slope) => Some(UnaryOp::LeakyRelu(slope)),
+        }
+    }
+}
+
+/// How an affine coupling turns the conditioner's raw scale output `r` into the log-scale
+/// `s` of `x2 = z2 * exp(s) + shift` (normflows' `scale_map`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CouplingScale {
+    /// RealNVP: `s = r`.
+    Exp,
+    /// Glow (normflows' `sigmoid`): `x2 = z2 / sigmoid(r + 2) + shift`, so
+    /// `s = -log sigmoid(r + 2) = softplus(-(r + 2))`.
+    Sigmoid,
+}
+
+/// Which way an invertible transform runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Latent to data: `y2 = v2 * exp(s) + shift`, log-det `+sum(s)`.
+    Forward,
+    /// Data to latent: `y2 = (v2 - shift) * exp(-s)`, log-det `-sum(s)`.
+    Inverse,
+}
+
 /// Reductions along an [`Axis`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ReduceOp {
@@ -122,44 +164,169 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
 
     // ---- fused operations with default compositions ----
 
-    /// A linear layer `x @ weight^T + bias` with `weight` stored `out x in` (as
+    /// A linear layer `act(x @ weight^T + bias)` with `weight` stored `out x in` (as
     /// `torch.nn.Linear`) and `bias` `1 x out`.
     fn linear(
         &self,
         x: &Self::Storage,
         weight: &Self::Storage,
         bias: &Self::Storage,
+        act: Activation<Self::Elem>,
     ) -> Self::Storage {
         let xw = self.matmul(x, false, weight, true);
-        self.binary(BinaryOp::Add, &xw, bias)
+        let pre = self.binary(BinaryOp::Add, &xw, bias);
+        match act.unary() {
+            Some(op) => self.unary(op, &pre),
+            None => pre,
+        }
     }
 
-    /// The affine coupling transform `y = x * exp(log_scale) + shift`, and the row sums of
-    /// `log_scale` (its log-determinant per sample, `r x 1`).
+    /// The affine coupling of RealNVP and Glow on whole rows. `v` is `n x d`; `params` is
+    /// `n x 2 d2`, the conditioner's output with shift at even and raw scale at odd columns
+    /// (normflows' layout). The first `d - d2` columns of `v` pass through; the last `d2` are
+    /// transformed in `direction` with log-scale `s = scale(raw)`. Returns the output
+    /// (`n x d`) and each row's log|det J| (`n x 1`: `+sum(s)` forward, `-sum(s)` inverse).
     fn affine_coupling(
         &self,
-        x: &Self::Storage,
-        shift: &Self::Storage,
-        log_scale: &Self::Storage,
+        v: &Self::Storage,
+        params: &Self::Storage,
+        scale: CouplingScale,
+        direction: Direction,
     ) -> (Self::Storage, Self::Storage) {
-        let scale = self.unary(UnaryOp::Exp, log_scale);
-        let scaled = self.binary(BinaryOp::Mul, x, &scale);
-        let y = self.binary(BinaryOp::Add, &scaled, shift);
-        (y, self.reduce(ReduceOp::Sum, Axis::Cols, log_scale))
+        let parts = CouplingParts::new(self, v, params, scale);
+        let v2 = self.slice_cols(v, parts.d1, parts.d2);
+        let sign = match direction {
+            Direction::Forward => Self::Elem::one(),
+            Direction::Inverse => -Self::Elem::one(),
+        };
+        let factor = self.unary(
+            UnaryOp::Exp,
+            &self.unary(UnaryOp::MulScalar(sign), &parts.s),
+        );
+        let y2 = match direction {
+            Direction::Forward => self.binary(
+                BinaryOp::Add,
+                &self.binary(BinaryOp::Mul, &v2, &factor),
+                &parts.shift,
+            ),
+            Direction::Inverse => self.binary(
+                BinaryOp::Mul,
+                &self.binary(BinaryOp::Sub, &v2, &parts.shift),
+                &factor,
+            ),
+        };
+        let v1 = self.slice_cols(v, 0, parts.d1);
+        let log_det = self.unary(
+            UnaryOp::MulScalar(sign),
+            &self.reduce(ReduceOp::Sum, Axis::Cols, &parts.s),
+        );
+        (self.concat_cols(&[&v1, &y2]), log_det)
     }
 
-    /// The inverse of [`Backend::affine_coupling`]: `x = (y - shift) * exp(-log_scale)`, and
-    /// the row sums of `log_scale` (the inverse log-determinant is their negative).
-    fn affine_coupling_inverse(
+    /// The gradients of [`Backend::affine_coupling`]'s output (not its log-det) with respect
+    /// to `v` and `params`, given the output `out` and its gradient `g` (both `n x d`).
+    /// With `e = exp(±s)`, the factor `y2` was computed with: `dv1 = g1`, `dv2 = g2 e`; forward
+    /// `dshift = g2`, `ds = g2 (y2 - shift)`; inverse `dshift = -g2 e`, `ds = -g2 y2`; and
+    /// `draw = ds * ds/draw`.
+    fn affine_coupling_backward(
         &self,
-        y: &Self::Storage,
-        shift: &Self::Storage,
-        log_scale: &Self::Storage,
+        params: &Self::Storage,
+        out: &Self::Storage,
+        g: &Self::Storage,
+        scale: CouplingScale,
+        direction: Direction,
     ) -> (Self::Storage, Self::Storage) {
+        use BinaryOp::{Mul, Sub};
+        let parts = CouplingParts::new(self, out, params, scale);
+        let (d1, d2) = (parts.d1, parts.d2);
+        let (g1, g2) = (self.slice_cols(g, 0, d1), self.slice_cols(g, d1, d2));
+        let y2 = self.slice_cols(out, d1, d2);
+        let neg = |t: &Self::Storage| self.unary(UnaryOp::Neg, t);
+        let (g_v2, g_shift, g_s) = match direction {
+            Direction::Forward => {
+                let e = self.unary(UnaryOp::Exp, &parts.s);
+                let centred = self.binary(Sub, &y2, &parts.shift);
+                (
+                    self.binary(Mul, &g2, &e),
+                    g2.clone(),
+                    self.binary(Mul, &g2, &centred),
+                )
+            }
+            Direction::Inverse => {
+                let e = self.unary(UnaryOp::Exp, &neg(&parts.s));
+                let g_v2 = self.binary(Mul, &g2, &e);
+                let g_shift = neg(&g_v2);
+                (g_v2, g_shift, neg(&self.binary(Mul, &g2, &y2)))
+            }
+        };
+        let g_raw = match scale {
+            CouplingScale::Exp => g_s,
+            // ds/draw = -sigmoid(-(raw + 2))
+            CouplingScale::Sigmoid => {
+                let d = neg(&self.unary(UnaryOp::Sigmoid, &neg(&parts.raw_plus_two)));
+                self.binary(Mul, &g_s, &d)
+            }
+        };
+        let (even, odd) = interleaved_columns(d2);
+        let g_params = self.binary(
+            BinaryOp::Add,
+            &self.scatter_add_cols(&g_shift, &even, 2 * d2),
+            &self.scatter_add_cols(&g_raw, &odd, 2 * d2),
+        );
+        (self.concat_cols(&[&g1, &g_v2]), g_params)
+    }
+
+    /// The log-density of a diagonal Gaussian at each row of `z` (`n x d`), with `loc` and
+    /// `log_scale` `1 x d`: `-sum_j (u_j^2 / 2 + log_scale_j) - d/2 log(2 pi)` with
+    /// `u = (z - loc) exp(-log_scale)`. Returns `n x 1`.
+    fn diag_normal_log_prob(
+        &self,
+        z: &Self::Storage,
+        loc: &Self::Storage,
+        log_scale: &Self::Storage,
+    ) -> Self::Storage {
+        let u = self.binary(
+            BinaryOp::Mul,
+            &self.binary(BinaryOp::Sub, z, loc),
+            &self.unary(UnaryOp::Exp, &self.unary(UnaryOp::Neg, log_scale)),
+        );
+        let half = Self::Elem::of(0.5);
+        let quad = self.unary(
+            UnaryOp::MulScalar(half),
+            &self.reduce(ReduceOp::Sum, Axis::Cols, &self.unary(UnaryOp::Square, &u)),
+        );
+        let norm = self.reduce(ReduceOp::Sum, Axis::All, log_scale);
+        let d = self.shape(z).cols as f64;
+        let constant = Self::Elem::of(-0.5 * d * (2.0 * std::f64::consts::PI).ln());
+        self.unary(
+            UnaryOp::AddScalar(constant),
+            &self.unary(UnaryOp::Neg, &self.binary(BinaryOp::Add, &quad, &norm)),
+        )
+    }
+
+    /// The gradients of [`Backend::diag_normal_log_prob`] given `g` (`n x 1`): with
+    /// `w = g u exp(-log_scale)`, `dz = -w`, `dloc = sum over rows of w`,
+    /// `dlog_scale = sum over rows of g (u^2 - 1)`.
+    fn diag_normal_log_prob_backward(
+        &self,
+        z: &Self::Storage,
+        loc: &Self::Storage,
+        log_scale: &Self::Storage,
+        g: &Self::Storage,
+    ) -> (Self::Storage, Self::Storage, Self::Storage) {
+        use BinaryOp::{Mul, Sub};
         let inv_scale = self.unary(UnaryOp::Exp, &self.unary(UnaryOp::Neg, log_scale));
-        let centred = self.binary(BinaryOp::Sub, y, shift);
-        let x = self.binary(BinaryOp::Mul, &centred, &inv_scale);
-        (x, self.reduce(ReduceOp::Sum, Axis::Cols, log_scale))
+        let u = self.binary(Mul, &self.binary(Sub, z, loc), &inv_scale);
+        let w = self.binary(Mul, &self.binary(Mul, g, &u), &inv_scale);
+        let u2m1 = self.unary(
+            UnaryOp::AddScalar(-Self::Elem::one()),
+            &self.unary(UnaryOp::Square, &u),
+        );
+        (
+            self.unary(UnaryOp::Neg, &w),
+            self.reduce(ReduceOp::Sum, Axis::Rows, &w),
+            self.reduce(ReduceOp::Sum, Axis::Rows, &self.binary(Mul, g, &u2m1)),
+        )
     }
 
     /// One Adam update of `param` with `grad` and moments `m`, `v`; returns the new
@@ -208,5 +375,53 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
             &self.binary(BinaryOp::Div, &m, &denom),
         );
         (self.binary(BinaryOp::Sub, param, &step), m, v)
+    }
+}
+
+/// Column indices of the shifts (even) and raw scales (odd) in a coupling's parameters.
+pub fn interleaved_columns(d2: usize) -> (Vec<usize>, Vec<usize>) {
+    (
+        (0..d2).map(|j| 2 * j).collect(),
+        (0..d2).map(|j| 2 * j + 1).collect(),
+    )
+}
+
+/// The pieces of an affine coupling's parameters, for the default compositions.
+struct CouplingParts<S> {
+    d1: usize,
+    d2: usize,
+    shift: S,
+    raw_plus_two: S,
+    s: S,
+}
+
+impl<S> CouplingParts<S> {
+    fn new<B: Backend<Storage = S>>(
+        backend: &B,
+        rows: &S,
+        params: &S,
+        scale: CouplingScale,
+    ) -> Self {
+        let d = backend.shape(rows).cols;
+        let d2 = backend.shape(params).cols / 2;
+        let (even, odd) = interleaved_columns(d2);
+        let shift = backend.gather_cols(params, &even);
+        let raw = backend.gather_cols(params, &odd);
+        let two = B::Elem::one() + B::Elem::one();
+        let raw_plus_two = backend.unary(UnaryOp::AddScalar(two), &raw);
+        let s = match scale {
+            CouplingScale::Exp => raw,
+            CouplingScale::Sigmoid => backend.unary(
+                UnaryOp::Softplus,
+                &backend.unary(UnaryOp::Neg, &raw_plus_two),
+            ),
+        };
+        CouplingParts {
+            d1: d - d2,
+            d2,
+            shift,
+            raw_plus_two,
+            s,
+        }
     }
 }

@@ -1,124 +1,175 @@
-//! The affine coupling transform `y = x * exp(log_scale) + shift` with its per-sample
-//! log-determinant, one fused backend call forward.
+//! The affine coupling of RealNVP and Glow on whole rows (see [`Backend::affine_coupling`]):
+//! one fused backend call forward and one backward, for the transformed rows; the log-det
+//! is a second node whose backward is a handful of small ops on `n x d2` tensors.
 
 use super::GradList;
 use crate::autodiff::algebra::GradAlgebra;
 use crate::autodiff::op::Op;
 use crate::autodiff::{NodeId, Var};
-use crate::backend::{Backend, UnaryOp};
+use crate::backend::{interleaved_columns, Backend, CouplingScale, Direction, UnaryOp};
 use crate::error::Result;
-use crate::shape::Axis;
-use crate::tensor::Tensor;
+use crate::shape::Shape;
+use num_traits::One as _;
+use std::sync::Arc;
 
 impl<B: Backend> Var<B> {
-    /// Returns `(x * exp(log_scale) + shift, row sums of log_scale)`: the transformed
-    /// features and each sample's log|det J| (`r x 1`). All three inputs of one shape.
-    pub fn affine_coupling(&self, shift: &Var<B>, log_scale: &Var<B>) -> Result<(Var<B>, Var<B>)> {
-        self.check_same_tape(shift, "affine_coupling")?;
-        self.check_same_tape(log_scale, "affine_coupling")?;
-        let (y, sums) = self
-            .value()
-            .affine_coupling(&shift.value(), &log_scale.value())?;
-        let op = Op::AffineCoupling {
-            x: self.id,
-            shift: shift.id,
-            log_scale: log_scale.id,
-        };
-        Ok(self.record_with_sums(y, op, sums, log_scale))
-    }
-
-    /// Returns `((self - shift) * exp(-log_scale), row sums of log_scale)`: the inverse of
-    /// [`Var::affine_coupling`] and minus its log|det J| per sample. One fused backend call.
-    pub fn affine_coupling_inverse(
+    /// Affine coupling of `self` (`n x d`) by the conditioner output `params` (`n x 2 d2`,
+    /// shift at even and raw scale at odd columns, normflows' layout): the first `d - d2`
+    /// columns pass through, the last `d2` are transformed in `direction`. Returns the
+    /// output and each row's log|det J| (`n x 1`).
+    pub fn affine_coupling(
         &self,
-        shift: &Var<B>,
-        log_scale: &Var<B>,
+        params: &Var<B>,
+        scale: CouplingScale,
+        direction: Direction,
     ) -> Result<(Var<B>, Var<B>)> {
-        self.check_same_tape(shift, "affine_coupling_inverse")?;
-        self.check_same_tape(log_scale, "affine_coupling_inverse")?;
-        let (x, sums) = self
+        self.check_same_tape(params, "affine_coupling")?;
+        let (out, log_det) = self
             .value()
-            .affine_coupling_inverse(&shift.value(), &log_scale.value())?;
-        let op = Op::AffineCouplingInverse {
-            y: self.id,
-            shift: shift.id,
-            log_scale: log_scale.id,
-        };
-        Ok(self.record_with_sums(x, op, sums, log_scale))
-    }
-
-    /// Records a fused kernel's two results: its output under `op`, and the row sums of
-    /// `log_scale` it already computed, as that sum's own node.
-    fn record_with_sums(
-        &self,
-        out: Tensor<B>,
-        op: Op<B>,
-        sums: Tensor<B>,
-        log_scale: &Var<B>,
-    ) -> (Var<B>, Var<B>) {
+            .affine_coupling(&params.value(), scale, direction)?;
         let tape = &self.tape;
-        let out = tape.push(out, op);
-        let sums = tape.push(
-            sums,
-            Op::Sum {
-                x: log_scale.id,
-                axis: Axis::Cols,
+        let out = tape.push(
+            out,
+            Op::AffineCoupling {
+                v: self.id,
+                params: params.id,
+                scale,
+                direction,
             },
         );
-        (tape.var(out), tape.var(sums))
+        let log_det = tape.push(
+            log_det,
+            Op::AffineCouplingLogDet {
+                params: params.id,
+                scale,
+                direction,
+            },
+        );
+        Ok((tape.var(out), tape.var(log_det)))
     }
 }
 
-/// For `x = (y - shift) e` with `e = exp(-s)`: `dy = g e`, `dshift = -g e`, `ds = -g x`.
-pub(crate) fn backward_inverse<B: Backend, A: GradAlgebra<B>>(
-    alg: &mut A,
-    y: NodeId,
-    shift: NodeId,
-    log_scale: NodeId,
-    out: NodeId,
-    g: &A::T,
-    grads: &mut GradList<A::T>,
-) {
-    if alg.needs_grad(y) || alg.needs_grad(shift) {
-        let s = alg.node(log_scale);
-        let neg_s = alg.neg(&s);
-        let inv_scale = alg.unary(UnaryOp::Exp, &neg_s);
-        let gy = alg.mul(g, &inv_scale);
-        if alg.needs_grad(shift) {
-            grads.push((shift, alg.neg(&gy)));
-        }
-        if alg.needs_grad(y) {
-            grads.push((y, gy));
-        }
-    }
-    if alg.needs_grad(log_scale) {
-        let x = alg.node(out);
-        let gx = alg.mul(g, &x);
-        grads.push((log_scale, alg.neg(&gx)));
-    }
-}
-
-/// `dx = g exp(s)`, `dshift = g`, `ds = g (y - shift)`.
+/// Gradients of the transformed rows with respect to the rows and the parameters.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn backward<B: Backend, A: GradAlgebra<B>>(
     alg: &mut A,
-    x: NodeId,
-    shift: NodeId,
-    log_scale: NodeId,
+    v: NodeId,
+    params: NodeId,
+    scale: CouplingScale,
+    direction: Direction,
     out: NodeId,
     g: &A::T,
     grads: &mut GradList<A::T>,
 ) {
-    if alg.needs_grad(x) {
-        let s = alg.node(log_scale);
-        let scale = alg.unary(UnaryOp::Exp, &s);
-        grads.push((x, alg.mul(g, &scale)));
+    if !(alg.needs_grad(v) || alg.needs_grad(params)) {
+        return;
     }
-    if alg.needs_grad(shift) {
-        grads.push((shift, g.clone()));
+    let (p, y) = (alg.node(params), alg.node(out));
+    let (g_v, g_params) = alg.affine_coupling_grads(&p, &y, g, scale, direction);
+    if alg.needs_grad(v) {
+        grads.push((v, g_v));
     }
-    if alg.needs_grad(log_scale) {
-        let (y, t) = (alg.node(out), alg.node(shift));
-        let scaled = alg.sub(&y, &t);
-        grads.push((log_scale, alg.mul(g, &scaled)));
+    if alg.needs_grad(params) {
+        grads.push((params, g_params));
     }
+}
+
+/// The log-det `±sum(s(raw))` depends on the raw scales only: `draw = ±g ds/draw`.
+pub(crate) fn backward_log_det<B: Backend, A: GradAlgebra<B>>(
+    alg: &mut A,
+    params: NodeId,
+    scale: CouplingScale,
+    direction: Direction,
+    g: &A::T,
+    grads: &mut GradList<A::T>,
+) {
+    if !alg.needs_grad(params) {
+        return;
+    }
+    let p = alg.node(params);
+    let shape = alg.shape(&p);
+    let d2 = shape.cols / 2;
+    let one = B::Elem::one();
+    let sign = match direction {
+        Direction::Forward => one,
+        Direction::Inverse => -one,
+    };
+    let g_s = alg.broadcast_to(g, Shape::new(shape.rows, d2));
+    let g_s = alg.scale(&g_s, sign);
+    let (_, odd) = interleaved_columns(d2);
+    let odd: Arc<[usize]> = odd.into();
+    let g_raw = match scale {
+        CouplingScale::Exp => g_s,
+        CouplingScale::Sigmoid => {
+            // ds/draw = -sigmoid(-(raw + 2))
+            let raw = alg.gather_cols(&p, &odd);
+            let a = alg.unary(UnaryOp::AddScalar(one + one), &raw);
+            let a = alg.neg(&a);
+            let d = alg.unary(UnaryOp::Sigmoid, &a);
+            let d = alg.neg(&d);
+            alg.mul(&g_s, &d)
+        }
+    };
+    grads.push((params, alg.scatter_add_cols(&g_raw, &odd, shape.cols)));
+}
+
+/// The composition of [`backward`]'s gradients from primitives, as recorded for higher
+/// orders (first-order passes use the backend's fused kernel instead). See
+/// [`Backend::affine_coupling_backward`] for the formulas.
+pub(crate) fn composed_grads<B: Backend, A: GradAlgebra<B>>(
+    alg: &mut A,
+    p: &A::T,
+    y: &A::T,
+    g: &A::T,
+    scale: CouplingScale,
+    direction: Direction,
+) -> (A::T, A::T) {
+    let d = alg.shape(y).cols;
+    let d2 = alg.shape(p).cols / 2;
+    let d1 = d - d2;
+    let one = B::Elem::one();
+    let (even, odd) = interleaved_columns(d2);
+    let (even, odd): (Arc<[usize]>, Arc<[usize]>) = (even.into(), odd.into());
+    let shift = alg.gather_cols(p, &even);
+    let raw = alg.gather_cols(p, &odd);
+    let a = alg.unary(UnaryOp::AddScalar(one + one), &raw);
+    let a = alg.neg(&a); // -(raw + 2)
+    let s = match scale {
+        CouplingScale::Exp => raw,
+        CouplingScale::Sigmoid => alg.unary(UnaryOp::Softplus, &a),
+    };
+    let g1 = alg.slice_cols(g, 0, d1);
+    let g2 = alg.slice_cols(g, d1, d2);
+    let y2 = alg.slice_cols(y, d1, d2);
+    let (g_v2, g_shift, g_s) = match direction {
+        Direction::Forward => {
+            let e = alg.unary(UnaryOp::Exp, &s);
+            let centred = alg.sub(&y2, &shift);
+            (alg.mul(&g2, &e), g2.clone(), alg.mul(&g2, &centred))
+        }
+        Direction::Inverse => {
+            let neg_s = alg.neg(&s);
+            let e = alg.unary(UnaryOp::Exp, &neg_s);
+            let g_v2 = alg.mul(&g2, &e);
+            let g_shift = alg.neg(&g_v2);
+            let gy = alg.mul(&g2, &y2);
+            (g_v2, g_shift, alg.neg(&gy))
+        }
+    };
+    let g_raw = match scale {
+        CouplingScale::Exp => g_s,
+        CouplingScale::Sigmoid => {
+            let d = alg.unary(UnaryOp::Sigmoid, &a);
+            let d = alg.neg(&d);
+            alg.mul(&g_s, &d)
+        }
+    };
+    let first: Arc<[usize]> = (0..d1).collect::<Vec<_>>().into();
+    let second: Arc<[usize]> = (d1..d).collect::<Vec<_>>().into();
+    let g_v1 = alg.scatter_add_cols(&g1, &first, d);
+    let g_v2 = alg.scatter_add_cols(&g_v2, &second, d);
+    let g_v = alg.add(&g_v1, &g_v2);
+    let g_shift = alg.scatter_add_cols(&g_shift, &even, 2 * d2);
+    let g_raw = alg.scatter_add_cols(&g_raw, &odd, 2 * d2);
+    (g_v, alg.add(&g_shift, &g_raw))
 }

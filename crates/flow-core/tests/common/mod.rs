@@ -60,6 +60,63 @@ pub fn matmul_operands(max: usize) -> BoxedStrategy<(Tensor<B>, Tensor<B>, bool,
         .boxed()
 }
 
+/// Operands of an affine coupling: rows `n x d` and interleaved parameters `n x 2 d2`
+/// (`1 <= d2 <= d`), with a scale map and a direction.
+pub fn coupling_operands() -> BoxedStrategy<(
+    Tensor<B>,
+    Tensor<B>,
+    flow_core::CouplingScale,
+    flow_core::Direction,
+)> {
+    use flow_core::{CouplingScale, Direction};
+    (1usize..=4, 1usize..=5)
+        .prop_flat_map(|(n, d)| (Just(n), Just(d), 1..=d))
+        .prop_flat_map(|(n, d, d2)| {
+            (
+                matrix_of(n, d, any_value()),
+                matrix_of(n, 2 * d2, any_value()),
+                prop::sample::select(vec![CouplingScale::Exp, CouplingScale::Sigmoid]),
+                prop::sample::select(vec![Direction::Forward, Direction::Inverse]),
+            )
+        })
+        .boxed()
+}
+
+/// Points `n x d` with a Gaussian's `loc` and `log_scale` (`1 x d`).
+pub fn diag_normal_operands() -> BoxedStrategy<(Tensor<B>, Tensor<B>, Tensor<B>)> {
+    shape()
+        .prop_flat_map(|(n, d)| {
+            (
+                matrix_of(n, d, any_value()),
+                matrix_of(1, d, any_value()),
+                matrix_of(1, d, -1.0f64..1.0),
+            )
+        })
+        .boxed()
+}
+
+/// Operands of a linear layer: `x` (`r x i`), `weight` (`o x i`), `bias` (`1 x o`).
+pub fn linear_operands(max: usize) -> BoxedStrategy<(Tensor<B>, Tensor<B>, Tensor<B>)> {
+    (1..=max, 1..=max, 1..=max)
+        .prop_flat_map(|(r, i, o)| {
+            (
+                matrix_of(r, i, any_value()),
+                matrix_of(o, i, any_value()),
+                matrix_of(1, o, any_value()),
+            )
+        })
+        .boxed()
+}
+
+/// The smallest |pre-activation| of a linear layer: finite differences across a kink fail.
+pub fn min_abs_pre_activation(x: &Tensor<B>, w: &Tensor<B>, b: &Tensor<B>) -> f64 {
+    x.linear(w, b)
+        .unwrap()
+        .to_vec()
+        .iter()
+        .fold(f64::INFINITY, |m, v| m.min(v.abs()))
+}
+
 pub fn any_matrix() -> BoxedStrategy<Tensor<B>> {
     shape()
         .prop_flat_map(|(r, c)| matrix_of(r, c, any_value()))

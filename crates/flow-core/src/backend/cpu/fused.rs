@@ -1,58 +1,175 @@
 //! Fused kernels that replace the trait's default compositions on the CPU.
 
+use super::elementwise::{sigmoid, softplus};
 use super::{from_shape_vec, matmul::matmul, shape_of, slice_of};
-use crate::backend::AdamStep;
+use crate::backend::{Activation, AdamStep, CouplingScale, Direction};
 use crate::element::Element;
 use crate::shape::Shape;
 use ndarray::Array2;
 
-/// `x @ weight^T + bias` in one GEMM: the bias is written first and accumulated into,
-/// saving a pass over the output.
-pub(crate) fn linear<E: Element>(x: &Array2<E>, weight: &Array2<E>, bias: &Array2<E>) -> Array2<E> {
-    matmul(x, false, weight, true, Some(bias))
-}
-
-/// `y = x * exp(log_scale) + shift` and the row sums of `log_scale`, in one pass.
-pub(crate) fn affine_coupling<E: Element>(
+/// `act(x @ weight^T + bias)` in one GEMM and one in-place pass: the bias is written first
+/// and accumulated into, and the activation is applied while the output is still in cache.
+pub(crate) fn linear<E: Element>(
     x: &Array2<E>,
-    shift: &Array2<E>,
-    log_scale: &Array2<E>,
-) -> (Array2<E>, Array2<E>) {
-    affine_rows(x, shift, log_scale, |x, t, ls| x * ls.exp() + t)
+    weight: &Array2<E>,
+    bias: &Array2<E>,
+    act: Activation<E>,
+) -> Array2<E> {
+    let mut out = matmul(x, false, weight, true, Some(bias));
+    let zero = E::zero();
+    let data = out.as_slice_mut().expect("fresh array is contiguous");
+    match act {
+        Activation::Identity => {}
+        Activation::Relu => data
+            .iter_mut()
+            .for_each(|x| *x = if *x > zero { *x } else { zero }),
+        Activation::LeakyRelu(slope) => data
+            .iter_mut()
+            .for_each(|x| *x = if *x > zero { *x } else { slope * *x }),
+    }
+    out
 }
 
-/// `x = (y - shift) * exp(-log_scale)` and the row sums of `log_scale`, in one pass.
-pub(crate) fn affine_coupling_inverse<E: Element>(
-    y: &Array2<E>,
-    shift: &Array2<E>,
-    log_scale: &Array2<E>,
-) -> (Array2<E>, Array2<E>) {
-    affine_rows(y, shift, log_scale, |y, t, ls| (y - t) * (-ls).exp())
+/// The log-scale `s` of a coupling from its raw parameter `r`, and `d s / d r`.
+#[inline]
+fn coupling_log_scale<E: Element>(r: E, scale: CouplingScale) -> (E, E) {
+    match scale {
+        CouplingScale::Exp => (r, E::one()),
+        CouplingScale::Sigmoid => {
+            let a = -(r + E::of(2.0));
+            (softplus(a), -sigmoid(a))
+        }
+    }
 }
 
-/// `map(v, shift, log_scale)` elementwise, with the row sums of `log_scale` beside it.
-fn affine_rows<E: Element>(
+/// [`crate::Backend::affine_coupling`] in one pass over the rows.
+pub(crate) fn affine_coupling<E: Element>(
     v: &Array2<E>,
-    shift: &Array2<E>,
-    log_scale: &Array2<E>,
-    map: impl Fn(E, E, E) -> E,
+    params: &Array2<E>,
+    scale: CouplingScale,
+    direction: Direction,
 ) -> (Array2<E>, Array2<E>) {
     let s = shape_of(v);
-    let (dv, dt, ds) = (slice_of(v), slice_of(shift), slice_of(log_scale));
+    let (d, d2) = (s.cols, params.ncols() / 2);
+    let d1 = d - d2;
+    let (dv, dp) = (slice_of(v), slice_of(params));
     let mut out = Vec::with_capacity(s.len());
-    let mut sums = Vec::with_capacity(s.rows);
-    for i in 0..s.rows {
-        let r = i * s.cols..(i + 1) * s.cols;
+    let mut log_dets = Vec::with_capacity(s.rows);
+    for (row, p) in dv.chunks_exact(d).zip(dp.chunks_exact(2 * d2)) {
+        out.extend_from_slice(&row[..d1]);
         let mut sum = E::zero();
-        for ((&v, &t), &ls) in dv[r.clone()].iter().zip(&dt[r.clone()]).zip(&ds[r]) {
-            out.push(map(v, t, ls));
+        for (&x, tr) in row[d1..].iter().zip(p.chunks_exact(2)) {
+            let (t, ls) = (tr[0], coupling_log_scale(tr[1], scale).0);
+            out.push(match direction {
+                Direction::Forward => x * ls.exp() + t,
+                Direction::Inverse => (x - t) * (-ls).exp(),
+            });
             sum += ls;
         }
-        sums.push(sum);
+        log_dets.push(match direction {
+            Direction::Forward => sum,
+            Direction::Inverse => -sum,
+        });
     }
     (
         from_shape_vec(s, out),
-        from_shape_vec(Shape::new(s.rows, 1), sums),
+        from_shape_vec(Shape::new(s.rows, 1), log_dets),
+    )
+}
+
+/// [`crate::Backend::affine_coupling_backward`] in one pass over the rows.
+pub(crate) fn affine_coupling_backward<E: Element>(
+    params: &Array2<E>,
+    out: &Array2<E>,
+    g: &Array2<E>,
+    scale: CouplingScale,
+    direction: Direction,
+) -> (Array2<E>, Array2<E>) {
+    let s = shape_of(out);
+    let (d, d2) = (s.cols, params.ncols() / 2);
+    let d1 = d - d2;
+    let (dp, dy, dg) = (slice_of(params), slice_of(out), slice_of(g));
+    let mut g_v = Vec::with_capacity(s.len());
+    let mut g_params = Vec::with_capacity(params.len());
+    for ((p, y), gr) in dp
+        .chunks_exact(2 * d2)
+        .zip(dy.chunks_exact(d))
+        .zip(dg.chunks_exact(d))
+    {
+        g_v.extend_from_slice(&gr[..d1]);
+        for ((&y2, &g2), tr) in y[d1..].iter().zip(&gr[d1..]).zip(p.chunks_exact(2)) {
+            let (t, (ls, dls)) = (tr[0], coupling_log_scale(tr[1], scale));
+            let (g_v2, g_shift, g_s) = match direction {
+                Direction::Forward => (g2 * ls.exp(), g2, g2 * (y2 - t)),
+                Direction::Inverse => {
+                    let g_v2 = g2 * (-ls).exp();
+                    (g_v2, -g_v2, -(g2 * y2))
+                }
+            };
+            g_v.push(g_v2);
+            g_params.push(g_shift);
+            g_params.push(g_s * dls);
+        }
+    }
+    (
+        from_shape_vec(s, g_v),
+        from_shape_vec(shape_of(params), g_params),
+    )
+}
+
+/// [`crate::Backend::diag_normal_log_prob`] in one pass over the rows.
+pub(crate) fn diag_normal_log_prob<E: Element>(
+    z: &Array2<E>,
+    loc: &Array2<E>,
+    log_scale: &Array2<E>,
+) -> Array2<E> {
+    let s = shape_of(z);
+    let (loc, log_scale) = (slice_of(loc), slice_of(log_scale));
+    let inv_scale: Vec<E> = log_scale.iter().map(|&ls| (-ls).exp()).collect();
+    let norm = log_scale.iter().fold(E::zero(), |acc, &ls| acc + ls);
+    let constant = E::of(-0.5 * s.cols as f64 * (2.0 * std::f64::consts::PI).ln());
+    let half = E::of(0.5);
+    let out = slice_of(z)
+        .chunks_exact(s.cols.max(1))
+        .map(|row| {
+            let mut quad = E::zero();
+            for ((&x, &m), &k) in row.iter().zip(loc).zip(&inv_scale) {
+                let u = (x - m) * k;
+                quad += u * u;
+            }
+            -(half * quad + norm) + constant
+        })
+        .collect();
+    from_shape_vec(Shape::new(s.rows, 1), out)
+}
+
+/// [`crate::Backend::diag_normal_log_prob_backward`] in one pass over the rows.
+pub(crate) fn diag_normal_log_prob_backward<E: Element>(
+    z: &Array2<E>,
+    loc: &Array2<E>,
+    log_scale: &Array2<E>,
+    g: &Array2<E>,
+) -> (Array2<E>, Array2<E>, Array2<E>) {
+    let s = shape_of(z);
+    let (loc, log_scale, g) = (slice_of(loc), slice_of(log_scale), slice_of(g));
+    let inv_scale: Vec<E> = log_scale.iter().map(|&ls| (-ls).exp()).collect();
+    let mut g_z = Vec::with_capacity(s.len());
+    let mut g_loc = vec![E::zero(); s.cols];
+    let mut g_log_scale = vec![E::zero(); s.cols];
+    for (row, &gi) in slice_of(z).chunks_exact(s.cols.max(1)).zip(g) {
+        for (j, ((&x, &m), &k)) in row.iter().zip(loc).zip(&inv_scale).enumerate() {
+            let u = (x - m) * k;
+            let w = gi * u * k;
+            g_z.push(-w);
+            g_loc[j] += w;
+            g_log_scale[j] += gi * (u * u - E::one());
+        }
+    }
+    let row = Shape::new(1, s.cols);
+    (
+        from_shape_vec(s, g_z),
+        from_shape_vec(row, g_loc),
+        from_shape_vec(row, g_log_scale),
     )
 }
 

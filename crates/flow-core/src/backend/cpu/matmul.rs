@@ -1,6 +1,9 @@
 //! Matrix products through the `gemm` crate (about 1.3x ndarray's default on the 512x64 @
-//! 64x64 products of flow conditioners), with transposes expressed as strides.
+//! 64x64 products of flow conditioners), with transposes expressed as strides; thin products
+//! (one of `m`, `n`, `k` at most [`THIN`]) through the hand-written kernels of
+//! [`super::thin_matmul`], which run them several times faster than `gemm`.
 
+use super::thin_matmul::{thin_matmul, THIN};
 use super::{shape_of, slice_of};
 use crate::element::Element;
 use ndarray::Array2;
@@ -34,6 +37,16 @@ pub(crate) fn matmul<E: Element>(
         (sb.rows, sb.cols)
     };
     assert_eq!(k, kb, "matmul inner dimensions are validated by Tensor");
+    let thin_max = {
+        static T: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        *T.get_or_init(|| std::env::var("THIN").ok().and_then(|v| v.parse().ok()).unwrap_or(THIN))
+    };
+    let smallest = m.min(n).min(k);
+    if smallest >= 1 && smallest <= thin_max {
+        let init = init.map(slice_of);
+        let data = thin_matmul(slice_of(a), ta, slice_of(b), tb, (m, n, k), init);
+        return super::from_shape_vec(crate::Shape::new(m, n), data);
+    }
     let mut out = match init {
         Some(row) => {
             let row = slice_of(row);

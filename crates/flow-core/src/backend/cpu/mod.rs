@@ -7,8 +7,9 @@ mod elementwise;
 mod fused;
 mod matmul;
 mod reduce;
+mod thin_matmul;
 
-use super::{AdamStep, Backend, BinaryOp, ReduceOp, UnaryOp};
+use super::{Activation, AdamStep, Backend, BinaryOp, CouplingScale, Direction, ReduceOp, UnaryOp};
 use crate::element::Element;
 use crate::shape::{Axis, Shape};
 use ndarray::Array2;
@@ -115,26 +116,54 @@ impl<E: Element> Backend for Cpu<E> {
         columns::select(mask, a, b)
     }
 
-    fn linear(&self, x: &Array2<E>, weight: &Array2<E>, bias: &Array2<E>) -> Array2<E> {
-        fused::linear(x, weight, bias)
+    fn linear(
+        &self,
+        x: &Array2<E>,
+        weight: &Array2<E>,
+        bias: &Array2<E>,
+        act: Activation<E>,
+    ) -> Array2<E> {
+        fused::linear(x, weight, bias, act)
     }
 
     fn affine_coupling(
         &self,
-        x: &Array2<E>,
-        shift: &Array2<E>,
-        log_scale: &Array2<E>,
+        v: &Array2<E>,
+        params: &Array2<E>,
+        scale: CouplingScale,
+        direction: Direction,
     ) -> (Array2<E>, Array2<E>) {
-        fused::affine_coupling(x, shift, log_scale)
+        fused::affine_coupling(v, params, scale, direction)
     }
 
-    fn affine_coupling_inverse(
+    fn affine_coupling_backward(
         &self,
-        y: &Array2<E>,
-        shift: &Array2<E>,
-        log_scale: &Array2<E>,
+        params: &Array2<E>,
+        out: &Array2<E>,
+        g: &Array2<E>,
+        scale: CouplingScale,
+        direction: Direction,
     ) -> (Array2<E>, Array2<E>) {
-        fused::affine_coupling_inverse(y, shift, log_scale)
+        fused::affine_coupling_backward(params, out, g, scale, direction)
+    }
+
+    fn diag_normal_log_prob(
+        &self,
+        z: &Array2<E>,
+        loc: &Array2<E>,
+        log_scale: &Array2<E>,
+    ) -> Array2<E> {
+        fused::diag_normal_log_prob(z, loc, log_scale)
+    }
+
+    fn diag_normal_log_prob_backward(
+        &self,
+        z: &Array2<E>,
+        loc: &Array2<E>,
+        log_scale: &Array2<E>,
+        g: &Array2<E>,
+    ) -> (Array2<E>, Array2<E>, Array2<E>) {
+        fused::diag_normal_log_prob_backward(z, loc, log_scale, g)
     }
 
     fn adam_update(
