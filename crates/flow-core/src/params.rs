@@ -114,6 +114,25 @@ impl<B: Backend> ParamStore<B> {
         Ok(())
     }
 
+    /// Changes a parameter's value in place with `f` (which must keep its shape).
+    pub fn update(
+        &mut self,
+        id: ParamId,
+        f: impl FnOnce(&mut Tensor<B>) -> Result<()>,
+    ) -> Result<()> {
+        let i = self.position(id)?;
+        let shape = self.values[i].shape();
+        f(&mut self.values[i])?;
+        if self.values[i].shape() != shape {
+            return Err(Error::ShapeMismatch {
+                op: "ParamStore::update",
+                lhs: shape,
+                rhs: self.values[i].shape(),
+            });
+        }
+        Ok(())
+    }
+
     pub fn ids(&self) -> impl Iterator<Item = ParamId> + '_ {
         (0..self.values.len()).map(|i| self.handle(i))
     }

@@ -470,16 +470,17 @@ impl<B: Backend> Tensor<B> {
         (z.wrap(gz), z.wrap(gl), z.wrap(gs))
     }
 
-    /// One Adam update (see [`Backend::adam_update`]); all four tensors of one shape.
-    /// Returns the new `(param, m, v)`.
+    /// One Adam update of `self` (see [`Backend::adam_update`]) with the moments `m` and `v`
+    /// updated too, in place where the storage is not shared (copied first where it is).
+    /// All four tensors of one shape.
     pub fn adam_update(
-        &self,
+        &mut self,
         grad: &Self,
-        m: &Self,
-        v: &Self,
+        m: &mut Self,
+        v: &mut Self,
         step: &crate::backend::AdamStep<B::Elem>,
-    ) -> Result<(Self, Self, Self)> {
-        for other in [grad, m, v] {
+    ) -> Result<()> {
+        for other in [grad, &*m, &*v] {
             if other.shape != self.shape {
                 return Err(Error::ShapeMismatch {
                     op: "adam_update",
@@ -488,10 +489,14 @@ impl<B: Backend> Tensor<B> {
                 });
             }
         }
-        let (p, m, v) =
-            self.backend
-                .adam_update(&self.storage, &grad.storage, &m.storage, &v.storage, step);
-        Ok((self.wrap(p), self.wrap(m), self.wrap(v)))
+        self.backend.adam_update(
+            Arc::make_mut(&mut self.storage),
+            &grad.storage,
+            Arc::make_mut(&mut m.storage),
+            Arc::make_mut(&mut v.storage),
+            step,
+        );
+        Ok(())
     }
 
     /// Largest absolute difference to `other` (shapes must agree).

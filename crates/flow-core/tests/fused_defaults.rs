@@ -148,8 +148,13 @@ proptest! {
             lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: wd,
             bias_correction1: 1.0 - 0.9f64.powi(t), bias_correction2: 1.0 - 0.999f64.powi(t),
         };
-        let (fp, fm, fv) = p.adam_update(&g, &m, &v, &h).unwrap();
-        let (pp, pm, pv) = on_plain(&p).adam_update(&on_plain(&g), &on_plain(&m), &on_plain(&v), &h).unwrap();
+        let before = p.to_vec();
+        let (mut fp, mut fm, mut fv) = (p.clone(), m.clone(), v.clone());
+        fp.adam_update(&g, &mut fm, &mut fv, &h).unwrap();
+        let (mut pp, mut pm, mut pv) = (on_plain(&p), on_plain(&m), on_plain(&v));
+        pp.adam_update(&on_plain(&g), &mut pm, &mut pv, &h).unwrap();
+        // The storage was shared with `p`, so the update copied it first.
+        prop_assert_eq!(p.to_vec(), before);
         prop_assert!(close(&fp.to_vec(), &pp.to_vec()));
         prop_assert!(close(&fm.to_vec(), &pm.to_vec()));
         prop_assert!(close(&fv.to_vec(), &pv.to_vec()));

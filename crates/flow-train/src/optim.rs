@@ -58,15 +58,15 @@ impl<B: Backend> Adam<B> {
                 continue;
             };
             let param = params.get(id)?;
-            let (m, v) = match self.moments[id.index()].take() {
+            let (mut m, mut v) = match self.moments[id.index()].take() {
                 Some(mv) => mv,
                 None => (
                     Tensor::zeros(param.backend(), param.shape()),
                     Tensor::zeros(param.backend(), param.shape()),
                 ),
             };
-            let (p, m, v) = param.adam_update(grad, &m, &v, &h)?;
-            params.set(id, p)?;
+            // In place unless a tape still holds the parameter (then it is copied first).
+            params.update(id, |p| p.adam_update(grad, &mut m, &mut v, &h))?;
             self.moments[id.index()] = Some((m, v));
         }
         Ok(())

@@ -122,6 +122,8 @@ fn train_loop<B: Backend>(
         report.losses.push(value);
         if value.is_finite() {
             let grads = tape.backward(&loss)?;
+            // The tape holds the parameters too: dropped, Adam updates them in place.
+            drop((loss, tape));
             optimizer.step(model.params_mut(), &grads)?;
         } else {
             report.skipped += 1;

@@ -177,18 +177,19 @@ impl<B: Backend> Clone for Op<B> {
 }
 
 impl<B: Backend> Op<B> {
-    pub(crate) fn inputs(&self) -> Vec<NodeId> {
+    /// Whether any input of the op satisfies `f` (no allocation: this runs on every push).
+    pub(crate) fn any_input(&self, f: impl Fn(NodeId) -> bool) -> bool {
         match self {
-            Op::Leaf => vec![],
+            Op::Leaf => false,
             Op::Matmul { a, b, .. } | Op::Binary { a, b, .. } | Op::Select { a, b, .. } => {
-                vec![*a, *b]
+                f(*a) || f(*b)
             }
             Op::Linear {
                 x, weight, bias, ..
-            } => vec![*x, *weight, *bias],
-            Op::AffineCoupling { v, params, .. } => vec![*v, *params],
-            Op::AffineCouplingLogDet { params, .. } => vec![*params],
-            Op::DiagNormalLogProb { z, loc, log_scale } => vec![*z, *loc, *log_scale],
+            } => f(*x) || f(*weight) || f(*bias),
+            Op::AffineCoupling { v, params, .. } => f(*v) || f(*params),
+            Op::AffineCouplingLogDet { params, .. } => f(*params),
+            Op::DiagNormalLogProb { z, loc, log_scale } => f(*z) || f(*loc) || f(*log_scale),
             Op::Unary { x, .. }
             | Op::Sum { x, .. }
             | Op::Max { x, .. }
@@ -197,8 +198,8 @@ impl<B: Backend> Op<B> {
             | Op::SoftmaxCols { x }
             | Op::SliceCols { x, .. }
             | Op::GatherCols { x, .. }
-            | Op::ScatterAddCols { x, .. } => vec![*x],
-            Op::ConcatCols { parts } => parts.clone(),
+            | Op::ScatterAddCols { x, .. } => f(*x),
+            Op::ConcatCols { parts } => parts.iter().any(|&p| f(p)),
         }
     }
 

@@ -138,7 +138,7 @@ impl<B: Backend> Tape<B> {
     /// dropped and the node becomes a constant, so grad-free subgraphs cost no backward work.
     pub(crate) fn push(&self, value: Tensor<B>, op: Op<B>) -> NodeId {
         let mut inner = self.inner.borrow_mut();
-        let requires_grad = op.inputs().iter().any(|&i| inner.nodes[i].requires_grad);
+        let requires_grad = op.any_input(|i| inner.nodes[i].requires_grad);
         let op = if requires_grad { op } else { Op::Leaf };
         inner.nodes.push(Node {
             value,

@@ -329,20 +329,21 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
         )
     }
 
-    /// One Adam update of `param` with `grad` and moments `m`, `v`; returns the new
-    /// `(param, m, v)`. As `torch.optim.Adam`: `g = grad + wd * param`,
+    /// One Adam update of `param` with `grad` and moments `m`, `v`, in place. As `torch.optim.Adam`: `g = grad + wd * param`,
     /// `m = b1 m + (1 - b1) g`, `v = b2 v + (1 - b2) g^2`,
     /// `param -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)`. Backends may flush subnormal
     /// results to zero (the CPU backend does, for speed).
     fn adam_update(
         &self,
-        param: &Self::Storage,
+        param: &mut Self::Storage,
         grad: &Self::Storage,
-        m: &Self::Storage,
-        v: &Self::Storage,
+        m: &mut Self::Storage,
+        v: &mut Self::Storage,
         h: &AdamStep<Self::Elem>,
-    ) -> (Self::Storage, Self::Storage, Self::Storage) {
+    ) {
         use UnaryOp::{AddScalar, MulScalar, Sqrt, Square};
+        let (m_ref, v_ref) = (m, v);
+        let (m, v) = (&*m_ref, &*v_ref);
         let one = Self::Elem::one();
         let g = if h.weight_decay == Self::Elem::zero() {
             grad.clone()
@@ -374,7 +375,9 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
             MulScalar(h.lr / h.bias_correction1),
             &self.binary(BinaryOp::Div, &m, &denom),
         );
-        (self.binary(BinaryOp::Sub, param, &step), m, v)
+        *param = self.binary(BinaryOp::Sub, param, &step);
+        *m_ref = m;
+        *v_ref = v;
     }
 }
 

@@ -184,21 +184,26 @@ pub(crate) fn diag_normal_log_prob_backward<E: Element>(
 /// are flushed to zero. At these magnitudes the Adam step they would have produced is below
 /// 1e-12 of the learning rate.
 pub(crate) fn adam_update<E: Element>(
-    param: &Array2<E>,
+    param: &mut Array2<E>,
     grad: &Array2<E>,
-    m: &Array2<E>,
-    v: &Array2<E>,
+    m: &mut Array2<E>,
+    v: &mut Array2<E>,
     h: &AdamStep<E>,
-) -> (Array2<E>, Array2<E>, Array2<E>) {
-    let s = shape_of(param);
+) {
     let one = E::one();
     let tiny = E::min_positive_value().sqrt();
     let inv_sqrt_bc2 = one / h.bias_correction2.sqrt();
     let step_size = h.lr / h.bias_correction1;
-    let n = s.len();
-    let (mut p_out, mut m_out, mut v_out) =
-        (vec![E::zero(); n], vec![E::zero(); n], vec![E::zero(); n]);
-    let (pi, gi, mi, vi) = (slice_of(param), slice_of(grad), slice_of(m), slice_of(v));
+    let contiguous = "CPU storage is always in standard layout";
+    let pi = param.as_slice_mut().expect(contiguous);
+    let mi = m.as_slice_mut().expect(contiguous);
+    let vi = v.as_slice_mut().expect(contiguous);
+    let gi = slice_of(grad);
+    let n = pi.len();
+    assert!(
+        gi.len() == n && mi.len() == n && vi.len() == n,
+        "shapes checked by Tensor"
+    );
     // Indexed over equal-length slices so that the loop vectorises (selects, sqrt, div).
     for k in 0..n {
         let p = pi[k];
@@ -207,15 +212,10 @@ pub(crate) fn adam_update<E: Element>(
         let m = flush_subnormal(h.beta1 * mi[k] + (one - h.beta1) * g);
         let v = flush_subnormal(h.beta2 * vi[k] + (one - h.beta2) * (g * g));
         let denom = v.sqrt() * inv_sqrt_bc2 + h.eps;
-        p_out[k] = flush_subnormal(p - step_size * (m / denom));
-        m_out[k] = m;
-        v_out[k] = v;
+        pi[k] = flush_subnormal(p - step_size * (m / denom));
+        mi[k] = m;
+        vi[k] = v;
     }
-    (
-        from_shape_vec(s, p_out),
-        from_shape_vec(s, m_out),
-        from_shape_vec(s, v_out),
-    )
 }
 
 #[inline]

@@ -168,12 +168,12 @@ impl<E: Element> Backend for Cpu<E> {
 
     fn adam_update(
         &self,
-        param: &Array2<E>,
+        param: &mut Array2<E>,
         grad: &Array2<E>,
-        m: &Array2<E>,
-        v: &Array2<E>,
+        m: &mut Array2<E>,
+        v: &mut Array2<E>,
         h: &AdamStep<E>,
-    ) -> (Array2<E>, Array2<E>, Array2<E>) {
+    ) {
         fused::adam_update(param, grad, m, v, h)
     }
 }
