@@ -390,6 +390,16 @@ impl<B: Backend> Tensor<B> {
         ))
     }
 
+    /// See [`Backend::activation_backward`]; shapes follow a validated forward.
+    pub(crate) fn activation_backward(
+        act: Activation<B::Elem>,
+        g: &Self,
+        out: &Self,
+    ) -> (Self, Self) {
+        let (g_pre, row_sum) = g.backend.activation_backward(act, &g.storage, &out.storage);
+        (g.wrap(g_pre), g.wrap(row_sum))
+    }
+
     /// The affine coupling of [`Backend::affine_coupling`]: `self` is `n x d`, `params`
     /// `n x 2 d2` with `1 <= d2 <= d` (shift and raw scale interleaved). Returns the output
     /// (`n x d`) and the log|det J| of each row (`n x 1`).

@@ -98,6 +98,17 @@ proptest! {
     }
 
     #[test]
+    fn activation_backward_matches_default(
+        (g, y) in shape().prop_flat_map(|(r, c)| (matrix_of(r, c, any_value()), matrix_of(r, c, any_value()))),
+        act in prop::sample::select(vec![Activation::Identity, Activation::Relu, Activation::LeakyRelu(0.2)]),
+    ) {
+        let (fg, fs) = CPU.activation_backward(act, g.storage(), y.storage());
+        let (pg, ps) = Plain::default().activation_backward(act, g.storage(), y.storage());
+        prop_assert!(close(fg.as_slice().unwrap(), pg.as_slice().unwrap()));
+        prop_assert!(close(fs.as_slice().unwrap(), ps.as_slice().unwrap()));
+    }
+
+    #[test]
     fn affine_coupling_matches_default_and_inverts((v, params, scale, direction) in coupling_operands()) {
         let (y, ld) = v.affine_coupling(&params, scale, direction).unwrap();
         let (py, pld) = on_plain(&v).affine_coupling(&on_plain(&params), scale, direction).unwrap();

@@ -7,7 +7,7 @@
 
 use super::op::Op;
 use super::tape::{Node, NodeId, Tape};
-use crate::backend::{Backend, BinaryOp, CouplingScale, Direction, UnaryOp};
+use crate::backend::{Activation, Backend, BinaryOp, CouplingScale, Direction, UnaryOp};
 use crate::shape::{Axis, Shape};
 use crate::tensor::Tensor;
 use std::sync::Arc;
@@ -58,6 +58,19 @@ pub(crate) trait GradAlgebra<B: Backend> {
     fn mul_const(&mut self, a: &Self::T, c: Tensor<B>) -> Self::T {
         let c = self.constant(c);
         self.mul(a, &c)
+    }
+    /// A linear layer's output gradient `g` carried through its activation (read from the
+    /// output `out`), and that gradient summed over rows (the bias gradient).
+    fn activation_grads(
+        &mut self,
+        act: Activation<B::Elem>,
+        g: &Self::T,
+        out: &Self::T,
+    ) -> (Self::T, Self::T)
+    where
+        Self: Sized,
+    {
+        crate::ops::linear::composed_activation_grads(self, act, g, out)
     }
     /// The gradients of an affine coupling's rows and parameters (see
     /// [`Backend::affine_coupling_backward`]), composed from the primitives above unless an
@@ -159,6 +172,14 @@ impl<B: Backend> GradAlgebra<B> for RawAlgebra<'_, B> {
     }
     fn select(&mut self, mask: &Tensor<B>, a: &Tensor<B>, b: &Tensor<B>) -> Tensor<B> {
         Tensor::select(mask, a, b).expect(INVARIANT)
+    }
+    fn activation_grads(
+        &mut self,
+        act: Activation<B::Elem>,
+        g: &Tensor<B>,
+        out: &Tensor<B>,
+    ) -> (Tensor<B>, Tensor<B>) {
+        Tensor::activation_backward(act, g, out)
     }
     fn affine_coupling_grads(
         &mut self,

@@ -181,6 +181,34 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
         }
     }
 
+    /// The backward of a linear layer's activation: the gradient `g` at the output `out`
+    /// (`n x m`) carried to the pre-activation, and that gradient summed over rows (the
+    /// bias gradient, `1 x m`). The activation's derivative is read from the output's sign.
+    fn activation_backward(
+        &self,
+        act: Activation<Self::Elem>,
+        g: &Self::Storage,
+        out: &Self::Storage,
+    ) -> (Self::Storage, Self::Storage) {
+        let g_pre = match act {
+            Activation::Identity => g.clone(),
+            Activation::Relu => self.binary(BinaryOp::Gate, g, out),
+            Activation::LeakyRelu(slope) => {
+                // step(out) (1 - slope) + slope
+                let d = self.unary(
+                    UnaryOp::AddScalar(slope),
+                    &self.unary(
+                        UnaryOp::MulScalar(Self::Elem::one() - slope),
+                        &self.unary(UnaryOp::Step, out),
+                    ),
+                );
+                self.binary(BinaryOp::Mul, g, &d)
+            }
+        };
+        let row_sum = self.reduce(ReduceOp::Sum, Axis::Rows, &g_pre);
+        (g_pre, row_sum)
+    }
+
     /// The affine coupling of RealNVP and Glow on whole rows. `v` is `n x d`; `params` is
     /// `n x 2 d2`, the conditioner's output with shift at even and raw scale at odd columns
     /// (normflows' layout). The first `d - d2` columns of `v` pass through; the last `d2` are

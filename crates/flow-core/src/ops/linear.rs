@@ -59,23 +59,8 @@ pub(crate) fn backward<B: Backend, A: GradAlgebra<B>>(
     g: &A::T,
     grads: &mut GradList<A::T>,
 ) {
-    // The gradient at the pre-activation. Both activations have positive slope on each
-    // side of zero, so the output's sign is the pre-activation's.
-    let g = match act {
-        Activation::Identity => g.clone(),
-        Activation::Relu => {
-            let y = alg.node(out);
-            alg.binary(BinaryOp::Gate, g, &y)
-        }
-        Activation::LeakyRelu(slope) => {
-            // step(y) (1 - slope) + slope
-            let y = alg.node(out);
-            let d = alg.unary(UnaryOp::Step, &y);
-            let d = alg.scale(&d, B::Elem::one() - slope);
-            let d = alg.unary(UnaryOp::AddScalar(slope), &d);
-            alg.mul(g, &d)
-        }
-    };
+    let y = alg.node(out);
+    let (g, g_bias) = alg.activation_grads(act, g, &y);
     if alg.needs_grad(x) {
         let w = alg.node(weight);
         let gx = alg.matmul(&g, false, &w, false);
@@ -87,7 +72,30 @@ pub(crate) fn backward<B: Backend, A: GradAlgebra<B>>(
         grads.push((weight, gw));
     }
     if alg.needs_grad(bias) {
-        let gb = alg.sum(&g, Axis::Rows);
-        grads.push((bias, gb));
+        grads.push((bias, g_bias));
     }
+}
+
+/// The gradient at the pre-activation and its row sum, composed from primitives. Both
+/// activations have positive slope on each side of zero, so the output's sign is the
+/// pre-activation's.
+pub(crate) fn composed_activation_grads<B: Backend, A: GradAlgebra<B>>(
+    alg: &mut A,
+    act: Activation<B::Elem>,
+    g: &A::T,
+    y: &A::T,
+) -> (A::T, A::T) {
+    let g_pre = match act {
+        Activation::Identity => g.clone(),
+        Activation::Relu => alg.binary(BinaryOp::Gate, g, y),
+        Activation::LeakyRelu(slope) => {
+            // step(y) (1 - slope) + slope
+            let d = alg.unary(UnaryOp::Step, y);
+            let d = alg.scale(&d, B::Elem::one() - slope);
+            let d = alg.unary(UnaryOp::AddScalar(slope), &d);
+            alg.mul(g, &d)
+        }
+    };
+    let row_sum = alg.sum(&g_pre, Axis::Rows);
+    (g_pre, row_sum)
 }

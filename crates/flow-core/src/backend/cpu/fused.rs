@@ -30,6 +30,55 @@ pub(crate) fn linear<E: Element>(
     out
 }
 
+/// [`crate::Backend::activation_backward`] in one pass: gate each row and add it into the
+/// bias gradient while it is in cache.
+pub(crate) fn activation_backward<E: Element>(
+    act: Activation<E>,
+    g: &Array2<E>,
+    out: &Array2<E>,
+) -> (Array2<E>, Array2<E>) {
+    let s = shape_of(g);
+    let zero = E::zero();
+    let slope = match act {
+        Activation::Identity => E::one(),
+        Activation::Relu => zero,
+        Activation::LeakyRelu(slope) => slope,
+    };
+    let mut g_pre = Vec::with_capacity(s.len());
+    let mut row_sum = vec![zero; s.cols];
+    let cols = s.cols.max(1);
+    for (gr, yr) in slice_of(g)
+        .chunks_exact(cols)
+        .zip(slice_of(out).chunks_exact(cols))
+    {
+        for ((acc, &gi), &yi) in row_sum.iter_mut().zip(gr).zip(yr) {
+            let v = match act {
+                Activation::Identity => gi,
+                Activation::Relu => {
+                    if yi > zero {
+                        gi
+                    } else {
+                        zero
+                    }
+                }
+                Activation::LeakyRelu(_) => {
+                    if yi > zero {
+                        gi
+                    } else {
+                        gi * slope
+                    }
+                }
+            };
+            g_pre.push(v);
+            *acc += v;
+        }
+    }
+    (
+        from_shape_vec(s, g_pre),
+        from_shape_vec(Shape::new(1, s.cols), row_sum),
+    )
+}
+
 /// The log-scale `s` of a coupling from its raw parameter `r`, and `d s / d r`.
 #[inline]
 fn coupling_log_scale<E: Element>(r: E, scale: CouplingScale) -> (E, E) {

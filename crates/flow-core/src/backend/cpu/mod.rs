@@ -126,6 +126,15 @@ impl<E: Element> Backend for Cpu<E> {
         fused::linear(x, weight, bias, act)
     }
 
+    fn activation_backward(
+        &self,
+        act: Activation<E>,
+        g: &Array2<E>,
+        out: &Array2<E>,
+    ) -> (Array2<E>, Array2<E>) {
+        fused::activation_backward(act, g, out)
+    }
+
     fn affine_coupling(
         &self,
         v: &Array2<E>,
