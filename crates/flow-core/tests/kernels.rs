@@ -111,6 +111,115 @@ proptest! {
     }
 }
 
+/// `(m, k, n)` of a product `op(a) @ op(b)`: all three in 1..=10, or one or two of them up to
+/// 70, so that the CPU backend's thin-product kernels (`k <= 4`, `n <= 8`, or `m <= 8` with
+/// `b` transposed) and `gemm` both run, with and without the kernels' vector tails.
+fn product_dims() -> impl Strategy<Value = (usize, usize, usize)> {
+    let small = 1usize..=10;
+    let large = 11usize..=70;
+    prop_oneof![
+        (small.clone(), small.clone(), small.clone()),
+        (0usize..3, large.clone(), small.clone(), small.clone()).prop_map(|(at, l, s1, s2)| {
+            match at {
+                0 => (l, s1, s2),
+                1 => (s1, l, s2),
+                _ => (s1, s2, l),
+            }
+        }),
+        (0usize..3, small, large.clone(), large).prop_map(|(at, s, l1, l2)| match at {
+            0 => (s, l1, l2),
+            1 => (l1, s, l2),
+            _ => (l1, l2, s),
+        }),
+    ]
+}
+
+/// `a`, `b`, `ta`, `tb` of `a.matmul_t(ta, b, tb)`, and a bias row of length `n`.
+type ProductOperands = (Tensor<B>, Tensor<B>, bool, bool, Tensor<B>);
+
+/// Operands of a product with `(m, k, n)` from [`product_dims`].
+fn thin_product_operands() -> BoxedStrategy<ProductOperands> {
+    (product_dims(), any::<bool>(), any::<bool>())
+        .prop_flat_map(|((m, k, n), ta, tb)| {
+            let (ar, ac) = if ta { (k, m) } else { (m, k) };
+            let (br, bc) = if tb { (n, k) } else { (k, n) };
+            (
+                matrix_of(ar, ac, any_value()),
+                matrix_of(br, bc, any_value()),
+                Just(ta),
+                Just(tb),
+                matrix_of(1, n, any_value()),
+            )
+        })
+        .boxed()
+}
+
+/// `t^T`, contiguous.
+fn transposed(t: &Tensor<B>) -> Tensor<B> {
+    let (r, c) = (t.rows(), t.cols());
+    tensor(
+        c,
+        r,
+        (0..c)
+            .flat_map(|j| (0..r).map(move |i| at(t, i, j)))
+            .collect(),
+    )
+}
+
+/// `got` against `bias[j] + sum_p a(i, p) * b(p, j)`, to 1e-12 of the sum of the terms'
+/// magnitudes.
+fn assert_product(
+    got: &Tensor<B>,
+    (m, k, n): (usize, usize, usize),
+    ea: impl Fn(usize, usize) -> f64,
+    eb: impl Fn(usize, usize) -> f64,
+    bias: Option<&Tensor<B>>,
+) -> Result<(), TestCaseError> {
+    prop_assert_eq!((got.rows(), got.cols()), (m, n));
+    for i in 0..m {
+        for j in 0..n {
+            let b0 = bias.map_or(0.0, |b| at(b, 0, j));
+            let want = b0 + (0..k).map(|p| ea(i, p) * eb(p, j)).sum::<f64>();
+            let scale = b0.abs() + (0..k).map(|p| (ea(i, p) * eb(p, j)).abs()).sum::<f64>();
+            let g = at(got, i, j);
+            prop_assert!(
+                (g - want).abs() <= 1e-12 * (1.0 + scale),
+                "({}, {}) of {}x{}x{}: {} vs {}",
+                i,
+                j,
+                m,
+                k,
+                n,
+                g,
+                want
+            );
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..config() })]
+
+    #[test]
+    fn thin_and_wide_products_match_the_triple_loop(
+        (a, b, ta, tb, bias) in thin_product_operands()
+    ) {
+        let (m, k) = if ta { (a.cols(), a.rows()) } else { (a.rows(), a.cols()) };
+        let n = if tb { b.rows() } else { b.cols() };
+        let ea = |i, p| if ta { at(&a, p, i) } else { at(&a, i, p) };
+        let eb = |p, j| if tb { at(&b, j, p) } else { at(&b, p, j) };
+        assert_product(&a.matmul_t(ta, &b, tb).unwrap(), (m, k, n), ea, eb, None)?;
+
+        // x @ weight^T + bias, with x = op(a) and weight = op(b)^T made contiguous.
+        let x = if ta { transposed(&a) } else { a.clone() };
+        let weight = if tb { b.clone() } else { transposed(&b) };
+        let got = x.linear(&weight, &bias).unwrap();
+        let (ex, ew) = (|i, p| at(&x, i, p), |p, j| at(&weight, j, p));
+        assert_product(&got, (m, k, n), ex, ew, Some(&bias))?;
+    }
+}
+
 #[test]
 fn logsumexp_and_softplus_do_not_overflow() {
     let x = tensor(1, 3, vec![1000.0, 1000.0, -1000.0]);

@@ -30,8 +30,8 @@ pub(crate) fn linear<E: Element>(
     out
 }
 
-/// [`crate::Backend::activation_backward`] in one pass: gate each row and add it into the
-/// bias gradient while it is in cache.
+/// [`crate::Backend::activation_backward`]: the gate as one straight (vectorisable) map,
+/// then the bias gradient summed from the result while it is still in cache.
 pub(crate) fn activation_backward<E: Element>(
     act: Activation<E>,
     g: &Array2<E>,
@@ -39,37 +39,19 @@ pub(crate) fn activation_backward<E: Element>(
 ) -> (Array2<E>, Array2<E>) {
     let s = shape_of(g);
     let zero = E::zero();
-    let slope = match act {
-        Activation::Identity => E::one(),
-        Activation::Relu => zero,
-        Activation::LeakyRelu(slope) => slope,
+    let pairs = slice_of(g).iter().zip(slice_of(out));
+    let g_pre: Vec<E> = match act {
+        Activation::Identity => slice_of(g).to_vec(),
+        Activation::Relu => pairs
+            .map(|(&gi, &yi)| if yi > zero { gi } else { zero })
+            .collect(),
+        Activation::LeakyRelu(slope) => pairs
+            .map(|(&gi, &yi)| if yi > zero { gi } else { gi * slope })
+            .collect(),
     };
-    let mut g_pre = Vec::with_capacity(s.len());
     let mut row_sum = vec![zero; s.cols];
-    let cols = s.cols.max(1);
-    for (gr, yr) in slice_of(g)
-        .chunks_exact(cols)
-        .zip(slice_of(out).chunks_exact(cols))
-    {
-        for ((acc, &gi), &yi) in row_sum.iter_mut().zip(gr).zip(yr) {
-            let v = match act {
-                Activation::Identity => gi,
-                Activation::Relu => {
-                    if yi > zero {
-                        gi
-                    } else {
-                        zero
-                    }
-                }
-                Activation::LeakyRelu(_) => {
-                    if yi > zero {
-                        gi
-                    } else {
-                        gi * slope
-                    }
-                }
-            };
-            g_pre.push(v);
+    for row in g_pre.chunks_exact(s.cols.max(1)) {
+        for (acc, &v) in row_sum.iter_mut().zip(row) {
             *acc += v;
         }
     }

@@ -1,9 +1,9 @@
 //! Matrix products through the `gemm` crate (about 1.3x ndarray's default on the 512x64 @
 //! 64x64 products of flow conditioners), with transposes expressed as strides; thin products
-//! (one of `m`, `n`, `k` at most [`THIN`]) through the hand-written kernels of
-//! [`super::thin_matmul`], which run them several times faster than `gemm`.
+//! (see [`is_thin`]) through the hand-written kernels of [`super::thin_matmul`], which run
+//! them several times faster than `gemm`.
 
-use super::thin_matmul::{thin_matmul, THIN};
+use super::thin_matmul::{is_thin, thin_matmul};
 use super::{shape_of, slice_of};
 use crate::element::Element;
 use ndarray::Array2;
@@ -37,43 +37,36 @@ pub(crate) fn matmul<E: Element>(
         (sb.rows, sb.cols)
     };
     assert_eq!(k, kb, "matmul inner dimensions are validated by Tensor");
-    let thin_max = {
-        static T: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-        *T.get_or_init(|| std::env::var("THIN").ok().and_then(|v| v.parse().ok()).unwrap_or(THIN))
-    };
-    let smallest = m.min(n).min(k);
-    if smallest >= 1 && smallest <= thin_max {
+    if is_thin(m, n, k, tb) {
         let init = init.map(slice_of);
         let data = thin_matmul(slice_of(a), ta, slice_of(b), tb, (m, n, k), init);
         return super::from_shape_vec(crate::Shape::new(m, n), data);
     }
-    let mut out = match init {
-        Some(row) => {
-            let row = slice_of(row);
-            debug_assert_eq!(row.len(), n);
-            let mut data = Vec::with_capacity(m * n);
-            for _ in 0..m {
-                data.extend_from_slice(row);
-            }
-            super::from_shape_vec(crate::Shape::new(m, n), data)
+    let shape = crate::Shape::new(m, n);
+    let mut data: Vec<E> = Vec::with_capacity(m * n);
+    if let Some(row) = init {
+        let row = slice_of(row);
+        debug_assert_eq!(row.len(), n);
+        for _ in 0..m {
+            data.extend_from_slice(row);
         }
-        None => Array2::zeros((m, n)),
-    };
+    }
     if m == 0 || n == 0 || k == 0 {
-        return out;
+        data.resize(m * n, E::zero());
+        return super::from_shape_vec(shape, data);
     }
     let (a_rs, a_cs) = strides(sa.cols, ta);
     let (b_rs, b_cs) = strides(sb.cols, tb);
-    let dst = out.as_slice_mut().expect("fresh array is contiguous");
-    // SAFETY: every pointer addresses a live, contiguous buffer of the size its strides
-    // and dimensions describe (m x k for a, k x n for b, m x n for dst), and dst does not
-    // alias a or b.
+    // SAFETY: every pointer addresses a live buffer of the size its strides and dimensions
+    // describe (m x k for a, k x n for b, m x n of capacity for dst), and dst does not alias
+    // a or b. Without `init`, gemm does not read dst (`read_dst` is false) and writes every
+    // one of its m x n elements, so the length can be set afterwards.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            data.as_mut_ptr(),
             1,
             n as isize,
             init.is_some(),
@@ -90,6 +83,7 @@ pub(crate) fn matmul<E: Element>(
             false,
             gemm::Parallelism::None,
         );
+        data.set_len(m * n);
     }
-    out
+    super::from_shape_vec(shape, data)
 }
