@@ -7,6 +7,7 @@ mod elementwise;
 mod fused;
 mod matmul;
 mod reduce;
+mod simd;
 mod thin_matmul;
 
 use super::{Activation, AdamStep, Backend, BinaryOp, CouplingScale, Direction, ReduceOp, UnaryOp};

@@ -57,9 +57,7 @@ pub(crate) fn thin_matmul<E: Element>(
 fn use_avx2(simd: bool) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        static AVX2_FMA: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        simd && *AVX2_FMA
-            .get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+        simd && super::simd::has_avx2()
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
