@@ -390,14 +390,22 @@ impl<B: Backend> Tensor<B> {
         ))
     }
 
-    /// See [`Backend::activation_backward`]; shapes follow a validated forward.
+    /// See [`Backend::activation_backward`]: returns the gradient at the pre-activation
+    /// (in `g`'s buffer when nothing else holds it) and its row sum. Shapes follow a
+    /// validated forward.
     pub(crate) fn activation_backward(
         act: Activation<B::Elem>,
-        g: &Self,
+        mut g: Self,
         out: &Self,
     ) -> (Self, Self) {
-        let (g_pre, row_sum) = g.backend.activation_backward(act, &g.storage, &out.storage);
-        (g.wrap(g_pre), g.wrap(row_sum))
+        if act == Activation::Identity {
+            let row_sum = g.sum(Axis::Rows);
+            return (g, row_sum);
+        }
+        let backend = g.backend.clone();
+        let row_sum = backend.activation_backward(act, Arc::make_mut(&mut g.storage), &out.storage);
+        let row_sum = g.wrap(row_sum);
+        (g, row_sum)
     }
 
     /// The affine coupling of [`Backend::affine_coupling`]: `self` is `n x d`, `params`

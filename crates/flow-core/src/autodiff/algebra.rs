@@ -60,17 +60,18 @@ pub(crate) trait GradAlgebra<B: Backend> {
         self.mul(a, &c)
     }
     /// A linear layer's output gradient `g` carried through its activation (read from the
-    /// output `out`), and that gradient summed over rows (the bias gradient).
+    /// output `out`), and that gradient summed over rows (the bias gradient). Takes `g` by
+    /// value, so that an interpreter may reuse its buffer.
     fn activation_grads(
         &mut self,
         act: Activation<B::Elem>,
-        g: &Self::T,
+        g: Self::T,
         out: &Self::T,
     ) -> (Self::T, Self::T)
     where
         Self: Sized,
     {
-        crate::ops::linear::composed_activation_grads(self, act, g, out)
+        crate::ops::linear::composed_activation_grads(self, act, &g, out)
     }
     /// The gradients of an affine coupling's rows and parameters (see
     /// [`Backend::affine_coupling_backward`]), composed from the primitives above unless an
@@ -176,7 +177,7 @@ impl<B: Backend> GradAlgebra<B> for RawAlgebra<'_, B> {
     fn activation_grads(
         &mut self,
         act: Activation<B::Elem>,
-        g: &Tensor<B>,
+        g: Tensor<B>,
         out: &Tensor<B>,
     ) -> (Tensor<B>, Tensor<B>) {
         Tensor::activation_backward(act, g, out)

@@ -205,12 +205,26 @@ impl<B: Backend> Op<B> {
 
     /// The gradients flowing from node `out` (with gradient `g`) into those of its inputs
     /// that need one.
+    /// `g` is taken by value: an op may reuse its buffer (the linear layer's activation
+    /// backward does).
     pub(crate) fn backward<A: GradAlgebra<B>>(
         &self,
         alg: &mut A,
         out: NodeId,
-        g: &A::T,
+        g_owned: A::T,
     ) -> Vec<(NodeId, A::T)> {
+        if let Op::Linear {
+            x,
+            weight,
+            bias,
+            act,
+        } = self
+        {
+            let mut grads = Vec::new();
+            ops::linear::backward(alg, *x, *weight, *bias, *act, out, g_owned, &mut grads);
+            return grads;
+        }
+        let g = &g_owned;
         let mut grads = Vec::new();
         {
             match self {
@@ -218,12 +232,7 @@ impl<B: Backend> Op<B> {
                 Op::Matmul { a, ta, b, tb } => {
                     ops::matmul::backward(alg, *a, *ta, *b, *tb, g, &mut grads)
                 }
-                Op::Linear {
-                    x,
-                    weight,
-                    bias,
-                    act,
-                } => ops::linear::backward(alg, *x, *weight, *bias, *act, out, g, &mut grads),
+                Op::Linear { .. } => unreachable!("handled above, with the gradient by value"),
                 Op::Unary { op, x } => {
                     if alg.needs_grad(*x) && !op.is_piecewise_constant() {
                         let gx = ops::unary::backward(alg, *op, *x, out, g);

@@ -257,16 +257,15 @@ fn run_backward<B: Backend, A: GradAlgebra<B>>(
     for id in (0..=root).rev() {
         let Some(g) = grads[id].take() else { continue };
         let op = algebra.op(id);
-        for (input, gi) in op.backward(algebra, id, &g) {
+        let kept = keep(id).then(|| g.clone());
+        for (input, gi) in op.backward(algebra, id, g) {
             let acc = match grads[input].take() {
                 None => gi,
                 Some(prev) => algebra.add(&prev, &gi),
             };
             grads[input] = Some(acc);
         }
-        if keep(id) {
-            grads[id] = Some(g);
-        }
+        grads[id] = kept;
     }
     grads
 }

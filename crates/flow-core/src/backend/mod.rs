@@ -181,18 +181,19 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
         }
     }
 
-    /// The backward of a linear layer's activation: the gradient `g` at the output `out`
-    /// (`n x m`) carried to the pre-activation, and that gradient summed over rows (the
-    /// bias gradient, `1 x m`). The activation's derivative is read from the output's sign.
+    /// The backward of a linear layer's activation, in place: `g`, the gradient at the
+    /// output `out` (`n x m`), becomes the gradient at the pre-activation; returns that
+    /// gradient summed over rows (the bias gradient, `1 x m`). The activation's derivative
+    /// is read from the output's sign.
     fn activation_backward(
         &self,
         act: Activation<Self::Elem>,
-        g: &Self::Storage,
+        g: &mut Self::Storage,
         out: &Self::Storage,
-    ) -> (Self::Storage, Self::Storage) {
-        let g_pre = match act {
-            Activation::Identity => g.clone(),
-            Activation::Relu => self.binary(BinaryOp::Gate, g, out),
+    ) -> Self::Storage {
+        match act {
+            Activation::Identity => {}
+            Activation::Relu => *g = self.binary(BinaryOp::Gate, g, out),
             Activation::LeakyRelu(slope) => {
                 // step(out) (1 - slope) + slope
                 let d = self.unary(
@@ -202,11 +203,10 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
                         &self.unary(UnaryOp::Step, out),
                     ),
                 );
-                self.binary(BinaryOp::Mul, g, &d)
+                *g = self.binary(BinaryOp::Mul, g, &d);
             }
-        };
-        let row_sum = self.reduce(ReduceOp::Sum, Axis::Rows, &g_pre);
-        (g_pre, row_sum)
+        }
+        self.reduce(ReduceOp::Sum, Axis::Rows, g)
     }
 
     /// The affine coupling of RealNVP and Glow on whole rows. `v` is `n x d`; `params` is

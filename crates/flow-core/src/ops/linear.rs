@@ -56,7 +56,7 @@ pub(crate) fn backward<B: Backend, A: GradAlgebra<B>>(
     bias: NodeId,
     act: Activation<B::Elem>,
     out: NodeId,
-    g: &A::T,
+    g: A::T,
     grads: &mut GradList<A::T>,
 ) {
     let y = alg.node(out);

@@ -57,35 +57,40 @@ fn activate<E: Element>(act: Activation<E>, x: E) -> E {
     }
 }
 
-/// [`crate::Backend::activation_backward`]: the gate as one straight (vectorisable) map,
-/// then the bias gradient summed from the result while it is still in cache.
+/// [`crate::Backend::activation_backward`]: each row gated in place and added into the bias
+/// gradient while it is in cache. In place, the gradient's buffer (just written by the
+/// product that computed it) is reused instead of a fresh one being pulled into cache.
 pub(crate) fn activation_backward<E: Element>(
     act: Activation<E>,
-    g: &Array2<E>,
+    g: &mut Array2<E>,
     out: &Array2<E>,
-) -> (Array2<E>, Array2<E>) {
-    let s = shape_of(g);
+) -> Array2<E> {
+    let cols = g.ncols();
     let zero = E::zero();
-    let pairs = slice_of(g).iter().zip(slice_of(out));
-    let g_pre: Vec<E> = match act {
-        Activation::Identity => slice_of(g).to_vec(),
-        Activation::Relu => pairs
-            .map(|(&gi, &yi)| if yi > zero { gi } else { zero })
-            .collect(),
-        Activation::LeakyRelu(slope) => pairs
-            .map(|(&gi, &yi)| if yi > zero { gi } else { gi * slope })
-            .collect(),
-    };
-    let mut row_sum = vec![zero; s.cols];
-    for row in g_pre.chunks_exact(s.cols.max(1)) {
-        for (acc, &v) in row_sum.iter_mut().zip(row) {
+    let mut row_sum = vec![zero; cols];
+    let g = g
+        .as_slice_mut()
+        .expect("CPU storage is always in standard layout");
+    for (gr, yr) in g
+        .chunks_exact_mut(cols.max(1))
+        .zip(slice_of(out).chunks_exact(cols.max(1)))
+    {
+        match act {
+            Activation::Identity => {}
+            Activation::Relu => gr
+                .iter_mut()
+                .zip(yr)
+                .for_each(|(gi, &yi)| *gi = if yi > zero { *gi } else { zero }),
+            Activation::LeakyRelu(slope) => gr
+                .iter_mut()
+                .zip(yr)
+                .for_each(|(gi, &yi)| *gi = if yi > zero { *gi } else { *gi * slope }),
+        }
+        for (acc, &v) in row_sum.iter_mut().zip(gr.iter()) {
             *acc += v;
         }
     }
-    (
-        from_shape_vec(s, g_pre),
-        from_shape_vec(Shape::new(1, s.cols), row_sum),
-    )
+    from_shape_vec(Shape::new(1, cols), row_sum)
 }
 
 /// The log-scale `s` of a coupling from its raw parameter `r`, and `d s / d r`.

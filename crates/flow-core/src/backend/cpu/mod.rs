@@ -130,9 +130,9 @@ impl<E: Element> Backend for Cpu<E> {
     fn activation_backward(
         &self,
         act: Activation<E>,
-        g: &Array2<E>,
+        g: &mut Array2<E>,
         out: &Array2<E>,
-    ) -> (Array2<E>, Array2<E>) {
+    ) -> Array2<E> {
         fused::activation_backward(act, g, out)
     }
 
