@@ -1,3 +1,9 @@
+//! Times every matrix product of a 1-64-64-2 conditioner MLP at batch 512 (forward
+//! `x @ W^T + b`, backward `g @ W` and `g^T @ x`), best of 20 x 200 calls: the thin ones run
+//! in the hand-written kernels, the 64-wide ones in gemm.
+//!
+//! `cargo run --release -p flow-core --example mmshapes`
+
 use flow_core::{Cpu, Tensor};
 use std::time::Instant;
 /// Name, shape of `a`, `ta`, shape of `b`, `tb`.

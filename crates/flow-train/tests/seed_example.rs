@@ -1,15 +1,16 @@
 //! The seed example end to end with `flows train`'s defaults (normflows' RealNVP on two
 //! moons, Adam 5e-4, 3201 iterations at batch 512): every loss finite, and a held-out test
-//! NLL of at most 1.63 nats (normflows reaches 1.6285 with this configuration).
+//! NLL at normflows' level (normflows reaches 1.6285 with this configuration).
 //!
 //! One run's test NLL varies with its seed (the trajectory varies, not the estimate: 100,000
 //! held-out samples put its standard error at 0.003). normflows itself, measured on this
 //! machine with the same 100,000-sample protocol (`bench/normflows_two_moons.py --seed S
-//! --test-samples 100000`), gave 1.6289, 1.6146, 1.6415, 1.6196 and 1.6329 for seeds 0-4:
-//! median 1.6289, so 1.63 is the median of its own distribution, and a single seed passes
-//! or fails it by chance. This test therefore checks the median of five seeds against 1.635,
-//! the issue's 1.63 plus the 0.005 that separates the medians of five runs of one
-//! distribution this wide; the closing note of the issue reports the gap.
+//! --test-samples 100000`), gave 1.6289, 1.6146, 1.6415, 1.6196, 1.6329, 1.6281, 1.6340,
+//! 1.6280, 1.6243 and 1.6334 for seeds 0-9: median 1.6285, mean 1.6285, 6 of 10 at or below
+//! 1.63. So the issue's 1.63 is the median of normflows' own distribution and one seed passes
+//! or fails it by chance (ours: seed 0 gives 1.6394, seed 9 1.6201). This test checks the
+//! median of ten seeds against 1.632: 1.63 plus about half the standard error of a ten-run
+//! median of a distribution this wide (sd 0.008). The issue's closing note reports the gap.
 
 use flow_core::Cpu;
 
@@ -47,13 +48,13 @@ fn run(seed: u64) -> f64 {
 #[test]
 fn default_configuration_reaches_the_normflows_nll() {
     let mut nlls: Vec<f64> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..5u64).map(|seed| s.spawn(move || run(seed))).collect();
+        let handles: Vec<_> = (0..10u64).map(|seed| s.spawn(move || run(seed))).collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     nlls.sort_by(f64::total_cmp);
-    let median = nlls[2];
+    let median = 0.5 * (nlls[4] + nlls[5]);
     assert!(
-        median <= 1.635,
-        "median test NLL over seeds 0-4 is {median} ({nlls:?})"
+        median <= 1.632,
+        "median test NLL over seeds 0-9 is {median} ({nlls:?})"
     );
 }
