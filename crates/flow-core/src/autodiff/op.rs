@@ -211,60 +211,53 @@ impl<B: Backend> Op<B> {
         &self,
         alg: &mut A,
         out: NodeId,
-        g_owned: A::T,
+        g: A::T,
     ) -> Vec<(NodeId, A::T)> {
-        if let Op::Linear {
-            x,
-            weight,
-            bias,
-            act,
-        } = self
-        {
-            let mut grads = Vec::new();
-            ops::linear::backward(alg, *x, *weight, *bias, *act, out, g_owned, &mut grads);
-            return grads;
-        }
-        let g = &g_owned;
         let mut grads = Vec::new();
         {
             match self {
                 Op::Leaf => {}
                 Op::Matmul { a, ta, b, tb } => {
-                    ops::matmul::backward(alg, *a, *ta, *b, *tb, g, &mut grads)
+                    ops::matmul::backward(alg, *a, *ta, *b, *tb, &g, &mut grads)
                 }
-                Op::Linear { .. } => unreachable!("handled above, with the gradient by value"),
+                Op::Linear {
+                    x,
+                    weight,
+                    bias,
+                    act,
+                } => ops::linear::backward(alg, *x, *weight, *bias, *act, out, g, &mut grads),
                 Op::Unary { op, x } => {
                     if alg.needs_grad(*x) && !op.is_piecewise_constant() {
-                        let gx = ops::unary::backward(alg, *op, *x, out, g);
+                        let gx = ops::unary::backward(alg, *op, *x, out, &g);
                         grads.push((*x, gx));
                     }
                 }
                 Op::Binary { op, a, b } => {
-                    ops::binary::backward(alg, *op, *a, *b, out, g, &mut grads)
+                    ops::binary::backward(alg, *op, *a, *b, out, &g, &mut grads)
                 }
-                Op::Sum { x, .. } => ops::reduce::backward_sum(alg, *x, g, &mut grads),
-                Op::BroadcastTo { x } => ops::reduce::backward_broadcast(alg, *x, g, &mut grads),
-                Op::Max { x, mask } => ops::reduce::backward_max(alg, *x, mask, g, &mut grads),
+                Op::Sum { x, .. } => ops::reduce::backward_sum(alg, *x, &g, &mut grads),
+                Op::BroadcastTo { x } => ops::reduce::backward_broadcast(alg, *x, &g, &mut grads),
+                Op::Max { x, mask } => ops::reduce::backward_max(alg, *x, mask, &g, &mut grads),
                 Op::LogSumExpCols { x } => {
-                    ops::softmax::backward_logsumexp(alg, *x, out, g, &mut grads)
+                    ops::softmax::backward_logsumexp(alg, *x, out, &g, &mut grads)
                 }
                 Op::SoftmaxCols { x } => {
-                    ops::softmax::backward_softmax(alg, *x, out, g, &mut grads)
+                    ops::softmax::backward_softmax(alg, *x, out, &g, &mut grads)
                 }
                 Op::SliceCols { x, start } => {
-                    ops::columns::backward_slice(alg, *x, *start, g, &mut grads)
+                    ops::columns::backward_slice(alg, *x, *start, &g, &mut grads)
                 }
                 Op::ConcatCols { parts } => {
-                    ops::columns::backward_concat(alg, parts, g, &mut grads)
+                    ops::columns::backward_concat(alg, parts, &g, &mut grads)
                 }
                 Op::GatherCols { x, index } => {
-                    ops::columns::backward_gather(alg, *x, index, g, &mut grads)
+                    ops::columns::backward_gather(alg, *x, index, &g, &mut grads)
                 }
                 Op::ScatterAddCols { x, index } => {
-                    ops::columns::backward_scatter_add(alg, *x, index, g, &mut grads)
+                    ops::columns::backward_scatter_add(alg, *x, index, &g, &mut grads)
                 }
                 Op::Select { mask, a, b } => {
-                    ops::select::backward(alg, mask, *a, *b, g, &mut grads)
+                    ops::select::backward(alg, mask, *a, *b, &g, &mut grads)
                 }
                 Op::AffineCoupling {
                     v,
@@ -272,17 +265,17 @@ impl<B: Backend> Op<B> {
                     scale,
                     direction,
                 } => ops::affine_coupling::backward(
-                    alg, *v, *params, *scale, *direction, out, g, &mut grads,
+                    alg, *v, *params, *scale, *direction, out, &g, &mut grads,
                 ),
                 Op::DiagNormalLogProb { z, loc, log_scale } => {
-                    ops::diag_normal::backward(alg, *z, *loc, *log_scale, g, &mut grads)
+                    ops::diag_normal::backward(alg, *z, *loc, *log_scale, &g, &mut grads)
                 }
                 Op::AffineCouplingLogDet {
                     params,
                     scale,
                     direction,
                 } => ops::affine_coupling::backward_log_det(
-                    alg, *params, *scale, *direction, g, &mut grads,
+                    alg, *params, *scale, *direction, &g, &mut grads,
                 ),
             }
         }
