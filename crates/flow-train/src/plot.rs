@@ -58,6 +58,37 @@ impl DensityGrid {
         }
         out
     }
+
+    /// The log of a histogram density estimate from 2-D `samples` (`[x, y]` rows) on the
+    /// grid's cells: for targets with no closed-form density. Empty cells are `-inf`.
+    pub fn from_samples(
+        x_range: (f64, f64),
+        y_range: (f64, f64),
+        n: usize,
+        samples: &[[f64; 2]],
+    ) -> Self {
+        let mut counts = vec![0usize; n * n];
+        let cell = |v: f64, (lo, hi): (f64, f64)| {
+            let t = (v - lo) / (hi - lo) * n as f64;
+            (t >= 0.0 && t < n as f64).then_some(t as usize)
+        };
+        for p in samples {
+            if let (Some(ix), Some(iy)) = (cell(p[0], x_range), cell(p[1], y_range)) {
+                counts[iy * n + ix] += 1;
+            }
+        }
+        let area = (x_range.1 - x_range.0) * (y_range.1 - y_range.0) / (n * n) as f64;
+        let total = samples.len().max(1) as f64;
+        DensityGrid {
+            x_range,
+            y_range,
+            n,
+            log_density: counts
+                .iter()
+                .map(|&c| (c as f64 / (total * area)).ln())
+                .collect(),
+        }
+    }
 }
 
 /// Why a plot could not be written.

@@ -534,3 +534,23 @@ fn bench_reports_each_run_and_the_median_rate() {
         "`{summary}`"
     );
 }
+
+#[test]
+fn datasets_lists_every_built_in_density_with_its_dimension() {
+    let run = flows(["datasets"]);
+    let table = run.ok();
+    assert!(table.starts_with("name"), "{}", run.describe());
+    for name in flow_datasets::NAMES {
+        let density = flow_datasets::by_name(name).unwrap();
+        let line = table
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("{name} missing: {}", run.describe()));
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(fields[1], density.dim().to_string(), "{line}");
+        match density.entropy() {
+            Some(h) => assert!(line.ends_with(&format!("{h:.4}")), "{line}"),
+            None => assert!(line.ends_with("unknown"), "{line}"),
+        }
+    }
+}

@@ -257,3 +257,25 @@ fn samples_scatter_edge_cases() {
         assert!(matches!(err, PlotError::Input { .. }), "{err:?}");
     }
 }
+
+#[test]
+fn histogram_grid_estimates_a_uniform_density() {
+    // 40,000 points on a regular lattice over [0, 2] x [0, 1]: 200 in each 0.1 x 0.1 cell of
+    // the lower half of a 20 x 20 grid on [0, 2] x [0, 2], none in the upper half.
+    let pts: Vec<[f64; 2]> = (0..200)
+        .flat_map(|i| (0..200).map(move |j| [(i as f64 + 0.5) / 100.0, (j as f64 + 0.5) / 200.0]))
+        .collect();
+    let grid = DensityGrid::from_samples((0.0, 2.0), (0.0, 2.0), 20, &pts);
+    assert_eq!(grid.log_density.len(), 400);
+    for iy in 0..20 {
+        for ix in 0..20 {
+            let v = grid.log_density[iy * 20 + ix];
+            if iy < 10 {
+                // density 1/2 on the unit-high strip
+                assert!((v - 0.5f64.ln()).abs() < 1e-12, "cell ({ix}, {iy}): {v}");
+            } else {
+                assert_eq!(v, f64::NEG_INFINITY, "cell ({ix}, {iy})");
+            }
+        }
+    }
+}
