@@ -53,6 +53,26 @@ pub enum Command {
         #[arg(long)]
         no_trailing_permute: bool,
     },
+    /// Draw samples from a checkpoint's model and write them as CSV (columns x0, x1, ...).
+    Sample {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Number of samples.
+        #[arg(short = 'n', long, default_value_t = 1000)]
+        n: usize,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Mean negative log-likelihood (nats) of the rows of a CSV file under a checkpoint,
+    /// with its standard error.
+    Eval {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+    },
     /// List the built-in data sets: name, dimension, whether the log-density has a closed
     /// form, and the entropy (the lowest NLL any model can reach) where it is known.
     Datasets,
@@ -235,7 +255,33 @@ const TARGET_HISTOGRAM_SAMPLES: usize = 1_000_000;
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => run_train(args),
-        Command::LogProb { checkpoint, data } => run_log_prob(&checkpoint, &data),
+        Command::LogProb { checkpoint, data } => {
+            let mut out = String::new();
+            for v in log_prob_of_file(&checkpoint, &data)? {
+                out.push_str(&format!("{v}\n"));
+            }
+            print!("{out}");
+            Ok(())
+        }
+        Command::Sample {
+            checkpoint,
+            n,
+            out,
+            seed,
+        } => run_sample(&checkpoint, n, &out, seed),
+        Command::Eval { checkpoint, data } => {
+            let nll: Vec<f64> = log_prob_of_file(&checkpoint, &data)?
+                .into_iter()
+                .map(|v| -v)
+                .collect();
+            let (mean, se) = mean_and_se(&nll);
+            println!(
+                "test NLL: {mean:.4} (standard error {se:.4}, {} rows of {})",
+                nll.len(),
+                data.display()
+            );
+            Ok(())
+        }
         Command::ImportNormflows {
             weights,
             out,
@@ -433,7 +479,8 @@ fn run_train(args: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-fn run_log_prob(checkpoint: &Path, data: &Path) -> Result<()> {
+/// log q(x) of every row of the CSV file `data` under the model in `checkpoint`.
+fn log_prob_of_file(checkpoint: &Path, data: &Path) -> Result<Vec<f64>> {
     let model = checkpoint::load(&CPU, checkpoint)?;
     let (values, width) = read_csv(data)?;
     if width != model.dim() {
@@ -447,11 +494,22 @@ fn run_log_prob(checkpoint: &Path, data: &Path) -> Result<()> {
         ));
     }
     let x = Tensor::from_f64s(&CPU, (values.len() / width, width), &values)?;
-    let mut out = String::new();
-    for v in model.log_prob_of(&x)?.to_f64s() {
-        out.push_str(&format!("{v}\n"));
+    Ok(model.log_prob_of(&x)?.to_f64s())
+}
+
+fn run_sample(checkpoint: &Path, n: usize, out: &Path, seed: u64) -> Result<()> {
+    if n == 0 {
+        return Err(Error::Config("-n must be at least 1".into()));
     }
-    print!("{out}");
+    let model = checkpoint::load(&CPU, checkpoint)?;
+    let (samples, _) = model.sample(n, &mut flow_core::rng(seed))?;
+    let header: Vec<String> = (0..model.dim()).map(|j| format!("x{j}")).collect();
+    write_csv(
+        out,
+        &header.iter().map(String::as_str).collect::<Vec<_>>(),
+        &samples.to_f64s(),
+    )?;
+    println!("wrote {n} samples to {}", out.display());
     Ok(())
 }
 
