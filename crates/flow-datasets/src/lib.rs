@@ -4,6 +4,25 @@
 //! explicit, seeded generator and, where it has one, reports its normalised log-density and
 //! entropy (the floor of any model's test NLL).
 //!
+//! The 2-D toy densities, by the names `flows train --dataset` takes:
+//!
+//! | name | definition | `log_prob` | entropy (nats) |
+//! |---|---|---|---|
+//! | `two-moons` | normflows' `TwoMoons` | closed form | 1.5711 (quadrature) |
+//! | `8gaussians` | FFJORD | Gaussian mixture | 2.8319 (quadrature) |
+//! | `checkerboard` | FFJORD | `-ln 32` on the squares, `-inf` off | 3.4657 = `ln 32` |
+//! | `rings` | FFJORD | Bessel-`I0` closed form | 2.6232 (radial quadrature) |
+//! | `circles` | scikit-learn `make_circles`, FFJORD's scaling | Bessel-`I0` closed form | 3.2681 (radial quadrature) |
+//! | `moons` | scikit-learn `make_moons`, FFJORD's scaling | none | unknown |
+//! | `swissroll` | scikit-learn `make_swiss_roll`, FFJORD's projection | none | unknown |
+//! | `2spirals` | FFJORD | none | unknown |
+//! | `pinwheel` | FFJORD | exact sum over preimages (root finding) | 2.3178 (quadrature) |
+//!
+//! FFJORD (`lib/toy_data.py` of rtqichen/ffjord) draws some of them as stratified batches
+//! (evenly spaced angles, fixed counts per component); `sample` draws the distribution
+//! those batches come from i.i.d., which is what the density and the entropy describe.
+//! Each module documents its exact generative definition.
+//!
 //! ```
 //! use flow_datasets::{by_name, ToyDensity};
 //! let moons = by_name("two-moons").unwrap();
@@ -12,9 +31,24 @@
 //! assert!(moons.entropy().unwrap() > 1.5);
 //! ```
 
+pub mod checkerboard;
+pub mod eight_gaussians;
+pub mod moons;
+pub mod pinwheel;
+pub mod rings;
+pub mod special;
+pub mod swiss_roll;
 pub mod two_moons;
+pub mod two_spirals;
 
+pub use checkerboard::Checkerboard;
+pub use eight_gaussians::EightGaussians;
+pub use moons::Moons;
+pub use pinwheel::Pinwheel;
+pub use rings::{Circles, Rings};
+pub use swiss_roll::SwissRoll;
 pub use two_moons::TwoMoons;
+pub use two_spirals::TwoSpirals;
 
 use flow_core::FlowRng;
 
@@ -34,12 +68,30 @@ pub trait ToyDensity: Send + Sync + std::fmt::Debug {
 }
 
 /// The built-in densities' names.
-pub const NAMES: &[&str] = &["two-moons"];
+pub const NAMES: &[&str] = &[
+    "two-moons",
+    "8gaussians",
+    "checkerboard",
+    "rings",
+    "circles",
+    "moons",
+    "swissroll",
+    "2spirals",
+    "pinwheel",
+];
 
 /// The built-in density called `name`.
 pub fn by_name(name: &str) -> Option<Box<dyn ToyDensity>> {
     match name {
         "two-moons" => Some(Box::new(TwoMoons)),
+        "8gaussians" => Some(Box::new(EightGaussians)),
+        "checkerboard" => Some(Box::new(Checkerboard)),
+        "rings" => Some(Box::new(Rings)),
+        "circles" => Some(Box::new(Circles)),
+        "moons" => Some(Box::new(Moons)),
+        "swissroll" => Some(Box::new(SwissRoll)),
+        "2spirals" => Some(Box::new(TwoSpirals)),
+        "pinwheel" => Some(Box::new(Pinwheel)),
         _ => None,
     }
 }

@@ -231,9 +231,9 @@ pub fn datasets_table() -> String {
         let density = flow_datasets::by_name(name).expect("NAMES lists known densities");
         let origin = vec![0.0; density.dim()];
         let closed_form = if density.log_prob(&origin).is_some() {
-            "closed form"
+            "exact"
         } else {
-            "samples only"
+            "none"
         };
         let entropy = density
             .entropy()
