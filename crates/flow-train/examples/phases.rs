@@ -6,7 +6,7 @@
 use flow_core::{Cpu, Tape, Tensor};
 use flow_datasets::{ToyDensity, TwoMoons};
 use flow_layers::{NormalizingFlow, RealNvpConfig};
-use flow_train::optim::Adam;
+use flow_train::optim::{Adam, Optimizer};
 use std::time::Instant;
 
 // The allocator the `flows` binary uses.

@@ -4,6 +4,7 @@ use crate::checkpoint;
 use crate::data::{read_csv, write_csv};
 use crate::error::{Error, Result};
 use crate::import::{import_normflows, ImportOptions};
+use crate::optim::{Decay, LrSchedule, OptimizerKind};
 use crate::plot::{density_panels, loss_curve, samples_scatter, DensityGrid};
 use crate::train::{mean_and_se, test_nll, test_rng, train, TrainConfig};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -102,6 +103,19 @@ pub enum ScaleMapArg {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum OptimizerArg {
+    Adam,
+    Adamw,
+    Sgd,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ScheduleArg {
+    Constant,
+    Cosine,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum PermuteArg {
     Swap,
     Shuffle,
@@ -131,6 +145,25 @@ pub struct ModelArgs {
     pub lr: f64,
     #[arg(long, default_value_t = 1e-5)]
     pub weight_decay: f64,
+    #[arg(long, value_enum, default_value_t = OptimizerArg::Adam)]
+    pub optimizer: OptimizerArg,
+    /// SGD's momentum.
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    /// SGD with Nesterov momentum.
+    #[arg(long)]
+    pub nesterov: bool,
+    /// After the warm-up: constant, or cosine decay to --min-lr over the remaining steps.
+    #[arg(long, value_enum, default_value_t = ScheduleArg::Constant)]
+    pub schedule: ScheduleArg,
+    /// Steps of linear warm-up from a tenth of --lr.
+    #[arg(long, default_value_t = 0)]
+    pub warmup: usize,
+    #[arg(long, default_value_t = 0.0)]
+    pub min_lr: f64,
+    /// Clip the global gradient norm to this bound.
+    #[arg(long)]
+    pub clip_grad_norm: Option<f64>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }
@@ -209,9 +242,56 @@ impl ModelArgs {
             batch,
             lr: self.lr,
             weight_decay: self.weight_decay,
+            optimizer: match self.optimizer {
+                OptimizerArg::Adam => OptimizerKind::Adam,
+                OptimizerArg::Adamw => OptimizerKind::AdamW,
+                OptimizerArg::Sgd => OptimizerKind::Sgd {
+                    momentum: self.momentum,
+                    nesterov: self.nesterov,
+                },
+            },
+            schedule: LrSchedule {
+                warmup_steps: self.warmup,
+                warmup_start_factor: 0.1,
+                decay: match self.schedule {
+                    ScheduleArg::Constant => Decay::Constant,
+                    ScheduleArg::Cosine => Decay::Cosine {
+                        steps: iters.saturating_sub(self.warmup),
+                        min_lr: self.min_lr,
+                    },
+                },
+            },
+            clip_grad_norm: self.clip_grad_norm,
             seed: self.seed,
             progress,
         }
+    }
+
+    /// The optimizer flags a run cannot start with, refused before anything is written.
+    fn check_optimizer_flags(&self) -> Result<()> {
+        let bad =
+            |flag: &str, v: f64, why: &str| Err(Error::Config(format!("{flag} {why}, got {v}")));
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad("--lr", self.lr, "must be positive");
+        }
+        if let Some(c) = self.clip_grad_norm {
+            if !(c > 0.0 && c.is_finite()) {
+                return bad("--clip-grad-norm", c, "must be positive");
+            }
+        }
+        if self.nesterov && !matches!(self.optimizer, OptimizerArg::Sgd) {
+            return Err(Error::Config(
+                "--nesterov applies to --optimizer sgd only".into(),
+            ));
+        }
+        if self.nesterov && self.momentum <= 0.0 {
+            return bad(
+                "--momentum",
+                self.momentum,
+                "must be positive with --nesterov",
+            );
+        }
+        Ok(())
     }
 
     fn flow_name(&self) -> &'static str {
@@ -339,6 +419,7 @@ fn run_train(args: TrainArgs) -> Result<()> {
             )));
         }
     }
+    args.model.check_optimizer_flags()?;
     let density = args.model.density()?;
     let dim = density.dim();
     let mut model = args.model.build(dim)?;

@@ -1,10 +1,22 @@
-//! Optimizers over a [`ParamStore`].
+//! Optimizers over a [`ParamStore`] (Adam, AdamW, SGD with momentum), learning-rate
+//! schedules, and gradient clipping, each with PyTorch's semantics (held to
+//! `torch.optim` by `tests/optim.rs`).
 
-use crate::error::Result;
-use flow_core::{AdamStep, Backend, Element, Gradients, ParamStore, Tensor};
+use crate::error::{Error, Result};
+use flow_core::{AdamStep, Backend, Element, Gradients, ParamId, ParamStore, Tensor, UnaryOp};
+
+/// One update rule over every parameter that has a gradient.
+pub trait Optimizer<B: Backend>: std::fmt::Debug {
+    /// One update with the current learning rate.
+    fn step(&mut self, params: &mut ParamStore<B>, grads: &Gradients<B>) -> Result<()>;
+    fn lr(&self) -> f64;
+    /// Sets the learning rate for the following steps (schedules call this).
+    fn set_lr(&mut self, lr: f64);
+}
 
 /// Adam with PyTorch's semantics (`torch.optim.Adam`): L2 weight decay is added to the
 /// gradient, bias corrections as in the paper, parameters without a gradient are skipped.
+/// [`Adam::adamw`] decouples the weight decay instead (`torch.optim.AdamW`).
 #[derive(Debug)]
 pub struct Adam<B: Backend> {
     pub lr: f64,
@@ -12,6 +24,9 @@ pub struct Adam<B: Backend> {
     pub beta2: f64,
     pub eps: f64,
     pub weight_decay: f64,
+    /// AdamW: shrink the parameters by `1 - lr * weight_decay` before the update instead of
+    /// adding the decay to the gradient.
+    pub decoupled: bool,
     step: u64,
     moments: Vec<Option<(Tensor<B>, Tensor<B>)>>,
 }
@@ -25,8 +40,17 @@ impl<B: Backend> Adam<B> {
             beta2: 0.999,
             eps: 1e-8,
             weight_decay,
+            decoupled: false,
             step: 0,
             moments: Vec::new(),
+        }
+    }
+
+    /// AdamW (`torch.optim.AdamW`; its default weight decay is 1e-2).
+    pub fn adamw(lr: f64, weight_decay: f64) -> Self {
+        Adam {
+            decoupled: true,
+            ..Adam::new(lr, weight_decay)
         }
     }
 
@@ -34,9 +58,10 @@ impl<B: Backend> Adam<B> {
     pub fn steps(&self) -> u64 {
         self.step
     }
+}
 
-    /// Updates every parameter of `params` that has a gradient in `grads`.
-    pub fn step(&mut self, params: &mut ParamStore<B>, grads: &Gradients<B>) -> Result<()> {
+impl<B: Backend> Optimizer<B> for Adam<B> {
+    fn step(&mut self, params: &mut ParamStore<B>, grads: &Gradients<B>) -> Result<()> {
         self.step += 1;
         let t = self.step as i32;
         let e = |x: f64| <B::Elem as Element>::of(x);
@@ -45,30 +70,226 @@ impl<B: Backend> Adam<B> {
             beta1: e(self.beta1),
             beta2: e(self.beta2),
             eps: e(self.eps),
-            weight_decay: e(self.weight_decay),
+            weight_decay: e(if self.decoupled {
+                0.0
+            } else {
+                self.weight_decay
+            }),
             bias_correction1: e(1.0 - self.beta1.powi(t)),
             bias_correction2: e(1.0 - self.beta2.powi(t)),
         };
-        if self.moments.len() < params.len() {
-            self.moments.resize(params.len(), None);
-        }
-        let ids: Vec<_> = params.ids().collect();
-        for id in ids {
+        let shrink = (self.decoupled && self.weight_decay != 0.0)
+            .then(|| UnaryOp::MulScalar(e(1.0 - self.lr * self.weight_decay)));
+        grow(&mut self.moments, params.len());
+        for id in ids(params) {
             let Some(grad) = grads.param(id) else {
                 continue;
             };
             let param = params.get(id)?;
             let (mut m, mut v) = match self.moments[id.index()].take() {
                 Some(mv) => mv,
-                None => (
-                    Tensor::zeros(param.backend(), param.shape()),
-                    Tensor::zeros(param.backend(), param.shape()),
-                ),
+                None => (zeros_like(param), zeros_like(param)),
             };
             // In place unless a tape still holds the parameter (then it is copied first).
-            params.update(id, |p| p.adam_update(grad, &mut m, &mut v, &h))?;
+            params.update(id, |p| {
+                if let Some(shrink) = shrink {
+                    *p = p.unary(shrink);
+                }
+                p.adam_update(grad, &mut m, &mut v, &h)
+            })?;
             self.moments[id.index()] = Some((m, v));
         }
         Ok(())
     }
+
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+}
+
+/// Stochastic gradient descent with momentum (`torch.optim.SGD`, dampening 0): `g = grad +
+/// weight_decay * p`; `buf = g` on the first step, then `momentum * buf + g`; `p -= lr *
+/// buf`, or `lr * (g + momentum * buf)` with Nesterov momentum.
+#[derive(Debug)]
+pub struct Sgd<B: Backend> {
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub nesterov: bool,
+    buffers: Vec<Option<Tensor<B>>>,
+}
+
+impl<B: Backend> Sgd<B> {
+    pub fn new(lr: f64, momentum: f64, weight_decay: f64, nesterov: bool) -> Result<Self> {
+        if nesterov && momentum <= 0.0 {
+            return Err(Error::Config(
+                "Nesterov momentum needs a positive momentum".into(),
+            ));
+        }
+        Ok(Sgd {
+            lr,
+            momentum,
+            weight_decay,
+            nesterov,
+            buffers: Vec::new(),
+        })
+    }
+}
+
+impl<B: Backend> Optimizer<B> for Sgd<B> {
+    fn step(&mut self, params: &mut ParamStore<B>, grads: &Gradients<B>) -> Result<()> {
+        let e = |x: f64| <B::Elem as Element>::of(x);
+        grow(&mut self.buffers, params.len());
+        for id in ids(params) {
+            let Some(grad) = grads.param(id) else {
+                continue;
+            };
+            let param = params.get(id)?;
+            let mut g = grad.clone();
+            if self.weight_decay != 0.0 {
+                g = g.add(&param.unary(UnaryOp::MulScalar(e(self.weight_decay))))?;
+            }
+            if self.momentum != 0.0 {
+                let buf = match self.buffers[id.index()].take() {
+                    None => g.clone(),
+                    Some(b) => b.unary(UnaryOp::MulScalar(e(self.momentum))).add(&g)?,
+                };
+                g = if self.nesterov {
+                    g.add(&buf.unary(UnaryOp::MulScalar(e(self.momentum))))?
+                } else {
+                    buf.clone()
+                };
+                self.buffers[id.index()] = Some(buf);
+            }
+            let update = g.unary(UnaryOp::MulScalar(e(self.lr)));
+            params.update(id, |p| {
+                *p = p.sub(&update)?;
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+}
+
+/// Which optimizer a training run uses.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub enum OptimizerKind {
+    /// Adam, weight decay added to the gradient (normflows' examples).
+    #[default]
+    Adam,
+    /// Adam with decoupled weight decay.
+    AdamW,
+    Sgd {
+        momentum: f64,
+        nesterov: bool,
+    },
+}
+
+impl OptimizerKind {
+    /// A fresh optimizer of this kind.
+    pub fn build<B: Backend>(self, lr: f64, weight_decay: f64) -> Result<Box<dyn Optimizer<B>>> {
+        Ok(match self {
+            OptimizerKind::Adam => Box::new(Adam::new(lr, weight_decay)),
+            OptimizerKind::AdamW => Box::new(Adam::adamw(lr, weight_decay)),
+            OptimizerKind::Sgd { momentum, nesterov } => {
+                Box::new(Sgd::new(lr, momentum, weight_decay, nesterov)?)
+            }
+        })
+    }
+}
+
+/// A learning-rate schedule: an optional linear warm-up (PyTorch's `LinearLR` from
+/// `warmup_start_factor` to 1 over `warmup_steps`), then a decay.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LrSchedule {
+    pub warmup_steps: usize,
+    pub warmup_start_factor: f64,
+    pub decay: Decay,
+}
+
+/// What follows the warm-up.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Decay {
+    Constant,
+    /// `CosineAnnealingLR`: `min_lr + (base - min_lr) (1 + cos(pi t / steps)) / 2`, `t`
+    /// counted from the end of the warm-up (periodic past `steps`, as PyTorch's).
+    Cosine {
+        steps: usize,
+        min_lr: f64,
+    },
+}
+
+impl Default for LrSchedule {
+    fn default() -> Self {
+        LrSchedule {
+            warmup_steps: 0,
+            warmup_start_factor: 1.0,
+            decay: Decay::Constant,
+        }
+    }
+}
+
+impl LrSchedule {
+    /// The learning rate of update `step` (0-based) for base rate `base`.
+    pub fn lr(&self, base: f64, step: usize) -> f64 {
+        if step < self.warmup_steps {
+            let f = self.warmup_start_factor;
+            return base * (f + (1.0 - f) * step as f64 / self.warmup_steps as f64);
+        }
+        let t = (step - self.warmup_steps) as f64;
+        match self.decay {
+            Decay::Constant => base,
+            Decay::Cosine { steps, min_lr } => {
+                let phase = std::f64::consts::PI * t / steps.max(1) as f64;
+                min_lr + (base - min_lr) * (1.0 + phase.cos()) / 2.0
+            }
+        }
+    }
+}
+
+/// Scales every parameter gradient so that their global L2 norm is at most `max_norm`
+/// (`torch.nn.utils.clip_grad_norm_`: by `max_norm / (norm + 1e-6)` when that is below 1).
+/// Returns the norm before clipping.
+pub fn clip_grad_norm<B: Backend>(grads: &mut Gradients<B>, max_norm: f64) -> Result<f64> {
+    if max_norm.is_nan() || max_norm <= 0.0 {
+        return Err(Error::Config(format!(
+            "the gradient-norm bound must be positive, got {max_norm}"
+        )));
+    }
+    let total = grads
+        .params()
+        .map(|(_, g)| g.to_f64s().iter().map(|v| v * v).sum::<f64>())
+        .sum::<f64>()
+        .sqrt();
+    let coef = max_norm / (total + 1e-6);
+    if coef < 1.0 {
+        grads.scale_params(<B::Elem as Element>::of(coef));
+    }
+    Ok(total)
+}
+
+fn ids<B: Backend>(params: &ParamStore<B>) -> Vec<ParamId> {
+    params.ids().collect()
+}
+
+fn grow<T>(state: &mut Vec<Option<T>>, len: usize) {
+    if state.len() < len {
+        state.resize_with(len, || None);
+    }
+}
+
+fn zeros_like<B: Backend>(t: &Tensor<B>) -> Tensor<B> {
+    Tensor::zeros(t.backend(), t.shape())
 }

@@ -2,7 +2,7 @@
 //! evaluation.
 
 use crate::error::Result;
-use crate::optim::Adam;
+use crate::optim::{clip_grad_norm, LrSchedule, OptimizerKind};
 use flow_core::{Backend, Element, FlowRng, Tape, Tensor};
 use flow_datasets::ToyDensity;
 use flow_layers::NormalizingFlow;
@@ -13,8 +13,13 @@ use std::time::Instant;
 pub struct TrainConfig {
     pub iters: usize,
     pub batch: usize,
+    /// The base learning rate (the schedule scales it).
     pub lr: f64,
     pub weight_decay: f64,
+    pub optimizer: OptimizerKind,
+    pub schedule: LrSchedule,
+    /// Clip the global gradient norm to this bound.
+    pub clip_grad_norm: Option<f64>,
     pub seed: u64,
     /// Show a progress bar on the terminal.
     pub progress: bool,
@@ -27,6 +32,9 @@ impl Default for TrainConfig {
             batch: 512,
             lr: 5e-4,
             weight_decay: 1e-5,
+            optimizer: OptimizerKind::Adam,
+            schedule: LrSchedule::default(),
+            clip_grad_norm: None,
             seed: 0,
             progress: false,
         }
@@ -103,7 +111,9 @@ fn train_loop<B: Backend>(
     on_iter: &mut impl FnMut(usize, &NormalizingFlow<B>) -> Result<()>,
     mut next_batch: impl FnMut() -> Result<Tensor<B>>,
 ) -> Result<TrainReport> {
-    let mut optimizer = Adam::new(config.lr, config.weight_decay);
+    let mut optimizer = config
+        .optimizer
+        .build::<B>(config.lr, config.weight_decay)?;
     let mut report = TrainReport {
         losses: Vec::with_capacity(config.iters),
         ..Default::default()
@@ -121,9 +131,13 @@ fn train_loop<B: Backend>(
         let value = loss.scalar_value()?.as_f64();
         report.losses.push(value);
         if value.is_finite() {
-            let grads = tape.backward(&loss)?;
+            let mut grads = tape.backward(&loss)?;
             // The tape holds the parameters too: dropped, Adam updates them in place.
             drop((loss, tape));
+            if let Some(bound) = config.clip_grad_norm {
+                clip_grad_norm(&mut grads, bound)?;
+            }
+            optimizer.set_lr(config.schedule.lr(config.lr, i));
             optimizer.step(model.params_mut(), &grads)?;
         } else {
             report.skipped += 1;

@@ -646,3 +646,50 @@ fn sample_and_eval_reject_bad_requests_with_messages_naming_the_problem() {
     ])
     .fails_with(&["absent.safetensors"]);
 }
+
+#[test]
+fn train_takes_optimizer_schedule_and_clipping_flags_and_refuses_bad_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    for extra in [
+        &[
+            "--optimizer",
+            "adamw",
+            "--schedule",
+            "cosine",
+            "--warmup",
+            "10",
+        ][..],
+        &[
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "1e-2",
+            "--nesterov",
+            "--clip-grad-norm",
+            "1.0",
+        ][..],
+    ] {
+        let out = dir.path().join(extra[1]);
+        let mut args: Vec<&OsStr> = ["train", "--iters", "40", "--batch", "64"]
+            .iter()
+            .map(OsStr::new)
+            .collect();
+        args.extend(["--test-samples", "500", "--snapshots", "0", "--quiet"].map(OsStr::new));
+        args.extend(extra.iter().map(OsStr::new));
+        args.extend([OsStr::new("--out"), out.as_os_str()]);
+        let run = flows(args);
+        assert!(run.ok().contains("test NLL"), "{}", run.describe());
+    }
+    for (bad, needle) in [
+        (&["--clip-grad-norm", "0"][..], "--clip-grad-norm"),
+        (&["--lr=-1"][..], "--lr"),
+        (&["--nesterov"][..], "--nesterov"),
+    ] {
+        let out = dir.path().join("never");
+        let mut args: Vec<&OsStr> = ["train", "--quiet"].iter().map(OsStr::new).collect();
+        args.extend(bad.iter().map(OsStr::new));
+        args.extend([OsStr::new("--out"), out.as_os_str()]);
+        flows(args).fails_with(&[needle]);
+        assert!(!out.exists(), "{bad:?} created its output folder");
+    }
+}

@@ -5,7 +5,7 @@
 use flow_core::{Axis, Backend, Cpu, Tape, Var};
 use flow_datasets::TwoMoons;
 use flow_layers::{NormalizingFlow, RealNvpConfig, Target};
-use flow_train::optim::Adam;
+use flow_train::optim::{Adam, Optimizer};
 
 type B = Cpu<f64>;
 const CPU: B = Cpu::new();

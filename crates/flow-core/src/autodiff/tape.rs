@@ -297,6 +297,22 @@ impl<B: Backend> Gradients<B> {
             .and_then(|&n| self.grads.get(n))
             .and_then(Option::as_ref)
     }
+
+    /// Every parameter gradient there is, in no particular order.
+    pub fn params(&self) -> impl Iterator<Item = (ParamId, &Tensor<B>)> + '_ {
+        self.params
+            .iter()
+            .filter_map(|(&id, &n)| self.grads.get(n)?.as_ref().map(|g| (id, g)))
+    }
+
+    /// Multiplies every parameter gradient by `factor` (for gradient clipping).
+    pub fn scale_params(&mut self, factor: B::Elem) {
+        for &n in self.params.values() {
+            if let Some(g) = self.grads.get_mut(n).and_then(Option::as_mut) {
+                *g = g.unary(crate::backend::UnaryOp::MulScalar(factor));
+            }
+        }
+    }
 }
 
 impl<B: Backend> Var<B> {
