@@ -262,6 +262,7 @@ impl ModelArgs {
                 },
             },
             clip_grad_norm: self.clip_grad_norm,
+            max_nonfinite_streak: TrainConfig::default().max_nonfinite_streak,
             seed: self.seed,
             progress,
         }

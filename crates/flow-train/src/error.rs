@@ -19,6 +19,17 @@ pub enum Error {
     /// A file that exists but cannot be understood (truncated, corrupted, wrong contents).
     #[error("{path}: {message}")]
     Format { path: PathBuf, message: String },
+    /// Training stopped because the loss stayed NaN or infinite: skipping such steps (as
+    /// normflows does) cannot recover once the parameters themselves are not finite.
+    #[error(
+        "training stopped at iteration {at}: the loss was NaN or infinite for {steps} iterations \
+         in a row (since iteration {first}); try a lower --lr or --clip-grad-norm"
+    )]
+    Diverged {
+        at: usize,
+        first: usize,
+        steps: usize,
+    },
     /// A configuration a user asked for that cannot run.
     #[error("{0}")]
     Config(String),

@@ -1,7 +1,7 @@
 //! Training by maximum likelihood (`forward_kld`) on samples of a density, and held-out
 //! evaluation.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::optim::{clip_grad_norm, LrSchedule, OptimizerKind};
 use flow_core::{Backend, Element, FlowRng, Tape, Tensor};
 use flow_datasets::ToyDensity;
@@ -20,6 +20,8 @@ pub struct TrainConfig {
     pub schedule: LrSchedule,
     /// Clip the global gradient norm to this bound.
     pub clip_grad_norm: Option<f64>,
+    /// Stop with [`Error::Diverged`] after this many non-finite losses in a row.
+    pub max_nonfinite_streak: usize,
     pub seed: u64,
     /// Show a progress bar on the terminal.
     pub progress: bool,
@@ -35,6 +37,7 @@ impl Default for TrainConfig {
             optimizer: OptimizerKind::Adam,
             schedule: LrSchedule::default(),
             clip_grad_norm: None,
+            max_nonfinite_streak: 50,
             seed: 0,
             progress: false,
         }
@@ -121,6 +124,7 @@ fn train_loop<B: Backend>(
     let bar = progress_bar(config);
     let start = Instant::now();
     let mut hook_time = 0.0;
+    let mut streak = 0;
     for i in 0..config.iters {
         let hook_start = Instant::now();
         on_iter(i, model)?;
@@ -139,8 +143,17 @@ fn train_loop<B: Backend>(
             }
             optimizer.set_lr(config.schedule.lr(config.lr, i));
             optimizer.step(model.params_mut(), &grads)?;
+            streak = 0;
         } else {
             report.skipped += 1;
+            streak += 1;
+            if streak >= config.max_nonfinite_streak {
+                return Err(Error::Diverged {
+                    at: i,
+                    first: i + 1 - streak,
+                    steps: streak,
+                });
+            }
         }
         if let Some(bar) = &bar {
             if i % 25 == 0 || i + 1 == config.iters {
