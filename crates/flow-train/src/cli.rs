@@ -188,6 +188,11 @@ pub struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Also write the checkpoint every N iterations (atomically; 0: only at the end). A
+    /// checkpoint whose parameters are not all finite is never written, so a run that
+    /// diverges leaves its last good one.
+    #[arg(long, default_value_t = 1000)]
+    pub checkpoint_every: usize,
 }
 
 impl From<ScaleMapArg> for ScaleMap {
@@ -300,6 +305,13 @@ impl ModelArgs {
             FlowKind::Realnvp => "realnvp",
         }
     }
+}
+
+/// Whether `model` is worth a checkpoint: every parameter finite, and a finite
+/// log-density at every `probe` point (a diverging run can have huge but finite weights).
+fn good(model: &NormalizingFlow<B>, probe: &Tensor<B>) -> Result<bool> {
+    let finite = |t: &Tensor<B>| t.to_vec().iter().all(|v| v.is_finite());
+    Ok(model.params().iter().all(|(_, _, t)| finite(t)) && finite(&model.log_prob_of(probe)?))
 }
 
 /// The table `flows datasets` prints.
@@ -434,21 +446,33 @@ fn run_train(args: TrainArgs) -> Result<()> {
     std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
     let config = args.model.train_config(args.iters, args.batch, !args.quiet);
     println!(
-        "training {} ({} parameters) on {} for {} iterations, batch {}, Adam lr {} weight decay {}",
+        "training {} ({} parameters) on {} for {} iterations, batch {}, {:?} lr {} weight decay {}",
         args.model.flow_name(),
         model.params().num_scalars(),
         density.name(),
         config.iters,
         config.batch,
+        config.optimizer,
         config.lr,
         config.weight_decay
     );
     let range = density.plot_range();
     let plot_2d = dim == 2;
     let mut snapshots = Vec::new();
+    let ckpt = out.join("checkpoint.safetensors");
+    // Held-out points on which a checkpoint's model must have a finite log-density.
+    let probe = Tensor::from_f64s(
+        &CPU,
+        (256, dim),
+        &density.sample(256, &mut test_rng(config.seed ^ 3)),
+    )?;
     let report = train(&mut model, density.as_ref(), &config, |i, m| {
         if plot_2d && args.snapshots.contains(&i) {
             snapshots.push((format!("iteration {i}"), density_grid(m, range)?));
+        }
+        if args.checkpoint_every > 0 && i > 0 && i % args.checkpoint_every == 0 && good(m, &probe)?
+        {
+            checkpoint::save(m, &ckpt, &[("iterations", i.to_string())])?;
         }
         Ok(())
     })?;
@@ -473,7 +497,6 @@ fn run_train(args: TrainArgs) -> Result<()> {
         &mut test_rng(config.seed),
     )?;
 
-    let ckpt = out.join("checkpoint.safetensors");
     checkpoint::save(
         &model,
         &ckpt,

@@ -693,3 +693,34 @@ fn train_takes_optimizer_schedule_and_clipping_flags_and_refuses_bad_ones() {
         assert!(!out.exists(), "{bad:?} created its output folder");
     }
 }
+
+#[test]
+fn a_diverging_run_fails_and_keeps_its_last_good_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    // A good run's checkpoint, then a diverging run into the same folder.
+    train_into(&out);
+    let ckpt = out.join("checkpoint.safetensors");
+    let before = std::fs::read(&ckpt).unwrap();
+    let run = flows([
+        OsStr::new("train"),
+        OsStr::new("--lr=1e6"),
+        OsStr::new("--iters"),
+        OsStr::new("400"),
+        OsStr::new("--batch"),
+        OsStr::new("64"),
+        OsStr::new("--checkpoint-every"),
+        OsStr::new("1"),
+        OsStr::new("--quiet"),
+        OsStr::new("--out"),
+        out.as_os_str(),
+    ]);
+    run.fails_with(&["NaN or infinite", "in a row"]);
+    // Every model after the first step was broken, so nothing replaced the good checkpoint.
+    assert!(
+        std::fs::read(&ckpt).unwrap() == before,
+        "the good checkpoint was overwritten"
+    );
+    let lp = log_prob(&ckpt, &write(&dir.path().join("p.csv"), "0.5,0.5\n"));
+    parse_values(&lp);
+}
