@@ -38,6 +38,7 @@ pub mod pinwheel;
 pub mod rings;
 pub mod special;
 pub mod swiss_roll;
+pub mod tabular;
 pub mod two_moons;
 pub mod two_spirals;
 
