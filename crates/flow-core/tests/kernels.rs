@@ -140,16 +140,12 @@ type ProductOperands = (Tensor<B>, Tensor<B>, bool, bool, Tensor<B>);
 /// Operands of a product with `(m, k, n)` from [`product_dims`].
 fn thin_product_operands() -> BoxedStrategy<ProductOperands> {
     (product_dims(), any::<bool>(), any::<bool>())
-        .prop_flat_map(|((m, k, n), ta, tb)| {
-            let (ar, ac) = if ta { (k, m) } else { (m, k) };
-            let (br, bc) = if tb { (n, k) } else { (k, n) };
+        .prop_flat_map(|(dims, ta, tb)| {
             (
-                matrix_of(ar, ac, any_value()),
-                matrix_of(br, bc, any_value()),
-                Just(ta),
-                Just(tb),
-                matrix_of(1, n, any_value()),
+                product_operands(dims, ta, tb),
+                matrix_of(1, dims.2, any_value()),
             )
+                .prop_map(|((a, b, ta, tb), bias)| (a, b, ta, tb, bias))
         })
         .boxed()
 }

@@ -44,19 +44,28 @@ pub fn positive() -> impl Strategy<Value = f64> + Clone {
     0.2f64..3.0
 }
 
+/// Operands `a`, `b` of `op(a) @ op(b)` for an `m x k` by `k x n` product with the given
+/// transpose flags (each operand stored in the layout its flag reads).
+pub fn product_operands(
+    (m, k, n): (usize, usize, usize),
+    ta: bool,
+    tb: bool,
+) -> BoxedStrategy<(Tensor<B>, Tensor<B>, bool, bool)> {
+    let (ar, ac) = if ta { (k, m) } else { (m, k) };
+    let (br, bc) = if tb { (n, k) } else { (k, n) };
+    (
+        matrix_of(ar, ac, any_value()),
+        matrix_of(br, bc, any_value()),
+        Just(ta),
+        Just(tb),
+    )
+        .boxed()
+}
+
 /// Operands of `op(a) @ op(b)` with each dimension in `1..=max`, and the transpose flags.
 pub fn matmul_operands(max: usize) -> BoxedStrategy<(Tensor<B>, Tensor<B>, bool, bool)> {
     (1..=max, 1..=max, 1..=max, any::<bool>(), any::<bool>())
-        .prop_flat_map(|(m, k, n, ta, tb)| {
-            let (ar, ac) = if ta { (k, m) } else { (m, k) };
-            let (br, bc) = if tb { (n, k) } else { (k, n) };
-            (
-                matrix_of(ar, ac, any_value()),
-                matrix_of(br, bc, any_value()),
-                Just(ta),
-                Just(tb),
-            )
-        })
+        .prop_flat_map(|(m, k, n, ta, tb)| product_operands((m, k, n), ta, tb))
         .boxed()
 }
 
