@@ -24,9 +24,14 @@ pub struct TensorFile {
 impl TensorFile {
     pub fn read(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let st = SafeTensors::deserialize(&bytes)
+        Self::from_bytes(&bytes, path)
+    }
+
+    /// Parses the bytes of a safetensors file; `path` only names it in errors.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
+        let st = SafeTensors::deserialize(bytes)
             .map_err(|e| Error::format(path, format!("not a readable safetensors file ({e})")))?;
-        let (_, meta) = SafeTensors::read_metadata(&bytes)
+        let (_, meta) = SafeTensors::read_metadata(bytes)
             .map_err(|e| Error::format(path, format!("unreadable safetensors header ({e})")))?;
         let mut tensors = BTreeMap::new();
         for (name, view) in st.tensors() {
@@ -208,7 +213,17 @@ pub fn save<B: Backend>(
 
 /// Loads a model saved by [`save`] onto `backend`.
 pub fn load<B: Backend>(backend: &B, path: &Path) -> Result<NormalizingFlow<B>> {
-    let file = TensorFile::read(path)?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    load_bytes(backend, &bytes, path)
+}
+
+/// [`load`] from the bytes of a checkpoint file; `path` only names it in errors.
+pub fn load_bytes<B: Backend>(
+    backend: &B,
+    bytes: &[u8],
+    path: &Path,
+) -> Result<NormalizingFlow<B>> {
+    let file = TensorFile::from_bytes(bytes, path)?;
     if file.metadata.get("format").map(String::as_str) != Some(FORMAT) {
         return Err(Error::format(
             path,
