@@ -4,6 +4,10 @@
 //! mid-write leaves the previous checkpoint intact.
 
 use crate::error::{Error, Result};
+use crate::optim::OptimizerState;
+use crate::preprocess::Preprocess;
+use crate::source::SourcePosition;
+use crate::train::{Counters, ResumeState};
 use flow_core::{Backend, Element, ParamStore, Tensor};
 use flow_layers::{FlowSpec, NormalizingFlow};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
@@ -193,36 +197,93 @@ pub fn save<B: Backend>(
     path: &Path,
     extra: &[(&str, String)],
 ) -> Result<()> {
+    save_run(model, &Preprocess::Identity, None, path, extra)
+}
+
+/// The prefix of optimizer buffers among a checkpoint's tensors.
+const OPTIMIZER_PREFIX: &str = "optimizer.";
+
+/// Saves a training run's state: the model, the data's preprocessing map, and, with
+/// `resume`, what continues the run bit for bit (optimizer buffers as tensors
+/// `optimizer.<state>.<parameter>`, the step, the data stream's position and the counters
+/// as JSON metadata). `extra` adds metadata (the run's configuration, figures).
+pub fn save_run<B: Backend>(
+    model: &NormalizingFlow<B>,
+    preprocess: &Preprocess,
+    resume: Option<&ResumeState<B>>,
+    path: &Path,
+    extra: &[(&str, String)],
+) -> Result<()> {
     let mut file = TensorFile::default();
-    for (_, name, value) in model.params().iter() {
+    let mut put = |name: String, value: &Tensor<B>| {
         let s = value.shape();
-        file.tensors.insert(
-            name.to_string(),
-            (stored_shape(name, s.rows, s.cols), value.to_f64s()),
+        let shape = stored_shape(&name, s.rows, s.cols);
+        file.tensors.insert(name, (shape, value.to_f64s()));
+    };
+    for (_, name, value) in model.params().iter() {
+        put(name.to_string(), value);
+    }
+    if let Some(state) = resume {
+        for (name, value) in &state.optimizer.buffers {
+            put(format!("{OPTIMIZER_PREFIX}{name}"), value);
+        }
+        let stored = StoredState {
+            step: state.step,
+            optimizer_steps: state.optimizer.steps,
+            source: state.source.clone(),
+            counters: state.counters.clone(),
+        };
+        file.metadata.insert(
+            "train_state".into(),
+            serde_json::to_string(&stored).expect("plain data serialises"),
         );
     }
     file.metadata.insert("format".into(), FORMAT.into());
     file.metadata.insert("version".into(), VERSION.into());
     file.metadata
         .insert("architecture".into(), model.spec().to_json());
+    file.metadata.insert(
+        "preprocess".into(),
+        serde_json::to_string(preprocess).expect("plain data serialises"),
+    );
     for (k, v) in extra {
         file.metadata.insert((*k).to_string(), v.clone());
     }
     file.write(path, <B::Elem as Element>::NAME)
 }
 
-/// Loads a model saved by [`save`] onto `backend`.
+/// The resume state's plain part, as stored.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredState {
+    step: usize,
+    optimizer_steps: u64,
+    source: SourcePosition,
+    counters: Counters,
+}
+
+/// A checkpoint read back: the model, its data preprocessing, the state to resume its
+/// training run (when saved with one), and all metadata.
+#[derive(Debug)]
+pub struct RunCheckpoint<B: Backend> {
+    pub model: NormalizingFlow<B>,
+    pub preprocess: Preprocess,
+    pub resume: Option<ResumeState<B>>,
+    pub metadata: HashMap<String, String>,
+}
+
+/// Loads a model saved by [`save`] or [`save_run`] onto `backend`.
 pub fn load<B: Backend>(backend: &B, path: &Path) -> Result<NormalizingFlow<B>> {
+    Ok(load_run(backend, path)?.model)
+}
+
+/// Loads everything [`save_run`] stored.
+pub fn load_run<B: Backend>(backend: &B, path: &Path) -> Result<RunCheckpoint<B>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     load_bytes(backend, &bytes, path)
 }
 
-/// [`load`] from the bytes of a checkpoint file; `path` only names it in errors.
-pub fn load_bytes<B: Backend>(
-    backend: &B,
-    bytes: &[u8],
-    path: &Path,
-) -> Result<NormalizingFlow<B>> {
+/// [`load_run`] from the bytes of a checkpoint file; `path` only names it in errors.
+pub fn load_bytes<B: Backend>(backend: &B, bytes: &[u8], path: &Path) -> Result<RunCheckpoint<B>> {
     let file = TensorFile::from_bytes(bytes, path)?;
     if file.metadata.get("format").map(String::as_str) != Some(FORMAT) {
         return Err(Error::format(
@@ -239,11 +300,73 @@ pub fn load_bytes<B: Backend>(
     let mut model = NormalizingFlow::new(backend, spec, 0)?;
     load_params(model.params_mut(), &file, path)?;
     let known: std::collections::HashSet<&str> = model.params().iter().map(|(_, n, _)| n).collect();
-    if let Some(extra) = file.tensors.keys().find(|k| !known.contains(k.as_str())) {
-        return Err(Error::format(
-            path,
-            format!("tensor `{extra}` is not a parameter of the stored architecture"),
-        ));
+    let mut buffers = BTreeMap::new();
+    for (name, (shape, values)) in &file.tensors {
+        if known.contains(name.as_str()) {
+            continue;
+        }
+        let Some(buffer) = name.strip_prefix(OPTIMIZER_PREFIX) else {
+            return Err(Error::format(
+                path,
+                format!("tensor `{name}` is not a parameter of the stored architecture"),
+            ));
+        };
+        if let Some(bad) = values.iter().position(|v| !v.is_finite()) {
+            return Err(Error::format(
+                path,
+                format!("optimizer buffer `{name}` holds a non-finite value at index {bad}"),
+            ));
+        }
+        let (rows, cols) = match shape.as_slice() {
+            [n] => (1, *n),
+            [r, c] => (*r, *c),
+            _ => {
+                return Err(Error::format(
+                    path,
+                    format!("optimizer buffer `{name}` has shape {shape:?}"),
+                ))
+            }
+        };
+        buffers.insert(
+            buffer.to_string(),
+            Tensor::from_f64s(backend, (rows, cols), values)?,
+        );
     }
-    Ok(model)
+    let preprocess: Preprocess = match file.metadata.get("preprocess") {
+        Some(json) => serde_json::from_str(json)
+            .map_err(|e| Error::format(path, format!("unreadable preprocess metadata ({e})")))?,
+        None => Preprocess::Identity,
+    };
+    preprocess
+        .check(model.dim())
+        .map_err(|e| Error::format(path, e.to_string()))?;
+    let resume = match file.metadata.get("train_state") {
+        Some(json) => {
+            let stored: StoredState = serde_json::from_str(json).map_err(|e| {
+                Error::format(path, format!("unreadable train_state metadata ({e})"))
+            })?;
+            Some(ResumeState {
+                step: stored.step,
+                optimizer: OptimizerState {
+                    steps: stored.optimizer_steps,
+                    buffers,
+                },
+                source: stored.source,
+                counters: stored.counters,
+            })
+        }
+        None if !buffers.is_empty() => {
+            return Err(Error::format(
+                path,
+                "optimizer buffers without a train_state (a corrupted checkpoint)",
+            ))
+        }
+        None => None,
+    };
+    Ok(RunCheckpoint {
+        model,
+        preprocess,
+        resume,
+        metadata: file.metadata,
+    })
 }

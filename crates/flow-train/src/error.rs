@@ -10,6 +10,9 @@ pub enum Error {
     Layers(#[from] flow_layers::Error),
     #[error(transparent)]
     Plot(#[from] crate::plot::PlotError),
+    /// A data file that cannot be read (the message names the file, row and column).
+    #[error(transparent)]
+    Data(#[from] flow_datasets::tabular::Error),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

@@ -12,6 +12,69 @@ pub trait Optimizer<B: Backend>: std::fmt::Debug {
     fn lr(&self) -> f64;
     /// Sets the learning rate for the following steps (schedules call this).
     fn set_lr(&mut self, lr: f64);
+    /// Everything a resumed run needs to continue bit for bit: the update count and the
+    /// buffers, named after the parameters with PyTorch's state names (`exp_avg.<param>`).
+    fn state(&self, params: &ParamStore<B>) -> Result<OptimizerState<B>>;
+    /// Restores [`Optimizer::state`]; a buffer whose parameter is unknown or whose shape
+    /// differs is an error naming it.
+    fn load_state(&mut self, params: &ParamStore<B>, state: OptimizerState<B>) -> Result<()>;
+}
+
+/// An optimizer's state: its update count and its buffers by name.
+#[derive(Clone, Debug)]
+pub struct OptimizerState<B: Backend> {
+    pub steps: u64,
+    pub buffers: std::collections::BTreeMap<String, Tensor<B>>,
+}
+
+/// Collects `slots[i]` (one per parameter) as buffers named `<kind>.<parameter name>`.
+fn export_buffers<B: Backend>(
+    params: &ParamStore<B>,
+    slots: &[Option<Tensor<B>>],
+    kind: &str,
+    into: &mut std::collections::BTreeMap<String, Tensor<B>>,
+) -> Result<()> {
+    for (id, name, _) in params.iter() {
+        if let Some(Some(t)) = slots.get(id.index()) {
+            into.insert(format!("{kind}.{name}"), t.clone());
+        }
+    }
+    Ok(())
+}
+
+/// Takes the buffers named `<kind>.<parameter name>` out of `buffers`, one slot per parameter.
+fn import_buffers<B: Backend>(
+    params: &ParamStore<B>,
+    buffers: &mut std::collections::BTreeMap<String, Tensor<B>>,
+    kind: &str,
+) -> Result<Vec<Option<Tensor<B>>>> {
+    let mut slots = Vec::new();
+    grow(&mut slots, params.len());
+    for (id, name, value) in params.iter() {
+        if let Some(t) = buffers.remove(&format!("{kind}.{name}")) {
+            if t.shape() != value.shape() {
+                return Err(Error::Config(format!(
+                    "optimizer buffer `{kind}.{name}` has shape {}, the parameter {}",
+                    t.shape(),
+                    value.shape()
+                )));
+            }
+            slots[id.index()] = Some(t);
+        }
+    }
+    Ok(slots)
+}
+
+fn no_leftovers<B: Backend>(
+    buffers: &std::collections::BTreeMap<String, Tensor<B>>,
+    optimizer: &str,
+) -> Result<()> {
+    match buffers.keys().next() {
+        Some(name) => Err(Error::Config(format!(
+            "optimizer state holds `{name}`, which is not a buffer of {optimizer} for this model"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Adam with PyTorch's semantics (`torch.optim.Adam`): L2 weight decay is added to the
@@ -109,6 +172,44 @@ impl<B: Backend> Optimizer<B> for Adam<B> {
     fn set_lr(&mut self, lr: f64) {
         self.lr = lr;
     }
+
+    fn state(&self, params: &ParamStore<B>) -> Result<OptimizerState<B>> {
+        let mut buffers = std::collections::BTreeMap::new();
+        let (m, v): (Vec<_>, Vec<_>) = self
+            .moments
+            .iter()
+            .map(|mv| match mv {
+                Some((m, v)) => (Some(m.clone()), Some(v.clone())),
+                None => (None, None),
+            })
+            .unzip();
+        export_buffers(params, &m, "exp_avg", &mut buffers)?;
+        export_buffers(params, &v, "exp_avg_sq", &mut buffers)?;
+        Ok(OptimizerState {
+            steps: self.step,
+            buffers,
+        })
+    }
+
+    fn load_state(&mut self, params: &ParamStore<B>, state: OptimizerState<B>) -> Result<()> {
+        let mut buffers = state.buffers;
+        let m = import_buffers(params, &mut buffers, "exp_avg")?;
+        let v = import_buffers(params, &mut buffers, "exp_avg_sq")?;
+        no_leftovers(&buffers, "Adam")?;
+        self.moments = m
+            .into_iter()
+            .zip(v)
+            .map(|mv| match mv {
+                (Some(m), Some(v)) => Ok(Some((m, v))),
+                (None, None) => Ok(None),
+                _ => Err(Error::Config(
+                    "optimizer state has `exp_avg` without `exp_avg_sq` (or the reverse)".into(),
+                )),
+            })
+            .collect::<Result<_>>()?;
+        self.step = state.steps;
+        Ok(())
+    }
 }
 
 /// Stochastic gradient descent with momentum (`torch.optim.SGD`, dampening 0): `g = grad +
@@ -120,6 +221,7 @@ pub struct Sgd<B: Backend> {
     pub momentum: f64,
     pub weight_decay: f64,
     pub nesterov: bool,
+    steps: u64,
     buffers: Vec<Option<Tensor<B>>>,
 }
 
@@ -135,6 +237,7 @@ impl<B: Backend> Sgd<B> {
             momentum,
             weight_decay,
             nesterov,
+            steps: 0,
             buffers: Vec::new(),
         })
     }
@@ -143,6 +246,7 @@ impl<B: Backend> Sgd<B> {
 impl<B: Backend> Optimizer<B> for Sgd<B> {
     fn step(&mut self, params: &mut ParamStore<B>, grads: &Gradients<B>) -> Result<()> {
         let e = |x: f64| <B::Elem as Element>::of(x);
+        self.steps += 1;
         grow(&mut self.buffers, params.len());
         for id in ids(params) {
             let Some(grad) = grads.param(id) else {
@@ -180,6 +284,23 @@ impl<B: Backend> Optimizer<B> for Sgd<B> {
 
     fn set_lr(&mut self, lr: f64) {
         self.lr = lr;
+    }
+
+    fn state(&self, params: &ParamStore<B>) -> Result<OptimizerState<B>> {
+        let mut buffers = std::collections::BTreeMap::new();
+        export_buffers(params, &self.buffers, "momentum_buffer", &mut buffers)?;
+        Ok(OptimizerState {
+            steps: self.steps,
+            buffers,
+        })
+    }
+
+    fn load_state(&mut self, params: &ParamStore<B>, state: OptimizerState<B>) -> Result<()> {
+        let mut buffers = state.buffers;
+        self.buffers = import_buffers(params, &mut buffers, "momentum_buffer")?;
+        no_leftovers(&buffers, "SGD")?;
+        self.steps = state.steps;
+        Ok(())
     }
 }
 

@@ -2,7 +2,8 @@
 //! evaluation.
 
 use crate::error::{Error, Result};
-use crate::optim::{clip_grad_norm, LrSchedule, OptimizerKind};
+use crate::optim::{clip_grad_norm, LrSchedule, Optimizer, OptimizerKind, OptimizerState};
+use crate::source::{BatchSource, DensitySource, SourcePosition};
 use flow_core::{Backend, Element, FlowRng, Tape, Tensor};
 use flow_datasets::ToyDensity;
 use flow_layers::NormalizingFlow;
@@ -22,6 +23,10 @@ pub struct TrainConfig {
     pub clip_grad_norm: Option<f64>,
     /// Stop with [`Error::Diverged`] after this many non-finite losses in a row.
     pub max_nonfinite_streak: usize,
+    /// Compute the validation NLL every this many updates (and at the end); 0: never.
+    pub validate_every: usize,
+    /// Stop early after this many validations in a row without a new best; 0: never.
+    pub patience: usize,
     pub seed: u64,
     /// Show a progress bar on the terminal.
     pub progress: bool,
@@ -38,6 +43,8 @@ impl Default for TrainConfig {
             schedule: LrSchedule::default(),
             clip_grad_norm: None,
             max_nonfinite_streak: 50,
+            validate_every: 0,
+            patience: 0,
             seed: 0,
             progress: false,
         }
@@ -47,11 +54,20 @@ impl Default for TrainConfig {
 /// What a run did.
 #[derive(Clone, Debug, Default)]
 pub struct TrainReport {
-    /// The loss of every iteration (NaN or infinite where the step was skipped).
+    /// The loss of every iteration run by this call (NaN or infinite where the step was
+    /// skipped); a resumed run's start at [`TrainReport::first_step`].
     pub losses: Vec<f64>,
-    /// Steps skipped because the loss was not finite.
+    pub first_step: usize,
+    /// Steps skipped because the loss was not finite (over the whole run, resumed or not).
     pub skipped: usize,
-    /// Wall time of the training loop (sampling, forward, backward, update), seconds.
+    /// Validation NLLs: (updates taken, mean NLL).
+    pub validation: Vec<(usize, f64)>,
+    /// The best validation: (updates taken, mean NLL).
+    pub best: Option<(usize, f64)>,
+    /// Set when early stopping ended the run: the number of updates taken.
+    pub stopped_early: Option<usize>,
+    /// Wall time of the training steps (sampling, forward, backward, update), seconds;
+    /// validation and observers are not counted.
     pub seconds: f64,
 }
 
@@ -70,29 +86,183 @@ pub fn test_rng(seed: u64) -> FlowRng {
     flow_core::rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x7e57)
 }
 
+/// Held-out rows, already mapped to model inputs, and the log-determinant of that map per
+/// row, so that the NLL is reported in the data's own units: `-log q(y) - log|dy/dx|`.
+#[derive(Debug)]
+pub struct Validation<B: Backend> {
+    pub x: Tensor<B>,
+    pub log_det: Vec<f64>,
+}
+
+impl<B: Backend> Validation<B> {
+    /// Validation rows without a preprocessing map.
+    pub fn new(x: Tensor<B>) -> Self {
+        let log_det = vec![0.0; x.shape().rows];
+        Validation { x, log_det }
+    }
+
+    /// The NLL of every row under `model`, in chunks.
+    pub fn nll_of_rows(&self, model: &NormalizingFlow<B>) -> Result<Vec<f64>> {
+        let (rows, dim) = (self.x.shape().rows, self.x.shape().cols);
+        let values = self.x.to_f64s();
+        let mut nll = Vec::with_capacity(rows);
+        for start in (0..rows).step_by(VALIDATION_CHUNK) {
+            let end = (start + VALIDATION_CHUNK).min(rows);
+            let x = Tensor::from_f64s(
+                model.backend(),
+                (end - start, dim),
+                &values[start * dim..end * dim],
+            )?;
+            let lp = model.log_prob_of(&x)?.to_f64s();
+            nll.extend(
+                lp.iter()
+                    .zip(&self.log_det[start..end])
+                    .map(|(lp, ld)| -(lp + ld)),
+            );
+        }
+        Ok(nll)
+    }
+
+    /// Mean NLL and its standard error.
+    pub fn nll(&self, model: &NormalizingFlow<B>) -> Result<(f64, f64)> {
+        Ok(mean_and_se(&self.nll_of_rows(model)?))
+    }
+}
+
+const VALIDATION_CHUNK: usize = 4096;
+
+/// Everything beyond the parameters that a run needs to continue where it stopped.
+#[derive(Clone, Debug)]
+pub struct ResumeState<B: Backend> {
+    /// Updates taken (the next iteration's index).
+    pub step: usize,
+    pub optimizer: OptimizerState<B>,
+    pub source: SourcePosition,
+    pub counters: Counters,
+}
+
+/// The run's bookkeeping that decides what happens next (divergence and early stopping).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Counters {
+    /// Non-finite losses so far, and in a row up to now.
+    pub skipped: usize,
+    pub streak: usize,
+    /// The best validation: (updates taken, mean NLL).
+    pub best: Option<(usize, f64)>,
+    /// Validations since the best.
+    pub stale: usize,
+}
+
+/// The state of a run between two updates, handed to an [`Observer`].
+#[derive(Debug)]
+pub struct Progress<'a, B: Backend> {
+    /// Updates taken so far.
+    pub step: usize,
+    pub model: &'a NormalizingFlow<B>,
+    /// The validation computed at this step, if any: (mean NLL, standard error).
+    pub validation: Option<(f64, f64)>,
+    /// This validation is the best so far.
+    pub improved: bool,
+    /// No update follows (the last iteration, or early stopping).
+    pub finished: bool,
+    pub counters: &'a Counters,
+    optimizer: &'a dyn Optimizer<B>,
+    source: &'a SourcePosition,
+}
+
+impl<B: Backend> Progress<'_, B> {
+    /// What a checkpoint must hold to resume from here.
+    pub fn resume_state(&self) -> Result<ResumeState<B>> {
+        Ok(ResumeState {
+            step: self.step,
+            optimizer: self.optimizer.state(self.model.params())?,
+            source: self.source.clone(),
+            counters: self.counters.clone(),
+        })
+    }
+}
+
+/// Watches a run: [`Observer::progress`] between updates (snapshots, checkpoints, the best
+/// model), [`Observer::loss`] after each iteration (metrics). A closure taking a
+/// [`Progress`] is an observer.
+pub trait Observer<B: Backend> {
+    fn progress(&mut self, p: &Progress<'_, B>) -> Result<()>;
+    /// The loss of iteration `step` and the learning rate its update used.
+    fn loss(&mut self, _step: usize, _loss: f64, _lr: f64) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl<B: Backend, F: FnMut(&Progress<'_, B>) -> Result<()>> Observer<B> for F {
+    fn progress(&mut self, p: &Progress<'_, B>) -> Result<()> {
+        self(p)
+    }
+}
+
 /// Trains `model` on fresh batches of `density` by minimising `forward_kld`, as normflows'
-/// loop: a step whose loss is NaN or infinite is skipped (and counted). `on_iter(i, model)`
-/// is called before iteration `i`'s update (for snapshots).
-///
-/// Batches are drawn on a second thread, one step ahead, from the same single random
-/// stream as a sequential loop would use, so results do not depend on the threading; on
-/// two-moons the rejection sampler costs about a quarter of a step, which the prefetch hides.
+/// loop (see [`train_on`]).
 pub fn train<B: Backend>(
     model: &mut NormalizingFlow<B>,
     density: &dyn ToyDensity,
     config: &TrainConfig,
-    mut on_iter: impl FnMut(usize, &NormalizingFlow<B>) -> Result<()>,
+    mut observer: impl Observer<B>,
 ) -> Result<TrainReport> {
+    let source = DensitySource::new(density, data_rng(config.seed));
+    train_on(model, source, config, None, None, &mut observer)
+}
+
+/// Trains `model` by minimising `forward_kld` on the batches of `source`: a step whose loss
+/// is NaN or infinite is skipped (and counted), and [`TrainConfig::max_nonfinite_streak`] of
+/// them in a row stop the run with [`Error::Diverged`]. With `validation`, the validation
+/// NLL is computed every [`TrainConfig::validate_every`] updates and at the end, and
+/// [`TrainConfig::patience`] validations without a new best stop the run early. With
+/// `resume` (from [`Progress::resume_state`], with the model's parameters of that moment),
+/// the run continues as if it had never stopped: same batches, same updates, bit for bit.
+///
+/// Batches are drawn on a second thread, one step ahead, in the order a sequential loop would
+/// draw them, so results do not depend on the threading; on two-moons the rejection sampler
+/// costs about a quarter of a step, which the prefetch hides.
+pub fn train_on<B: Backend, S: BatchSource>(
+    model: &mut NormalizingFlow<B>,
+    mut source: S,
+    config: &TrainConfig,
+    validation: Option<&Validation<B>>,
+    resume: Option<ResumeState<B>>,
+    observer: &mut dyn Observer<B>,
+) -> Result<TrainReport> {
+    if source.dim() != model.dim() {
+        return Err(Error::Config(format!(
+            "the data have {} features, the model {}",
+            source.dim(),
+            model.dim()
+        )));
+    }
+    let mut optimizer = config
+        .optimizer
+        .build::<B>(config.lr, config.weight_decay)?;
+    let (first, counters) = match resume {
+        Some(state) => {
+            optimizer.load_state(model.params(), state.optimizer)?;
+            source.restore(&state.source)?;
+            (state.step, state.counters)
+        }
+        None => (0, Counters::default()),
+    };
+    let start_position = source.position();
     let backend = model.backend().clone();
-    let (batch, dim, iters) = (config.batch, density.dim(), config.iters);
-    let (sender, receiver) = std::sync::mpsc::sync_channel::<Result<Tensor<B>>>(2);
+    let (batch, dim, iters) = (config.batch, model.dim(), config.iters);
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<Result<Batch<B>>>(2);
     std::thread::scope(|scope| {
         scope.spawn(move || {
-            let mut rng = data_rng(config.seed);
-            for _ in 0..iters {
-                let x = Tensor::from_f64s(&backend, (batch, dim), &density.sample(batch, &mut rng));
+            for step in first..iters {
+                let x = source.batch(step, batch).and_then(|values| {
+                    Ok(Batch {
+                        x: Tensor::from_f64s(&backend, (batch, dim), &values)?,
+                        after: source.position(),
+                    })
+                });
                 // A closed channel means the training loop stopped early: stop too.
-                if sender.send(x.map_err(Into::into)).is_err() {
+                if sender.send(x).is_err() {
                     break;
                 }
             }
@@ -100,7 +270,15 @@ pub fn train<B: Backend>(
         // `receiver` moves into the loop and is dropped when it returns, early or not, which
         // ends the sampling thread.
         let batches = receiver;
-        train_loop(model, config, &mut on_iter, move || {
+        let mut run = Run {
+            model,
+            config,
+            optimizer,
+            validation,
+            counters,
+            position: start_position,
+        };
+        run.train(first, observer, move || {
             batches
                 .recv()
                 .expect("the sampling thread sends one batch per iteration")
@@ -108,72 +286,140 @@ pub fn train<B: Backend>(
     })
 }
 
-fn train_loop<B: Backend>(
-    model: &mut NormalizingFlow<B>,
-    config: &TrainConfig,
-    on_iter: &mut impl FnMut(usize, &NormalizingFlow<B>) -> Result<()>,
-    mut next_batch: impl FnMut() -> Result<Tensor<B>>,
-) -> Result<TrainReport> {
-    let mut optimizer = config
-        .optimizer
-        .build::<B>(config.lr, config.weight_decay)?;
-    let mut report = TrainReport {
-        losses: Vec::with_capacity(config.iters),
-        ..Default::default()
-    };
-    let bar = progress_bar(config);
-    let start = Instant::now();
-    let mut hook_time = 0.0;
-    let mut streak = 0;
-    for i in 0..config.iters {
-        let hook_start = Instant::now();
-        on_iter(i, model)?;
-        hook_time += hook_start.elapsed().as_secs_f64();
-        let x = next_batch()?;
-        let tape = Tape::new(model.backend());
-        let loss = model.forward_kld(&tape.constant(x))?;
-        let value = loss.scalar_value()?.as_f64();
-        report.losses.push(value);
-        if value.is_finite() {
-            let mut grads = tape.backward(&loss)?;
-            // The tape holds the parameters too: dropped, Adam updates them in place.
-            drop((loss, tape));
-            if let Some(bound) = config.clip_grad_norm {
-                clip_grad_norm(&mut grads, bound)?;
-            }
-            optimizer.set_lr(config.schedule.lr(config.lr, i));
-            optimizer.step(model.params_mut(), &grads)?;
-            streak = 0;
-        } else {
-            report.skipped += 1;
-            streak += 1;
-            if streak >= config.max_nonfinite_streak {
-                return Err(Error::Diverged {
-                    at: i,
-                    first: i + 1 - streak,
-                    steps: streak,
-                });
-            }
-        }
-        if let Some(bar) = &bar {
-            if i % 25 == 0 || i + 1 == config.iters {
-                bar.set_position(i as u64 + 1);
-                bar.set_message(format!("loss {value:.4}"));
-            }
-        }
-    }
-    report.seconds = start.elapsed().as_secs_f64() - hook_time;
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
-    Ok(report)
+struct Batch<B: Backend> {
+    x: Tensor<B>,
+    /// The source's position after drawing this batch.
+    after: SourcePosition,
 }
 
-fn progress_bar(config: &TrainConfig) -> Option<indicatif::ProgressBar> {
+/// A run in progress: what changes from one update to the next.
+struct Run<'a, B: Backend> {
+    model: &'a mut NormalizingFlow<B>,
+    config: &'a TrainConfig,
+    optimizer: Box<dyn Optimizer<B>>,
+    validation: Option<&'a Validation<B>>,
+    counters: Counters,
+    /// The source's position before the next batch.
+    position: SourcePosition,
+}
+
+impl<B: Backend> Run<'_, B> {
+    fn train(
+        &mut self,
+        first: usize,
+        observer: &mut dyn Observer<B>,
+        mut next_batch: impl FnMut() -> Result<Batch<B>>,
+    ) -> Result<TrainReport> {
+        let config = self.config;
+        let mut report = TrainReport {
+            losses: Vec::with_capacity(config.iters.saturating_sub(first)),
+            first_step: first,
+            ..Default::default()
+        };
+        let bar = progress_bar(config, first);
+        let mut seconds = 0.0;
+        for i in first..=config.iters {
+            if self.checkpoint_hook(i, observer, &mut report)? {
+                break;
+            }
+            let start = Instant::now();
+            let Batch { x, after } = next_batch()?;
+            self.position = after;
+            let tape = Tape::new(self.model.backend());
+            let loss = self.model.forward_kld(&tape.constant(x))?;
+            let value = loss.scalar_value()?.as_f64();
+            report.losses.push(value);
+            let lr = config.schedule.lr(config.lr, i);
+            if value.is_finite() {
+                let mut grads = tape.backward(&loss)?;
+                // The tape holds the parameters too: dropped, Adam updates them in place.
+                drop((loss, tape));
+                if let Some(bound) = config.clip_grad_norm {
+                    clip_grad_norm(&mut grads, bound)?;
+                }
+                self.optimizer.set_lr(lr);
+                self.optimizer.step(self.model.params_mut(), &grads)?;
+                self.counters.streak = 0;
+            } else {
+                self.counters.skipped += 1;
+                self.counters.streak += 1;
+                if self.counters.streak >= config.max_nonfinite_streak {
+                    return Err(Error::Diverged {
+                        at: i,
+                        first: i + 1 - self.counters.streak,
+                        steps: self.counters.streak,
+                    });
+                }
+            }
+            seconds += start.elapsed().as_secs_f64();
+            observer.loss(i, value, lr)?;
+            if let Some(bar) = &bar {
+                if i % 25 == 0 || i + 1 == config.iters {
+                    bar.set_position(i as u64 + 1);
+                    bar.set_message(format!("loss {value:.4}"));
+                }
+            }
+        }
+        report.seconds = seconds;
+        report.skipped = self.counters.skipped;
+        report.best = self.counters.best;
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        Ok(report)
+    }
+
+    /// Validation and the observer before update `step`; true when the run ends here.
+    fn checkpoint_hook(
+        &mut self,
+        step: usize,
+        observer: &mut dyn Observer<B>,
+        report: &mut TrainReport,
+    ) -> Result<bool> {
+        let config = self.config;
+        let last = step == config.iters;
+        let mut validation = None;
+        let mut improved = false;
+        let mut finished = last;
+        if let Some(v) = self.validation {
+            let due = config.validate_every > 0 && step > 0 && step % config.validate_every == 0;
+            if due || last {
+                let (nll, se) = v.nll(self.model)?;
+                validation = Some((nll, se));
+                report.validation.push((step, nll));
+                improved = nll.is_finite() && self.counters.best.is_none_or(|(_, b)| nll < b);
+                if improved {
+                    self.counters.best = Some((step, nll));
+                    self.counters.stale = 0;
+                } else {
+                    self.counters.stale += 1;
+                    if config.patience > 0 && self.counters.stale >= config.patience && !last {
+                        finished = true;
+                        report.stopped_early = Some(step);
+                    }
+                }
+            }
+        }
+        observer.progress(&Progress {
+            step,
+            model: self.model,
+            validation,
+            improved,
+            finished,
+            counters: &self.counters,
+            optimizer: self.optimizer.as_ref(),
+            source: &self.position,
+        })?;
+        Ok(finished)
+    }
+}
+
+fn progress_bar(config: &TrainConfig, first: usize) -> Option<indicatif::ProgressBar> {
     if !config.progress {
         return None;
     }
     let bar = indicatif::ProgressBar::new(config.iters as u64);
+    bar.set_position(first as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
             "{bar:40} {pos}/{len} [{elapsed_precise}] {per_sec} {msg}",

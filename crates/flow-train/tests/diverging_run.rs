@@ -5,7 +5,7 @@ use flow_core::Cpu;
 use flow_datasets::TwoMoons;
 use flow_layers::{NormalizingFlow, RealNvpConfig};
 use flow_train::error::Error;
-use flow_train::train::{train, TrainConfig};
+use flow_train::train::{train, Progress, TrainConfig};
 
 #[test]
 fn a_run_of_non_finite_losses_stops_training() {
@@ -19,8 +19,8 @@ fn a_run_of_non_finite_losses_stops_training() {
     let spec = RealNvpConfig::default().spec().unwrap();
     let mut model = NormalizingFlow::new(&Cpu::<f32>::new(), spec, 0).unwrap();
     let mut seen = 0;
-    let err = train(&mut model, &TwoMoons, &config, |i, _| {
-        seen = i + 1;
+    let err = train(&mut model, &TwoMoons, &config, |p: &Progress<'_, _>| {
+        seen = p.step + 1;
         Ok(())
     })
     .unwrap_err();
@@ -47,7 +47,7 @@ fn a_run_of_non_finite_losses_stops_training() {
     let spec = RealNvpConfig::default().spec().unwrap();
     let mut model = NormalizingFlow::new(&Cpu::<f32>::new(), spec, 0).unwrap();
     assert_eq!(
-        train(&mut model, &TwoMoons, &config, |_, _| Ok(()))
+        train(&mut model, &TwoMoons, &config, |_: &Progress<'_, _>| Ok(()))
             .unwrap()
             .skipped,
         0

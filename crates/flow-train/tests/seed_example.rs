@@ -19,7 +19,7 @@ use flow_core::Cpu;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use flow_datasets::TwoMoons;
 use flow_layers::{NormalizingFlow, RealNvpConfig};
-use flow_train::train::{test_nll, test_rng, train, TrainConfig};
+use flow_train::train::{test_nll, test_rng, train, Progress, TrainConfig};
 
 fn run(seed: u64) -> f64 {
     let config = TrainConfig {
@@ -28,7 +28,7 @@ fn run(seed: u64) -> f64 {
     };
     let spec = RealNvpConfig::default().spec().unwrap();
     let mut model = NormalizingFlow::new(&Cpu::<f32>::new(), spec, config.seed).unwrap();
-    let report = train(&mut model, &TwoMoons, &config, |_, _| Ok(())).unwrap();
+    let report = train(&mut model, &TwoMoons, &config, |_: &Progress<'_, _>| Ok(())).unwrap();
     assert_eq!(report.losses.len(), 3201);
     assert_eq!(report.skipped, 0, "seed {seed}: non-finite losses");
     assert!(report.losses.iter().all(|l| l.is_finite()));

@@ -1,16 +1,21 @@
 //! The `flows` command line: `train`, `log-prob`, `import-normflows`, `bench`.
 
 use crate::checkpoint;
-use crate::data::{read_csv, write_csv};
+use crate::data::write_csv;
 use crate::error::{Error, Result};
 use crate::import::{import_normflows, ImportOptions};
 use crate::optim::{Decay, LrSchedule, OptimizerKind};
-use crate::plot::{density_panels, loss_curve, samples_scatter, DensityGrid};
-use crate::train::{mean_and_se, test_nll, test_rng, train, TrainConfig};
+use crate::plot::DensityGrid;
+use crate::preprocess::Preprocess;
+use crate::train::{mean_and_se, train_on, Progress, TrainConfig};
+use data::read_for_model;
+
+mod data;
+mod train;
 use clap::{Parser, Subcommand, ValueEnum};
 use flow_core::{Cpu, Tensor};
-use flow_datasets::{by_name, ToyDensity};
 use flow_layers::{NormalizingFlow, PermuteMode, RealNvpConfig, ScaleMap};
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 type B = Cpu<f32>;
@@ -31,12 +36,17 @@ pub struct Cli {
 pub enum Command {
     /// Train a flow by maximum likelihood on a built-in density (defaults: normflows' RealNVP on two moons).
     Train(TrainArgs),
-    /// Print log q(x) for every row of a CSV file under a checkpoint.
+    /// Print log q(x) for every row of a CSV or .npy file under a checkpoint (in the data's
+    /// units: the stored standardisation is applied and its log-determinant added).
     LogProb {
         #[arg(long)]
         checkpoint: PathBuf,
         #[arg(long)]
         data: PathBuf,
+        /// Seed of the dequantisation noise (integer-valued columns the model was trained
+        /// with dequantised).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
     /// Convert a normflows RealNVP state_dict (safetensors) into a flows checkpoint.
     ImportNormflows {
@@ -66,19 +76,24 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
-    /// Mean negative log-likelihood (nats) of the rows of a CSV file under a checkpoint,
-    /// with its standard error.
+    /// Mean negative log-likelihood (nats) of the rows of a CSV or .npy file under a
+    /// checkpoint, with its standard error.
     Eval {
         #[arg(long)]
         checkpoint: PathBuf,
         #[arg(long)]
         data: PathBuf,
+        /// Seed of the dequantisation noise.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
     /// List the built-in data sets: name, dimension, whether the log-density has a closed
     /// form, and the entropy (the lowest NLL any model can reach) where it is known.
     Datasets,
     /// Time the whole training step (sampling, forward, backward, Adam) without plots.
     Bench {
+        #[command(flatten)]
+        data: DataArgs,
         #[command(flatten)]
         model: ModelArgs,
         #[arg(long, default_value_t = 3201)]
@@ -91,41 +106,39 @@ pub enum Command {
     },
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, ValueEnum, Serialize, Deserialize)]
 pub enum FlowKind {
     Realnvp,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, ValueEnum, Serialize, Deserialize)]
 pub enum ScaleMapArg {
     Exp,
     Sigmoid,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, ValueEnum, Serialize, Deserialize)]
 pub enum OptimizerArg {
     Adam,
     Adamw,
     Sgd,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, ValueEnum, Serialize, Deserialize)]
 pub enum ScheduleArg {
     Constant,
     Cosine,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, ValueEnum, Serialize, Deserialize)]
 pub enum PermuteArg {
     Swap,
     Shuffle,
     Reverse,
 }
 
-#[derive(clap::Args, Debug, Clone)]
+#[derive(clap::Args, Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelArgs {
-    #[arg(long, default_value = "two-moons")]
-    pub dataset: String,
     #[arg(long, value_enum, default_value_t = FlowKind::Realnvp)]
     pub flow: FlowKind,
     /// Number of coupling blocks (each followed by a permutation).
@@ -168,8 +181,37 @@ pub struct ModelArgs {
     pub seed: u64,
 }
 
-#[derive(clap::Args, Debug)]
+/// Where the data come from, and how a table becomes training data.
+#[derive(clap::Args, Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataArgs {
+    /// A built-in data set, as listed by `flows datasets` (default: two-moons).
+    #[arg(long, conflicts_with = "data")]
+    pub dataset: Option<String>,
+    /// A CSV or .npy file of one row per point (CSV: header optional).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// The columns of --data to use, by header name or 1-based number (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub columns: Vec<String>,
+    /// Train, validation and test fractions of a finite data set (seeded by --seed).
+    #[arg(long, value_delimiter = ',', default_value = "0.8,0.1,0.1")]
+    pub split: Vec<f64>,
+    /// Integer-valued columns get uniform noise: auto (every all-integer column), none, or
+    /// 1-based column numbers.
+    #[arg(long, default_value = "auto")]
+    pub dequantize: String,
+    /// Do not standardise (the default fits mean and standard deviation on the training rows).
+    #[arg(long)]
+    pub no_standardize: bool,
+    /// Use only the first N rows of a finite data set.
+    #[arg(long)]
+    pub limit: Option<usize>,
+}
+
+#[derive(clap::Args, Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
     #[command(flatten)]
     pub model: ModelArgs,
     #[arg(long, default_value_t = 512)]
@@ -193,6 +235,20 @@ pub struct TrainArgs {
     /// diverges leaves its last good one.
     #[arg(long, default_value_t = 1000)]
     pub checkpoint_every: usize,
+    /// Compute the validation NLL every N iterations and at the end (0: only at the end);
+    /// the best model is kept in best.safetensors.
+    #[arg(long, default_value_t = 200)]
+    pub validate_every: usize,
+    /// Stop after this many validations in a row without a new best (0: never).
+    #[arg(long, default_value_t = 0)]
+    pub patience: usize,
+    /// Fresh samples of a built-in density to validate on.
+    #[arg(long, default_value_t = 10_000)]
+    pub validation_samples: usize,
+    /// Continue the run in this folder from its last checkpoint, with the configuration
+    /// stored there; no other flags but --quiet.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
 }
 
 impl From<ScaleMapArg> for ScaleMap {
@@ -215,16 +271,6 @@ impl From<PermuteArg> for PermuteMode {
 }
 
 impl ModelArgs {
-    fn density(&self) -> Result<Box<dyn ToyDensity>> {
-        by_name(&self.dataset).ok_or_else(|| {
-            Error::Config(format!(
-                "unknown dataset `{}`; built-in: {}",
-                self.dataset,
-                flow_datasets::NAMES.join(", ")
-            ))
-        })
-    }
-
     fn build(&self, dim: usize) -> Result<NormalizingFlow<B>> {
         let spec = match self.flow {
             FlowKind::Realnvp => RealNvpConfig {
@@ -268,6 +314,8 @@ impl ModelArgs {
             },
             clip_grad_norm: self.clip_grad_norm,
             max_nonfinite_streak: TrainConfig::default().max_nonfinite_streak,
+            validate_every: 0,
+            patience: 0,
             seed: self.seed,
             progress,
         }
@@ -347,10 +395,14 @@ const TARGET_HISTOGRAM_SAMPLES: usize = 1_000_000;
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Train(args) => run_train(args),
-        Command::LogProb { checkpoint, data } => {
+        Command::Train(args) => train::run_train(args),
+        Command::LogProb {
+            checkpoint,
+            data,
+            seed,
+        } => {
             let mut out = String::new();
-            for v in log_prob_of_file(&checkpoint, &data)? {
+            for v in log_prob_of_file(&checkpoint, &data, seed)? {
                 out.push_str(&format!("{v}\n"));
             }
             print!("{out}");
@@ -362,8 +414,12 @@ pub fn run(cli: Cli) -> Result<()> {
             out,
             seed,
         } => run_sample(&checkpoint, n, &out, seed),
-        Command::Eval { checkpoint, data } => {
-            let nll: Vec<f64> = log_prob_of_file(&checkpoint, &data)?
+        Command::Eval {
+            checkpoint,
+            data,
+            seed,
+        } => {
+            let nll: Vec<f64> = log_prob_of_file(&checkpoint, &data, seed)?
                 .into_iter()
                 .map(|v| -v)
                 .collect();
@@ -391,11 +447,12 @@ pub fn run(cli: Cli) -> Result<()> {
             },
         ),
         Command::Bench {
+            data,
             model,
             iters,
             batch,
             repeats,
-        } => run_bench(&model, iters, batch, repeats),
+        } => run_bench(&data, &model, iters, batch, repeats),
         Command::Datasets => {
             print!("{}", datasets_table());
             Ok(())
@@ -405,201 +462,47 @@ pub fn run(cli: Cli) -> Result<()> {
 
 const GRID: usize = 200;
 
-fn density_grid(model: &NormalizingFlow<B>, range: (f64, f64)) -> Result<DensityGrid> {
-    let points: Vec<f64> = DensityGrid::points(range, range, GRID)
+/// The model's log-density in the data's units on the plotting grid.
+fn density_grid(
+    model: &NormalizingFlow<B>,
+    range: (f64, f64),
+    preprocess: &Preprocess,
+) -> Result<DensityGrid> {
+    let mut points: Vec<f64> = DensityGrid::points(range, range, GRID)
         .into_iter()
         .flatten()
         .collect();
+    let log_det = preprocess.map_rows(&mut points, 2);
     let x = Tensor::from_f64s(&CPU, (GRID * GRID, 2), &points)?;
+    let log_q = model.log_prob_of(&x)?.to_f64s();
     Ok(DensityGrid {
         x_range: range,
         y_range: range,
         n: GRID,
-        log_density: model.log_prob_of(&x)?.to_f64s(),
+        log_density: log_q.iter().zip(&log_det).map(|(q, d)| q + d).collect(),
     })
 }
 
-fn run_train(args: TrainArgs) -> Result<()> {
-    // Checked before anything is trained or written, so a bad flag costs nothing.
-    for (flag, value, least) in [
-        ("--iters", args.iters, 1),
-        ("--batch", args.batch, 1),
-        ("--test-samples", args.test_samples, 2),
-    ] {
-        if value < least {
-            return Err(Error::Config(format!(
-                "{flag} must be at least {least}, got {value}"
-            )));
-        }
-    }
-    args.model.check_optimizer_flags()?;
-    let density = args.model.density()?;
-    let dim = density.dim();
-    let mut model = args.model.build(dim)?;
-    let out = args.out.clone().unwrap_or_else(|| {
-        PathBuf::from(format!(
-            "runs/{}-{}",
-            args.model.dataset,
-            args.model.flow_name()
-        ))
-    });
-    std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
-    let config = args.model.train_config(args.iters, args.batch, !args.quiet);
-    println!(
-        "training {} ({} parameters) on {} for {} iterations, batch {}, {:?} lr {} weight decay {}",
-        args.model.flow_name(),
-        model.params().num_scalars(),
-        density.name(),
-        config.iters,
-        config.batch,
-        config.optimizer,
-        config.lr,
-        config.weight_decay
-    );
-    let range = density.plot_range();
-    let plot_2d = dim == 2;
-    let mut snapshots = Vec::new();
-    let ckpt = out.join("checkpoint.safetensors");
-    // Held-out points on which a checkpoint's model must have a finite log-density.
-    let probe = Tensor::from_f64s(
-        &CPU,
-        (256, dim),
-        &density.sample(256, &mut test_rng(config.seed ^ 3)),
+/// log p(x) of every row of the CSV or .npy file `data` under the model in `checkpoint`, in
+/// the data's units (the stored preprocessing applied, its log-determinant added).
+fn log_prob_of_file(checkpoint: &Path, data: &Path, seed: u64) -> Result<Vec<f64>> {
+    let stored = checkpoint::load_run(&CPU, checkpoint)?;
+    let dim = stored.model.dim();
+    let trained_columns: Option<Vec<String>> = stored
+        .metadata
+        .get("columns")
+        .and_then(|c| serde_json::from_str(c).ok());
+    let (values, log_det) = read_for_model(
+        data,
+        dim,
+        trained_columns.as_deref(),
+        &stored.preprocess,
+        checkpoint,
+        seed,
     )?;
-    let report = train(&mut model, density.as_ref(), &config, |i, m| {
-        if plot_2d && args.snapshots.contains(&i) {
-            snapshots.push((format!("iteration {i}"), density_grid(m, range)?));
-        }
-        if args.checkpoint_every > 0 && i > 0 && i % args.checkpoint_every == 0 && good(m, &probe)?
-        {
-            checkpoint::save(m, &ckpt, &[("iterations", i.to_string())])?;
-        }
-        Ok(())
-    })?;
-    if plot_2d && args.snapshots.contains(&config.iters) {
-        snapshots.push((
-            format!("iteration {}", config.iters),
-            density_grid(&model, range)?,
-        ));
-    }
-    println!(
-        "trained {} iterations in {:.2} s ({:.0} it/s); {} non-finite steps skipped; final loss {:.4}",
-        report.losses.len(),
-        report.seconds,
-        report.iters_per_second(),
-        report.skipped,
-        report.losses.last().copied().unwrap_or(f64::NAN)
-    );
-    let (nll, se) = test_nll(
-        &model,
-        density.as_ref(),
-        args.test_samples,
-        &mut test_rng(config.seed),
-    )?;
-
-    checkpoint::save(
-        &model,
-        &ckpt,
-        &[
-            ("dataset", density.name().to_string()),
-            ("iterations", config.iters.to_string()),
-            ("test_nll", format!("{nll}")),
-        ],
-    )?;
-    let losses: Vec<f64> = report
-        .losses
-        .iter()
-        .enumerate()
-        .flat_map(|(i, &l)| [i as f64, l])
-        .collect();
-    write_csv(&out.join("loss.csv"), &["iteration", "loss"], &losses)?;
-    loss_curve(
-        &out.join("loss.png"),
-        &format!("forward KL on {}", density.name()),
-        &report.losses,
-    )?;
-    let (samples, _) = model.sample(2000, &mut flow_core::rng(config.seed ^ 0x5a))?;
-    let samples = samples.to_f64s();
-    let header: Vec<String> = (0..dim).map(|j| format!("x{j}")).collect();
-    write_csv(
-        &out.join("samples.csv"),
-        &header.iter().map(String::as_str).collect::<Vec<_>>(),
-        &samples,
-    )?;
-    let mut written = vec![
-        "checkpoint.safetensors",
-        "loss.csv",
-        "loss.png",
-        "samples.csv",
-    ];
-    if plot_2d {
-        let points = DensityGrid::points(range, range, GRID);
-        let exact: Option<Vec<f64>> = points.iter().map(|p| density.log_prob(p)).collect();
-        let (title, target) = match exact {
-            Some(log_density) => (
-                "target",
-                DensityGrid {
-                    x_range: range,
-                    y_range: range,
-                    n: GRID,
-                    log_density,
-                },
-            ),
-            // No closed form: a histogram of many samples stands in for it.
-            None => {
-                let draws =
-                    density.sample(TARGET_HISTOGRAM_SAMPLES, &mut test_rng(config.seed ^ 2));
-                let pairs: Vec<[f64; 2]> = draws.chunks(2).map(|c| [c[0], c[1]]).collect();
-                (
-                    "target (histogram)",
-                    DensityGrid::from_samples(range, range, GRID, &pairs),
-                )
-            }
-        };
-        snapshots.push((title.to_string(), target));
-        density_panels(&out.join("density.png"), &snapshots)?;
-        let data = density.sample(2000, &mut test_rng(config.seed ^ 1));
-        let pairs = |v: &[f64]| v.chunks(2).map(|c| [c[0], c[1]]).collect::<Vec<_>>();
-        samples_scatter(
-            &out.join("samples.png"),
-            "model samples and data",
-            &pairs(&samples),
-            Some(&pairs(&data)),
-            range,
-            range,
-        )?;
-        written.extend(["density.png", "samples.png"]);
-    }
-    println!("wrote {} in {}", written.join(", "), out.display());
-    if let Some(h) = density.entropy() {
-        println!(
-            "entropy of {} (the lowest reachable NLL): {h:.4} nats",
-            density.name()
-        );
-    }
-    println!(
-        "test NLL: {nll:.4} (standard error {se:.4}, {} held-out samples)",
-        args.test_samples
-    );
-    Ok(())
-}
-
-/// log q(x) of every row of the CSV file `data` under the model in `checkpoint`.
-fn log_prob_of_file(checkpoint: &Path, data: &Path) -> Result<Vec<f64>> {
-    let model = checkpoint::load(&CPU, checkpoint)?;
-    let (values, width) = read_csv(data)?;
-    if width != model.dim() {
-        return Err(Error::format(
-            data,
-            format!(
-                "rows have {width} columns, the model in {} has {} features",
-                checkpoint.display(),
-                model.dim()
-            ),
-        ));
-    }
-    let x = Tensor::from_f64s(&CPU, (values.len() / width, width), &values)?;
-    Ok(model.log_prob_of(&x)?.to_f64s())
+    let x = Tensor::from_f64s(&CPU, (values.len() / dim, dim), &values)?;
+    let log_q = stored.model.log_prob_of(&x)?.to_f64s();
+    Ok(log_q.iter().zip(&log_det).map(|(q, d)| q + d).collect())
 }
 
 fn run_sample(checkpoint: &Path, n: usize, out: &Path, seed: u64) -> Result<()> {
@@ -636,13 +539,21 @@ fn run_import(weights: &Path, out: &Path, options: ImportOptions) -> Result<()> 
     Ok(())
 }
 
-fn run_bench(args: &ModelArgs, iters: usize, batch: usize, repeats: usize) -> Result<()> {
-    let density = args.density()?;
+fn run_bench(
+    data: &DataArgs,
+    args: &ModelArgs,
+    iters: usize,
+    batch: usize,
+    repeats: usize,
+) -> Result<()> {
+    let run_data = data.load(args.seed)?;
     let mut rates = Vec::new();
     for r in 0..repeats.max(1) {
-        let mut model = args.build(density.dim())?;
+        let mut model = args.build(run_data.dim())?;
         let config = args.train_config(iters, batch, false);
-        let report = train(&mut model, density.as_ref(), &config, |_, _| Ok(()))?;
+        let mut no_observer = |_: &Progress<'_, B>| Ok(());
+        let source = run_data.source(args.seed)?;
+        let report = train_on(&mut model, source, &config, None, None, &mut no_observer)?;
         println!(
             "run {}: {} iterations in {:.3} s, {:.0} it/s (final loss {:.4})",
             r + 1,
@@ -658,7 +569,7 @@ fn run_bench(args: &ModelArgs, iters: usize, batch: usize, repeats: usize) -> Re
     println!(
         "flows {} on {}, batch {batch}: median {:.0} it/s (mean {:.0}) over {} runs",
         args.flow_name(),
-        density.name(),
+        run_data.name(),
         rates[rates.len() / 2],
         mean,
         rates.len()

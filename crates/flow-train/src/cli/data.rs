@@ -1,0 +1,145 @@
+//! Turning the data flags into a run's data, and reading data files under a checkpoint.
+
+use super::DataArgs;
+use crate::error::{Error, Result};
+use crate::preprocess::Preprocess;
+use crate::run_data::{Dequantize, RunData, SplitTable, TableOptions};
+use flow_datasets::tabular::{self, ColumnSelector, CsvOptions, Table};
+use std::path::Path;
+
+/// The default built-in data set.
+pub const DEFAULT_DATASET: &str = "two-moons";
+
+impl DataArgs {
+    /// The name of the data: the built-in data set's, or the file's stem.
+    pub fn name(&self) -> String {
+        match &self.data {
+            Some(path) => path
+                .file_stem()
+                .map_or_else(|| "data".into(), |s| s.to_string_lossy().into_owned()),
+            None => self
+                .dataset
+                .clone()
+                .unwrap_or_else(|| DEFAULT_DATASET.into()),
+        }
+    }
+
+    /// Reads (or names) the data and splits a finite table with `seed`.
+    pub fn load(&self, seed: u64) -> Result<RunData> {
+        if let Some(path) = &self.data {
+            let table = read_table(path, &self.columns)?;
+            return self.split(self.name(), table, seed);
+        }
+        if !self.columns.is_empty() {
+            return Err(Error::Config(
+                "--columns applies to --data files only".into(),
+            ));
+        }
+        let name = self.name();
+        if let Some(density) = flow_datasets::by_name(&name) {
+            return Ok(RunData::Density(density));
+        }
+        Err(Error::Config(format!(
+            "unknown dataset `{name}`; built-in: {}",
+            flow_datasets::NAMES.join(", ")
+        )))
+    }
+
+    fn split(&self, name: String, table: Table, seed: u64) -> Result<RunData> {
+        let table = match self.limit {
+            Some(0) => return Err(Error::Config("--limit must be at least 1".into())),
+            Some(n) if n < table.rows() => table.select_rows(&(0..n).collect::<Vec<_>>()),
+            _ => table,
+        };
+        let split = match self.split.as_slice() {
+            &[a, b, c] => (a, b, c),
+            other => {
+                return Err(Error::Config(format!(
+                    "--split takes three fractions (train,validation,test), got {other:?}"
+                )))
+            }
+        };
+        let dequantize = match self.dequantize.as_str() {
+            "auto" => Dequantize::Auto,
+            "none" => Dequantize::None,
+            list => Dequantize::Columns(
+                list.split(',')
+                    .map(|c| column_index(&table, c))
+                    .collect::<Result<_>>()?,
+            ),
+        };
+        let options = TableOptions {
+            split,
+            standardize: !self.no_standardize,
+            dequantize,
+            seed,
+        };
+        Ok(RunData::Table(SplitTable::new(name, table, &options)?))
+    }
+}
+
+/// A column of `table` by name or 0-based index.
+fn column_index(table: &Table, cell: &str) -> Result<usize> {
+    let cell = cell.trim();
+    let found = match cell.parse::<usize>() {
+        Ok(i) => (i < table.cols()).then_some(i),
+        Err(_) => table.columns().iter().position(|c| c == cell),
+    };
+    found.ok_or_else(|| {
+        Error::Config(format!(
+            "--dequantize: no column `{cell}` (columns: {})",
+            table.columns().join(", ")
+        ))
+    })
+}
+
+/// Reads a CSV or .npy file, `columns` by name or 0-based index (all when empty).
+pub fn read_table(path: &Path, columns: &[String]) -> Result<Table> {
+    let options = CsvOptions {
+        columns: (!columns.is_empty()).then(|| {
+            columns
+                .iter()
+                .map(|c| c.parse::<ColumnSelector>().expect("infallible"))
+                .collect()
+        }),
+        ..CsvOptions::default()
+    };
+    Ok(tabular::load(path, &options)?)
+}
+
+/// Reads a data file for a checkpoint's model: the columns it was trained on, when the
+/// file names them in a header, else all columns, which must match the model's width.
+/// Returns the rows mapped to model inputs (dequantised with `seed`) and the map's
+/// log-determinant per row.
+pub fn read_for_model(
+    path: &Path,
+    dim: usize,
+    trained_columns: Option<&[String]>,
+    preprocess: &Preprocess,
+    checkpoint: &Path,
+    seed: u64,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let mut table = read_table(path, &[])?;
+    if let Some(names) = trained_columns {
+        let positions: Option<Vec<usize>> = names
+            .iter()
+            .map(|n| table.columns().iter().position(|c| c == n))
+            .collect();
+        if let Some(positions) = positions {
+            table = table.select_columns(&positions);
+        }
+    }
+    if table.cols() != dim {
+        return Err(Error::format(
+            path,
+            format!(
+                "rows have {} columns, the model in {} has {dim} features",
+                table.cols(),
+                checkpoint.display()
+            ),
+        ));
+    }
+    let mut values = table.into_data();
+    let log_det = preprocess.forward_rows(&mut values, dim, &mut crate::train::test_rng(seed));
+    Ok((values, log_det))
+}

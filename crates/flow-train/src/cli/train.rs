@@ -1,0 +1,527 @@
+//! `flows train`: a run from flags, or `--resume DIR` from the configuration stored there.
+
+use super::{density_grid, good, TrainArgs, B, CPU, GRID, TARGET_HISTOGRAM_SAMPLES};
+use crate::checkpoint::{self, RunCheckpoint};
+use crate::data::write_csv;
+use crate::error::{Error, Result};
+use crate::metrics::{History, MetricsLog};
+use crate::plot::{density_panels, loss_curve, samples_scatter, DensityGrid};
+use crate::preprocess::Preprocess;
+use crate::run_data::RunData;
+use crate::train::{
+    mean_and_se, test_nll, test_rng, train_on, Observer, Progress, ResumeState, TrainReport,
+    Validation,
+};
+use clap::Parser;
+use flow_core::Tensor;
+use flow_layers::NormalizingFlow;
+use std::path::{Path, PathBuf};
+
+const CHECKPOINT: &str = "checkpoint.safetensors";
+const BEST: &str = "best.safetensors";
+const METRICS: &str = "metrics.jsonl";
+
+pub(super) fn run_train(args: TrainArgs) -> Result<()> {
+    let (args, resumed) = match args.resume.clone() {
+        Some(dir) => {
+            let (stored, checkpoint) = resume_args(&args, &dir)?;
+            (stored, Some(checkpoint))
+        }
+        None => (args, None),
+    };
+    check_flags(&args)?;
+    let seed = args.model.seed;
+    let data = args.data.load(seed)?;
+    let dim = data.dim();
+    let preprocess = data.preprocess();
+    let fingerprint = match &data {
+        RunData::Table(t) => t.fingerprint.clone(),
+        RunData::Density(d) => d.name().to_string(),
+    };
+    let (mut model, resume) = match resumed {
+        Some(c) => {
+            let RunCheckpoint {
+                model,
+                resume,
+                metadata,
+                ..
+            } = c;
+            if metadata.get("data_fingerprint") != Some(&fingerprint) {
+                return Err(Error::Config(format!(
+                    "the data of this run ({}) changed since it was checkpointed; \
+                     resuming would not continue the same run",
+                    args.data.name()
+                )));
+            }
+            if model.dim() != dim {
+                return Err(Error::Config(format!(
+                    "the checkpoint's model has {} features, the data {dim}",
+                    model.dim()
+                )));
+            }
+            (model, resume)
+        }
+        None => (args.model.build(dim)?, None),
+    };
+    let out = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "runs/{}-{}",
+            args.data.name(),
+            args.model.flow_name()
+        ))
+    });
+    std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+    let mut config = args.model.train_config(args.iters, args.batch, !args.quiet);
+    config.validate_every = args.validate_every;
+    config.patience = args.patience;
+    let validation = data.validation(&CPU, args.validation_samples, seed)?;
+    let metrics_path = out.join(METRICS);
+    let (metrics, history) = match &resume {
+        Some(state) => MetricsLog::resume(&metrics_path, state.step)?,
+        None => (MetricsLog::create(&metrics_path)?, History::default()),
+    };
+    let first = resume.as_ref().map_or(0, |r| r.step);
+    println!(
+        "{} {} ({} parameters) on {} for {} iterations{}, batch {}, {:?} lr {} weight decay {}",
+        if first > 0 { "resuming" } else { "training" },
+        args.model.flow_name(),
+        model.params().num_scalars(),
+        describe(&data),
+        config.iters,
+        if first > 0 {
+            format!(" from iteration {first}")
+        } else {
+            String::new()
+        },
+        config.batch,
+        config.optimizer,
+        config.lr,
+        config.weight_decay
+    );
+    let mut stored_args = args.clone();
+    stored_args.resume = None;
+    let run_json = serde_json::to_string(&stored_args).expect("plain data serialises");
+    let range = plot_range(&data);
+    let probe = Tensor::from_f64s(
+        &CPU,
+        (validation.x.shape().rows.min(256), dim),
+        &validation.x.to_f64s()[..validation.x.shape().rows.min(256) * dim],
+    )?;
+    let mut observer = RunObserver {
+        args: &args,
+        out: &out,
+        preprocess: &preprocess,
+        metrics,
+        probe,
+        extra: vec![
+            ("run", run_json),
+            ("data_fingerprint", fingerprint),
+            ("dataset", data.name().to_string()),
+            (
+                "columns",
+                serde_json::to_string(&column_names(&data)).expect("strings serialise"),
+            ),
+        ],
+        snapshots: Vec::new(),
+        grid_range: (dim == 2).then_some(range),
+        final_state: None,
+    };
+    let report = train_on(
+        &mut model,
+        data.source(seed)?,
+        &config,
+        Some(&validation),
+        resume,
+        &mut observer,
+    )?;
+    print_report(&report);
+    let losses: Vec<f64> = history
+        .losses
+        .iter()
+        .chain(&report.losses)
+        .copied()
+        .collect();
+    let validations: Vec<(usize, f64)> = history
+        .validation
+        .iter()
+        .chain(&report.validation)
+        .copied()
+        .collect();
+    let end = report.first_step + report.losses.len();
+    let (nll, se) = test(&data, &model, &args, seed)?;
+    observer.metrics.test(end, nll, se, "final")?;
+    let best_test = match (&data, report.best) {
+        (RunData::Table(_), Some((step, _))) if step != end => {
+            let best = checkpoint::load(&CPU, &out.join(BEST))?;
+            let (b, bse) = test(&data, &best, &args, seed)?;
+            observer.metrics.test(step, b, bse, "best")?;
+            Some((step, b, bse))
+        }
+        _ => None,
+    };
+    observer.metrics.flush()?;
+    let mut extra = observer.extra.clone();
+    extra.push(("iterations", end.to_string()));
+    extra.push(("test_nll", format!("{nll}")));
+    if good(&model, &observer.probe)? {
+        checkpoint::save_run(
+            &model,
+            &preprocess,
+            observer.final_state.as_ref(),
+            &out.join(CHECKPOINT),
+            &extra,
+        )?;
+    } else {
+        eprintln!(
+            "warning: the final model has non-finite parameters or log-densities; \
+             {CHECKPOINT} keeps the last good one"
+        );
+    }
+    let mut written = vec![
+        CHECKPOINT,
+        BEST,
+        METRICS,
+        "loss.csv",
+        "loss.png",
+        "samples.csv",
+    ];
+    let rows: Vec<f64> = losses
+        .iter()
+        .enumerate()
+        .flat_map(|(i, &l)| [i as f64, l])
+        .collect();
+    write_csv(&out.join("loss.csv"), &["iteration", "loss"], &rows)?;
+    loss_curve(
+        &out.join("loss.png"),
+        &format!("forward KL on {}", data.name()),
+        &losses,
+    )?;
+    let _ = validations;
+    let (samples, _) = model.sample(2000, &mut flow_core::rng(seed ^ 0x5a))?;
+    let mut samples = samples.to_f64s();
+    preprocess.inverse_rows(&mut samples, dim);
+    let header = column_names(&data);
+    write_csv(
+        &out.join("samples.csv"),
+        &header.iter().map(String::as_str).collect::<Vec<_>>(),
+        &samples,
+    )?;
+    if dim == 2 {
+        plot_2d(
+            &data,
+            &model,
+            &preprocess,
+            &mut observer.snapshots,
+            &samples,
+            &out,
+            seed,
+            &args,
+        )?;
+        written.extend(["density.png", "samples.png"]);
+    }
+    println!("wrote {} in {}", written.join(", "), out.display());
+    if let RunData::Density(d) = &data {
+        if let Some(h) = d.entropy() {
+            println!(
+                "entropy of {} (the lowest reachable NLL): {h:.4} nats",
+                d.name()
+            );
+        }
+    }
+    if let Some((step, nll)) = report.best {
+        println!("best validation NLL: {nll:.4} at iteration {step} (model in {BEST})");
+    }
+    println!(
+        "test NLL: {nll:.4} (standard error {se:.4}, {})",
+        test_size(&data, &args)
+    );
+    if let Some((step, b, bse)) = best_test {
+        println!("test NLL of the best model (iteration {step}): {b:.4} (standard error {bse:.4})");
+    }
+    Ok(())
+}
+
+fn print_report(report: &TrainReport) {
+    println!(
+        "trained {} iterations in {:.2} s ({:.0} it/s); {} non-finite steps skipped; final loss {:.4}",
+        report.losses.len(),
+        report.seconds,
+        report.iters_per_second(),
+        report.skipped,
+        report.losses.last().copied().unwrap_or(f64::NAN)
+    );
+    if let Some(step) = report.stopped_early {
+        println!("stopped early at iteration {step}: no better validation NLL for --patience validations");
+    }
+}
+
+fn describe(data: &RunData) -> String {
+    match data {
+        RunData::Density(d) => d.name().to_string(),
+        RunData::Table(t) => format!(
+            "{} ({} features; {} training, {} validation, {} test rows; {})",
+            t.name,
+            t.train.cols(),
+            t.train.rows(),
+            t.validation.rows(),
+            t.test.rows(),
+            t.preprocess.describe()
+        ),
+    }
+}
+
+fn test_size(data: &RunData, args: &TrainArgs) -> String {
+    match data {
+        RunData::Density(_) => format!("{} held-out samples", args.test_samples),
+        RunData::Table(t) => format!("{} test rows", t.test.rows()),
+    }
+}
+
+/// The test NLL: fresh samples of a density, or the test split of a table.
+fn test(
+    data: &RunData,
+    model: &NormalizingFlow<B>,
+    args: &TrainArgs,
+    seed: u64,
+) -> Result<(f64, f64)> {
+    match data {
+        RunData::Density(d) => test_nll(model, d.as_ref(), args.test_samples, &mut test_rng(seed)),
+        RunData::Table(t) => {
+            let held_out: Validation<B> = t.held_out(&CPU, &t.test, seed ^ 5)?;
+            Ok(mean_and_se(&held_out.nll_of_rows(model)?))
+        }
+    }
+}
+
+fn column_names(data: &RunData) -> Vec<String> {
+    match data {
+        RunData::Table(t) => t.columns.clone(),
+        RunData::Density(d) => (0..d.dim()).map(|j| format!("x{j}")).collect(),
+    }
+}
+
+/// The square drawn for 2-D data: the density's own, or the data's 0.5%-99.5% range.
+fn plot_range(data: &RunData) -> (f64, f64) {
+    match data {
+        RunData::Density(d) => d.plot_range(),
+        RunData::Table(t) => {
+            let mut v = t.train.data().to_vec();
+            v.retain(|x| x.is_finite());
+            v.sort_by(f64::total_cmp);
+            let at = |q: f64| v[((v.len() - 1) as f64 * q) as usize];
+            let (lo, hi) = (at(0.005), at(0.995));
+            let pad = 0.1 * (hi - lo).max(1e-9);
+            (lo - pad, hi + pad)
+        }
+    }
+}
+
+/// Watches the run: validation lines and the best model, periodic checkpoints, snapshots.
+struct RunObserver<'a> {
+    args: &'a TrainArgs,
+    out: &'a Path,
+    preprocess: &'a Preprocess,
+    metrics: MetricsLog,
+    probe: Tensor<B>,
+    extra: Vec<(&'static str, String)>,
+    snapshots: Vec<(String, DensityGrid)>,
+    grid_range: Option<(f64, f64)>,
+    final_state: Option<ResumeState<B>>,
+}
+
+impl Observer<B> for RunObserver<'_> {
+    fn progress(&mut self, p: &Progress<'_, B>) -> Result<()> {
+        if let (Some(range), true) = (self.grid_range, self.args.snapshots.contains(&p.step)) {
+            self.snapshots.push((
+                format!("iteration {}", p.step),
+                density_grid(p.model, range, self.preprocess)?,
+            ));
+        }
+        if let Some((nll, se)) = p.validation {
+            self.metrics.validation(p.step, nll, se, p.improved)?;
+            if p.improved && good(p.model, &self.probe)? {
+                let mut extra = self.extra.clone();
+                extra.push(("iterations", p.step.to_string()));
+                extra.push(("validation_nll", format!("{nll}")));
+                checkpoint::save_run(p.model, self.preprocess, None, &self.out.join(BEST), &extra)?;
+            }
+        }
+        let every = self.args.checkpoint_every;
+        if every > 0
+            && p.step > 0
+            && p.step % every == 0
+            && !p.finished
+            && good(p.model, &self.probe)?
+        {
+            // The log first, so that it is never behind the checkpoint.
+            self.metrics.flush()?;
+            let mut extra = self.extra.clone();
+            extra.push(("iterations", p.step.to_string()));
+            checkpoint::save_run(
+                p.model,
+                self.preprocess,
+                Some(&p.resume_state()?),
+                &self.out.join(CHECKPOINT),
+                &extra,
+            )?;
+        }
+        if p.finished {
+            self.final_state = Some(p.resume_state()?);
+        }
+        Ok(())
+    }
+
+    fn loss(&mut self, step: usize, loss: f64, lr: f64) -> Result<()> {
+        self.metrics.loss(step, loss, lr)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plot_2d(
+    data: &RunData,
+    model: &NormalizingFlow<B>,
+    preprocess: &Preprocess,
+    snapshots: &mut Vec<(String, DensityGrid)>,
+    samples: &[f64],
+    out: &Path,
+    seed: u64,
+    args: &TrainArgs,
+) -> Result<()> {
+    let range = plot_range(data);
+    if snapshots.last().map(|(t, _)| t.as_str()) != Some(&format!("iteration {}", args.iters)) {
+        snapshots.push((
+            "final model".into(),
+            density_grid(model, range, preprocess)?,
+        ));
+    }
+    let target = match data {
+        RunData::Density(density) => {
+            let points = DensityGrid::points(range, range, GRID);
+            let exact: Option<Vec<f64>> = points.iter().map(|p| density.log_prob(p)).collect();
+            match exact {
+                Some(log_density) => (
+                    "target",
+                    DensityGrid {
+                        x_range: range,
+                        y_range: range,
+                        n: GRID,
+                        log_density,
+                    },
+                ),
+                // No closed form: a histogram of many samples stands in for it.
+                None => {
+                    let draws = density.sample(TARGET_HISTOGRAM_SAMPLES, &mut test_rng(seed ^ 2));
+                    let pairs: Vec<[f64; 2]> = draws.chunks(2).map(|c| [c[0], c[1]]).collect();
+                    (
+                        "target (histogram)",
+                        DensityGrid::from_samples(range, range, GRID, &pairs),
+                    )
+                }
+            }
+        }
+        RunData::Table(t) => {
+            let pairs: Vec<[f64; 2]> = t.train.data().chunks(2).map(|c| [c[0], c[1]]).collect();
+            (
+                "training data (histogram)",
+                DensityGrid::from_samples(range, range, GRID, &pairs),
+            )
+        }
+    };
+    snapshots.push((target.0.to_string(), target.1));
+    density_panels(&out.join("density.png"), snapshots)?;
+    let reference = data.reference_rows(2000, seed);
+    let pairs = |v: &[f64]| v.chunks(2).map(|c| [c[0], c[1]]).collect::<Vec<_>>();
+    samples_scatter(
+        &out.join("samples.png"),
+        "model samples and data",
+        &pairs(samples),
+        Some(&pairs(&reference)),
+        range,
+        range,
+    )?;
+    Ok(())
+}
+
+/// `flows train` with nothing but the subcommand: the defaults `--resume` compares with.
+#[derive(Parser)]
+struct DefaultTrain {
+    #[command(flatten)]
+    args: TrainArgs,
+}
+
+/// The stored configuration of the run in `dir` and its last checkpoint. Flags other than
+/// `--resume` and `--quiet` are refused: the run continues as it was started.
+fn resume_args(given: &TrainArgs, dir: &Path) -> Result<(TrainArgs, RunCheckpoint<B>)> {
+    let defaults = DefaultTrain::try_parse_from(["train"])
+        .expect("the defaults parse")
+        .args;
+    let mut probe = given.clone();
+    probe.resume = None;
+    probe.quiet = defaults.quiet;
+    if probe != defaults {
+        let a = serde_json::to_value(&probe).expect("serialises");
+        let b = serde_json::to_value(&defaults).expect("serialises");
+        let changed = changed_keys(&a, &b);
+        return Err(Error::Config(format!(
+            "--resume continues the run with the configuration stored in {}; drop {}",
+            dir.display(),
+            changed
+                .iter()
+                .map(|k| format!("--{}", k.replace('_', "-")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let path = dir.join(CHECKPOINT);
+    let checkpoint = checkpoint::load_run(&CPU, &path)?;
+    let run = checkpoint.metadata.get("run").ok_or_else(|| {
+        Error::format(
+            &path,
+            "no run configuration: not a checkpoint written by `flows train`",
+        )
+    })?;
+    let mut args: TrainArgs = serde_json::from_str(run)
+        .map_err(|e| Error::format(&path, format!("unreadable run configuration ({e})")))?;
+    if checkpoint.resume.is_none() {
+        return Err(Error::format(
+            &path,
+            "the checkpoint holds no training state to resume",
+        ));
+    }
+    args.out = Some(dir.to_path_buf());
+    args.quiet = given.quiet;
+    args.resume = None;
+    Ok((args, checkpoint))
+}
+
+/// The flattened keys whose values differ between two JSON objects.
+fn changed_keys(a: &serde_json::Value, b: &serde_json::Value) -> Vec<String> {
+    match (a, b) {
+        (serde_json::Value::Object(x), serde_json::Value::Object(y)) => x
+            .iter()
+            .flat_map(|(k, v)| match y.get(k) {
+                Some(w) if w.is_object() => changed_keys(v, w),
+                Some(w) if w == v => vec![],
+                _ => vec![k.clone()],
+            })
+            .collect(),
+        _ => vec![],
+    }
+}
+
+fn check_flags(args: &TrainArgs) -> Result<()> {
+    // Checked before anything is trained or written, so a bad flag costs nothing.
+    for (flag, value, least) in [
+        ("--iters", args.iters, 1),
+        ("--batch", args.batch, 1),
+        ("--test-samples", args.test_samples, 2),
+        ("--validation-samples", args.validation_samples, 2),
+    ] {
+        if value < least {
+            return Err(Error::Config(format!(
+                "{flag} must be at least {least}, got {value}"
+            )));
+        }
+    }
+    args.model.check_optimizer_flags()
+}
