@@ -52,9 +52,10 @@ impl MetricsLog {
                     continue;
                 };
                 let s = s as usize;
-                // The resumed run computes the validation at `step` again, then the loss of
-                // `step`; the test belongs to the end of the run.
-                if s >= step || value.get("test_nll").is_some() {
+                // The validation at `step` came before the checkpoint; the loss of `step` and
+                // the test, after it.
+                let before = s < step || (s == step && value.get("val_nll").is_some());
+                if !before || value.get("test_nll").is_some() {
                     continue;
                 }
                 if let Some(loss) = value.get("loss") {

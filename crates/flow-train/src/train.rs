@@ -240,6 +240,7 @@ pub fn train_on<B: Backend, S: BatchSource>(
     let mut optimizer = config
         .optimizer
         .build::<B>(config.lr, config.weight_decay)?;
+    let resumed = resume.is_some();
     let (first, counters) = match resume {
         Some(state) => {
             optimizer.load_state(model.params(), state.optimizer)?;
@@ -277,6 +278,8 @@ pub fn train_on<B: Backend, S: BatchSource>(
             validation,
             counters,
             position: start_position,
+            // The checkpoint was written after this step's validation.
+            validated: resumed.then_some(first),
         };
         run.train(first, observer, move || {
             batches
@@ -301,6 +304,8 @@ struct Run<'a, B: Backend> {
     counters: Counters,
     /// The source's position before the next batch.
     position: SourcePosition,
+    /// A step whose validation is already done (in the run a resumed one continues).
+    validated: Option<usize>,
 }
 
 impl<B: Backend> Run<'_, B> {
@@ -383,7 +388,7 @@ impl<B: Backend> Run<'_, B> {
         let mut finished = last;
         if let Some(v) = self.validation {
             let due = config.validate_every > 0 && step > 0 && step % config.validate_every == 0;
-            if due || last {
+            if (due || last) && self.validated != Some(step) {
                 let (nll, se) = v.nll(self.model)?;
                 validation = Some((nll, se));
                 report.validation.push((step, nll));

@@ -491,7 +491,9 @@ fn log_prob_of_file(checkpoint: &Path, data: &Path, seed: u64) -> Result<Vec<f64
     let trained_columns: Option<Vec<String>> = stored
         .metadata
         .get("columns")
-        .and_then(|c| serde_json::from_str(c).ok());
+        .and_then(|c| serde_json::from_str::<Vec<String>>(c).ok())
+        // Positional names (`x0`, `x1`, ...) are not a header to select columns by.
+        .filter(|names| names.iter().enumerate().any(|(j, n)| *n != format!("x{j}")));
     let (values, log_det) = read_for_model(
         data,
         dim,
