@@ -28,7 +28,7 @@ impl DataArgs {
     pub fn load(&self, seed: u64) -> Result<RunData> {
         if let Some(path) = &self.data {
             let table = read_table(path, &self.columns)?;
-            return self.split(self.name(), table, seed);
+            return self.split(path.display().to_string(), table, seed);
         }
         if !self.columns.is_empty() {
             return Err(Error::Config(
@@ -119,16 +119,12 @@ pub fn read_for_model(
     checkpoint: &Path,
     seed: u64,
 ) -> Result<(Vec<f64>, Vec<f64>)> {
-    let mut table = read_table(path, &[])?;
-    if let Some(names) = trained_columns {
-        let positions: Option<Vec<usize>> = names
-            .iter()
-            .map(|n| table.columns().iter().position(|c| c == n))
-            .collect();
-        if let Some(positions) = positions {
-            table = table.select_columns(&positions);
-        }
-    }
+    // By the trained columns' names where the file has them (other columns, text ones
+    // included, are then left out), else all columns.
+    let table = match trained_columns {
+        Some(names) => read_table(path, names).or_else(|_| read_table(path, &[]))?,
+        None => read_table(path, &[])?,
+    };
     if table.cols() != dim {
         return Err(Error::format(
             path,
