@@ -101,6 +101,24 @@ fn training_on_a_csv_table_lowers_the_validation_nll_and_stores_its_preprocessin
     let mean_b = rows.iter().map(|r| r[1]).sum::<f64>() / rows.len() as f64;
     assert!((mean_b - 3.0).abs() < 0.5, "sample mean of b: {mean_b}");
 
+    // `flows sample` writes the same units and columns.
+    let drawn = dir.path().join("drawn.csv");
+    flows(args(
+        &["sample", "-n", "500"],
+        &[
+            ("--checkpoint", &out.join("best.safetensors")),
+            ("--out", &drawn),
+        ],
+    ))
+    .ok();
+    let (header, rows) = read_numeric_csv(&drawn);
+    assert_eq!(header, "a,b,count");
+    let mean_b = rows.iter().map(|r| r[1]).sum::<f64>() / rows.len() as f64;
+    assert!(
+        (mean_b - 3.0).abs() < 0.5,
+        "`flows sample` mean of b: {mean_b}"
+    );
+
     // eval reads the same file, picks the trained columns by name, and reports the NLL in
     // the data's units (standardisation's log-determinant included).
     let eval = flows(args(

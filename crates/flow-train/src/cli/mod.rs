@@ -511,13 +511,22 @@ fn run_sample(checkpoint: &Path, n: usize, out: &Path, seed: u64) -> Result<()> 
     if n == 0 {
         return Err(Error::Config("-n must be at least 1".into()));
     }
-    let model = checkpoint::load(&CPU, checkpoint)?;
-    let (samples, _) = model.sample(n, &mut flow_core::rng(seed))?;
-    let header: Vec<String> = (0..model.dim()).map(|j| format!("x{j}")).collect();
+    let stored = checkpoint::load_run(&CPU, checkpoint)?;
+    let dim = stored.model.dim();
+    let (samples, _) = stored.model.sample(n, &mut flow_core::rng(seed))?;
+    // In the data's units and under the data's column names.
+    let mut samples = samples.to_f64s();
+    stored.preprocess.inverse_rows(&mut samples, dim);
+    let header: Vec<String> = stored
+        .metadata
+        .get("columns")
+        .and_then(|c| serde_json::from_str::<Vec<String>>(c).ok())
+        .filter(|names| names.len() == dim)
+        .unwrap_or_else(|| (0..dim).map(|j| format!("x{j}")).collect());
     write_csv(
         out,
         &header.iter().map(String::as_str).collect::<Vec<_>>(),
-        &samples.to_f64s(),
+        &samples,
     )?;
     println!("wrote {n} samples to {}", out.display());
     Ok(())
