@@ -258,3 +258,34 @@ fn resume_without_a_checkpoint_names_the_missing_file() {
     ])
     .fails_with(&["checkpoint.safetensors"]);
 }
+
+#[test]
+fn resume_refuses_a_checkpoint_of_another_architecture() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let short = |out: &Path, hidden: &str| {
+        flows([
+            OsStr::new("train"),
+            OsStr::new("--iters"),
+            OsStr::new("20"),
+            OsStr::new("--hidden"),
+            OsStr::new(hidden),
+            OsStr::new("--test-samples"),
+            OsStr::new("100"),
+            OsStr::new("--quiet"),
+            OsStr::new("--out"),
+            out.as_os_str(),
+        ])
+        .ok();
+    };
+    short(&a, "16");
+    short(&b, "32");
+    // b's checkpoint replaced by a's (a smaller network) under b's stored configuration.
+    let ckpt = "checkpoint.safetensors";
+    let b_run = TensorFile::read(&b.join(ckpt)).unwrap().metadata["run"].clone();
+    let mut swapped = TensorFile::read(&a.join(ckpt)).unwrap();
+    swapped.metadata.insert("run".into(), b_run);
+    swapped.write(&b.join(ckpt), "f32").unwrap();
+    flows([OsStr::new("train"), OsStr::new("--resume"), b.as_os_str()])
+        .fails_with(&["different architecture"]);
+}

@@ -53,10 +53,15 @@ pub(super) fn run_train(args: TrainArgs) -> Result<()> {
                     args.data.name()
                 )));
             }
-            if model.dim() != dim {
+            if model.dim() != dim || model.spec() != args.model.build(dim)?.spec() {
                 return Err(Error::Config(format!(
-                    "the checkpoint's model has {} features, the data {dim}",
-                    model.dim()
+                    "the checkpoint in {} holds a different architecture ({} features) than \
+                     the run it claims to continue ({dim} features, {} {:?}); it was not \
+                     written by this run",
+                    args.out.as_deref().unwrap_or(Path::new(".")).display(),
+                    model.dim(),
+                    args.model.flow_name(),
+                    args.model.hidden
                 )));
             }
             (model, resume)
