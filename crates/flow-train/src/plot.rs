@@ -6,9 +6,11 @@
 
 use std::path::{Path, PathBuf};
 
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::coord::types::{RangedCoordf64, RangedCoordi64};
-use plotters::coord::Shift;
+use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 /// Font family for all text; resolved through fontconfig by the `ttf` feature.
 const FONT: &str = "sans-serif";
@@ -28,6 +30,8 @@ const AVG_COLOUR: RGBColor = RGBColor(214, 39, 40);
 const DATA_COLOUR: RGBColor = RGBColor(31, 119, 180);
 /// Model sample colour (drawn on top).
 const SAMPLE_COLOUR: RGBColor = RGBColor(255, 127, 14);
+/// Validation NLL colour (a third colour next to the loss and moving average).
+const VALID_COLOUR: RGBColor = RGBColor(44, 160, 44);
 
 /// A log-density evaluated on a regular n x n grid over [x_min,x_max] x [y_min,y_max].
 /// `log_density[iy * n + ix]` is the value at x = x_min + (ix + 0.5) * (x_max - x_min) / n,
@@ -379,26 +383,113 @@ fn draw_runs<'a, DB: DrawingBackend + 'a>(
     Ok(())
 }
 
+/// The standard single-chart layout shared by [`training_curves`] and [`samples_scatter`]: a
+/// white `size` canvas with `title` as caption (shrunk to fit), margins, label areas and a light
+/// mesh with the axis descriptions `descs` = (x, y).
+fn captioned_chart<'a, 'b, X, Y>(
+    root: &'a DrawingArea<BitMapBackend<'b>, Shift>,
+    path: &Path,
+    title: &str,
+    (x, y): (X, Y),
+    y_label_area: u32,
+    descs: (&str, &str),
+) -> Result<
+    ChartContext<'a, BitMapBackend<'b>, Cartesian2d<X::CoordDescType, Y::CoordDescType>>,
+    PlotError,
+>
+where
+    X: AsRangedCoord,
+    Y: AsRangedCoord,
+    X::CoordDescType: ValueFormatter<X::Value>,
+    Y::CoordDescType: ValueFormatter<Y::Value>,
+{
+    root.fill(&WHITE).map_err(draw_err(path))?;
+    let (width, _) = root.dim_in_pixel();
+    let size = fitting_font_size(root, title, 24, width.saturating_sub(40));
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, (FONT, size as f64))
+        .margin(15)
+        .x_label_area_size(50)
+        .y_label_area_size(y_label_area)
+        .build_cartesian_2d(x, y)
+        .map_err(draw_err(path))?;
+    chart
+        .configure_mesh()
+        .x_desc(descs.0)
+        .y_desc(descs.1)
+        .light_line_style(RGBColor(246, 246, 246))
+        .bold_line_style(RGBColor(212, 212, 212))
+        .label_style((FONT, 15))
+        .axis_desc_style((FONT, 17))
+        .draw()
+        .map_err(draw_err(path))?;
+    Ok(chart)
+}
+
+/// Draws the legend of the labelled series in the upper right corner.
+fn draw_legend<'a, 'b: 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, BitMapBackend<'b>, CT>,
+    path: &Path,
+) -> Result<(), PlotError> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font((FONT, 15))
+        .draw()
+        .map_err(draw_err(path))
+}
+
 /// The training loss per iteration as a line; non-finite entries are skipped (gaps), and a
 /// moving average (window = max(1, len/50)) drawn over it in a second colour, with a legend.
-/// Axes: "iteration" (0-based index into `losses`), "loss".
+/// Axes: "iteration" (0-based index into `losses`), "loss". Same as [`training_curves`] with
+/// no validation points.
 ///
 /// Returns [`PlotError::Input`] when `losses` is empty or has no finite entry, since there is
 /// nothing to scale the axes to; a caller plotting at the end of a diverged run can log it.
 pub fn loss_curve(path: &Path, title: &str, losses: &[f64]) -> Result<(), PlotError> {
-    let (lo, hi) = losses
-        .iter()
-        .copied()
-        .filter(|v| v.is_finite())
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
-            (lo.min(v), hi.max(v))
-        });
+    training_curves(path, title, losses, &[])
+}
+
+/// The training loss per iteration (raw, muted, with a moving average over it, as
+/// [`loss_curve`]) and the validation NLL at the given `(step, value)` points, drawn as a
+/// line with markers in a third colour on the same axes. Legend: "loss", "moving average
+/// (w)", "validation NLL" (the last only when there are finite validation points). One PNG,
+/// 900x540. Axes: "iteration", "loss"; the x axis extends to the last validation step when
+/// it lies past the last loss.
+///
+/// Non-finite losses are gaps in the loss curves; non-finite validation values are skipped
+/// (the line joins their neighbours), as are steps beyond `i64::MAX`. The points are drawn in
+/// step order. Returns [`PlotError::Input`] when `losses` is empty or has no finite entry.
+pub fn training_curves(
+    path: &Path,
+    title: &str,
+    losses: &[f64],
+    validation: &[(usize, f64)],
+) -> Result<(), PlotError> {
     if losses.is_empty() {
         return Err(input_err(path, "no losses to plot"));
     }
+    let finite_range = |values: &mut dyn Iterator<Item = f64>| {
+        values
+            .filter(|v| v.is_finite())
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+                (lo.min(v), hi.max(v))
+            })
+    };
+    let (lo, hi) = finite_range(&mut losses.iter().copied());
     if lo > hi {
         return Err(input_err(path, "no finite losses to plot"));
     }
+    let mut valid: Vec<(i64, f64)> = validation
+        .iter()
+        .filter(|(_, v)| v.is_finite())
+        .filter_map(|&(step, v)| Some((i64::try_from(step).ok()?, v)))
+        .collect();
+    valid.sort_by_key(|&(step, _)| step);
+    let (v_lo, v_hi) = finite_range(&mut valid.iter().map(|&(_, v)| v));
+    let (lo, hi) = (lo.min(v_lo), hi.max(v_hi));
     let span = hi - lo;
     if !span.is_finite() {
         return Err(input_err(path, "loss range too large to plot"));
@@ -410,28 +501,21 @@ pub fn loss_curve(path: &Path, title: &str, losses: &[f64]) -> Result<(), PlotEr
         (0.1 * lo.abs()).max(1e-3)
     };
     // Integer x coordinates so the ticks are whole iterations even for short runs.
-    let x_max = (losses.len() - 1).max(1) as i64;
+    let last_step = valid.last().map_or(0, |&(step, _)| step);
+    let x_max = i64::try_from(losses.len() - 1)
+        .unwrap_or(i64::MAX)
+        .max(last_step)
+        .max(1);
 
     let root = BitMapBackend::new(path, LOSS_SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(draw_err(path))?;
-    let size = fitting_font_size(&root, title, 24, LOSS_SIZE.0 - 40);
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, (FONT, size as f64))
-        .margin(15)
-        .x_label_area_size(50)
-        .y_label_area_size(80)
-        .build_cartesian_2d(0..x_max, (lo - pad)..(hi + pad))
-        .map_err(draw_err(path))?;
-    chart
-        .configure_mesh()
-        .x_desc("iteration")
-        .y_desc("loss")
-        .light_line_style(RGBColor(245, 245, 245))
-        .bold_line_style(RGBColor(210, 210, 210))
-        .label_style((FONT, 15))
-        .axis_desc_style((FONT, 17))
-        .draw()
-        .map_err(draw_err(path))?;
+    let mut chart = captioned_chart(
+        &root,
+        path,
+        title,
+        (0..x_max, (lo - pad)..(hi + pad)),
+        80,
+        ("iteration", "loss"),
+    )?;
 
     let raw = finite_runs(losses.iter().enumerate().map(|(i, &v)| (i as i64, v)));
     draw_runs(&mut chart, path, raw, LOSS_COLOUR.stroke_width(1), "loss")?;
@@ -442,14 +526,27 @@ pub fn loss_curve(path: &Path, title: &str, losses: &[f64]) -> Result<(), PlotEr
     let label = format!("moving average ({window})");
     draw_runs(&mut chart, path, avg, AVG_COLOUR.stroke_width(2), &label)?;
 
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font((FONT, 15))
-        .draw()
-        .map_err(draw_err(path))?;
+    if !valid.is_empty() {
+        let style = VALID_COLOUR.stroke_width(2);
+        chart
+            .draw_series(LineSeries::new(valid.iter().copied(), style))
+            .map_err(draw_err(path))?;
+        chart
+            .draw_series(
+                valid
+                    .iter()
+                    .map(|&p| Circle::new(p, 4, VALID_COLOUR.filled())),
+            )
+            .map_err(draw_err(path))?
+            .label("validation NLL")
+            .legend(move |(x, y)| {
+                EmptyElement::at((x, y))
+                    + PathElement::new(vec![(0, 0), (20, 0)], style)
+                    + Circle::new((10, 0), 4, VALID_COLOUR.filled())
+            });
+    }
+
+    draw_legend(&mut chart, path)?;
     root.present().map_err(draw_err(path))
 }
 
@@ -475,25 +572,14 @@ pub fn samples_scatter(
     };
 
     let root = BitMapBackend::new(path, SCATTER_SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(draw_err(path))?;
-    let size = fitting_font_size(&root, title, 24, SCATTER_SIZE.0 - 40);
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, (FONT, size as f64))
-        .margin(15)
-        .x_label_area_size(50)
-        .y_label_area_size(60)
-        .build_cartesian_2d(x_range.0..x_range.1, y_range.0..y_range.1)
-        .map_err(draw_err(path))?;
-    chart
-        .configure_mesh()
-        .x_desc("x")
-        .y_desc("y")
-        .light_line_style(RGBColor(247, 247, 247))
-        .bold_line_style(RGBColor(215, 215, 215))
-        .label_style((FONT, 15))
-        .axis_desc_style((FONT, 17))
-        .draw()
-        .map_err(draw_err(path))?;
+    let mut chart = captioned_chart(
+        &root,
+        path,
+        title,
+        (x_range.0..x_range.1, y_range.0..y_range.1),
+        60,
+        ("x", "y"),
+    )?;
 
     // Translucent dots so dense regions read darker; data first so samples sit on top.
     if let Some(reference) = reference {
@@ -521,14 +607,469 @@ pub fn samples_scatter(
         .label("samples")
         .legend(|(x, y)| Circle::new((x + 10, y), 4, SAMPLE_COLOUR.filled()));
 
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font((FONT, 15))
-        .draw()
+    draw_legend(&mut chart, path)?;
+    root.present().map_err(draw_err(path))
+}
+
+/// Side of one cell of [`pairwise_scatter`] in pixels.
+const PAIR_CELL: u32 = 220;
+/// Height of the caption and legend strip above the [`pairwise_scatter`] grid.
+const PAIR_HEADER: u32 = 64;
+/// Height of the strip at the top of every pairwise cell holding the diagonal cells' names.
+const PAIR_NAME: u32 = 18;
+/// Largest canvas side drawn, so a huge feature count or image grid fails cleanly instead of
+/// allocating gigabytes.
+const MAX_SIDE: u32 = 16_384;
+
+/// The `q`-quantile (0..=1) of sorted finite values, interpolating linearly between ranks.
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let pos = q * (sorted.len() - 1) as f64;
+    let (i, frac) = (pos.floor() as usize, pos - pos.floor());
+    match sorted.get(i + 1) {
+        Some(&next) => sorted[i] + frac * (next - sorted[i]),
+        None => sorted[i],
+    }
+}
+
+/// The axis range of one feature: the data's 0.5% and 99.5% quantiles padded by 10% of their
+/// span on each side (a constant feature gets a band around its value).
+fn feature_range(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
+    let mut sorted: Vec<f64> = values.filter(|v| v.is_finite()).collect();
+    if sorted.is_empty() {
+        return None;
+    }
+    sorted.sort_by(f64::total_cmp);
+    let (lo, hi) = (quantile(&sorted, 0.005), quantile(&sorted, 0.995));
+    let span = hi - lo;
+    let pad = if span > 0.0 {
+        0.1 * span
+    } else {
+        (0.1 * lo.abs()).max(0.5)
+    };
+    let range = (lo - pad, hi + pad);
+    (range.0.is_finite() && range.1.is_finite() && range.0 < range.1).then_some(range)
+}
+
+/// `dim`-wide rows as (x, y) = (column `j`, column `i`) pairs inside the ranges.
+fn pairs_inside<'d>(
+    rows: &'d [f64],
+    dim: usize,
+    (j, xr): (usize, (f64, f64)),
+    (i, yr): (usize, (f64, f64)),
+) -> impl Iterator<Item = (f64, f64)> + 'd {
+    rows.chunks_exact(dim)
+        .map(move |row| (row[j], row[i]))
+        .filter(move |&(x, y)| (xr.0..=xr.1).contains(&x) && (yr.0..=yr.1).contains(&y))
+}
+
+/// Density histogram of column `f` of `dim`-wide rows on `bins` equal bins over `range`: the
+/// count in each bin over (number of finite values * bin width), so the data and sample
+/// histograms are comparable whatever their sizes; values outside the range are not counted
+/// in any bin (but are in the total).
+fn histogram(rows: &[f64], dim: usize, f: usize, range: (f64, f64), bins: usize) -> Vec<f64> {
+    let mut counts = vec![0usize; bins];
+    let mut total = 0usize;
+    let width = (range.1 - range.0) / bins as f64;
+    for v in rows.chunks_exact(dim).map(|row| row[f]) {
+        if !v.is_finite() {
+            continue;
+        }
+        total += 1;
+        if (range.0..=range.1).contains(&v) {
+            counts[(((v - range.0) / width) as usize).min(bins - 1)] += 1;
+        }
+    }
+    let norm = total.max(1) as f64 * width;
+    counts.into_iter().map(|c| c as f64 / norm).collect()
+}
+
+/// A grid of pairwise marginal scatter plots of model `samples` against `data`, both flat
+/// row-major tables of `dim` values per row (column `f` is feature `names[f]`), for the first
+/// `min(dim, max_features)` features.
+///
+/// Cell (i, j) with i != j shows feature j (x) against feature i (y): data as small
+/// translucent dots in the data colour, samples on top in the sample colour. Diagonal cells
+/// show the data and sample histograms (as densities) of the feature overlaid, titled with
+/// its name. Each feature's axis range is the data's 0.5%..99.5% quantile range padded by 10%
+/// on both sides, so outlying samples do not squash the plot; points outside it (and
+/// non-finite ones) are not drawn. Tick labels are on the bottom row (x) and left column (y)
+/// only. Each cell is 220x220 px, under a strip with the title and a legend ("data",
+/// "samples", and how many features are shown when not all).
+///
+/// Returns [`PlotError::Input`] when `dim` or `max_features` is 0, a length is not a multiple
+/// of `dim`, `names.len() != dim`, `data` is empty, a shown feature has no finite data value
+/// or the image would be too large. Empty `samples` only draw the data.
+pub fn pairwise_scatter(
+    path: &Path,
+    title: &str,
+    samples: &[f64],
+    data: &[f64],
+    dim: usize,
+    names: &[String],
+    max_features: usize,
+) -> Result<(), PlotError> {
+    if dim == 0 {
+        return Err(input_err(path, "dim must be at least 1"));
+    }
+    if max_features == 0 {
+        return Err(input_err(path, "max_features must be at least 1"));
+    }
+    if names.len() != dim {
+        return Err(input_err(
+            path,
+            format!("{} feature names for dim = {dim}", names.len()),
+        ));
+    }
+    for (what, values) in [("data", data), ("samples", samples)] {
+        if values.len() % dim != 0 {
+            return Err(input_err(
+                path,
+                format!(
+                    "{what} has {} values, not a multiple of dim = {dim}",
+                    values.len()
+                ),
+            ));
+        }
+    }
+    if data.is_empty() {
+        return Err(input_err(path, "no data rows to plot"));
+    }
+    let k = dim.min(max_features);
+    let ranges = (0..k)
+        .map(|f| {
+            feature_range(data.chunks_exact(dim).map(|row| row[f])).ok_or_else(|| {
+                input_err(
+                    path,
+                    format!("feature {:?} has no finite data values", names[f]),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let side = u32::try_from(k)
+        .ok()
+        .and_then(|k| k.checked_mul(PAIR_CELL))
+        .filter(|&side| side + PAIR_HEADER <= MAX_SIDE)
+        .ok_or_else(|| input_err(path, format!("too many features to draw ({k})")))?;
+
+    let root = BitMapBackend::new(path, (side, side + PAIR_HEADER)).into_drawing_area();
+    root.fill(&WHITE).map_err(draw_err(path))?;
+    let (header, body) = root.split_vertically(PAIR_HEADER);
+    let shown = if k < dim {
+        format!("first {k} of {dim} features")
+    } else {
+        String::new()
+    };
+    draw_pair_header(path, &header, title, &shown)?;
+
+    let bins = ((data.len() / dim) as f64).sqrt().clamp(10.0, 40.0) as usize;
+    for (cell_index, cell) in body.split_evenly((k, k)).iter().enumerate() {
+        let (i, j) = (cell_index / k, cell_index % k);
+        let (name_strip, plot) = cell.split_vertically(PAIR_NAME);
+        let mut builder = ChartBuilder::on(&plot);
+        builder
+            .margin(4)
+            .x_label_area_size(18)
+            .y_label_area_size(36);
+        // Tick labels only on the outer cells; inner ones keep the ticks with empty labels so
+        // every cell has the same plotting area.
+        let hide = |_: &f64| String::new();
+        if i == j {
+            let size = fitting_font_size(&name_strip, &names[i], 14, PAIR_CELL - 8);
+            name_strip
+                .draw(&Text::new(
+                    names[i].as_str(),
+                    ((PAIR_CELL / 2) as i32, (PAIR_NAME / 2) as i32),
+                    TextStyle::from((FONT, size as f64)).pos(Pos::new(HPos::Center, VPos::Center)),
+                ))
+                .map_err(draw_err(path))?;
+            let hist_data = histogram(data, dim, i, ranges[i], bins);
+            let hist_samples = histogram(samples, dim, i, ranges[i], bins);
+            let top = hist_data
+                .iter()
+                .chain(&hist_samples)
+                .copied()
+                .fold(0.0, f64::max);
+            let top = if top > 0.0 { 1.1 * top } else { 1.0 };
+            let (x0, x1) = ranges[i];
+            let mut chart = builder
+                .build_cartesian_2d(x0..x1, 0.0..top)
+                .map_err(draw_err(path))?;
+            let mut mesh = chart.configure_mesh();
+            mesh.disable_mesh()
+                .x_labels(3)
+                .y_labels(3)
+                .label_style((FONT, 10))
+                .y_label_formatter(&hide);
+            if i + 1 < k {
+                mesh.x_label_formatter(&hide);
+            }
+            mesh.draw().map_err(draw_err(path))?;
+            let width = (x1 - x0) / bins as f64;
+            for (hist, colour) in [(&hist_data, DATA_COLOUR), (&hist_samples, SAMPLE_COLOUR)] {
+                let left = |b: usize| x0 + b as f64 * width;
+                chart
+                    .draw_series(hist.iter().enumerate().filter(|(_, &h)| h > 0.0).map(
+                        |(b, &h)| {
+                            Rectangle::new(
+                                [(left(b), 0.0), (left(b + 1), h)],
+                                colour.mix(0.3).filled(),
+                            )
+                        },
+                    ))
+                    .map_err(draw_err(path))?;
+                // The outline of the histogram as a step line, so overlapping bars stay legible.
+                let steps = hist
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(b, &h)| [(left(b), h), (left(b + 1), h)]);
+                chart
+                    .draw_series(LineSeries::new(steps, colour.stroke_width(1)))
+                    .map_err(draw_err(path))?;
+            }
+        } else {
+            let ((x0, x1), (y0, y1)) = (ranges[j], ranges[i]);
+            let mut chart = builder
+                .build_cartesian_2d(x0..x1, y0..y1)
+                .map_err(draw_err(path))?;
+            let mut mesh = chart.configure_mesh();
+            mesh.disable_mesh()
+                .x_labels(3)
+                .y_labels(3)
+                .label_style((FONT, 10));
+            if i + 1 < k {
+                mesh.x_label_formatter(&hide);
+            }
+            if j > 0 {
+                mesh.y_label_formatter(&hide);
+            }
+            mesh.draw().map_err(draw_err(path))?;
+            // 2x2 px translucent squares: far cheaper than circles and as legible at this size.
+            for (rows, colour, alpha) in [(data, DATA_COLOUR, 0.35), (samples, SAMPLE_COLOUR, 0.45)]
+            {
+                let style = colour.mix(alpha).filled();
+                chart
+                    .draw_series(
+                        pairs_inside(rows, dim, (j, ranges[j]), (i, ranges[i])).map(|p| {
+                            EmptyElement::at(p) + Rectangle::new([(-1, -1), (1, 1)], style)
+                        }),
+                    )
+                    .map_err(draw_err(path))?;
+            }
+        }
+    }
+    root.present().map_err(draw_err(path))
+}
+
+/// The caption and legend strip of [`pairwise_scatter`]: the title centred on top, below it
+/// the data and sample colour keys and the `note` (if any).
+fn draw_pair_header(
+    path: &Path,
+    header: &DrawingArea<BitMapBackend<'_>, Shift>,
+    title: &str,
+    note: &str,
+) -> Result<(), PlotError> {
+    let (width, _) = header.dim_in_pixel();
+    let size = fitting_font_size(header, title, 24, width.saturating_sub(20));
+    let centre = (width / 2) as i32;
+    header
+        .draw(&Text::new(
+            title,
+            (centre, 18),
+            TextStyle::from((FONT, size as f64)).pos(Pos::new(HPos::Center, VPos::Center)),
+        ))
         .map_err(draw_err(path))?;
+    let key = TextStyle::from((FONT, 15)).pos(Pos::new(HPos::Left, VPos::Center));
+    let y = 46;
+    let mut x = centre - 90;
+    for (label, colour) in [("data", DATA_COLOUR), ("samples", SAMPLE_COLOUR)] {
+        header
+            .draw(&Rectangle::new(
+                [(x, y - 5), (x + 10, y + 5)],
+                colour.filled(),
+            ))
+            .map_err(draw_err(path))?;
+        header
+            .draw(&Text::new(label, (x + 16, y), key.clone()))
+            .map_err(draw_err(path))?;
+        x += 90;
+    }
+    if !note.is_empty() {
+        header
+            .draw(&Text::new(
+                note,
+                (x + 10, y),
+                key.color(&RGBColor(90, 90, 90)),
+            ))
+            .map_err(draw_err(path))?;
+    }
+    Ok(())
+}
+
+/// Gap in pixels between the tiles of [`image_grid`].
+const TILE_GAP: usize = 2;
+/// Tiles are upscaled by the smallest integer factor making their longer side at least this.
+const TILE_MIN_SIDE: usize = 84;
+/// Margin around the tile block of [`image_grid`], and the height of its caption strip.
+const IMAGE_MARGIN: u32 = 10;
+const IMAGE_CAPTION: u32 = 40;
+/// Narrowest [`image_grid`] canvas, so a single small tile still leaves room for the title.
+const IMAGE_MIN_WIDTH: u32 = 320;
+
+/// A greyscale raster: `pixels[y * width + x]`, 0 black to 255 white.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GreyRaster {
+    /// Width in pixels.
+    pub width: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// The integer factor each image pixel was upscaled by.
+    pub scale: usize,
+    /// `width * height` grey values, row-major from the top-left.
+    pub pixels: Vec<u8>,
+}
+
+impl GreyRaster {
+    /// The grey value at column `x`, row `y` (from the top), if inside the raster.
+    pub fn get(&self, x: usize, y: usize) -> Option<u8> {
+        (x < self.width && y < self.height).then(|| self.pixels[y * self.width + x])
+    }
+}
+
+/// The tile block of [`image_grid`] as a greyscale raster: images of `height * width` values
+/// (row-major) laid out `columns` per row (fewer when there are fewer images), each upscaled
+/// by an integer factor (the smallest making the longer side at least 84 px, so 3 for 28x28),
+/// with 2 px white gaps between tiles and white after the last image. Values map linearly
+/// from `value_range` to 0..=255 and are clamped; NaN is black.
+///
+/// Errors (as text, the reason [`image_grid`] reports) on a zero `height`, `width` or
+/// `columns`, no images, a length not a multiple of `height * width`, an invalid range, or a
+/// raster too large to draw.
+pub fn image_grid_pixels(
+    images: &[f64],
+    height: usize,
+    width: usize,
+    columns: usize,
+    value_range: (f64, f64),
+) -> Result<GreyRaster, String> {
+    if height == 0 || width == 0 {
+        return Err(format!("image size {height}x{width} must be at least 1x1"));
+    }
+    if columns == 0 {
+        return Err("columns must be at least 1".into());
+    }
+    let per_image = height
+        .checked_mul(width)
+        .ok_or_else(|| format!("image size {height}x{width} too large"))?;
+    if images.is_empty() {
+        return Err("no images to draw".into());
+    }
+    if images.len() % per_image != 0 {
+        return Err(format!(
+            "{} values, not a multiple of height*width = {height}*{width}",
+            images.len()
+        ));
+    }
+    let (lo, hi) = value_range;
+    if !(lo.is_finite() && hi.is_finite() && lo < hi && (hi - lo).is_finite()) {
+        return Err(format!(
+            "value range ({lo}, {hi}) must be finite with min < max"
+        ));
+    }
+    let count = images.len() / per_image;
+    let columns = columns.min(count);
+    let rows = count.div_ceil(columns);
+    let scale = TILE_MIN_SIDE.div_ceil(height.max(width)).max(1);
+    let (tile_w, tile_h) = (width * scale, height * scale);
+    let side = |n: usize, tile: usize| {
+        n.checked_mul(tile + TILE_GAP)
+            .map(|s| s - TILE_GAP)
+            .filter(|&s| s <= MAX_SIDE as usize)
+    };
+    let (Some(raster_w), Some(raster_h)) = (side(columns, tile_w), side(rows, tile_h)) else {
+        return Err(format!(
+            "{count} images of {height}x{width} in {columns} columns are too large to draw"
+        ));
+    };
+
+    let mut pixels = vec![255u8; raster_w * raster_h];
+    let grey = |v: f64| {
+        let t = (v - lo) / (hi - lo);
+        if t.is_nan() {
+            0
+        } else {
+            (t.clamp(0.0, 1.0) * 255.0).round() as u8
+        }
+    };
+    for (n, image) in images.chunks_exact(per_image).enumerate() {
+        let (x0, y0) = (
+            (n % columns) * (tile_w + TILE_GAP),
+            (n / columns) * (tile_h + TILE_GAP),
+        );
+        for (r, row) in image.chunks_exact(width).enumerate() {
+            // Build one upscaled line of the tile, then repeat it `scale` times.
+            let start = (y0 + r * scale) * raster_w + x0;
+            let line = &mut pixels[start..start + tile_w];
+            for (c, &v) in row.iter().enumerate() {
+                line[c * scale..(c + 1) * scale].fill(grey(v));
+            }
+            for k in 1..scale {
+                pixels.copy_within(start..start + tile_w, start + k * raster_w);
+            }
+        }
+    }
+    Ok(GreyRaster {
+        width: raster_w,
+        height: raster_h,
+        scale,
+        pixels,
+    })
+}
+
+/// A grid of greyscale images (e.g. model samples of an image data set) under a title: the
+/// tiles of [`image_grid_pixels`] (each image `height * width` values, row-major; `columns`
+/// per row, as many rows as needed; values scaled from `value_range` to black..white and
+/// clamped; integer upscaling so a 28x28 image is 84 px; 2 px gaps), with a 10 px white
+/// margin below a 40 px caption strip. The canvas is at least 320 px wide, the tiles centred.
+///
+/// Returns [`PlotError::Input`] naming the path for no images, a zero size or `columns`, a
+/// length that is not a multiple of `height * width`, an invalid range or a too large grid.
+pub fn image_grid(
+    path: &Path,
+    title: &str,
+    images: &[f64],
+    height: usize,
+    width: usize,
+    columns: usize,
+    value_range: (f64, f64),
+) -> Result<(), PlotError> {
+    let raster = image_grid_pixels(images, height, width, columns, value_range)
+        .map_err(|message| input_err(path, message))?;
+    // Both sides are at most MAX_SIDE, so these fit in u32 with the margins.
+    let (tiles_w, tiles_h) = (raster.width as u32, raster.height as u32);
+    let canvas = (
+        (tiles_w + 2 * IMAGE_MARGIN).max(IMAGE_MIN_WIDTH),
+        tiles_h + IMAGE_CAPTION + IMAGE_MARGIN,
+    );
+    let root = BitMapBackend::new(path, canvas).into_drawing_area();
+    root.fill(&WHITE).map_err(draw_err(path))?;
+    let size = fitting_font_size(&root, title, 22, canvas.0.saturating_sub(20));
+    root.draw(&Text::new(
+        title,
+        ((canvas.0 / 2) as i32, (IMAGE_CAPTION / 2) as i32),
+        TextStyle::from((FONT, size as f64)).pos(Pos::new(HPos::Center, VPos::Center)),
+    ))
+    .map_err(draw_err(path))?;
+    // Copy the whole raster in one blit rather than drawing pixel by pixel.
+    let rgb: Vec<u8> = raster.pixels.iter().flat_map(|&g| [g, g, g]).collect();
+    let origin = (((canvas.0 - tiles_w) / 2) as i32, IMAGE_CAPTION as i32);
+    let tiles =
+        BitMapElement::with_owned_buffer(origin, (tiles_w, tiles_h), rgb).ok_or_else(|| {
+            PlotError::Draw {
+                path: path.to_path_buf(),
+                message: "raster size does not match its buffer".into(),
+            }
+        })?;
+    root.draw(&tiles).map_err(draw_err(path))?;
     root.present().map_err(draw_err(path))
 }
 

@@ -6,7 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use flow_train::plot::{density_panels, loss_curve, samples_scatter, DensityGrid, PlotError};
+use flow_train::plot::{
+    density_panels, image_grid, image_grid_pixels, loss_curve, pairwise_scatter, samples_scatter,
+    training_curves, DensityGrid, PlotError,
+};
 
 const PNG_MAGIC: [u8; 8] = [0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a];
 
@@ -29,6 +32,27 @@ fn assert_png(path: &Path, min_bytes: usize) {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::copy(path, dir.join(path.file_name().unwrap())).unwrap();
     }
+}
+
+/// Width and height of the PNG at `path`, read from its IHDR chunk (which must come first).
+fn png_size(path: &Path) -> (u32, u32) {
+    let bytes = std::fs::read(path).unwrap();
+    assert!(
+        bytes.len() > 24 && &bytes[12..16] == b"IHDR",
+        "{}",
+        path.display()
+    );
+    let be = |i: usize| u32::from_be_bytes(bytes[i..i + 4].try_into().unwrap());
+    (be(16), be(20))
+}
+
+/// Asserts `err` is `PlotError::Input` naming `path`'s file and mentioning `what`.
+fn assert_input_err(err: PlotError, path: &Path, what: &str) {
+    assert!(matches!(err, PlotError::Input { .. }), "{err:?}");
+    let text = err.to_string();
+    let name = path.file_name().unwrap().to_str().unwrap();
+    assert!(text.contains(name), "{text} does not name {name}");
+    assert!(text.contains(what), "{text} does not mention {what:?}");
 }
 
 /// Log-density of an equal mixture of two isotropic Gaussians at (-1.5, 0) and (1.5, 1).
@@ -278,4 +302,252 @@ fn histogram_grid_estimates_a_uniform_density() {
             }
         }
     }
+}
+
+#[test]
+fn training_curves_with_validation_writes_png() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("training_curves.png");
+    let noise = normals(2000, 3);
+    let mut losses: Vec<f64> = (0..2000)
+        .map(|i| 1.0 + 3.0 * (-(i as f64) / 300.0).exp() + 0.2 * noise[i])
+        .collect();
+    losses[700] = f64::NAN;
+    // Unsorted steps, a non-finite value and a final step past the last loss.
+    let mut validation: Vec<(usize, f64)> = (1..=8)
+        .map(|k| (k * 250, 1.2 + 2.5 * (-(k as f64) * 250.0 / 300.0).exp()))
+        .collect();
+    validation.swap(0, 3);
+    validation[5].1 = f64::NAN;
+    validation.push((2100, f64::INFINITY));
+    training_curves(&path, "loss and validation NLL", &losses, &validation).unwrap();
+    assert_png(&path, 10_000);
+    assert_eq!(png_size(&path), (900, 540));
+
+    // No validation is the plain loss curve; validation values alone cannot make up for
+    // missing losses.
+    let path = dir.path().join("training_no_validation.png");
+    training_curves(&path, "loss only", &losses, &[]).unwrap();
+    assert_eq!(png_size(&path), (900, 540));
+    let path = dir.path().join("only_nan_validation.png");
+    training_curves(&path, "nan validation", &[2.0, 1.0], &[(1, f64::NAN)]).unwrap();
+    assert_png(&path, 3_000);
+    let path = dir.path().join("no_losses.png");
+    let err = training_curves(&path, "none", &[], &[(0, 1.0)]).unwrap_err();
+    assert_input_err(err, &path, "no losses");
+    let err = training_curves(&path, "nan", &[f64::NAN], &[(0, 1.0)]).unwrap_err();
+    assert_input_err(err, &path, "no finite losses");
+    assert!(!path.exists());
+}
+
+/// `rows` rows of `dim` correlated features: feature f = z_0 + 0.5 * f * z_f, scaled.
+fn correlated_table(rows: usize, dim: usize, seed: u64, scale: f64) -> Vec<f64> {
+    let z = normals(rows * dim, seed);
+    let mut out = Vec::with_capacity(rows * dim);
+    for r in 0..rows {
+        let row = &z[r * dim..(r + 1) * dim];
+        for f in 0..dim {
+            out.push(scale * (row[0] + 0.5 * f as f64 * row[f]) + f as f64);
+        }
+    }
+    out
+}
+
+fn feature_names(dim: usize) -> Vec<String> {
+    (0..dim).map(|f| format!("feature_{f}")).collect()
+}
+
+#[test]
+fn pairwise_scatter_writes_grid_png() {
+    let dir = tempfile::tempdir().unwrap();
+    let (dim, rows) = (11, 2000);
+    let data = correlated_table(rows, dim, 11, 1.0);
+    let mut samples = correlated_table(rows, dim, 12, 1.2);
+    // Outliers and non-finite samples are not drawn, and must not panic.
+    samples[0] = 1e9;
+    samples[dim + 1] = f64::NAN;
+    samples[2 * dim + 2] = f64::NEG_INFINITY;
+    let names = feature_names(dim);
+
+    let path = dir.path().join("pairwise_11.png");
+    let start = Instant::now();
+    pairwise_scatter(&path, "samples vs data", &samples, &data, dim, &names, 11).unwrap();
+    let elapsed = start.elapsed();
+    eprintln!("pairwise_scatter 11 features x {rows} rows: {elapsed:?}");
+    assert_png(&path, 50_000);
+    // 220 px per cell plus the caption/legend strip.
+    assert_eq!(png_size(&path), (11 * 220, 11 * 220 + 64));
+    assert!(elapsed.as_secs_f64() < 10.0, "took {elapsed:?}");
+
+    // Only the first 4 features; NaN in the data as well.
+    let mut data_nan = data.clone();
+    data_nan[3] = f64::NAN;
+    let path = dir.path().join("pairwise_4.png");
+    pairwise_scatter(&path, "first four", &samples, &data_nan, dim, &names, 4).unwrap();
+    assert_png(&path, 20_000);
+    assert_eq!(png_size(&path), (4 * 220, 4 * 220 + 64));
+}
+
+#[test]
+fn pairwise_scatter_small_and_degenerate_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two features, no samples, a constant feature and a single row all still draw.
+    let path = dir.path().join("pairwise_2.png");
+    let data = [0.0, 1.0, 0.5, 1.0, 1.0, 1.0];
+    pairwise_scatter(&path, "tiny", &[], &data, 2, &feature_names(2), 8).unwrap();
+    assert_eq!(png_size(&path), (440, 504));
+    let path = dir.path().join("pairwise_1.png");
+    pairwise_scatter(&path, "one", &[f64::NAN], &[3.0], 1, &["x".into()], 8).unwrap();
+    assert_eq!(png_size(&path), (220, 284));
+}
+
+#[test]
+fn pairwise_scatter_rejects_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad_pairwise.png");
+    let data = correlated_table(10, 3, 1, 1.0);
+    let names = feature_names(3);
+    let cases: Vec<(&str, Result<(), PlotError>)> = vec![
+        ("dim", pairwise_scatter(&path, "t", &[], &data, 0, &[], 3)),
+        (
+            "not a multiple",
+            pairwise_scatter(&path, "t", &data, &data[1..], 3, &names, 3),
+        ),
+        (
+            "not a multiple",
+            pairwise_scatter(&path, "t", &data[1..], &data, 3, &names, 3),
+        ),
+        (
+            "feature names",
+            pairwise_scatter(&path, "t", &data, &data, 3, &names[..2], 3),
+        ),
+        (
+            "no data",
+            pairwise_scatter(&path, "t", &data, &[], 3, &names, 3),
+        ),
+        (
+            "max_features",
+            pairwise_scatter(&path, "t", &data, &data, 3, &names, 0),
+        ),
+        (
+            "feature_1",
+            pairwise_scatter(&path, "t", &data, &[0.0, f64::NAN, 0.0], 3, &names, 3),
+        ),
+    ];
+    for (what, result) in cases {
+        assert_input_err(result.unwrap_err(), &path, what);
+    }
+    assert!(!path.exists(), "no file should be written for bad input");
+}
+
+#[test]
+fn image_grid_writes_png_quickly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("image_grid.png");
+    // 100 28x28 images: blurry blobs on a dark background, with NaN and out-of-range values.
+    let mut images = Vec::with_capacity(100 * 784);
+    for n in 0..100 {
+        let (cx, cy) = (8.0 + (n % 10) as f64, 8.0 + (n / 10) as f64);
+        for r in 0..28 {
+            for c in 0..28 {
+                let d2 = (c as f64 - cx).powi(2) + (r as f64 - cy).powi(2);
+                images.push(1.2 * (-d2 / 40.0).exp() - 0.1);
+            }
+        }
+    }
+    images[5] = f64::NAN;
+    images[6] = f64::INFINITY;
+    let start = Instant::now();
+    image_grid(&path, "samples", &images, 28, 28, 10, (0.0, 1.0)).unwrap();
+    let elapsed = start.elapsed();
+    eprintln!("image_grid 10x10 of 28x28: {elapsed:?}");
+    assert_png(&path, 10_000);
+    // 3x upscaling: 10 * 84 + 9 * 2 = 858 px of tiles, 10 px margins, a 40 px caption.
+    assert_eq!(png_size(&path), (878, 908));
+    assert!(elapsed.as_secs_f64() < 3.0, "took {elapsed:?}");
+
+    // Fewer images than columns: one row, no wider than needed (but room for the title).
+    let path = dir.path().join("image_grid_two.png");
+    image_grid(&path, "two", &images[..2 * 784], 28, 28, 10, (0.0, 1.0)).unwrap();
+    assert_eq!(png_size(&path), (320, 84 + 50));
+}
+
+#[test]
+fn image_grid_pixels_scale_lay_out_and_clamp() {
+    // Three 4x4 images in two columns; the first holds a white 2x2 square in its centre.
+    let mut images = vec![0.0; 3 * 16];
+    for (r, c) in [(1, 1), (1, 2), (2, 1), (2, 2)] {
+        images[r * 4 + c] = 2.0;
+    }
+    images[16] = f64::NAN; // image 1, top-left: black
+    images[17] = 1.5; // image 1, (0, 1): mid grey
+    images[32 + 15] = -10.0; // image 2, bottom-right: clamped to black
+    let raster = image_grid_pixels(&images, 4, 4, 2, (0.0, 2.0)).unwrap();
+    // 84 / 4 = 21x upscaling; 2 columns, 2 rows, 2 px gaps.
+    assert_eq!(raster.scale, 21);
+    assert_eq!((raster.width, raster.height), (2 * 84 + 2, 2 * 84 + 2));
+    assert_eq!(raster.pixels.len(), raster.width * raster.height);
+    let at = |x, y| raster.get(x, y).unwrap();
+    // The white square covers image pixels 1..3, i.e. raster pixels 21..63, of tile 0.
+    for (x, y, want) in [
+        (21, 21, 255),
+        (62, 62, 255),
+        (40, 50, 255),
+        (20, 40, 0),
+        (63, 40, 0),
+        (0, 0, 0),
+        (83, 83, 0),
+        (84, 10, 255), // gap
+        (85, 10, 255), // gap
+        (86, 0, 0),    // image 1, NaN
+        (86 + 21, 0, 191),
+        (86 + 20, 20, 0),
+        (10, 84, 255),    // gap between the rows
+        (83, 86 + 83, 0), // image 2, clamped
+        (86, 86, 255),    // after the last image
+        (169, 169, 255),
+    ] {
+        assert_eq!(at(x, y), want, "pixel ({x}, {y})");
+    }
+    assert_eq!(raster.get(170, 0), None);
+}
+
+#[test]
+fn image_grid_rejects_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad_grid.png");
+    let images = vec![0.5; 2 * 784];
+    for (what, result) in [
+        (
+            "no images",
+            image_grid(&path, "t", &[], 28, 28, 10, (0.0, 1.0)),
+        ),
+        (
+            "not a multiple",
+            image_grid(&path, "t", &images[1..], 28, 28, 10, (0.0, 1.0)),
+        ),
+        (
+            "range",
+            image_grid(&path, "t", &images, 28, 28, 10, (1.0, 0.0)),
+        ),
+        (
+            "range",
+            image_grid(&path, "t", &images, 28, 28, 10, (0.0, f64::NAN)),
+        ),
+        (
+            "columns",
+            image_grid(&path, "t", &images, 28, 28, 0, (0.0, 1.0)),
+        ),
+        (
+            "image size",
+            image_grid(&path, "t", &images, 0, 28, 10, (0.0, 1.0)),
+        ),
+        (
+            "too large",
+            image_grid(&path, "t", &vec![0.5; 20_000], 1, 20_000, 1, (0.0, 1.0)),
+        ),
+    ] {
+        assert_input_err(result.unwrap_err(), &path, what);
+    }
+    assert!(!path.exists(), "no file should be written for bad input");
 }
