@@ -34,10 +34,10 @@ mod standardize;
 mod table;
 
 pub use columns::ColumnSelector;
-pub use csv::{read_csv, CsvOptions, Header};
+pub use csv::{parse_csv, read_csv, CsvOptions, Header};
 pub use dequantize::{dequantize, integer_columns};
 pub use error::{ColumnRef, Error, NonFinite, Result};
-pub use npy::{read_npy, write_npy};
+pub use npy::{parse_npy, read_npy, write_npy};
 pub use split::Split;
 pub use standardize::Standardizer;
 pub use table::Table;

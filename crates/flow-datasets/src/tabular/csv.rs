@@ -56,7 +56,14 @@ impl Default for CsvOptions {
 /// index out of range.
 pub fn read_csv(path: impl AsRef<Path>, options: &CsvOptions) -> Result<Table> {
     let path = path.as_ref();
-    let d = options.delimiter;
+    check_delimiter(path, options.delimiter)?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, "read", e))?;
+    parse_csv(&bytes, path, options)
+}
+
+/// The delimiter as a `char`, or an error when it is not an ASCII character other than a
+/// quote or a line break.
+fn check_delimiter(path: &Path, d: u8) -> Result<char> {
     if !d.is_ascii() || matches!(d, b'"' | b'\n' | b'\r') {
         return Err(Error::Invalid(format!(
             "{}: the delimiter {:?} is not an ASCII character other than a quote or a line break",
@@ -64,16 +71,20 @@ pub fn read_csv(path: impl AsRef<Path>, options: &CsvOptions) -> Result<Table> {
             d as char
         )));
     }
-    let delimiter = d as char;
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, "read", e))?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+    Ok(d as char)
+}
+
+/// [`read_csv`] from the bytes of a CSV file; `path` only names the source in errors.
+pub fn parse_csv(bytes: &[u8], path: &Path, options: &CsvOptions) -> Result<Table> {
+    let delimiter = check_delimiter(path, options.delimiter)?;
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let valid = &bytes[..e.valid_up_to()];
         Error::NotUtf8 {
             path: path.into(),
             row: 1 + valid.iter().filter(|&&b| b == b'\n').count(),
         }
     })?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
 
     let mut lines = text
         .lines()

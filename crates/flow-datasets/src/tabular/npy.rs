@@ -109,6 +109,14 @@ impl Dtype {
 pub fn read_npy(path: impl AsRef<Path>, columns: Option<&[ColumnSelector]>) -> Result<Table> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, "read", e))?;
+    parse_npy(&bytes, path, columns)
+}
+
+/// [`read_npy`] from the bytes of a `.npy` file; `path` only names the source in errors.
+///
+/// The data the header claims are checked against the bytes present before anything is
+/// allocated for them, so a header claiming a huge shape is an error, not an allocation.
+pub fn parse_npy(bytes: &[u8], path: &Path, columns: Option<&[ColumnSelector]>) -> Result<Table> {
     let header_error = |message: String| Error::NpyHeader {
         path: path.into(),
         message,
@@ -200,13 +208,15 @@ pub fn read_npy(path: impl AsRef<Path>, columns: Option<&[ColumnSelector]>) -> R
             actual: actual as u64,
         });
     }
-    let selected = resolve(path, columns, None, cols)?;
+    // Before the columns are resolved: with no rows, nothing bounds the column count by the
+    // bytes present, and resolving all of a huge count would allocate it.
     if rows == 0 {
         return Err(Error::Empty {
             path: path.into(),
             header: false,
         });
     }
+    let selected = resolve(path, columns, None, cols)?;
     let data_bytes = &bytes[data_start..data_start + expected];
     let mut data = Vec::with_capacity(rows * selected.len());
     for i in 0..rows {
@@ -327,6 +337,7 @@ fn parse_header(text: &str) -> std::result::Result<HeaderFields, String> {
         s: text.as_bytes(),
         text,
         i: 0,
+        depth: 0,
     };
     let value = p.value()?;
     p.skip_ws();
@@ -365,10 +376,17 @@ fn parse_header(text: &str) -> std::result::Result<HeaderFields, String> {
     })
 }
 
+/// How deeply dicts, tuples and lists may nest in a header: NumPy's own headers nest two
+/// levels (three with a structured dtype); the limit keeps a hostile header of nested
+/// brackets from overflowing the stack.
+const MAX_DEPTH: usize = 32;
+
 struct Parser<'a> {
     s: &'a [u8],
     text: &'a str,
     i: usize,
+    /// The containers open around the current position.
+    depth: usize,
 }
 
 impl Parser<'_> {
@@ -422,6 +440,22 @@ impl Parser<'_> {
     }
 
     fn value(&mut self) -> std::result::Result<Py, String> {
+        if matches!(self.peek(), Some(b'{' | b'(' | b'[')) {
+            if self.depth >= MAX_DEPTH {
+                return Err(format!(
+                    "the header nests more than {MAX_DEPTH} levels deep at byte {}",
+                    self.i
+                ));
+            }
+            self.depth += 1;
+            let value = self.scalar_or_container();
+            self.depth -= 1;
+            return value;
+        }
+        self.scalar_or_container()
+    }
+
+    fn scalar_or_container(&mut self) -> std::result::Result<Py, String> {
         match self.peek() {
             Some(b'{') => {
                 self.i += 1;
