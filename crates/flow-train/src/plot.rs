@@ -383,9 +383,13 @@ fn draw_runs<'a, DB: DrawingBackend + 'a>(
     Ok(())
 }
 
-/// The standard single-chart layout shared by [`training_curves`] and [`samples_scatter`]: a
-/// white `size` canvas with `title` as caption (shrunk to fit), margins, label areas and a light
-/// mesh with the axis descriptions `descs` = (x, y).
+/// A cartesian chart on the bitmap backend.
+type BitMapChart<'a, 'b, X, Y> = ChartContext<'a, BitMapBackend<'b>, Cartesian2d<X, Y>>;
+
+/// The standard single-chart layout shared by [`training_curves`] and [`samples_scatter`]:
+/// fills `root` white and builds a chart on it over the ranges (x, y) with `title` as caption
+/// (shrunk to fit), margins, label areas and a light mesh with the axis descriptions `descs`
+/// = (x, y).
 fn captioned_chart<'a, 'b, X, Y>(
     root: &'a DrawingArea<BitMapBackend<'b>, Shift>,
     path: &Path,
@@ -393,10 +397,7 @@ fn captioned_chart<'a, 'b, X, Y>(
     (x, y): (X, Y),
     y_label_area: u32,
     descs: (&str, &str),
-) -> Result<
-    ChartContext<'a, BitMapBackend<'b>, Cartesian2d<X::CoordDescType, Y::CoordDescType>>,
-    PlotError,
->
+) -> Result<BitMapChart<'a, 'b, X::CoordDescType, Y::CoordDescType>, PlotError>
 where
     X: AsRangedCoord,
     Y: AsRangedCoord,
@@ -740,7 +741,10 @@ pub fn pairwise_scatter(
             feature_range(data.chunks_exact(dim).map(|row| row[f])).ok_or_else(|| {
                 input_err(
                     path,
-                    format!("feature {:?} has no finite data values", names[f]),
+                    format!(
+                        "feature {:?} has no finite data values (or their range is too large)",
+                        names[f]
+                    ),
                 )
             })
         })
@@ -770,43 +774,51 @@ pub fn pairwise_scatter(
             .margin(4)
             .x_label_area_size(18)
             .y_label_area_size(36);
-        // Tick labels only on the outer cells; inner ones keep the ticks with empty labels so
-        // every cell has the same plotting area.
-        let hide = |_: &f64| String::new();
         if i == j {
-            let size = fitting_font_size(&name_strip, &names[i], 14, PAIR_CELL - 8);
+            let (w, h) = name_strip.dim_in_pixel();
+            let size = fitting_font_size(&name_strip, &names[i], 14, w.saturating_sub(8));
             name_strip
                 .draw(&Text::new(
                     names[i].as_str(),
-                    ((PAIR_CELL / 2) as i32, (PAIR_NAME / 2) as i32),
+                    ((w / 2) as i32, (h / 2) as i32),
                     TextStyle::from((FONT, size as f64)).pos(Pos::new(HPos::Center, VPos::Center)),
                 ))
                 .map_err(draw_err(path))?;
-            let hist_data = histogram(data, dim, i, ranges[i], bins);
-            let hist_samples = histogram(samples, dim, i, ranges[i], bins);
-            let top = hist_data
-                .iter()
-                .chain(&hist_samples)
-                .copied()
-                .fold(0.0, f64::max);
-            let top = if top > 0.0 { 1.1 * top } else { 1.0 };
-            let (x0, x1) = ranges[i];
-            let mut chart = builder
-                .build_cartesian_2d(x0..x1, 0.0..top)
-                .map_err(draw_err(path))?;
-            let mut mesh = chart.configure_mesh();
-            mesh.disable_mesh()
-                .x_labels(3)
-                .y_labels(3)
-                .label_style((FONT, 10))
-                .y_label_formatter(&hide);
-            if i + 1 < k {
-                mesh.x_label_formatter(&hide);
+        }
+        // Diagonal cells: the data and sample histograms of feature i, as densities.
+        let hists =
+            (i == j).then(|| [data, samples].map(|rows| histogram(rows, dim, i, ranges[i], bins)));
+        let y_range = match &hists {
+            Some(hists) => {
+                let top = hists.iter().flatten().copied().fold(0.0, f64::max);
+                (0.0, if top > 0.0 { 1.1 * top } else { 1.0 })
             }
-            mesh.draw().map_err(draw_err(path))?;
+            None => ranges[i],
+        };
+        let (x0, x1) = ranges[j];
+        let mut chart = builder
+            .build_cartesian_2d(x0..x1, y_range.0..y_range.1)
+            .map_err(draw_err(path))?;
+        // Tick labels only on the outer cells (and none for the histogram heights); inner ones
+        // keep the ticks with empty labels so every cell has the same plotting area.
+        let hide = |_: &f64| String::new();
+        let mut mesh = chart.configure_mesh();
+        mesh.disable_mesh()
+            .x_labels(5)
+            .y_labels(5)
+            .label_style((FONT, 10));
+        if i + 1 < k {
+            mesh.x_label_formatter(&hide);
+        }
+        if j > 0 || i == j {
+            mesh.y_label_formatter(&hide);
+        }
+        mesh.draw().map_err(draw_err(path))?;
+
+        if let Some(hists) = hists {
             let width = (x1 - x0) / bins as f64;
-            for (hist, colour) in [(&hist_data, DATA_COLOUR), (&hist_samples, SAMPLE_COLOUR)] {
-                let left = |b: usize| x0 + b as f64 * width;
+            let left = |b: usize| x0 + b as f64 * width;
+            for (hist, colour) in hists.iter().zip([DATA_COLOUR, SAMPLE_COLOUR]) {
                 chart
                     .draw_series(hist.iter().enumerate().filter(|(_, &h)| h > 0.0).map(
                         |(b, &h)| {
@@ -827,22 +839,6 @@ pub fn pairwise_scatter(
                     .map_err(draw_err(path))?;
             }
         } else {
-            let ((x0, x1), (y0, y1)) = (ranges[j], ranges[i]);
-            let mut chart = builder
-                .build_cartesian_2d(x0..x1, y0..y1)
-                .map_err(draw_err(path))?;
-            let mut mesh = chart.configure_mesh();
-            mesh.disable_mesh()
-                .x_labels(3)
-                .y_labels(3)
-                .label_style((FONT, 10));
-            if i + 1 < k {
-                mesh.x_label_formatter(&hide);
-            }
-            if j > 0 {
-                mesh.y_label_formatter(&hide);
-            }
-            mesh.draw().map_err(draw_err(path))?;
             // 2x2 px translucent squares: far cheaper than circles and as legible at this size.
             for (rows, colour, alpha) in [(data, DATA_COLOUR, 0.35), (samples, SAMPLE_COLOUR, 0.45)]
             {
