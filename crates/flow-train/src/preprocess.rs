@@ -130,8 +130,8 @@ impl Preprocess {
 }
 
 impl BatchTransform for Preprocess {
-    fn apply(&self, batch: &mut [f64], dim: usize, rng: &mut FlowRng) -> Result<()> {
-        self.forward_rows(batch, dim, rng);
-        Ok(())
+    fn apply(&self, batch: &mut [f64], dim: usize, rng: &mut FlowRng) -> Result<f64> {
+        let log_det = self.forward_rows(batch, dim, rng);
+        Ok(log_det.iter().sum::<f64>() / log_det.len().max(1) as f64)
     }
 }

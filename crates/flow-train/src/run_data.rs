@@ -61,7 +61,7 @@ pub struct SplitTable {
 #[derive(Debug)]
 pub enum RunData {
     Density(Box<dyn ToyDensity>),
-    Table(SplitTable),
+    Table(Box<SplitTable>),
 }
 
 impl SplitTable {
@@ -214,7 +214,7 @@ impl<T: BatchSource + ?Sized> BatchSource for Box<T> {
         (**self).dim()
     }
 
-    fn batch(&mut self, step: usize, rows: usize) -> Result<Vec<f64>> {
+    fn batch(&mut self, step: usize, rows: usize) -> Result<(Vec<f64>, f64)> {
         (**self).batch(step, rows)
     }
 

@@ -11,8 +11,10 @@ use serde::{Deserialize, Serialize};
 /// A source of training batches, row-major, `rows x dim`.
 pub trait BatchSource: Send {
     fn dim(&self) -> usize;
-    /// The batch of update `step` (0-based). Sources call this with consecutive steps.
-    fn batch(&mut self, step: usize, rows: usize) -> Result<Vec<f64>>;
+    /// The batch of update `step` (0-based), called with consecutive steps, and the mean
+    /// log-determinant of the map from data to model inputs over its rows (0 without one),
+    /// which puts the loss in the data's units.
+    fn batch(&mut self, step: usize, rows: usize) -> Result<(Vec<f64>, f64)>;
     /// The position to store in a checkpoint: restored, the source continues with the batch
     /// that follows the last one drawn.
     fn position(&self) -> SourcePosition;
@@ -71,8 +73,8 @@ impl BatchSource for DensitySource<'_> {
         self.density.dim()
     }
 
-    fn batch(&mut self, _step: usize, rows: usize) -> Result<Vec<f64>> {
-        Ok(self.density.sample(rows, &mut self.rng))
+    fn batch(&mut self, _step: usize, rows: usize) -> Result<(Vec<f64>, f64)> {
+        Ok((self.density.sample(rows, &mut self.rng), 0.0))
     }
 
     fn position(&self) -> SourcePosition {
@@ -109,7 +111,8 @@ impl Rows for flow_datasets::tabular::Table {
 
 /// A per-batch map from data rows to model inputs (dequantisation noise, standardisation).
 pub trait BatchTransform: Send + Sync {
-    fn apply(&self, batch: &mut [f64], dim: usize, rng: &mut FlowRng) -> Result<()>;
+    /// Maps the rows in place; returns the mean log-determinant of the map over them.
+    fn apply(&self, batch: &mut [f64], dim: usize, rng: &mut FlowRng) -> Result<f64>;
 }
 
 /// Passes (epochs) over a finite data set, each in its own random order, consecutive
@@ -175,7 +178,7 @@ impl BatchSource for EpochSource<'_> {
         self.data.dim()
     }
 
-    fn batch(&mut self, step: usize, rows: usize) -> Result<Vec<f64>> {
+    fn batch(&mut self, step: usize, rows: usize) -> Result<(Vec<f64>, f64)> {
         let (n, dim) = (self.data.rows(), self.data.dim());
         let mut out = vec![0.0; rows * dim];
         let start = step * rows;
@@ -185,8 +188,8 @@ impl BatchSource for EpochSource<'_> {
             self.data.row_into(i, chunk);
         }
         let mut noise = stream(self.seed, NOISE_STREAMS | step as u64);
-        self.transform.apply(&mut out, dim, &mut noise)?;
-        Ok(out)
+        let log_det = self.transform.apply(&mut out, dim, &mut noise)?;
+        Ok((out, log_det))
     }
 
     fn position(&self) -> SourcePosition {

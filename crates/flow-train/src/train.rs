@@ -55,7 +55,8 @@ impl Default for TrainConfig {
 #[derive(Clone, Debug, Default)]
 pub struct TrainReport {
     /// The loss of every iteration run by this call (NaN or infinite where the step was
-    /// skipped); a resumed run's start at [`TrainReport::first_step`].
+    /// skipped), in the data's units (the mean NLL of the batch, the preprocessing's
+    /// log-determinant included); a resumed run's start at [`TrainReport::first_step`].
     pub losses: Vec<f64>,
     pub first_step: usize,
     /// Steps skipped because the loss was not finite (over the whole run, resumed or not).
@@ -256,9 +257,10 @@ pub fn train_on<B: Backend, S: BatchSource>(
     std::thread::scope(|scope| {
         scope.spawn(move || {
             for step in first..iters {
-                let x = source.batch(step, batch).and_then(|values| {
+                let x = source.batch(step, batch).and_then(|(values, log_det)| {
                     Ok(Batch {
                         x: Tensor::from_f64s(&backend, (batch, dim), &values)?,
+                        log_det,
                         after: source.position(),
                     })
                 });
@@ -291,6 +293,8 @@ pub fn train_on<B: Backend, S: BatchSource>(
 
 struct Batch<B: Backend> {
     x: Tensor<B>,
+    /// The mean log-determinant of the data-to-input map over the batch's rows.
+    log_det: f64,
     /// The source's position after drawing this batch.
     after: SourcePosition,
 }
@@ -328,11 +332,12 @@ impl<B: Backend> Run<'_, B> {
                 break;
             }
             let start = Instant::now();
-            let Batch { x, after } = next_batch()?;
+            let Batch { x, log_det, after } = next_batch()?;
             self.position = after;
             let tape = Tape::new(self.model.backend());
             let loss = self.model.forward_kld(&tape.constant(x))?;
-            let value = loss.scalar_value()?.as_f64();
+            // Reported in the data's units, like the validation NLL.
+            let value = loss.scalar_value()?.as_f64() - log_det;
             report.losses.push(value);
             let lr = config.schedule.lr(config.lr, i);
             if value.is_finite() {

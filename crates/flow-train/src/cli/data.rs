@@ -74,7 +74,9 @@ impl DataArgs {
             dequantize,
             seed,
         };
-        Ok(RunData::Table(SplitTable::new(name, table, &options)?))
+        Ok(RunData::Table(Box::new(SplitTable::new(
+            name, table, &options,
+        )?)))
     }
 }
 

@@ -5,7 +5,9 @@ use crate::checkpoint::{self, RunCheckpoint};
 use crate::data::write_csv;
 use crate::error::{Error, Result};
 use crate::metrics::{History, MetricsLog};
-use crate::plot::{density_panels, loss_curve, samples_scatter, DensityGrid};
+use crate::plot::{
+    density_panels, pairwise_scatter, samples_scatter, training_curves, DensityGrid,
+};
 use crate::preprocess::Preprocess;
 use crate::run_data::RunData;
 use crate::train::{
@@ -20,6 +22,8 @@ use std::path::{Path, PathBuf};
 const CHECKPOINT: &str = "checkpoint.safetensors";
 const BEST: &str = "best.safetensors";
 const METRICS: &str = "metrics.jsonl";
+/// The features drawn in the pairwise-marginal grid of higher-dimensional data.
+const PAIRWISE_FEATURES: usize = 6;
 
 pub(super) fn run_train(args: TrainArgs) -> Result<()> {
     let (args, resumed) = match args.resume.clone() {
@@ -196,12 +200,12 @@ pub(super) fn run_train(args: TrainArgs) -> Result<()> {
         .flat_map(|(i, &l)| [i as f64, l])
         .collect();
     write_csv(&out.join("loss.csv"), &["iteration", "loss"], &rows)?;
-    loss_curve(
+    training_curves(
         &out.join("loss.png"),
-        &format!("forward KL on {}", data.name()),
+        &format!("forward KL and validation NLL on {}", data.name()),
         &losses,
+        &validations,
     )?;
-    let _ = validations;
     let (samples, _) = model.sample(2000, &mut flow_core::rng(seed ^ 0x5a))?;
     let mut samples = samples.to_f64s();
     preprocess.inverse_rows(&mut samples, dim);
@@ -223,6 +227,17 @@ pub(super) fn run_train(args: TrainArgs) -> Result<()> {
             &args,
         )?;
         written.extend(["density.png", "samples.png"]);
+    } else if dim > 2 {
+        pairwise_scatter(
+            &out.join("pairs.png"),
+            &format!("pairwise marginals: model samples and {} data", data.name()),
+            &samples,
+            &data.reference_rows(2000, seed),
+            dim,
+            &header,
+            PAIRWISE_FEATURES,
+        )?;
+        written.push("pairs.png");
     }
     println!("wrote {} in {}", written.join(", "), out.display());
     if let RunData::Density(d) = &data {
