@@ -30,26 +30,47 @@
 //! assert_eq!(x.len(), 2000);
 //! assert!(moons.entropy().unwrap() > 1.5);
 //! ```
+//!
+//! ## Real data sets
+//!
+//! Besides CSV and `.npy` files ([`tabular`]), the built-in real data sets ([`real`], by the
+//! names in [`REAL_NAMES`]) are:
+//!
+//! | name | what | size | source |
+//! |---|---|---|---|
+//! | `wine-quality` | UCI red wine quality, 11 physico-chemical features ([`wine`]) | 1,599 rows, no test part | compiled in (UCI, CC BY 4.0) |
+//! | `fashion-mnist` | Fashion-MNIST, 28 × 28 grey-scale ([`images`]) | 60,000 train, 10,000 test | `apt-get install dataset-fashion-mnist`, or `FLOWS_FASHION_MNIST_DIR` |
+//! | `mnist` | MNIST digits, 28 × 28 grey-scale ([`images`]) | 60,000 train, 10,000 test | IDX files in `/usr/share/datasets/mnist`, or `FLOWS_MNIST_DIR` |
+//!
+//! Images are modelled as in RealNVP: dequantised in pixel units, logit-transformed
+//! ([`LogitTransform`]), with the transform's log-determinant added back so that NLLs
+//! come out as the standard bits per dimension ([`images::bits_per_dim`]).
 
 pub mod checkerboard;
 pub mod eight_gaussians;
+pub mod images;
 pub mod moons;
 pub mod pinwheel;
+pub mod real;
 pub mod rings;
 pub mod special;
 pub mod swiss_roll;
 pub mod tabular;
 pub mod two_moons;
 pub mod two_spirals;
+pub mod wine;
 
 pub use checkerboard::Checkerboard;
 pub use eight_gaussians::EightGaussians;
+pub use images::{ImageSet, LogitTransform, Part};
 pub use moons::Moons;
 pub use pinwheel::Pinwheel;
+pub use real::{load_real, real_info, RealData, RealInfo, REAL_NAMES};
 pub use rings::{Circles, Rings};
 pub use swiss_roll::SwissRoll;
 pub use two_moons::TwoMoons;
 pub use two_spirals::TwoSpirals;
+pub use wine::wine_quality;
 
 use flow_core::FlowRng;
 
