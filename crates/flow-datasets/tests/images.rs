@@ -237,7 +237,7 @@ fn idx_directories_with_and_without_gz() {
     assert_contains(
         &msg,
         &[
-            "training images not found",
+            "cannot find the training images",
             &tried.display().to_string(),
             "train-images-idx3-ubyte.gz",
         ],
@@ -281,7 +281,10 @@ fn mnist_is_found_through_its_environment_variable() {
     let msg = images::mnist(Part::Train).unwrap_err().to_string();
     assert_contains(
         &msg,
-        &["training images not found", "train-images-idx3-ubyte.gz"],
+        &[
+            "cannot find the training images",
+            "train-images-idx3-ubyte.gz",
+        ],
     );
     std::env::remove_var("FLOWS_MNIST_DIR");
 }

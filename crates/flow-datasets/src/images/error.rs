@@ -87,7 +87,7 @@ pub enum Error {
         labels: usize,
     },
     /// A built-in data set whose files are not where they were looked for.
-    #[error("{dataset}: {what} not found; tried {}. {hint}", paths_text(.tried))]
+    #[error("{dataset}: cannot find {what}; tried {}. {hint}", paths_text(.tried))]
     NotFound {
         /// The data set (`Fashion-MNIST`).
         dataset: &'static str,
