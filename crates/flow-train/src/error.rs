@@ -13,6 +13,12 @@ pub enum Error {
     /// A data file that cannot be read (the message names the file, row and column).
     #[error(transparent)]
     Data(#[from] flow_datasets::tabular::Error),
+    /// An image file that cannot be read.
+    #[error(transparent)]
+    Images(#[from] flow_datasets::images::Error),
+    /// A built-in real data set that cannot be loaded (missing files, say).
+    #[error(transparent)]
+    Real(#[from] flow_datasets::real::Error),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

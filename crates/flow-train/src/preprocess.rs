@@ -6,6 +6,7 @@
 use crate::error::{Error, Result};
 use crate::source::BatchTransform;
 use flow_core::FlowRng;
+use flow_datasets::images::{bits_per_dim, LogitTransform};
 use flow_datasets::tabular::Standardizer;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -23,6 +24,14 @@ pub enum Preprocess {
         std: Vec<f64>,
         dequantize: Vec<usize>,
     },
+    /// Images of 8-bit pixels: `x + u` on every pixel, then RealNVP's logit transform
+    /// ([`LogitTransform`]); log-densities are then of pixel values in `[0, 256)`, and
+    /// `NLL / (D ln 2)` is the usual bits per dimension.
+    Logit {
+        alpha: f64,
+        height: usize,
+        width: usize,
+    },
 }
 
 impl Preprocess {
@@ -39,6 +48,19 @@ impl Preprocess {
     pub fn check(&self, dim: usize) -> Result<()> {
         match self {
             Preprocess::Identity => Ok(()),
+            Preprocess::Logit {
+                alpha,
+                height,
+                width,
+            } => {
+                LogitTransform::new(*alpha).map_err(|e| Error::Config(e.to_string()))?;
+                if height.checked_mul(*width) != Some(dim) {
+                    return Err(Error::Config(format!(
+                        "images of {height}x{width} pixels do not fill the model's {dim} features"
+                    )));
+                }
+                Ok(())
+            }
             Preprocess::Standardize {
                 mean,
                 std,
@@ -67,6 +89,12 @@ impl Preprocess {
 
     /// Adds the dequantisation noise, `u ~ U[0, 1)`, to the integer-valued columns.
     pub fn dequantize_rows(&self, values: &mut [f64], dim: usize, rng: &mut FlowRng) {
+        if let Preprocess::Logit { .. } = self {
+            for v in values.iter_mut() {
+                *v += rng.random::<f64>();
+            }
+            return;
+        }
         if let Preprocess::Standardize { dequantize, .. } = self {
             if dequantize.is_empty() {
                 return;
@@ -97,6 +125,28 @@ impl Preprocess {
                 let log_det = -std.iter().map(|s| s.ln()).sum::<f64>();
                 vec![log_det; rows]
             }
+            Preprocess::Logit { alpha, .. } => {
+                let logit = LogitTransform { alpha: *alpha };
+                let log_det = logit.log_det_rows(values, dim);
+                logit.forward_rows(values);
+                log_det
+            }
+        }
+    }
+
+    /// Bits per dimension for an NLL in nats, for images (`None` for other data).
+    pub fn bits_per_dim(&self, nll: f64) -> Option<f64> {
+        match self {
+            Preprocess::Logit { height, width, .. } => Some(bits_per_dim(nll, height * width)),
+            _ => None,
+        }
+    }
+
+    /// The image shape, for images.
+    pub fn image(&self) -> Option<(usize, usize)> {
+        match self {
+            Preprocess::Logit { height, width, .. } => Some((*height, *width)),
+            _ => None,
         }
     }
 
@@ -110,6 +160,9 @@ impl Preprocess {
                         *x = *x * s + m;
                     }
                 }
+            }
+            Preprocess::Logit { alpha, .. } => {
+                LogitTransform { alpha: *alpha }.inverse_rows(values)
             }
         }
     }
@@ -125,6 +178,9 @@ impl Preprocess {
                 "standardised (fitted on the training split); integer columns {:?} dequantised",
                 dequantize.iter().map(|j| j + 1).collect::<Vec<_>>()
             ),
+            Preprocess::Logit { alpha, .. } => {
+                format!("pixels dequantised, logit transform with alpha {alpha:e}")
+            }
         }
     }
 }

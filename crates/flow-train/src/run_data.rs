@@ -4,9 +4,10 @@
 
 use crate::error::{Error, Result};
 use crate::preprocess::Preprocess;
-use crate::source::{BatchSource, DensitySource, EpochSource};
+use crate::source::{BatchSource, DensitySource, EpochSource, Rows};
 use crate::train::{data_rng, test_rng, Validation};
 use flow_core::{Backend, Tensor};
+use flow_datasets::images::ImageSet;
 use flow_datasets::tabular::{integer_columns, Split, Standardizer, Table};
 use flow_datasets::ToyDensity;
 
@@ -57,11 +58,71 @@ pub struct SplitTable {
     pub fingerprint: String,
 }
 
+/// An image set: training and validation images (from the official training part) and
+/// the official test images, dequantised and logit-transformed for the model.
+#[derive(Debug)]
+pub struct SplitImages {
+    pub name: String,
+    pub train: ImageSet,
+    pub validation: ImageSet,
+    pub test: ImageSet,
+    pub preprocess: Preprocess,
+    pub fingerprint: String,
+}
+
+impl SplitImages {
+    /// Holds out the last `validation_fraction` of `train` for validation.
+    pub fn new(
+        name: impl Into<String>,
+        train: ImageSet,
+        test: ImageSet,
+        validation_fraction: f64,
+        alpha: f64,
+    ) -> Result<Self> {
+        let name = name.into();
+        let n = train.count();
+        let held = (n as f64 * validation_fraction).round() as usize;
+        if !(0.0..1.0).contains(&validation_fraction) || held < 2 || held >= n {
+            return Err(Error::Config(format!(
+                "{name}: a validation fraction of {validation_fraction} of {n} training images \
+                 leaves {held} for validation; at least 2 and fewer than all are needed"
+            )));
+        }
+        if test.count() == 0 || (test.height(), test.width()) != (train.height(), train.width()) {
+            return Err(Error::Config(format!(
+                "{name}: the test images ({} of {}x{}) do not match the training images ({}x{})",
+                test.count(),
+                test.height(),
+                test.width(),
+                train.height(),
+                train.width()
+            )));
+        }
+        let preprocess = Preprocess::Logit {
+            alpha,
+            height: train.height(),
+            width: train.width(),
+        };
+        let mut h = Fnv::new();
+        h.eat(&(n as u64).to_le_bytes());
+        h.eat(train.pixels());
+        Ok(SplitImages {
+            name,
+            validation: train.slice(n - held..n),
+            train: train.slice(0..n - held),
+            test,
+            preprocess,
+            fingerprint: h.hex(),
+        })
+    }
+}
+
 /// What a run learns from.
 #[derive(Debug)]
 pub enum RunData {
     Density(Box<dyn ToyDensity>),
     Table(Box<SplitTable>),
+    Images(Box<SplitImages>),
 }
 
 impl SplitTable {
@@ -125,25 +186,26 @@ impl SplitTable {
             fingerprint,
         })
     }
+}
 
-    /// Rows of `part` mapped to model inputs (dequantised with a fixed seed), with the map's
-    /// log-determinant per row.
-    pub fn held_out<B: Backend>(
-        &self,
-        backend: &B,
-        part: &Table,
-        seed: u64,
-    ) -> Result<Validation<B>> {
-        let mut values = part.data().to_vec();
-        let dim = part.cols();
-        let log_det = self
-            .preprocess
-            .forward_rows(&mut values, dim, &mut test_rng(seed));
-        Ok(Validation {
-            x: Tensor::from_f64s(backend, (part.rows(), dim), &values)?,
-            log_det,
-        })
+/// Rows of `part` mapped to model inputs by `preprocess` (dequantised with a fixed seed),
+/// with the map's log-determinant per row.
+pub fn held_out<B: Backend>(
+    backend: &B,
+    part: &dyn Rows,
+    preprocess: &Preprocess,
+    seed: u64,
+) -> Result<Validation<B>> {
+    let (rows, dim) = (part.rows(), part.dim());
+    let mut values = vec![0.0; rows * dim];
+    for (i, row) in values.chunks_exact_mut(dim).enumerate() {
+        part.row_into(i, row);
     }
+    let log_det = preprocess.forward_rows(&mut values, dim, &mut test_rng(seed));
+    Ok(Validation {
+        x: Tensor::from_f64s(backend, (rows, dim), &values)?,
+        log_det,
+    })
 }
 
 impl RunData {
@@ -151,6 +213,7 @@ impl RunData {
         match self {
             RunData::Density(d) => d.dim(),
             RunData::Table(t) => t.train.cols(),
+            RunData::Images(i) => i.train.dim(),
         }
     }
 
@@ -158,6 +221,7 @@ impl RunData {
         match self {
             RunData::Density(d) => d.name(),
             RunData::Table(t) => &t.name,
+            RunData::Images(i) => &i.name,
         }
     }
 
@@ -165,6 +229,7 @@ impl RunData {
         match self {
             RunData::Density(_) => Preprocess::Identity,
             RunData::Table(t) => t.preprocess.clone(),
+            RunData::Images(i) => i.preprocess.clone(),
         }
     }
 
@@ -173,6 +238,7 @@ impl RunData {
         Ok(match self {
             RunData::Density(d) => Box::new(DensitySource::new(d.as_ref(), data_rng(seed))),
             RunData::Table(t) => Box::new(EpochSource::new(&t.train, &t.preprocess, seed)?),
+            RunData::Images(i) => Box::new(EpochSource::new(&i.train, &i.preprocess, seed)?),
         })
     }
 
@@ -192,7 +258,27 @@ impl RunData {
                     &x,
                 )?))
             }
-            RunData::Table(t) => t.held_out(backend, &t.validation, seed ^ 4),
+            RunData::Table(t) => held_out(backend, &t.validation, &t.preprocess, seed ^ 4),
+            RunData::Images(i) => held_out(backend, &i.validation, &i.preprocess, seed ^ 4),
+        }
+    }
+
+    /// The test rows (a table's test split, the official test images), mapped like the
+    /// validation rows; `None` for a density (which is tested on fresh samples).
+    pub fn test<B: Backend>(&self, backend: &B, seed: u64) -> Result<Option<Validation<B>>> {
+        match self {
+            RunData::Density(_) => Ok(None),
+            RunData::Table(t) => held_out(backend, &t.test, &t.preprocess, seed ^ 5).map(Some),
+            RunData::Images(i) => held_out(backend, &i.test, &i.preprocess, seed ^ 5).map(Some),
+        }
+    }
+
+    /// A fingerprint of the data, to check that a resumed run reads what it started with.
+    pub fn fingerprint(&self) -> String {
+        match self {
+            RunData::Density(d) => d.name().to_string(),
+            RunData::Table(t) => t.fingerprint.clone(),
+            RunData::Images(i) => i.fingerprint.clone(),
         }
     }
 
@@ -205,6 +291,7 @@ impl RunData {
                 let rows = n.min(t.train.rows());
                 t.train.data()[..rows * t.train.cols()].to_vec()
             }
+            RunData::Images(i) => i.train.take(n.min(i.train.count())).to_f64(),
         }
     }
 }
@@ -229,17 +316,31 @@ impl<T: BatchSource + ?Sized> BatchSource for Box<T> {
 
 /// FNV-1a over the table's shape and values' bits.
 fn fingerprint(table: &Table) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |bytes: &[u8]| {
-        for &b in bytes {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x100_0000_01b3);
-        }
-    };
-    eat(&(table.rows() as u64).to_le_bytes());
-    eat(&(table.cols() as u64).to_le_bytes());
+    let mut h = Fnv::new();
+    h.eat(&(table.rows() as u64).to_le_bytes());
+    h.eat(&(table.cols() as u64).to_le_bytes());
     for v in table.data() {
-        eat(&v.to_bits().to_le_bytes());
+        h.eat(&v.to_bits().to_le_bytes());
     }
-    format!("{h:016x}")
+    h.hex()
+}
+
+/// The 64-bit FNV-1a hash.
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn eat(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= b as u64;
+            self.0 = self.0.wrapping_mul(0x100_0000_01b3);
+        }
+    }
+
+    fn hex(&self) -> String {
+        format!("{:016x}", self.0)
+    }
 }

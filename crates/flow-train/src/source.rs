@@ -109,6 +109,22 @@ impl Rows for flow_datasets::tabular::Table {
     }
 }
 
+impl Rows for flow_datasets::images::ImageSet {
+    fn rows(&self) -> usize {
+        self.count()
+    }
+
+    fn dim(&self) -> usize {
+        flow_datasets::images::ImageSet::dim(self)
+    }
+
+    fn row_into(&self, i: usize, out: &mut [f64]) {
+        for (o, &p) in out.iter_mut().zip(self.image(i)) {
+            *o = p as f64;
+        }
+    }
+}
+
 /// A per-batch map from data rows to model inputs (dequantisation noise, standardisation).
 pub trait BatchTransform: Send + Sync {
     /// Maps the rows in place; returns the mean log-determinant of the map over them.

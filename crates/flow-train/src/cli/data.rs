@@ -3,8 +3,10 @@
 use super::DataArgs;
 use crate::error::{Error, Result};
 use crate::preprocess::Preprocess;
-use crate::run_data::{Dequantize, RunData, SplitTable, TableOptions};
+use crate::run_data::{Dequantize, RunData, SplitImages, SplitTable, TableOptions};
+use flow_datasets::images::{ImageSet, Part, MNIST_ALPHA};
 use flow_datasets::tabular::{self, ColumnSelector, CsvOptions, Table};
+use flow_datasets::RealData;
 use std::path::Path;
 
 /// The default built-in data set.
@@ -30,19 +32,65 @@ impl DataArgs {
             let table = read_table(path, &self.columns)?;
             return self.split(path.display().to_string(), table, seed);
         }
+        let name = self.name();
+        match flow_datasets::load_real(&name, Part::Train) {
+            Ok(RealData::Table(table)) => {
+                let table = select_columns(&table, &self.columns)?;
+                return self.split(name, table, seed);
+            }
+            Ok(RealData::Images(train)) => return self.images(name, train),
+            Err(flow_datasets::real::Error::UnknownName { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
         if !self.columns.is_empty() {
             return Err(Error::Config(
-                "--columns applies to --data files only".into(),
+                "--columns applies to tables (--data files, wine-quality) only".into(),
             ));
         }
-        let name = self.name();
         if let Some(density) = flow_datasets::by_name(&name) {
             return Ok(RunData::Density(density));
         }
         Err(Error::Config(format!(
-            "unknown dataset `{name}`; built-in: {}",
-            flow_datasets::NAMES.join(", ")
+            "unknown dataset `{name}`; built-in: {}, {}",
+            flow_datasets::NAMES.join(", "),
+            flow_datasets::REAL_NAMES.join(", ")
         )))
+    }
+
+    /// An image set's official training part (its last share, by the validation fraction
+    /// of --split, held out for validation) and its official test part, each cut to --limit.
+    fn images(&self, name: String, train: ImageSet) -> Result<RunData> {
+        if !self.columns.is_empty() {
+            return Err(Error::Config("--columns does not apply to images".into()));
+        }
+        let test = match flow_datasets::load_real(&name, Part::Test)? {
+            RealData::Images(test) => test,
+            RealData::Table(_) => unreachable!("an image set's test part holds images"),
+        };
+        let (train, test) = match self.limit {
+            Some(0) => return Err(Error::Config("--limit must be at least 1".into())),
+            Some(n) => (
+                train.take(n.min(train.count())),
+                test.take(n.min(test.count())),
+            ),
+            None => (train, test),
+        };
+        let (tr, va) = match self.split.as_slice() {
+            &[a, b, _] if a > 0.0 && b > 0.0 => (a, b),
+            other => {
+                return Err(Error::Config(format!(
+                    "--split takes three fractions (train,validation,test) with positive train \
+                     and validation shares, got {other:?}"
+                )))
+            }
+        };
+        Ok(RunData::Images(Box::new(SplitImages::new(
+            name,
+            train,
+            test,
+            va / (tr + va),
+            MNIST_ALPHA,
+        )?)))
     }
 
     fn split(&self, name: String, table: Table, seed: u64) -> Result<RunData> {
@@ -64,7 +112,7 @@ impl DataArgs {
             "none" => Dequantize::None,
             list => Dequantize::Columns(
                 list.split(',')
-                    .map(|c| column_index(&table, c))
+                    .map(|c| column_index(&table, c, "--dequantize"))
                     .collect::<Result<_>>()?,
             ),
         };
@@ -80,8 +128,20 @@ impl DataArgs {
     }
 }
 
+/// The `columns` of `table` (by name or 0-based index; all when empty).
+fn select_columns(table: &Table, columns: &[String]) -> Result<Table> {
+    if columns.is_empty() {
+        return Ok(table.clone());
+    }
+    let picked = columns
+        .iter()
+        .map(|c| column_index(table, c, "--columns"))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(table.select_columns(&picked))
+}
+
 /// A column of `table` by name or 0-based index.
-fn column_index(table: &Table, cell: &str) -> Result<usize> {
+fn column_index(table: &Table, cell: &str, flag: &str) -> Result<usize> {
     let cell = cell.trim();
     let found = match cell.parse::<usize>() {
         Ok(i) => (i < table.cols()).then_some(i),
@@ -89,10 +149,17 @@ fn column_index(table: &Table, cell: &str) -> Result<usize> {
     };
     found.ok_or_else(|| {
         Error::Config(format!(
-            "--dequantize: no column `{cell}` (columns: {})",
+            "{flag}: no column `{cell}` (columns: {})",
             table.columns().join(", ")
         ))
     })
+}
+
+/// Whether `path` names a CSV or .npy file (by its extension).
+fn is_table_file(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| tabular::EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
 /// Reads a CSV or .npy file, `columns` by name or 0-based index (all when empty).
@@ -121,11 +188,29 @@ pub fn read_for_model(
     checkpoint: &Path,
     seed: u64,
 ) -> Result<(Vec<f64>, Vec<f64>)> {
-    // By the trained columns' names where the file has them (other columns, text ones
-    // included, are then left out), else all columns.
-    let table = match trained_columns {
-        Some(names) => read_table(path, names).or_else(|_| read_table(path, &[]))?,
-        None => read_table(path, &[])?,
+    let table = match preprocess.image() {
+        // Images: IDX files (gzip or not), or CSV/.npy rows of pixels.
+        Some((height, width)) if !is_table_file(path) => {
+            let images = flow_datasets::images::read_idx_images(path)?;
+            if (images.height(), images.width()) != (height, width) {
+                return Err(Error::format(
+                    path,
+                    format!(
+                        "images of {}x{} pixels; the model in {} was trained on {height}x{width}",
+                        images.height(),
+                        images.width(),
+                        checkpoint.display()
+                    ),
+                ));
+            }
+            Table::from_values(height * width, images.to_f64())?
+        }
+        // By the trained columns' names where the file has them (other columns, text ones
+        // included, are then left out), else all columns.
+        _ => match trained_columns {
+            Some(names) => read_table(path, names).or_else(|_| read_table(path, &[]))?,
+            None => read_table(path, &[])?,
+        },
     };
     if table.cols() != dim {
         return Err(Error::format(

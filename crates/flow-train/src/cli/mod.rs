@@ -386,6 +386,25 @@ pub fn datasets_table() -> String {
             closed_form
         ));
     }
+    out.push_str(&format!(
+        "\n{:<14} {:>7} {:>5}  {}\n",
+        "real data", "rows", "dim", "what"
+    ));
+    for name in flow_datasets::REAL_NAMES {
+        let info = flow_datasets::real_info(name).expect("REAL_NAMES lists known sets");
+        let shape = if info.has_test {
+            format!("{}; a test part beside", info.description)
+        } else {
+            info.description.to_string()
+        };
+        let needs = info
+            .needs
+            .map_or_else(String::new, |n| format!("\n{:<29}needs: {n}", ""));
+        out.push_str(&format!(
+            "{:<14} {:>7} {:>5}  {shape}{needs}\n",
+            name, info.rows, info.dim
+        ));
+    }
     out
 }
 
@@ -402,7 +421,7 @@ pub fn run(cli: Cli) -> Result<()> {
             seed,
         } => {
             let mut out = String::new();
-            for v in log_prob_of_file(&checkpoint, &data, seed)? {
+            for v in log_prob_of_file(&checkpoint, &data, seed)?.0 {
                 out.push_str(&format!("{v}\n"));
             }
             print!("{out}");
@@ -419,15 +438,14 @@ pub fn run(cli: Cli) -> Result<()> {
             data,
             seed,
         } => {
-            let nll: Vec<f64> = log_prob_of_file(&checkpoint, &data, seed)?
-                .into_iter()
-                .map(|v| -v)
-                .collect();
+            let (log_p, preprocess) = log_prob_of_file(&checkpoint, &data, seed)?;
+            let nll: Vec<f64> = log_p.into_iter().map(|v| -v).collect();
             let (mean, se) = mean_and_se(&nll);
             println!(
-                "test NLL: {mean:.4} (standard error {se:.4}, {} rows of {})",
+                "test NLL: {mean:.4} (standard error {se:.4}, {} rows of {}){}",
                 nll.len(),
-                data.display()
+                data.display(),
+                train::bits(&preprocess, mean, se)
             );
             Ok(())
         }
@@ -485,7 +503,7 @@ fn density_grid(
 
 /// log p(x) of every row of the CSV or .npy file `data` under the model in `checkpoint`, in
 /// the data's units (the stored preprocessing applied, its log-determinant added).
-fn log_prob_of_file(checkpoint: &Path, data: &Path, seed: u64) -> Result<Vec<f64>> {
+fn log_prob_of_file(checkpoint: &Path, data: &Path, seed: u64) -> Result<(Vec<f64>, Preprocess)> {
     let stored = checkpoint::load_run(&CPU, checkpoint)?;
     let dim = stored.model.dim();
     let trained_columns: Option<Vec<String>> = stored
@@ -504,7 +522,8 @@ fn log_prob_of_file(checkpoint: &Path, data: &Path, seed: u64) -> Result<Vec<f64
     )?;
     let x = Tensor::from_f64s(&CPU, (values.len() / dim, dim), &values)?;
     let log_q = stored.model.log_prob_of(&x)?.to_f64s();
-    Ok(log_q.iter().zip(&log_det).map(|(q, d)| q + d).collect())
+    let log_p = log_q.iter().zip(&log_det).map(|(q, d)| q + d).collect();
+    Ok((log_p, stored.preprocess))
 }
 
 fn run_sample(checkpoint: &Path, n: usize, out: &Path, seed: u64) -> Result<()> {

@@ -6,13 +6,12 @@ use crate::data::write_csv;
 use crate::error::{Error, Result};
 use crate::metrics::{History, MetricsLog};
 use crate::plot::{
-    density_panels, pairwise_scatter, samples_scatter, training_curves, DensityGrid,
+    density_panels, image_grid, pairwise_scatter, samples_scatter, training_curves, DensityGrid,
 };
 use crate::preprocess::Preprocess;
 use crate::run_data::RunData;
 use crate::train::{
     mean_and_se, test_nll, test_rng, train_on, Observer, Progress, ResumeState, TrainReport,
-    Validation,
 };
 use clap::Parser;
 use flow_core::Tensor;
@@ -24,6 +23,8 @@ const BEST: &str = "best.safetensors";
 const METRICS: &str = "metrics.jsonl";
 /// The features drawn in the pairwise-marginal grid of higher-dimensional data.
 const PAIRWISE_FEATURES: usize = 6;
+/// Samples drawn (and plotted as a grid) from a model of images.
+const IMAGE_SAMPLES: usize = 64;
 
 pub(super) fn run_train(args: TrainArgs) -> Result<()> {
     let (args, resumed) = match args.resume.clone() {
@@ -38,10 +39,7 @@ pub(super) fn run_train(args: TrainArgs) -> Result<()> {
     let data = args.data.load(seed)?;
     let dim = data.dim();
     let preprocess = data.preprocess();
-    let fingerprint = match &data {
-        RunData::Table(t) => t.fingerprint.clone(),
-        RunData::Density(d) => d.name().to_string(),
-    };
+    let fingerprint = data.fingerprint();
     let (mut model, resume) = match resumed {
         Some(c) => {
             let RunCheckpoint {
@@ -160,7 +158,7 @@ pub(super) fn run_train(args: TrainArgs) -> Result<()> {
     let (nll, se) = test(&data, &model, &args, seed)?;
     observer.metrics.test(end, nll, se, "final")?;
     let best_test = match (&data, report.best) {
-        (RunData::Table(_), Some((step, _))) if step != end => {
+        (RunData::Table(_) | RunData::Images(_), Some((step, _))) if step != end => {
             let best = checkpoint::load(&CPU, &out.join(BEST))?;
             let (b, bse) = test(&data, &best, &args, seed)?;
             observer.metrics.test(step, b, bse, "best")?;
@@ -206,7 +204,9 @@ pub(super) fn run_train(args: TrainArgs) -> Result<()> {
         &losses,
         &validations,
     )?;
-    let (samples, _) = model.sample(2000, &mut flow_core::rng(seed ^ 0x5a))?;
+    let image = preprocess.image();
+    let drawn = if image.is_some() { IMAGE_SAMPLES } else { 2000 };
+    let (samples, _) = model.sample(drawn, &mut flow_core::rng(seed ^ 0x5a))?;
     let mut samples = samples.to_f64s();
     preprocess.inverse_rows(&mut samples, dim);
     let header = column_names(&data);
@@ -227,6 +227,26 @@ pub(super) fn run_train(args: TrainArgs) -> Result<()> {
             &args,
         )?;
         written.extend(["density.png", "samples.png"]);
+    } else if let Some((height, width)) = image {
+        image_grid(
+            &out.join("samples.png"),
+            &format!("{IMAGE_SAMPLES} model samples ({})", data.name()),
+            &samples,
+            height,
+            width,
+            8,
+            (0.0, 256.0),
+        )?;
+        image_grid(
+            &out.join("data.png"),
+            &format!("{IMAGE_SAMPLES} training images ({})", data.name()),
+            &data.reference_rows(IMAGE_SAMPLES, seed),
+            height,
+            width,
+            8,
+            (0.0, 256.0),
+        )?;
+        written.extend(["samples.png", "data.png"]);
     } else if dim > 2 {
         pairwise_scatter(
             &out.join("pairs.png"),
@@ -252,13 +272,25 @@ pub(super) fn run_train(args: TrainArgs) -> Result<()> {
         println!("best validation NLL: {nll:.4} at iteration {step} (model in {BEST})");
     }
     println!(
-        "test NLL: {nll:.4} (standard error {se:.4}, {})",
-        test_size(&data, &args)
+        "test NLL: {nll:.4} (standard error {se:.4}, {}){}",
+        test_size(&data, &args),
+        bits(&preprocess, nll, se)
     );
     if let Some((step, b, bse)) = best_test {
-        println!("test NLL of the best model (iteration {step}): {b:.4} (standard error {bse:.4})");
+        println!(
+            "test NLL of the best model (iteration {step}): {b:.4} (standard error {bse:.4}){}",
+            bits(&preprocess, b, bse)
+        );
     }
     Ok(())
+}
+
+/// ", x.xxxx bits per dimension" for images, nothing for other data.
+pub(super) fn bits(preprocess: &Preprocess, nll: f64, se: f64) -> String {
+    match (preprocess.bits_per_dim(nll), preprocess.bits_per_dim(se)) {
+        (Some(b), Some(s)) => format!("; {b:.4} bits per dimension (standard error {s:.4})"),
+        _ => String::new(),
+    }
 }
 
 fn print_report(report: &TrainReport) {
@@ -287,6 +319,16 @@ fn describe(data: &RunData) -> String {
             t.test.rows(),
             t.preprocess.describe()
         ),
+        RunData::Images(i) => format!(
+            "{} ({}x{} images; {} training, {} validation, {} test; {})",
+            i.name,
+            i.train.height(),
+            i.train.width(),
+            i.train.count(),
+            i.validation.count(),
+            i.test.count(),
+            i.preprocess.describe()
+        ),
     }
 }
 
@@ -294,29 +336,30 @@ fn test_size(data: &RunData, args: &TrainArgs) -> String {
     match data {
         RunData::Density(_) => format!("{} held-out samples", args.test_samples),
         RunData::Table(t) => format!("{} test rows", t.test.rows()),
+        RunData::Images(i) => format!("{} test images", i.test.count()),
     }
 }
 
-/// The test NLL: fresh samples of a density, or the test split of a table.
+/// The test NLL: fresh samples of a density, or the test rows of a finite data set.
 fn test(
     data: &RunData,
     model: &NormalizingFlow<B>,
     args: &TrainArgs,
     seed: u64,
 ) -> Result<(f64, f64)> {
-    match data {
-        RunData::Density(d) => test_nll(model, d.as_ref(), args.test_samples, &mut test_rng(seed)),
-        RunData::Table(t) => {
-            let held_out: Validation<B> = t.held_out(&CPU, &t.test, seed ^ 5)?;
-            Ok(mean_and_se(&held_out.nll_of_rows(model)?))
+    match (data, data.test(&CPU, seed)?) {
+        (_, Some(held_out)) => Ok(mean_and_se(&held_out.nll_of_rows(model)?)),
+        (RunData::Density(d), None) => {
+            test_nll(model, d.as_ref(), args.test_samples, &mut test_rng(seed))
         }
+        (_, None) => unreachable!("finite data sets have test rows"),
     }
 }
 
 fn column_names(data: &RunData) -> Vec<String> {
     match data {
         RunData::Table(t) => t.columns.clone(),
-        RunData::Density(d) => (0..d.dim()).map(|j| format!("x{j}")).collect(),
+        _ => (0..data.dim()).map(|j| format!("x{j}")).collect(),
     }
 }
 
@@ -324,8 +367,8 @@ fn column_names(data: &RunData) -> Vec<String> {
 fn plot_range(data: &RunData) -> (f64, f64) {
     match data {
         RunData::Density(d) => d.plot_range(),
-        RunData::Table(t) => {
-            let mut v = t.train.data().to_vec();
+        _ => {
+            let mut v = data.reference_rows(usize::MAX, 0);
             v.retain(|x| x.is_finite());
             v.sort_by(f64::total_cmp);
             let at = |q: f64| v[((v.len() - 1) as f64 * q) as usize];
@@ -439,8 +482,9 @@ fn plot_2d(
                 }
             }
         }
-        RunData::Table(t) => {
-            let pairs: Vec<[f64; 2]> = t.train.data().chunks(2).map(|c| [c[0], c[1]]).collect();
+        _ => {
+            let rows = data.reference_rows(usize::MAX, seed);
+            let pairs: Vec<[f64; 2]> = rows.chunks(2).map(|c| [c[0], c[1]]).collect();
             (
                 "training data (histogram)",
                 DensityGrid::from_samples(range, range, GRID, &pairs),
