@@ -157,14 +157,16 @@ pub(super) fn run_train(args: TrainArgs) -> Result<()> {
     let end = report.first_step + report.losses.len();
     let (nll, se) = test(&data, &model, &args, seed)?;
     observer.metrics.test(end, nll, se, "final")?;
-    let best_test = match (&data, report.best) {
+    // A finite data set can be overfitted: its best-validation model is tested too, and is
+    // the one whose samples are written and drawn.
+    let (best_test, best_model) = match (&data, report.best) {
         (RunData::Table(_) | RunData::Images(_), Some((step, _))) if step != end => {
             let best = checkpoint::load(&CPU, &out.join(BEST))?;
             let (b, bse) = test(&data, &best, &args, seed)?;
             observer.metrics.test(step, b, bse, "best")?;
-            Some((step, b, bse))
+            (Some((step, b, bse)), Some(best))
         }
-        _ => None,
+        _ => (None, None),
     };
     observer.metrics.flush()?;
     let mut extra = observer.extra.clone();
@@ -206,7 +208,8 @@ pub(super) fn run_train(args: TrainArgs) -> Result<()> {
     )?;
     let image = preprocess.image();
     let drawn = if image.is_some() { IMAGE_SAMPLES } else { 2000 };
-    let (samples, _) = model.sample(drawn, &mut flow_core::rng(seed ^ 0x5a))?;
+    let shown = best_model.as_ref().unwrap_or(&model);
+    let (samples, _) = shown.sample(drawn, &mut flow_core::rng(seed ^ 0x5a))?;
     let mut samples = samples.to_f64s();
     preprocess.inverse_rows(&mut samples, dim);
     let header = column_names(&data);
@@ -218,7 +221,7 @@ pub(super) fn run_train(args: TrainArgs) -> Result<()> {
     if dim == 2 {
         plot_2d(
             &data,
-            &model,
+            shown,
             &preprocess,
             &mut observer.snapshots,
             &samples,
@@ -277,6 +280,7 @@ pub(super) fn run_train(args: TrainArgs) -> Result<()> {
         bits(&preprocess, nll, se)
     );
     if let Some((step, b, bse)) = best_test {
+        println!("samples and plots are of the best model (iteration {step})");
         println!(
             "test NLL of the best model (iteration {step}): {b:.4} (standard error {bse:.4}){}",
             bits(&preprocess, b, bse)
