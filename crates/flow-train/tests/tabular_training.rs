@@ -247,6 +247,17 @@ fn bad_data_is_refused_with_messages_naming_the_problem() {
     let data = write_table(dir.path());
     train(&data, &["--columns", "a,nope"]).fails_with(&["nope"]);
     train(&data, &["--columns", "a,b", "--split", "0.5,0.5"]).fails_with(&["--split"]);
+    // Flags of finite data sets are refused for a density (fresh samples every step).
+    let run = flows([
+        OsStr::new("train"),
+        OsStr::new("--dataset"),
+        OsStr::new("8gaussians"),
+        OsStr::new("--limit"),
+        OsStr::new("100"),
+        OsStr::new("--out"),
+        out.as_os_str(),
+    ]);
+    run.fails_with(&["--limit", "8gaussians"]);
     assert!(
         !out.join("checkpoint.safetensors").exists(),
         "no run should have started"

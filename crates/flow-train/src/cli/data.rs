@@ -48,6 +48,19 @@ impl DataArgs {
             ));
         }
         if let Some(density) = flow_datasets::by_name(&name) {
+            // Fresh samples every step: nothing to split, limit or preprocess.
+            let finite_only = [
+                ("--limit", self.limit.is_some()),
+                ("--no-standardize", self.no_standardize),
+                ("--dequantize", self.dequantize != "auto"),
+                ("--split", self.split != [0.8, 0.1, 0.1]),
+            ];
+            if let Some((flag, _)) = finite_only.iter().find(|(_, given)| *given) {
+                return Err(Error::Config(format!(
+                    "{flag} applies to finite data sets (--data, wine-quality, fashion-mnist, \
+                     mnist), not to the density `{name}`"
+                )));
+            }
             return Ok(RunData::Density(density));
         }
         Err(Error::Config(format!(

@@ -374,6 +374,9 @@ fn plot_range(data: &RunData) -> (f64, f64) {
         _ => {
             let mut v = data.reference_rows(usize::MAX, 0);
             v.retain(|x| x.is_finite());
+            if v.is_empty() {
+                return (-1.0, 1.0);
+            }
             v.sort_by(f64::total_cmp);
             let at = |q: f64| v[((v.len() - 1) as f64 * q) as usize];
             let (lo, hi) = (at(0.005), at(0.995));
