@@ -176,11 +176,11 @@ enum Mutation {
 fn mutation() -> impl Strategy<Value = Mutation> {
     let index = any::<usize>();
     prop_oneof![
-        (index.clone(), 0u8..8).prop_map(|(i, b)| Mutation::Flip(i, b)),
-        (index.clone(), any::<u8>()).prop_map(|(i, v)| Mutation::Set(i, v)),
-        index.clone().prop_map(Mutation::Truncate),
+        (index, 0u8..8).prop_map(|(i, b)| Mutation::Flip(i, b)),
+        (index, any::<u8>()).prop_map(|(i, v)| Mutation::Set(i, v)),
+        index.prop_map(Mutation::Truncate),
         (
-            index.clone(),
+            index,
             prop::collection::vec(
                 prop_oneof![
                     any::<u8>(),
