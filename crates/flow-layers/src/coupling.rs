@@ -97,7 +97,7 @@ impl AffineCouplingBlock {
 }
 
 /// normflows' `torch.chunk(2, dim=1)`: the first half rounded up, then the rest.
-fn split(dim: usize) -> (usize, usize) {
+pub(crate) fn split(dim: usize) -> (usize, usize) {
     let d1 = dim.div_ceil(2);
     (d1, dim - d1)
 }

@@ -42,6 +42,31 @@ impl FlowSpec {
         serde_json::from_str(text)
             .map_err(|e| Error::Config(format!("architecture description: {e}")))
     }
+
+    /// The number of scalar parameters the architecture has, computed without building it
+    /// (so a stored architecture can be checked against a file's size before anything is
+    /// allocated); `None` when it overflows `usize`.
+    pub fn num_scalars(&self) -> Option<usize> {
+        let base = match self.base {
+            BaseSpec::DiagGaussian => self.dim.checked_mul(2)?,
+        };
+        self.layers.iter().try_fold(base, |total, layer| {
+            let layer = match layer {
+                LayerSpec::AffineCoupling { hidden, .. } => {
+                    let (d1, d2) = crate::coupling::split(self.dim);
+                    let mut sizes = vec![d1];
+                    sizes.extend_from_slice(hidden);
+                    sizes.push(d2.checked_mul(2)?);
+                    // Each linear layer: weights and a bias.
+                    sizes.windows(2).try_fold(0usize, |n, w| {
+                        n.checked_add(w[0].checked_mul(w[1])?.checked_add(w[1])?)
+                    })?
+                }
+                LayerSpec::Permute { .. } => 0,
+            };
+            total.checked_add(layer)
+        })
+    }
 }
 
 /// RealNVP as normflows builds it: `transforms` times an affine coupling block followed by a

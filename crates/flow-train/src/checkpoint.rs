@@ -297,6 +297,20 @@ pub fn load_bytes<B: Backend>(backend: &B, bytes: &[u8], path: &Path) -> Result<
         .get("architecture")
         .ok_or_else(|| Error::format(path, "checkpoint has no architecture metadata"))?;
     let spec = FlowSpec::from_json(arch).map_err(|e| Error::format(path, e.to_string()))?;
+    // Checked before the model is built: a corrupted architecture could claim terabytes.
+    let stored: usize = file.tensors.values().map(|(_, v)| v.len()).sum();
+    match spec.num_scalars() {
+        Some(needed) if needed <= stored => {}
+        needed => {
+            return Err(Error::format(
+                path,
+                format!(
+                    "the architecture needs {} parameters, the file holds {stored} values",
+                    needed.map_or_else(|| "more than 2^64".to_string(), |n| n.to_string())
+                ),
+            ))
+        }
+    }
     let mut model = NormalizingFlow::new(backend, spec, 0)?;
     load_params(model.params_mut(), &file, path)?;
     let known: std::collections::HashSet<&str> = model.params().iter().map(|(_, n, _)| n).collect();

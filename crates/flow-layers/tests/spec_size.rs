@@ -1,0 +1,36 @@
+//! `FlowSpec::num_scalars` counts what `NormalizingFlow::new` allocates, without building it.
+
+use flow_core::Cpu;
+use flow_layers::{NormalizingFlow, PermuteMode, RealNvpConfig, ScaleMap};
+use proptest::prelude::*;
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+    #[test]
+    fn num_scalars_matches_the_built_model(
+        dim in 2usize..9,
+        transforms in 0usize..4,
+        hidden in proptest::collection::vec(1usize..12, 0..3),
+    ) {
+        let spec = RealNvpConfig {
+            dim,
+            transforms,
+            hidden,
+            leaky: 0.0,
+            scale_map: ScaleMap::Exp,
+            permute: PermuteMode::Shuffle,
+            seed: 1,
+        }
+        .spec()
+        .unwrap();
+        let model = NormalizingFlow::new(&Cpu::<f64>::new(), spec.clone(), 0).unwrap();
+        prop_assert_eq!(spec.num_scalars(), Some(model.params().num_scalars()));
+    }
+}
+
+#[test]
+fn num_scalars_reports_overflow() {
+    let mut spec = RealNvpConfig::default().spec().unwrap();
+    spec.dim = usize::MAX;
+    assert_eq!(spec.num_scalars(), None);
+}
