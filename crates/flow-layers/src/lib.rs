@@ -17,20 +17,24 @@
 //! # Ok::<(), flow_layers::Error>(())
 //! ```
 
+pub mod autoregressive;
 pub mod coupling;
 pub mod distribution;
 pub mod error;
 pub mod flow;
+pub mod made;
 pub mod mlp;
 pub mod model;
 pub mod permute;
 pub mod spec;
 
+pub use autoregressive::MaskedAffineAutoregressive;
 pub use coupling::{AffineCouplingBlock, ScaleMap};
 pub use distribution::{DiagGaussian, Target};
 pub use error::{Error, Result};
 pub use flow::Flow;
+pub use made::{Made, MadeConfig, Ordering};
 pub use mlp::Mlp;
 pub use model::NormalizingFlow;
 pub use permute::{Permute, PermuteMode};
-pub use spec::{BaseSpec, FlowSpec, LayerSpec, RealNvpConfig};
+pub use spec::{BaseSpec, FlowSpec, LayerSpec, MafConfig, RealNvpConfig};

@@ -1,5 +1,6 @@
 //! `NormalizingFlow`: a base distribution pushed through a stack of flows.
 
+use crate::autoregressive::MaskedAffineAutoregressive;
 use crate::coupling::AffineCouplingBlock;
 use crate::distribution::{DiagGaussian, Target};
 use crate::error::{Error, Result};
@@ -56,6 +57,23 @@ impl<B: Backend> NormalizingFlow<B> {
                     hidden,
                     *leaky,
                     *scale_map,
+                    init_zeros,
+                    &mut rng,
+                )?),
+                LayerSpec::MaskedAffineAutoregressive {
+                    hidden,
+                    degrees,
+                    leaky,
+                    iaf,
+                } => Box::new(MaskedAffineAutoregressive::new(
+                    &mut params,
+                    backend,
+                    &format!("flows.{k}"),
+                    spec.dim,
+                    hidden,
+                    degrees.clone(),
+                    *leaky,
+                    *iaf,
                     init_zeros,
                     &mut rng,
                 )?),

@@ -31,6 +31,14 @@ pub enum LayerSpec {
         mode: PermuteMode,
         perm: Vec<usize>,
     },
+    /// MAF (or, with `iaf`, IAF): an affine autoregressive layer over a MADE with input
+    /// `degrees` (the ordering) and `hidden` layers.
+    MaskedAffineAutoregressive {
+        hidden: Vec<usize>,
+        degrees: Vec<usize>,
+        leaky: f64,
+        iaf: bool,
+    },
 }
 
 impl FlowSpec {
@@ -58,6 +66,15 @@ impl FlowSpec {
                     sizes.extend_from_slice(hidden);
                     sizes.push(d2.checked_mul(2)?);
                     // Each linear layer: weights and a bias.
+                    sizes.windows(2).try_fold(0usize, |n, w| {
+                        n.checked_add(w[0].checked_mul(w[1])?.checked_add(w[1])?)
+                    })?
+                }
+                LayerSpec::MaskedAffineAutoregressive { hidden, .. } => {
+                    // MADE: dim -> hidden... -> 2 dim, each weight with a bias.
+                    let mut sizes = vec![self.dim];
+                    sizes.extend_from_slice(hidden);
+                    sizes.push(self.dim.checked_mul(2)?);
                     sizes.windows(2).try_fold(0usize, |n, w| {
                         n.checked_add(w[0].checked_mul(w[1])?.checked_add(w[1])?)
                     })?
@@ -121,6 +138,68 @@ impl RealNvpConfig {
                 perm: permute.perm().to_vec(),
             });
         }
+        Ok(FlowSpec {
+            dim: self.dim,
+            base: BaseSpec::DiagGaussian,
+            layers,
+        })
+    }
+}
+
+/// MAF (or IAF) as zuko and nflows build it: `transforms` affine autoregressive layers over
+/// MADEs, their orderings alternating natural and reversed (or each random).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MafConfig {
+    pub dim: usize,
+    pub transforms: usize,
+    pub hidden: Vec<usize>,
+    pub ordering: crate::made::Ordering,
+    pub leaky: f64,
+    /// IAF: sampling in one pass, density in D.
+    pub iaf: bool,
+    /// Seed of random orderings.
+    pub seed: u64,
+}
+
+impl Default for MafConfig {
+    /// zuko's `MAF(features, transforms=3, hidden_features=(64, 64))`.
+    fn default() -> Self {
+        MafConfig {
+            dim: 2,
+            transforms: 3,
+            hidden: vec![64, 64],
+            ordering: crate::made::Ordering::Natural,
+            leaky: 0.0,
+            iaf: false,
+            seed: 0,
+        }
+    }
+}
+
+impl MafConfig {
+    pub fn spec(&self) -> Result<FlowSpec> {
+        if self.dim == 0 || self.hidden.contains(&0) {
+            return Err(Error::Config(format!(
+                "MAF over {} features with hidden sizes {:?}: both must be positive",
+                self.dim, self.hidden
+            )));
+        }
+        let mut rng = flow_core::rng(self.seed);
+        let layers = (0..self.transforms)
+            .map(|k| {
+                let ordering = match (self.ordering, k % 2) {
+                    (crate::made::Ordering::Natural, 1) => crate::made::Ordering::Reversed,
+                    (crate::made::Ordering::Reversed, 1) => crate::made::Ordering::Natural,
+                    (o, _) => o,
+                };
+                LayerSpec::MaskedAffineAutoregressive {
+                    hidden: self.hidden.clone(),
+                    degrees: ordering.degrees(self.dim, &mut rng),
+                    leaky: self.leaky,
+                    iaf: self.iaf,
+                }
+            })
+            .collect();
         Ok(FlowSpec {
             dim: self.dim,
             base: BaseSpec::DiagGaussian,

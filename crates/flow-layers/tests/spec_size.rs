@@ -1,7 +1,7 @@
 //! `FlowSpec::num_scalars` counts what `NormalizingFlow::new` allocates, without building it.
 
 use flow_core::Cpu;
-use flow_layers::{NormalizingFlow, PermuteMode, RealNvpConfig, ScaleMap};
+use flow_layers::{MafConfig, NormalizingFlow, PermuteMode, RealNvpConfig, ScaleMap};
 use proptest::prelude::*;
 
 proptest! {
@@ -23,6 +23,13 @@ proptest! {
         }
         .spec()
         .unwrap();
+        let model = NormalizingFlow::new(&Cpu::<f64>::new(), spec.clone(), 0).unwrap();
+        prop_assert_eq!(spec.num_scalars(), Some(model.params().num_scalars()));
+    }
+
+    #[test]
+    fn num_scalars_matches_maf(dim in 1usize..9, transforms in 0usize..4, hidden in proptest::collection::vec(1usize..12, 0..3), iaf in any::<bool>()) {
+        let spec = MafConfig { dim, transforms, hidden, iaf, ..MafConfig::default() }.spec().unwrap();
         let model = NormalizingFlow::new(&Cpu::<f64>::new(), spec.clone(), 0).unwrap();
         prop_assert_eq!(spec.num_scalars(), Some(model.params().num_scalars()));
     }

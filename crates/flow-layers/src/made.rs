@@ -1,0 +1,230 @@
+//! MADE (Germain et al. 2015): an MLP whose weights are masked so that output `i` depends
+//! only on the inputs that come before input `i` in an ordering, the building block of
+//! autoregressive flows.
+
+use crate::error::{Error, Result};
+use flow_core::{Activation, Backend, Element, FlowRng, ParamId, ParamStore, Tensor, Var};
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+/// The order in which MADE's inputs come: output `i` may depend on input `j` only when `j`
+/// comes before `i`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ordering {
+    /// `x_0, x_1, ...`
+    Natural,
+    /// `x_{D-1}, ..., x_0`
+    Reversed,
+    /// A random permutation (drawn from the layer's seed and stored with it).
+    Random,
+}
+
+impl Ordering {
+    /// The degree of each input (its 1-based position in the ordering).
+    pub fn degrees(self, dim: usize, rng: &mut FlowRng) -> Vec<usize> {
+        match self {
+            Ordering::Natural => (1..=dim).collect(),
+            Ordering::Reversed => (1..=dim).rev().collect(),
+            Ordering::Random => {
+                let mut d: Vec<usize> = (1..=dim).collect();
+                d.shuffle(rng);
+                d
+            }
+        }
+    }
+}
+
+/// A masked MLP over `dim` inputs (plus `context` inputs every output may see), with
+/// `outputs_per_input` outputs per input laid out in blocks: outputs `k * dim .. (k + 1) *
+/// dim` are the `k`-th output of each input. Parameters are named
+/// `{prefix}.net.{2k}.weight` (`out x in`) and `.bias`, as [`crate::Mlp`]'s.
+///
+/// Degrees follow the MADE paper and nflows: input `j` has degree `degrees[j]` (1..=D),
+/// hidden unit `k` of any layer degree `k mod (D - 1) + 1` (with context: `k mod D`, so that
+/// some units see the context alone), context inputs degree 0; a hidden weight connects
+/// degrees `d_in <= d_out`, an output weight `d_in < d_out`.
+#[derive(Clone, Debug)]
+pub struct Made {
+    dim: usize,
+    context: usize,
+    outputs_per_input: usize,
+    hidden: Vec<usize>,
+    degrees: Vec<usize>,
+    leaky: f64,
+    layers: Vec<(ParamId, ParamId)>,
+    /// Per layer: `(out, in)` and the 0/1 mask, row-major like the weight.
+    masks: Vec<((usize, usize), Vec<f64>)>,
+}
+
+/// What [`Made::new`] needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MadeConfig {
+    pub dim: usize,
+    pub hidden: Vec<usize>,
+    /// The input degrees, a permutation of `1..=dim` (see [`Ordering::degrees`]).
+    pub degrees: Vec<usize>,
+    pub outputs_per_input: usize,
+    pub context: usize,
+    pub leaky: f64,
+}
+
+impl Made {
+    /// Registers a MADE in `params`; the last layer starts at zero when `init_zeros`.
+    pub fn new<B: Backend>(
+        params: &mut ParamStore<B>,
+        backend: &B,
+        prefix: &str,
+        config: &MadeConfig,
+        init_zeros: bool,
+        rng: &mut FlowRng,
+    ) -> Result<Self> {
+        let MadeConfig {
+            dim,
+            ref hidden,
+            ref degrees,
+            outputs_per_input,
+            context,
+            leaky,
+        } = *config;
+        let mut sorted = degrees.clone();
+        sorted.sort_unstable();
+        if dim == 0
+            || outputs_per_input == 0
+            || hidden.contains(&0)
+            || sorted != (1..=dim).collect::<Vec<_>>()
+        {
+            return Err(Error::Config(format!(
+                "MADE over {dim} inputs: the degrees {degrees:?} must be a permutation of \
+                 1..={dim}, hidden sizes {hidden:?} and outputs per input \
+                 {outputs_per_input} positive"
+            )));
+        }
+        // Degrees of every layer's units: inputs (context first, degree 0), hidden, outputs.
+        let mut layer_degrees = vec![[vec![0; context], degrees.clone()].concat()];
+        // nflows: `arange(h) % max(1, D - 1) + min(1, D - 1)`, cycling through 1..=D-1.
+        // With context, degrees cycle through 0..=D-1: units of degree 0 see the context
+        // alone, which is how it reaches the first input's outputs too.
+        let (cycle, offset) = if context > 0 {
+            (dim, 0)
+        } else {
+            (dim.saturating_sub(1).max(1), dim.saturating_sub(1).min(1))
+        };
+        for &h in hidden {
+            layer_degrees.push((0..h).map(|k| k % cycle + offset).collect());
+        }
+        let out_degrees: Vec<usize> = (0..outputs_per_input)
+            .flat_map(|_| degrees.iter().copied())
+            .collect();
+        layer_degrees.push(out_degrees);
+        let mut layers = Vec::new();
+        let mut masks = Vec::new();
+        let last = layer_degrees.len() - 2;
+        for (k, pair) in layer_degrees.windows(2).enumerate() {
+            let (d_in, d_out) = (&pair[0], &pair[1]);
+            let (fan_in, fan_out) = (d_in.len(), d_out.len());
+            let mask: Vec<f64> = d_out
+                .iter()
+                .flat_map(|&o| {
+                    d_in.iter().map(move |&i| {
+                        let connected = if k == last { i < o } else { i <= o };
+                        if connected {
+                            1.0
+                        } else {
+                            0.0
+                        }
+                    })
+                })
+                .collect();
+            let bound = 1.0 / (fan_in as f64).sqrt();
+            let (w, b) = if k == last && init_zeros {
+                (
+                    Tensor::zeros(backend, (fan_out, fan_in)),
+                    Tensor::zeros(backend, (1, fan_out)),
+                )
+            } else {
+                (
+                    Tensor::rand_uniform(backend, (fan_out, fan_in), -bound, bound, rng)?,
+                    Tensor::rand_uniform(backend, (1, fan_out), -bound, bound, rng)?,
+                )
+            };
+            let w = params.add(format!("{prefix}.net.{}.weight", 2 * k), w)?;
+            let b = params.add(format!("{prefix}.net.{}.bias", 2 * k), b)?;
+            layers.push((w, b));
+            masks.push(((fan_out, fan_in), mask));
+        }
+        Ok(Made {
+            dim,
+            context,
+            outputs_per_input,
+            hidden: hidden.clone(),
+            degrees: degrees.clone(),
+            leaky,
+            layers,
+            masks,
+        })
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    pub fn hidden(&self) -> &[usize] {
+        &self.hidden
+    }
+
+    /// The input degrees (1-based positions in the ordering).
+    pub fn degrees(&self) -> &[usize] {
+        &self.degrees
+    }
+
+    pub fn context(&self) -> usize {
+        self.context
+    }
+
+    pub fn leaky(&self) -> f64 {
+        self.leaky
+    }
+
+    pub fn outputs_per_input(&self) -> usize {
+        self.outputs_per_input
+    }
+
+    /// The network on `x` (`rows x dim`), with `context` (`rows x context`) when the MADE
+    /// has context inputs.
+    pub fn forward<B: Backend>(
+        &self,
+        params: &ParamStore<B>,
+        x: &Var<B>,
+        context: Option<&Var<B>>,
+    ) -> Result<Var<B>> {
+        let tape = x.tape();
+        let mut h = match (context, self.context) {
+            (None, 0) => x.clone(),
+            (Some(c), n) if n > 0 && c.shape().cols == n => Var::concat_cols(&[c, x])?,
+            (c, n) => {
+                return Err(Error::Config(format!(
+                    "this MADE takes {n} context features, got {}",
+                    c.map_or(0, |c| c.shape().cols)
+                )))
+            }
+        };
+        let act = match self.leaky {
+            0.0 => Some(Activation::Relu),
+            s if s > 0.0 => Some(Activation::LeakyRelu(B::Elem::of(s))),
+            _ => None,
+        };
+        for (k, (&(w, b), mask)) in self.layers.iter().zip(&self.masks).enumerate() {
+            let mask = tape.constant(Tensor::from_f64s(tape.backend(), mask.0, &mask.1)?);
+            let w = tape.param(params, w)?.mul(&mask)?;
+            let b = tape.param(params, b)?;
+            let hidden = k + 1 < self.layers.len();
+            h = match (hidden, act) {
+                (false, _) => h.linear(&w, &b)?,
+                (true, Some(act)) => h.linear_activated(&w, &b, act)?,
+                (true, None) => h.linear(&w, &b)?.leaky_relu(self.leaky),
+            };
+        }
+        Ok(h)
+    }
+}
