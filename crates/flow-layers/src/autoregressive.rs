@@ -8,9 +8,10 @@ use crate::spec::LayerSpec;
 use flow_core::{Axis, Backend, FlowRng, ParamStore, Tensor, Var};
 
 /// `y = u * s(u) + t(u)` feature by feature, with `t_i` and `s_i` functions of the features
-/// before `i` in the MADE's ordering (`s = sigmoid(a + 2) + 1e-3`, as nflows, which keeps the
-/// scale in (1e-3, 1 + 1e-3) and starts near 0.88). The one-pass map runs from data to latent
-/// for MAF (density in one pass, sampling in D passes) and from latent to data for IAF.
+/// before `i` in the MADE's ordering. The scale is zuko's soft-clamped exponential,
+/// `log s = a / (1 + |a| / ln 1000)`, which keeps it in (1e-3, 1e3) and is 1 at `a = 0`
+/// (a zero-initialised MADE starts as the identity). The one-pass map runs from data to
+/// latent for MAF (density in one pass, sampling in D passes) and from latent to data for IAF.
 #[derive(Clone, Debug)]
 pub struct MaskedAffineAutoregressive {
     made: Made,
@@ -18,9 +19,8 @@ pub struct MaskedAffineAutoregressive {
     inverse_autoregressive: bool,
 }
 
-/// The scale's floor, and the shift of its pre-activation (nflows' values).
-const MIN_SCALE: f64 = 1e-3;
-const SCALE_SHIFT: f64 = 2.0;
+/// `ln 1000`: the bound of `|log s|`.
+const LOG_SCALE_BOUND: f64 = 6.907_755_278_982_137;
 
 impl MaskedAffineAutoregressive {
     /// A layer over `dim` features whose MADE has `hidden` layers and input `degrees`
@@ -72,12 +72,9 @@ impl MaskedAffineAutoregressive {
         let d = self.made.dim();
         let out = self.made.forward(params, u, None)?;
         let shift = out.slice_cols(0, d)?;
-        let scale = out
-            .slice_cols(d, d)?
-            .add_scalar(SCALE_SHIFT)
-            .sigmoid()
-            .add_scalar(MIN_SCALE);
-        Ok((shift, scale.log()))
+        let raw = out.slice_cols(d, d)?;
+        let log_scale = raw.div(&raw.abs().mul_scalar(1.0 / LOG_SCALE_BOUND).add_scalar(1.0))?;
+        Ok((shift, log_scale))
     }
 
     /// `y = u * s(u) + t(u)` and `sum log s(u)` per row.

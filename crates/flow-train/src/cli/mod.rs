@@ -14,7 +14,7 @@ mod data;
 mod train;
 use clap::{Parser, Subcommand, ValueEnum};
 use flow_core::{Cpu, Tensor};
-use flow_layers::{NormalizingFlow, PermuteMode, RealNvpConfig, ScaleMap};
+use flow_layers::{MafConfig, NormalizingFlow, Ordering, PermuteMode, RealNvpConfig, ScaleMap};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -108,7 +108,21 @@ pub enum Command {
 
 #[derive(Clone, Copy, Debug, PartialEq, ValueEnum, Serialize, Deserialize)]
 pub enum FlowKind {
+    /// Affine couplings with MLP conditioners, each followed by a permutation (normflows).
     Realnvp,
+    /// Masked autoregressive flow: density in one pass, sampling in D (zuko, nflows).
+    Maf,
+    /// Inverse autoregressive flow: sampling in one pass, density in D.
+    Iaf,
+}
+
+/// The orderings of MAF / IAF layers.
+#[derive(Clone, Copy, Debug, PartialEq, ValueEnum, Serialize, Deserialize)]
+pub enum OrderingArg {
+    /// Natural and reversed in turn (zuko's default).
+    Alternate,
+    /// Each layer a random ordering (from --seed).
+    Random,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, ValueEnum, Serialize, Deserialize)]
@@ -141,14 +155,19 @@ pub enum PermuteArg {
 pub struct ModelArgs {
     #[arg(long, value_enum, default_value_t = FlowKind::Realnvp)]
     pub flow: FlowKind,
-    /// Number of coupling blocks (each followed by a permutation).
+    /// Number of coupling blocks (RealNVP, each followed by a permutation) or autoregressive
+    /// layers (MAF, IAF).
     #[arg(long, default_value_t = 2)]
     pub transforms: usize,
     /// Hidden layer sizes of each conditioner MLP.
     #[arg(long, value_delimiter = ',', default_value = "64,64")]
     pub hidden: Vec<usize>,
+    /// RealNVP: the permutation after each coupling block.
     #[arg(long, value_enum, default_value_t = PermuteArg::Swap)]
     pub permute: PermuteArg,
+    /// MAF / IAF: the orderings of the autoregressive layers.
+    #[arg(long, value_enum, default_value_t = OrderingArg::Alternate)]
+    pub ordering: OrderingArg,
     #[arg(long, value_enum, default_value_t = ScaleMapArg::Exp)]
     pub scale_map: ScaleMapArg,
     /// LeakyReLU slope of the conditioners (0: ReLU).
@@ -283,6 +302,19 @@ impl ModelArgs {
                 seed: self.seed,
             }
             .spec()?,
+            FlowKind::Maf | FlowKind::Iaf => MafConfig {
+                dim,
+                transforms: self.transforms,
+                hidden: self.hidden.clone(),
+                ordering: match self.ordering {
+                    OrderingArg::Alternate => Ordering::Natural,
+                    OrderingArg::Random => Ordering::Random,
+                },
+                leaky: self.leaky,
+                iaf: matches!(self.flow, FlowKind::Iaf),
+                seed: self.seed,
+            }
+            .spec()?,
         };
         Ok(NormalizingFlow::new(&CPU, spec, self.seed)?)
     }
@@ -351,6 +383,8 @@ impl ModelArgs {
     fn flow_name(&self) -> &'static str {
         match self.flow {
             FlowKind::Realnvp => "realnvp",
+            FlowKind::Maf => "maf",
+            FlowKind::Iaf => "iaf",
         }
     }
 }
