@@ -34,7 +34,7 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Train a flow by maximum likelihood on a built-in density (defaults: normflows' RealNVP on two moons).
+    /// Train a flow by maximum likelihood on a built-in data set or a CSV/.npy file (defaults: normflows' RealNVP on two moons).
     Train(TrainArgs),
     /// Print log q(x) for every row of a CSV or .npy file under a checkpoint (in the data's
     /// units: the stored standardisation is applied and its log-determinant added).
@@ -209,14 +209,15 @@ pub struct DataArgs {
     /// A CSV or .npy file of one row per point (CSV: header optional).
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// The columns of --data to use, by header name or 1-based number (default: all).
+    /// The columns of --data (or wine-quality) to use, by header name or 0-based index
+    /// (default: all).
     #[arg(long, value_delimiter = ',')]
     pub columns: Vec<String>,
     /// Train, validation and test fractions of a finite data set (seeded by --seed).
     #[arg(long, value_delimiter = ',', default_value = "0.8,0.1,0.1")]
     pub split: Vec<f64>,
     /// Integer-valued columns get uniform noise: auto (every all-integer column), none, or
-    /// 1-based column numbers.
+    /// columns by name or 0-based index.
     #[arg(long, default_value = "auto")]
     pub dequantize: String,
     /// Do not standardise (the default fits mean and standard deviation on the training rows).
