@@ -17,22 +17,26 @@
 //! # Ok::<(), flow_layers::Error>(())
 //! ```
 
+pub mod actnorm;
 pub mod autoregressive;
 pub mod coupling;
 pub mod distribution;
 pub mod error;
 pub mod flow;
+pub mod lu_linear;
 pub mod made;
 pub mod mlp;
 pub mod model;
 pub mod permute;
 pub mod spec;
 
+pub use actnorm::ActNorm;
 pub use autoregressive::MaskedAffineAutoregressive;
 pub use coupling::{AffineCouplingBlock, ScaleMap};
 pub use distribution::{DiagGaussian, Target};
 pub use error::{Error, Result};
 pub use flow::Flow;
+pub use lu_linear::InvertibleLinearLu;
 pub use made::{Made, MadeConfig, Ordering};
 pub use mlp::Mlp;
 pub use model::NormalizingFlow;

@@ -1,10 +1,12 @@
 //! `NormalizingFlow`: a base distribution pushed through a stack of flows.
 
+use crate::actnorm::ActNorm;
 use crate::autoregressive::MaskedAffineAutoregressive;
 use crate::coupling::AffineCouplingBlock;
 use crate::distribution::{DiagGaussian, Target};
 use crate::error::{Error, Result};
 use crate::flow::Flow;
+use crate::lu_linear::InvertibleLinearLu;
 use crate::permute::Permute;
 use crate::spec::{BaseSpec, FlowSpec, LayerSpec};
 use flow_core::{Backend, FlowRng, ParamStore, Tape, Tensor, Var};
@@ -86,6 +88,26 @@ impl<B: Backend> NormalizingFlow<B> {
                         )));
                     }
                     Box::new(Permute::from_perm(perm.clone(), *mode)?)
+                }
+                LayerSpec::ActNorm => Box::new(ActNorm::new(
+                    &mut params,
+                    backend,
+                    &format!("flows.{k}"),
+                    spec.dim,
+                    init_zeros,
+                    &mut rng,
+                )?),
+                LayerSpec::InvertibleLinearLu { perm, sign } => {
+                    Box::new(InvertibleLinearLu::from_spec(
+                        &mut params,
+                        backend,
+                        &format!("flows.{k}"),
+                        spec.dim,
+                        perm.clone(),
+                        sign.clone(),
+                        init_zeros,
+                        &mut rng,
+                    )?)
                 }
             };
             flows.push(flow);

@@ -39,6 +39,14 @@ pub enum LayerSpec {
         leaky: f64,
         iaf: bool,
     },
+    /// Glow's activation normalisation: per-feature `z * exp(log_scale) + loc`.
+    ActNorm,
+    /// Glow's invertible 1x1 convolution as a dense layer, `W = P L (U + diag(sign *
+    /// exp(log_s)))`, with its fixed permutation (`P[perm[j]][j] = 1`) and signs.
+    InvertibleLinearLu {
+        perm: Vec<usize>,
+        sign: Vec<f64>,
+    },
 }
 
 impl FlowSpec {
@@ -80,6 +88,14 @@ impl FlowSpec {
                     })?
                 }
                 LayerSpec::Permute { .. } => 0,
+                LayerSpec::ActNorm => self.dim.checked_mul(2)?,
+                LayerSpec::InvertibleLinearLu { .. } => {
+                    // lower and upper (dim x dim each) and log_s (dim).
+                    self.dim
+                        .checked_mul(self.dim)?
+                        .checked_mul(2)?
+                        .checked_add(self.dim)?
+                }
             };
             total.checked_add(layer)
         })

@@ -1,0 +1,154 @@
+//! Activation normalisation (Glow, Kingma & Dhariwal 2018): a per-feature affine map with
+//! data-dependent initialisation.
+
+use crate::error::{Error, Result};
+use crate::flow::Flow;
+use crate::spec::LayerSpec;
+use flow_core::{Axis, Backend, FlowRng, ParamId, ParamStore, Tensor, Var};
+
+/// The smallest standard deviation [`ActNorm::initialize`] divides by.
+pub const MIN_STD: f64 = 1e-6;
+
+/// `x = z * exp(log_scale) + loc` per feature (forward), with log|det| = `sum(log_scale)`
+/// for every sample. Parameters: `{prefix}.loc` and `{prefix}.log_scale`, both `1 x dim`.
+///
+/// Glow initialises the layer from data: call [`ActNorm::initialize`] once, on a first batch
+/// of training data, before training starts, so that the layer's inverse maps that batch to
+/// zero mean and unit variance per feature. (The trainer does this; building the layer
+/// alone leaves it at the identity, or random with `init_zeros = false`.)
+#[derive(Clone, Debug)]
+pub struct ActNorm {
+    dim: usize,
+    loc: ParamId,
+    log_scale: ParamId,
+}
+
+impl ActNorm {
+    /// A layer over `dim >= 1` features. With `init_zeros` it starts as the identity
+    /// (`loc = 0`, `log_scale = 0`); otherwise both are drawn from `N(0, 0.5^2)` (for tests
+    /// of the layer's algebra).
+    pub fn new<B: Backend>(
+        params: &mut ParamStore<B>,
+        backend: &B,
+        prefix: &str,
+        dim: usize,
+        init_zeros: bool,
+        rng: &mut FlowRng,
+    ) -> Result<Self> {
+        if dim == 0 {
+            return Err(Error::Config("ActNorm needs at least 1 feature".into()));
+        }
+        let init = |rng: &mut FlowRng| {
+            if init_zeros {
+                Tensor::zeros(backend, (1, dim))
+            } else {
+                Tensor::randn(backend, (1, dim), rng).unary(flow_core::UnaryOp::MulScalar(
+                    <B::Elem as flow_core::Element>::of(0.5),
+                ))
+            }
+        };
+        let loc = params.add(format!("{prefix}.loc"), init(rng))?;
+        let log_scale = params.add(format!("{prefix}.log_scale"), init(rng))?;
+        Ok(ActNorm {
+            dim,
+            loc,
+            log_scale,
+        })
+    }
+
+    pub fn loc(&self) -> ParamId {
+        self.loc
+    }
+
+    pub fn log_scale(&self) -> ParamId {
+        self.log_scale
+    }
+
+    /// Data-dependent initialisation, called once on a first batch `x` (data side, `rows x
+    /// dim`) before training: sets `loc` to the batch mean and `log_scale` to the log of the
+    /// batch standard deviation (population, floored at [`MIN_STD`]) of each feature, so
+    /// that [`Flow::inverse`] maps `x` to zero mean and unit variance per feature.
+    pub fn initialize<B: Backend>(&self, params: &mut ParamStore<B>, x: &Tensor<B>) -> Result<()> {
+        let (rows, d) = (x.rows(), x.cols());
+        if d != self.dim {
+            return Err(Error::Width {
+                what: "ActNorm::initialize",
+                expected: self.dim,
+                got: d,
+            });
+        }
+        if rows == 0 {
+            return Err(Error::Config(
+                "ActNorm::initialize needs at least one sample".into(),
+            ));
+        }
+        let v = x.to_f64s();
+        let n = rows as f64;
+        let mean: Vec<f64> = (0..d)
+            .map(|j| (0..rows).map(|r| v[r * d + j]).sum::<f64>() / n)
+            .collect();
+        let log_std: Vec<f64> = (0..d)
+            .map(|j| {
+                let var = (0..rows)
+                    .map(|r| (v[r * d + j] - mean[j]).powi(2))
+                    .sum::<f64>()
+                    / n;
+                var.sqrt().max(MIN_STD).ln()
+            })
+            .collect();
+        let backend = x.backend();
+        params.set(self.loc, Tensor::from_f64s(backend, (1, d), &mean)?)?;
+        params.set(
+            self.log_scale,
+            Tensor::from_f64s(backend, (1, d), &log_std)?,
+        )?;
+        Ok(())
+    }
+
+    /// `sum(log_scale)` as a `rows x 1` column, times `sign`.
+    fn log_det<B: Backend>(log_scale: &Var<B>, rows: usize, sign: f64) -> Result<Var<B>> {
+        Ok(log_scale
+            .sum(Axis::All)
+            .mul_scalar(sign)
+            .broadcast_to((rows, 1))?)
+    }
+
+    fn check_width<B: Backend>(&self, what: &'static str, v: &Var<B>) -> Result<()> {
+        if v.shape().cols != self.dim {
+            return Err(Error::Width {
+                what,
+                expected: self.dim,
+                got: v.shape().cols,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl<B: Backend> Flow<B> for ActNorm {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn forward(&self, params: &ParamStore<B>, z: &Var<B>) -> Result<(Var<B>, Var<B>)> {
+        self.check_width("ActNorm forward", z)?;
+        let tape = z.tape();
+        let loc = tape.param(params, self.loc)?;
+        let log_scale = tape.param(params, self.log_scale)?;
+        let x = z.mul(&log_scale.exp())?.add(&loc)?;
+        Ok((x, Self::log_det(&log_scale, z.shape().rows, 1.0)?))
+    }
+
+    fn inverse(&self, params: &ParamStore<B>, x: &Var<B>) -> Result<(Var<B>, Var<B>)> {
+        self.check_width("ActNorm inverse", x)?;
+        let tape = x.tape();
+        let loc = tape.param(params, self.loc)?;
+        let log_scale = tape.param(params, self.log_scale)?;
+        let z = x.sub(&loc)?.mul(&log_scale.neg().exp())?;
+        Ok((z, Self::log_det(&log_scale, x.shape().rows, -1.0)?))
+    }
+
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::ActNorm
+    }
+}

@@ -1,0 +1,411 @@
+//! Glow's invertible 1x1 convolution as a dense layer, in its LU parametrisation:
+//! `W = P L (U + diag(sign * exp(log_s)))`.
+
+use crate::error::{Error, Result};
+use crate::flow::Flow;
+use crate::spec::LayerSpec;
+use flow_core::{Axis, Backend, Cpu, FlowRng, ParamId, ParamStore, Tape, Tensor, Var};
+
+/// An invertible linear map `x = z W^T` (rows are samples) with
+/// `W = P L (U + diag(sign * exp(log_s)))`: `P` a fixed permutation matrix, `L` lower
+/// triangular with a unit diagonal, `U` strictly upper triangular and `sign` fixed signs, so
+/// that log|det W| = `sum(log_s)` costs `O(d)`.
+///
+/// `P` is stored as `perm`: `P[i][j] = 1` exactly when `i = perm[j]`. Parameters:
+/// `{prefix}.lower` and `{prefix}.upper` (`dim x dim`; only their strictly lower and strictly
+/// upper parts are used, the rest is masked out and gets no gradient) and `{prefix}.log_s`
+/// (`1 x dim`).
+///
+/// The inverse needs `L^{-1}` and `(U + D)^{-1}`; both are exact finite Neumann series of
+/// nilpotent matrices (`L = I + N` with `N^d = 0`, and `U + D = (I + U D^{-1}) D`), so they
+/// are written with matrix products and stay differentiable with the ops flow-core has.
+#[derive(Clone, Debug)]
+pub struct InvertibleLinearLu {
+    dim: usize,
+    perm: Vec<usize>,
+    inverse_perm: Vec<usize>,
+    sign: Vec<f64>,
+    lower: ParamId,
+    upper: ParamId,
+    log_s: ParamId,
+}
+
+/// `P L U` factors of a square matrix `A` (row-major), with `P[i][j] = 1` iff
+/// `i = perm[j]`, `L` unit lower triangular and `U` upper triangular: `A = P L U`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LuFactors {
+    pub perm: Vec<usize>,
+    /// `n x n`, row-major, unit diagonal.
+    pub lower: Vec<f64>,
+    /// `n x n`, row-major, diagonal included.
+    pub upper: Vec<f64>,
+}
+
+/// LU decomposition with partial pivoting, in `f64`. `None` when `a` is singular (a zero
+/// pivot) or not `n x n`.
+pub fn lu_decompose(a: &[f64], n: usize) -> Option<LuFactors> {
+    if a.len() != n * n {
+        return None;
+    }
+    let mut a = a.to_vec();
+    let mut perm: Vec<usize> = (0..n).collect();
+    for c in 0..n {
+        let p = (c..n).max_by(|&i, &j| a[i * n + c].abs().total_cmp(&a[j * n + c].abs()))?;
+        if a[p * n + c] == 0.0 {
+            return None;
+        }
+        if p != c {
+            for k in 0..n {
+                a.swap(c * n + k, p * n + k);
+            }
+            perm.swap(c, p);
+        }
+        let pivot = a[c * n + c];
+        for r in c + 1..n {
+            let f = a[r * n + c] / pivot;
+            a[r * n + c] = f;
+            for k in c + 1..n {
+                a[r * n + k] -= f * a[c * n + k];
+            }
+        }
+    }
+    let mut lower = vec![0.0; n * n];
+    let mut upper = vec![0.0; n * n];
+    for i in 0..n {
+        for j in 0..n {
+            match i.cmp(&j) {
+                std::cmp::Ordering::Greater => lower[i * n + j] = a[i * n + j],
+                std::cmp::Ordering::Equal => {
+                    lower[i * n + j] = 1.0;
+                    upper[i * n + j] = a[i * n + j];
+                }
+                std::cmp::Ordering::Less => upper[i * n + j] = a[i * n + j],
+            }
+        }
+    }
+    Some(LuFactors { perm, lower, upper })
+}
+
+/// A random `n x n` orthogonal matrix (row-major): the `Q` of a QR decomposition of a
+/// standard Gaussian matrix (modified Gram-Schmidt on its columns, twice), in `f64`.
+pub fn random_orthogonal(n: usize, rng: &mut FlowRng) -> Vec<f64> {
+    let cpu = Cpu::<f64>::new();
+    loop {
+        let g = Tensor::randn(&cpu, (n, n), rng).to_vec();
+        // Columns of g.
+        let mut cols: Vec<Vec<f64>> = (0..n)
+            .map(|j| (0..n).map(|i| g[i * n + j]).collect())
+            .collect();
+        let mut ok = true;
+        for j in 0..n {
+            let (done, rest) = cols.split_at_mut(j);
+            let col = &mut rest[0];
+            for _pass in 0..2 {
+                for q in done.iter() {
+                    let dot: f64 = q.iter().zip(col.iter()).map(|(a, b)| a * b).sum();
+                    for (c, qv) in col.iter_mut().zip(q) {
+                        *c -= dot * qv;
+                    }
+                }
+            }
+            let norm = cols[j].iter().map(|v| v * v).sum::<f64>().sqrt();
+            if norm < 1e-8 {
+                ok = false;
+                break;
+            }
+            cols[j].iter_mut().for_each(|v| *v /= norm);
+        }
+        if ok {
+            let mut q = vec![0.0; n * n];
+            for (j, col) in cols.iter().enumerate() {
+                for (i, v) in col.iter().enumerate() {
+                    q[i * n + j] = *v;
+                }
+            }
+            return q;
+        }
+    }
+}
+
+impl InvertibleLinearLu {
+    /// Glow's initialisation: `W0` a random orthogonal matrix drawn from `rng`, decomposed as
+    /// `W0 = P L (U + diag(sign * exp(log_s)))` (LU with partial pivoting), which fixes `P`
+    /// and `sign` and gives the parameters' starting values.
+    pub fn new<B: Backend>(
+        params: &mut ParamStore<B>,
+        backend: &B,
+        prefix: &str,
+        dim: usize,
+        rng: &mut FlowRng,
+    ) -> Result<Self> {
+        if dim == 0 {
+            return Err(Error::Config(
+                "an invertible linear layer needs at least 1 feature".into(),
+            ));
+        }
+        let w0 = random_orthogonal(dim, rng);
+        let lu = lu_decompose(&w0, dim)
+            .ok_or_else(|| Error::Config("a random orthogonal matrix is singular".into()))?;
+        let mut upper = lu.upper;
+        let mut sign = vec![0.0; dim];
+        let mut log_s = vec![0.0; dim];
+        for i in 0..dim {
+            let u = upper[i * dim + i];
+            sign[i] = if u < 0.0 { -1.0 } else { 1.0 };
+            log_s[i] = u.abs().ln();
+            upper[i * dim + i] = 0.0;
+        }
+        let mut lower = lu.lower;
+        for i in 0..dim {
+            lower[i * dim + i] = 0.0;
+        }
+        Self::with_values(
+            params, backend, prefix, lu.perm, sign, &lower, &upper, &log_s,
+        )
+    }
+
+    /// The layer a [`LayerSpec::InvertibleLinearLu`] describes (fixed `perm` and `sign` of
+    /// `dim` features). A spec does not record Glow's random `W0`, so with `init_zeros` the
+    /// layer starts at the signed permutation `W = P diag(sign)` (`L = I`, `U = 0`,
+    /// `log_s = 0`; orthogonal too), to be overwritten by a checkpoint's parameters; without
+    /// it the triangular parts and `log_s` are drawn from `N(0, 0.3^2)` (for tests).
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_spec<B: Backend>(
+        params: &mut ParamStore<B>,
+        backend: &B,
+        prefix: &str,
+        dim: usize,
+        perm: Vec<usize>,
+        sign: Vec<f64>,
+        init_zeros: bool,
+        rng: &mut FlowRng,
+    ) -> Result<Self> {
+        if perm.len() != dim || sign.len() != dim {
+            return Err(Error::Config(format!(
+                "an invertible linear layer of {dim} features with {} permutation entries and {} signs",
+                perm.len(),
+                sign.len()
+            )));
+        }
+        let (lower, upper, log_s) = if init_zeros {
+            (vec![0.0; dim * dim], vec![0.0; dim * dim], vec![0.0; dim])
+        } else {
+            let cpu = Cpu::<f64>::new();
+            let mut draw = |n: usize| -> Vec<f64> {
+                Tensor::randn(&cpu, (1, n), rng)
+                    .to_vec()
+                    .into_iter()
+                    .map(|v| 0.3 * v)
+                    .collect()
+            };
+            let mut lower = draw(dim * dim);
+            let mut upper = draw(dim * dim);
+            for i in 0..dim {
+                for j in 0..dim {
+                    if j >= i {
+                        lower[i * dim + j] = 0.0;
+                    }
+                    if j <= i {
+                        upper[i * dim + j] = 0.0;
+                    }
+                }
+            }
+            (lower, upper, draw(dim))
+        };
+        Self::with_values(params, backend, prefix, perm, sign, &lower, &upper, &log_s)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn with_values<B: Backend>(
+        params: &mut ParamStore<B>,
+        backend: &B,
+        prefix: &str,
+        perm: Vec<usize>,
+        sign: Vec<f64>,
+        lower: &[f64],
+        upper: &[f64],
+        log_s: &[f64],
+    ) -> Result<Self> {
+        let dim = perm.len();
+        let mut inverse_perm = vec![usize::MAX; dim];
+        for (j, &p) in perm.iter().enumerate() {
+            if p >= dim || inverse_perm[p] != usize::MAX {
+                return Err(Error::Config(format!("{perm:?} is not a permutation")));
+            }
+            inverse_perm[p] = j;
+        }
+        if sign.iter().any(|&s| s != 1.0 && s != -1.0) {
+            return Err(Error::Config(format!(
+                "signs must be 1 or -1, got {sign:?}"
+            )));
+        }
+        let lower = params.add(
+            format!("{prefix}.lower"),
+            Tensor::from_f64s(backend, (dim, dim), lower)?,
+        )?;
+        let upper = params.add(
+            format!("{prefix}.upper"),
+            Tensor::from_f64s(backend, (dim, dim), upper)?,
+        )?;
+        let log_s = params.add(
+            format!("{prefix}.log_s"),
+            Tensor::from_f64s(backend, (1, dim), log_s)?,
+        )?;
+        Ok(InvertibleLinearLu {
+            dim,
+            perm,
+            inverse_perm,
+            sign,
+            lower,
+            upper,
+            log_s,
+        })
+    }
+
+    pub fn perm(&self) -> &[usize] {
+        &self.perm
+    }
+
+    pub fn sign(&self) -> &[f64] {
+        &self.sign
+    }
+
+    /// Handles of `lower`, `upper` and `log_s`.
+    pub fn param_ids(&self) -> [ParamId; 3] {
+        [self.lower, self.upper, self.log_s]
+    }
+
+    /// `W = P L (U + diag(sign * exp(log_s)))` from the current parameters (`dim x dim`).
+    pub fn weight<B: Backend>(&self, params: &ParamStore<B>) -> Result<Tensor<B>> {
+        let backend = params.get(self.lower)?.backend().clone();
+        let tape = Tape::new(&backend);
+        let parts = self.parts(params, &tape)?;
+        // P M: row perm[j] of the product is row j of M.
+        let lu = parts.lower.matmul(&parts.upper_diag()?)?.value();
+        let lu = lu.to_f64s();
+        let d = self.dim;
+        let mut w = vec![0.0; d * d];
+        for j in 0..d {
+            w[self.perm[j] * d..(self.perm[j] + 1) * d].copy_from_slice(&lu[j * d..(j + 1) * d]);
+        }
+        Ok(Tensor::from_f64s(&backend, (d, d), &w)?)
+    }
+
+    /// The masked factors bound on `tape`.
+    fn parts<B: Backend>(&self, params: &ParamStore<B>, tape: &Tape<B>) -> Result<Parts<B>> {
+        let d = self.dim;
+        let backend = tape.backend();
+        let mask = |keep: fn(usize, usize) -> bool| -> Result<Tensor<B>> {
+            let v: Vec<f64> = (0..d * d)
+                .map(|k| if keep(k / d, k % d) { 1.0 } else { 0.0 })
+                .collect();
+            Ok(Tensor::from_f64s(backend, (d, d), &v)?)
+        };
+        let eye = tape.constant(mask(|i, j| i == j)?);
+        let strict_lower = tape
+            .param(params, self.lower)?
+            .mul(&tape.constant(mask(|i, j| i > j)?))?;
+        let strict_upper = tape
+            .param(params, self.upper)?
+            .mul(&tape.constant(mask(|i, j| i < j)?))?;
+        let log_s = tape.param(params, self.log_s)?;
+        let sign = tape.constant(Tensor::from_f64s(backend, (1, d), &self.sign)?);
+        Ok(Parts {
+            lower: strict_lower.add(&eye)?,
+            strict_lower,
+            strict_upper,
+            log_s,
+            sign,
+            eye,
+        })
+    }
+
+    fn check_width<B: Backend>(&self, what: &'static str, v: &Var<B>) -> Result<()> {
+        if v.shape().cols != self.dim {
+            return Err(Error::Width {
+                what,
+                expected: self.dim,
+                got: v.shape().cols,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// `L`, `U` (strict), `log_s` and `sign` of one pass, masked, on one tape.
+struct Parts<B: Backend> {
+    lower: Var<B>,
+    strict_lower: Var<B>,
+    strict_upper: Var<B>,
+    log_s: Var<B>,
+    sign: Var<B>,
+    eye: Var<B>,
+}
+
+impl<B: Backend> Parts<B> {
+    /// `U + diag(sign * exp(log_s))`.
+    fn upper_diag(&self) -> Result<Var<B>> {
+        let s = self.sign.mul(&self.log_s.exp())?;
+        Ok(self.strict_upper.add(&self.eye.mul(&s)?)?)
+    }
+
+    /// `(I + N)^{-1} = sum_{k<d} (-N)^k` for a nilpotent `N`, by Horner's rule.
+    fn unit_inverse(&self, n: &Var<B>) -> Result<Var<B>> {
+        let d = self.eye.shape().rows;
+        let mut inv = self.eye.clone();
+        for _ in 1..d {
+            inv = self.eye.sub(&n.matmul(&inv)?)?;
+        }
+        Ok(inv)
+    }
+
+    /// `sum(log_s)` times `sign` as a `rows x 1` column.
+    fn log_det(&self, rows: usize, sign: f64) -> Result<Var<B>> {
+        Ok(self
+            .log_s
+            .sum(Axis::All)
+            .mul_scalar(sign)
+            .broadcast_to((rows, 1))?)
+    }
+}
+
+impl<B: Backend> Flow<B> for InvertibleLinearLu {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// `x = z W^T = z (U + D)^T L^T P^T`.
+    fn forward(&self, params: &ParamStore<B>, z: &Var<B>) -> Result<(Var<B>, Var<B>)> {
+        self.check_width("InvertibleLinearLu forward", z)?;
+        let parts = self.parts(params, z.tape())?;
+        let y =
+            z.matmul_t(false, &parts.upper_diag()?, true)?
+                .matmul_t(false, &parts.lower, true)?;
+        // y P^T: column j is column inverse_perm[j] of y.
+        let x = y.gather_cols(&self.inverse_perm)?;
+        Ok((x, parts.log_det(z.shape().rows, 1.0)?))
+    }
+
+    /// `z = x W^{-T} = x P L^{-T} (I + U D^{-1})^{-T} D^{-1}`.
+    fn inverse(&self, params: &ParamStore<B>, x: &Var<B>) -> Result<(Var<B>, Var<B>)> {
+        self.check_width("InvertibleLinearLu inverse", x)?;
+        let parts = self.parts(params, x.tape())?;
+        // 1 / (sign * exp(log_s)) = sign * exp(-log_s).
+        let inv_s = parts.sign.mul(&parts.log_s.neg().exp())?;
+        let lower_inv = parts.unit_inverse(&parts.strict_lower)?;
+        let upper_inv = parts.unit_inverse(&parts.strict_upper.mul(&inv_s)?)?;
+        let z = x
+            .gather_cols(&self.perm)?
+            .matmul_t(false, &lower_inv, true)?
+            .matmul_t(false, &upper_inv, true)?
+            .mul(&inv_s)?;
+        Ok((z, parts.log_det(x.shape().rows, -1.0)?))
+    }
+
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::InvertibleLinearLu {
+            perm: self.perm.clone(),
+            sign: self.sign.clone(),
+        }
+    }
+}

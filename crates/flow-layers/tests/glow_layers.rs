@@ -1,0 +1,347 @@
+//! Property tests of Glow's layers: `ActNorm` and `InvertibleLinearLu`, with random
+//! parameters and dimensions 1 to 8: round trips, forward log-det = - inverse log-det, and
+//! log-dets against log|det J| by autodiff; ActNorm's data-dependent initialisation; the LU
+//! layer's orthogonal initialisation and its determinant under a gradient step; specs that
+//! round-trip through JSON and rebuild the same layer.
+
+use flow_core::{Axis, Cpu, ParamStore, Tape, Tensor, Var};
+use flow_layers::lu_linear::{lu_decompose, random_orthogonal};
+use flow_layers::{
+    ActNorm, BaseSpec, Flow, FlowSpec, InvertibleLinearLu, LayerSpec, NormalizingFlow,
+};
+use proptest::prelude::*;
+
+type B = Cpu<f64>;
+const CPU: B = Cpu::new();
+const TOL: f64 = 1e-9;
+
+/// log|det| of a square matrix (row-major) by LU with partial pivoting.
+fn log_abs_det(mut a: Vec<f64>, n: usize) -> f64 {
+    let mut total = 0.0;
+    for c in 0..n {
+        let p = (c..n)
+            .max_by(|&i, &j| a[i * n + c].abs().total_cmp(&a[j * n + c].abs()))
+            .unwrap();
+        if p != c {
+            for k in 0..n {
+                a.swap(c * n + k, p * n + k);
+            }
+        }
+        let pivot = a[c * n + c];
+        total += pivot.abs().ln();
+        for r in c + 1..n {
+            let f = a[r * n + c] / pivot;
+            for k in c..n {
+                a[r * n + k] -= f * a[c * n + k];
+            }
+        }
+    }
+    total
+}
+
+/// Per-sample Jacobians dy/dz of a row-wise map, by one reverse pass per output column.
+fn jacobians(f: &dyn Fn(&Var<B>) -> Var<B>, z: &Tensor<B>) -> Vec<Vec<f64>> {
+    let (rows, d) = (z.rows(), z.cols());
+    let tape = Tape::new(&CPU);
+    let zv = tape.input(z.clone());
+    let y = f(&zv);
+    let mut jac = vec![vec![0.0; d * d]; rows];
+    for j in 0..d {
+        let yj = y.slice_cols(j, 1).unwrap().sum(Axis::All);
+        let g = tape
+            .grad(&yj, &[&zv], false)
+            .unwrap()
+            .remove(0)
+            .value()
+            .to_vec();
+        for (r, jr) in jac.iter_mut().enumerate() {
+            for i in 0..d {
+                jr[j * d + i] = g[r * d + i];
+            }
+        }
+    }
+    jac
+}
+
+fn assert_close(a: &[f64], b: &[f64], tol: f64, what: &str) -> Result<(), TestCaseError> {
+    prop_assert_eq!(a.len(), b.len());
+    for (k, (x, y)) in a.iter().zip(b).enumerate() {
+        prop_assert!(
+            (x - y).abs() <= tol * (1.0 + y.abs()),
+            "{} [{}]: {} vs {}",
+            what,
+            k,
+            x,
+            y
+        );
+    }
+    Ok(())
+}
+
+/// The three properties for one layer at `z`.
+fn check_layer(
+    layer: &dyn Flow<B>,
+    params: &ParamStore<B>,
+    z: &Tensor<B>,
+) -> Result<(), TestCaseError> {
+    let tape = Tape::new(&CPU);
+    let (x, fwd_ld) = layer.forward(params, &tape.constant(z.clone())).unwrap();
+    let (z_back, inv_ld) = layer.inverse(params, &x).unwrap();
+    assert_close(
+        &z_back.value().to_vec(),
+        &z.to_vec(),
+        TOL,
+        "inverse(forward(z))",
+    )?;
+    let minus_inv: Vec<f64> = inv_ld.value().to_vec().iter().map(|v| -v).collect();
+    assert_close(
+        &fwd_ld.value().to_vec(),
+        &minus_inv,
+        TOL,
+        "forward log-det vs -inverse log-det",
+    )?;
+    prop_assert_eq!(fwd_ld.shape(), flow_core::Shape::new(z.rows(), 1));
+    let d = z.cols();
+    let jac = jacobians(&|v| layer.forward(params, v).unwrap().0, z);
+    let from_jac: Vec<f64> = jac.into_iter().map(|j| log_abs_det(j, d)).collect();
+    assert_close(
+        &fwd_ld.value().to_vec(),
+        &from_jac,
+        1e-8,
+        "forward log-det vs log|det J|",
+    )?;
+    // And the inverse's own Jacobian at x.
+    let x = x.value();
+    let jac = jacobians(&|v| layer.inverse(params, v).unwrap().0, &x);
+    let from_jac: Vec<f64> = jac.into_iter().map(|j| log_abs_det(j, d)).collect();
+    assert_close(
+        &inv_ld.value().to_vec(),
+        &from_jac,
+        1e-8,
+        "inverse log-det vs log|det J|",
+    )?;
+    Ok(())
+}
+
+fn batch(dim: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = Tensor<B>> {
+    (1usize..=4, dim).prop_flat_map(|(rows, d)| {
+        prop::collection::vec(-2.5f64..2.5, rows * d)
+            .prop_map(move |v| Tensor::from_vec(&CPU, (rows, d), v).unwrap())
+    })
+}
+
+fn forward_value(layer: &dyn Flow<B>, params: &ParamStore<B>, z: &Tensor<B>) -> Vec<f64> {
+    let tape = Tape::new(&CPU);
+    layer
+        .forward(params, &tape.constant(z.clone()))
+        .unwrap()
+        .0
+        .value()
+        .to_vec()
+}
+
+/// A one-layer flow of `layer`'s spec, rebuilt from JSON, with `params`' values copied in by
+/// name: its forward must match the layer's.
+fn check_spec_round_trip(
+    layer: &dyn Flow<B>,
+    params: &ParamStore<B>,
+    z: &Tensor<B>,
+) -> Result<(), TestCaseError> {
+    let spec = FlowSpec {
+        dim: z.cols(),
+        base: BaseSpec::DiagGaussian,
+        layers: vec![layer.spec()],
+    };
+    let rebuilt_spec = FlowSpec::from_json(&spec.to_json()).unwrap();
+    prop_assert_eq!(&rebuilt_spec, &spec);
+    let mut model = NormalizingFlow::new(&CPU, rebuilt_spec.clone(), 7).unwrap();
+    prop_assert_eq!(
+        rebuilt_spec.num_scalars(),
+        Some(model.params().num_scalars())
+    );
+    let store = model.params_mut();
+    for (_, name, value) in params.iter() {
+        let id = store.id(name).unwrap();
+        store.set(id, value.clone()).unwrap();
+    }
+    let rebuilt = model.flows()[0].as_ref();
+    prop_assert_eq!(rebuilt.spec(), layer.spec());
+    assert_close(
+        &forward_value(rebuilt, model.params(), z),
+        &forward_value(layer, params, z),
+        1e-12,
+        "rebuilt forward",
+    )
+}
+
+fn det_sign_free_log(w: &Tensor<B>) -> f64 {
+    log_abs_det(w.to_vec(), w.rows())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn actnorm(z in batch(1..=8), seed in 0u64..1000) {
+        let mut params = ParamStore::new();
+        let layer = ActNorm::new(&mut params, &CPU, "flows.0", z.cols(), false, &mut flow_core::rng(seed)).unwrap();
+        check_layer(&layer, &params, &z)?;
+        check_spec_round_trip(&layer, &params, &z)?;
+    }
+
+    #[test]
+    fn actnorm_initialize_standardises_the_batch(
+        d in 1usize..=8,
+        rows in 2usize..=40,
+        seed in 0u64..1000,
+        spread in prop::collection::vec(0.01f64..20.0, 8),
+        shift in prop::collection::vec(-10.0f64..10.0, 8),
+    ) {
+        let mut rng = flow_core::rng(seed);
+        let raw = Tensor::randn(&CPU, (rows, d), &mut rng).to_vec();
+        let x: Vec<f64> = raw.iter().enumerate().map(|(k, v)| v * spread[k % d] + shift[k % d]).collect();
+        let x = Tensor::from_vec(&CPU, (rows, d), x).unwrap();
+        let mut params = ParamStore::new();
+        let layer = ActNorm::new(&mut params, &CPU, "flows.0", d, false, &mut rng).unwrap();
+        layer.initialize(&mut params, &x).unwrap();
+        let tape = Tape::new(&CPU);
+        let z = layer.inverse(&params, &tape.constant(x)).unwrap().0.value().to_vec();
+        for j in 0..d {
+            let col: Vec<f64> = (0..rows).map(|r| z[r * d + j]).collect();
+            let mean = col.iter().sum::<f64>() / rows as f64;
+            let var = col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / rows as f64;
+            prop_assert!(mean.abs() < 1e-9, "feature {}: mean {}", j, mean);
+            prop_assert!((var.sqrt() - 1.0).abs() < 1e-9, "feature {}: std {}", j, var.sqrt());
+        }
+    }
+
+    #[test]
+    fn lu_linear_glow_init(z in batch(1..=8), seed in 0u64..1000) {
+        let mut params = ParamStore::new();
+        let layer = InvertibleLinearLu::new(&mut params, &CPU, "flows.0", z.cols(), &mut flow_core::rng(seed)).unwrap();
+        check_layer(&layer, &params, &z)?;
+        check_spec_round_trip(&layer, &params, &z)?;
+    }
+
+    #[test]
+    fn lu_linear_random(z in batch(1..=8), seed in 0u64..1000) {
+        let d = z.cols();
+        let mut rng = flow_core::rng(seed);
+        let perm = random_orthogonal(d, &mut rng);
+        let perm = lu_decompose(&perm, d).unwrap().perm;
+        let sign: Vec<f64> = (0..d).map(|i| if (seed >> i) & 1 == 1 { -1.0 } else { 1.0 }).collect();
+        let mut params = ParamStore::new();
+        let layer = InvertibleLinearLu::from_spec(&mut params, &CPU, "flows.0", d, perm, sign, false, &mut rng).unwrap();
+        check_layer(&layer, &params, &z)?;
+        check_spec_round_trip(&layer, &params, &z)?;
+    }
+
+    #[test]
+    fn lu_linear_starts_at_the_orthogonal_w0_and_keeps_its_determinant(d in 1usize..=8, seed in 0u64..1000) {
+        // The same draws as `new`: W0 first.
+        let w0 = random_orthogonal(d, &mut flow_core::rng(seed));
+        let mut params = ParamStore::new();
+        let layer = InvertibleLinearLu::new(&mut params, &CPU, "flows.0", d, &mut flow_core::rng(seed)).unwrap();
+        let w = layer.weight(&params).unwrap();
+        assert_close(&w.to_vec(), &w0, 1e-12, "W at init vs W0")?;
+        // W0 is orthogonal: W0 W0^T = I.
+        let wwt = w.matmul_t(false, &w, true).unwrap().to_vec();
+        for i in 0..d {
+            for j in 0..d {
+                let want = if i == j { 1.0 } else { 0.0 };
+                prop_assert!((wwt[i * d + j] - want).abs() < 1e-12);
+            }
+        }
+        // The forward map is z W^T.
+        let z = Tensor::randn(&CPU, (3, d), &mut flow_core::rng(seed + 1));
+        let want = z.matmul_t(false, &w, true).unwrap().to_vec();
+        assert_close(&forward_value(&layer, &params, &z), &want, 1e-12, "forward vs z W^T")?;
+
+        // One gradient step of a loss through the inverse (as log_prob would).
+        let tape = Tape::new(&CPU);
+        let x = tape.constant(Tensor::randn(&CPU, (5, d), &mut flow_core::rng(seed + 2)));
+        let (zz, ld) = layer.inverse(&params, &x).unwrap();
+        let loss = zz.square().sum(Axis::All).mul_scalar(0.5).sub(&ld.sum(Axis::All)).unwrap();
+        let grads = tape.backward(&loss).unwrap();
+        for id in layer.param_ids() {
+            if let Some(g) = grads.param(id) {
+                let step = params.get(id).unwrap().sub(&g.unary(flow_core::UnaryOp::MulScalar(0.1))).unwrap();
+                params.set(id, step).unwrap();
+            }
+        }
+        let w1 = layer.weight(&params).unwrap();
+        prop_assert!(w1.max_abs_diff(&w).unwrap() > 1e-6, "the step did not change W");
+        let log_s = params.get(layer.param_ids()[2]).unwrap().to_vec();
+        let sum_log_s: f64 = log_s.iter().sum();
+        let from_lu = det_sign_free_log(&w1);
+        prop_assert!((from_lu - sum_log_s).abs() < 1e-10, "log|det W| {} vs sum(log_s) {}", from_lu, sum_log_s);
+        // The masked-out parts stay zero: the triangles keep their shape.
+        let lu = lu_decompose(&w1.to_vec(), d).unwrap();
+        let diag_log: f64 = (0..d).map(|i| lu.upper[i * d + i].abs().ln()).sum();
+        prop_assert!((diag_log - sum_log_s).abs() < 1e-10);
+        // And the layer still inverts, with the same log-dets.
+        let z = Tensor::randn(&CPU, (3, d), &mut flow_core::rng(seed + 3));
+        check_layer(&layer, &params, &z)?;
+    }
+}
+
+#[test]
+fn lu_decompose_reconstructs() {
+    let a = vec![0.0, 2.0, 1.0, 1.0, 1.0, 0.0, 3.0, 0.5, -1.0];
+    let lu = lu_decompose(&a, 3).unwrap();
+    for i in 0..3 {
+        assert_eq!(lu.lower[i * 3 + i], 1.0);
+    }
+    let mut m = [0.0; 9];
+    for i in 0..3 {
+        for j in 0..3 {
+            m[i * 3 + j] = (0..3)
+                .map(|k| lu.lower[i * 3 + k] * lu.upper[k * 3 + j])
+                .sum();
+        }
+    }
+    for j in 0..3 {
+        for k in 0..3 {
+            assert!((a[lu.perm[j] * 3 + k] - m[j * 3 + k]).abs() < 1e-14);
+        }
+    }
+    assert!(lu_decompose(&[1.0, 2.0, 2.0, 4.0], 2).is_none());
+}
+
+#[test]
+fn bad_specs_are_errors() {
+    let spec = FlowSpec {
+        dim: 3,
+        base: BaseSpec::DiagGaussian,
+        layers: vec![LayerSpec::InvertibleLinearLu {
+            perm: vec![0, 1],
+            sign: vec![1.0, 1.0],
+        }],
+    };
+    assert!(NormalizingFlow::new(&CPU, spec, 0).is_err());
+    let spec = FlowSpec {
+        dim: 2,
+        base: BaseSpec::DiagGaussian,
+        layers: vec![LayerSpec::InvertibleLinearLu {
+            perm: vec![1, 1],
+            sign: vec![1.0, -1.0],
+        }],
+    };
+    assert!(NormalizingFlow::new(&CPU, spec, 0).is_err());
+    let mut params = ParamStore::<B>::new();
+    let layer = ActNorm::new(&mut params, &CPU, "a", 2, true, &mut flow_core::rng(0)).unwrap();
+    assert!(layer
+        .initialize(&mut params, &Tensor::zeros(&CPU, (4, 3)))
+        .is_err());
+    // A constant feature: the std floor keeps the inverse finite.
+    layer
+        .initialize(&mut params, &Tensor::ones(&CPU, (4, 2)))
+        .unwrap();
+    let tape = Tape::new(&CPU);
+    let z = layer
+        .inverse(&params, &tape.constant(Tensor::ones(&CPU, (4, 2))))
+        .unwrap()
+        .0
+        .value();
+    assert!(z.to_vec().iter().all(|v| v.is_finite() && v.abs() < 1e-9));
+}
