@@ -3,7 +3,8 @@
 //! autoregressive flows.
 
 use crate::error::{Error, Result};
-use flow_core::{Activation, Backend, Element, FlowRng, ParamId, ParamStore, Tensor, Var};
+use crate::mlp::{add_linear, fused_activation};
+use flow_core::{Backend, FlowRng, ParamId, ParamStore, Tensor, Var};
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
@@ -136,20 +137,8 @@ impl Made {
                     })
                 })
                 .collect();
-            let bound = 1.0 / (fan_in as f64).sqrt();
-            let (w, b) = if k == last && init_zeros {
-                (
-                    Tensor::zeros(backend, (fan_out, fan_in)),
-                    Tensor::zeros(backend, (1, fan_out)),
-                )
-            } else {
-                (
-                    Tensor::rand_uniform(backend, (fan_out, fan_in), -bound, bound, rng)?,
-                    Tensor::rand_uniform(backend, (1, fan_out), -bound, bound, rng)?,
-                )
-            };
-            let w = params.add(format!("{prefix}.net.{}.weight", 2 * k), w)?;
-            let b = params.add(format!("{prefix}.net.{}.bias", 2 * k), b)?;
+            let zero = k == last && init_zeros;
+            let (w, b) = add_linear(params, backend, prefix, k, fan_in, fan_out, zero, rng)?;
             layers.push((w, b));
             masks.push(((fan_out, fan_in), mask));
         }
@@ -209,11 +198,7 @@ impl Made {
                 )))
             }
         };
-        let act = match self.leaky {
-            0.0 => Some(Activation::Relu),
-            s if s > 0.0 => Some(Activation::LeakyRelu(B::Elem::of(s))),
-            _ => None,
-        };
+        let act = fused_activation::<B>(self.leaky);
         for (k, (&(w, b), mask)) in self.layers.iter().zip(&self.masks).enumerate() {
             let mask = tape.constant(Tensor::from_f64s(tape.backend(), mask.0, &mask.1)?);
             let w = tape.param(params, w)?.mul(&mask)?;

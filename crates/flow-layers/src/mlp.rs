@@ -33,23 +33,10 @@ impl Mlp {
         }
         let mut layers = Vec::with_capacity(sizes.len() - 1);
         for (k, w) in sizes.windows(2).enumerate() {
-            let (fan_in, fan_out) = (w[0], w[1]);
-            let last = k + 2 == sizes.len();
-            let bound = 1.0 / (fan_in as f64).sqrt();
-            let (weight, bias) = if last && init_zeros {
-                (
-                    Tensor::zeros(backend, (fan_out, fan_in)),
-                    Tensor::zeros(backend, (1, fan_out)),
-                )
-            } else {
-                (
-                    Tensor::rand_uniform(backend, (fan_out, fan_in), -bound, bound, rng)?,
-                    Tensor::rand_uniform(backend, (1, fan_out), -bound, bound, rng)?,
-                )
-            };
-            let w = params.add(format!("{prefix}.net.{}.weight", 2 * k), weight)?;
-            let b = params.add(format!("{prefix}.net.{}.bias", 2 * k), bias)?;
-            layers.push((w, b));
+            let zero = init_zeros && k + 2 == sizes.len();
+            layers.push(add_linear(
+                params, backend, prefix, k, w[0], w[1], zero, rng,
+            )?);
         }
         Ok(Mlp {
             sizes: sizes.to_vec(),
@@ -71,11 +58,7 @@ impl Mlp {
     /// a separate op.
     pub fn forward<B: Backend>(&self, params: &ParamStore<B>, x: &Var<B>) -> Result<Var<B>> {
         let tape = x.tape();
-        let act = match self.leaky {
-            0.0 => Some(Activation::Relu),
-            s if s > 0.0 => Some(Activation::LeakyRelu(B::Elem::of(s))),
-            _ => None,
-        };
+        let act = fused_activation::<B>(self.leaky);
         let mut h = x.clone();
         for (k, &(w, b)) in self.layers.iter().enumerate() {
             let (w, b) = (tape.param(params, w)?, tape.param(params, b)?);
@@ -87,5 +70,46 @@ impl Mlp {
             };
         }
         Ok(h)
+    }
+}
+
+/// Registers layer `k` of an MLP (`{prefix}.net.{2k}.weight`, `out x in`, and `.bias`),
+/// initialised as PyTorch's `nn.Linear` (uniform on `[-1/sqrt(fan_in), 1/sqrt(fan_in)]`), or
+/// at zero.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn add_linear<B: Backend>(
+    params: &mut ParamStore<B>,
+    backend: &B,
+    prefix: &str,
+    k: usize,
+    fan_in: usize,
+    fan_out: usize,
+    zero: bool,
+    rng: &mut FlowRng,
+) -> Result<(ParamId, ParamId)> {
+    let bound = 1.0 / (fan_in as f64).sqrt();
+    let (weight, bias) = if zero {
+        (
+            Tensor::zeros(backend, (fan_out, fan_in)),
+            Tensor::zeros(backend, (1, fan_out)),
+        )
+    } else {
+        (
+            Tensor::rand_uniform(backend, (fan_out, fan_in), -bound, bound, rng)?,
+            Tensor::rand_uniform(backend, (1, fan_out), -bound, bound, rng)?,
+        )
+    };
+    let w = params.add(format!("{prefix}.net.{}.weight", 2 * k), weight)?;
+    let b = params.add(format!("{prefix}.net.{}.bias", 2 * k), bias)?;
+    Ok((w, b))
+}
+
+/// The activation a hidden linear node applies itself for LeakyReLU(`leaky`) (0: ReLU);
+/// `None` for a negative slope, which the fused kernel does not cover.
+pub(crate) fn fused_activation<B: Backend>(leaky: f64) -> Option<Activation<B::Elem>> {
+    match leaky {
+        0.0 => Some(Activation::Relu),
+        s if s > 0.0 => Some(Activation::LeakyRelu(B::Elem::of(s))),
+        _ => None,
     }
 }
