@@ -130,7 +130,12 @@ impl<B: Backend> Flow<B> for ActNorm {
         self.dim
     }
 
-    fn forward(&self, params: &ParamStore<B>, z: &Var<B>) -> Result<(Var<B>, Var<B>)> {
+    fn forward(
+        &self,
+        params: &ParamStore<B>,
+        z: &Var<B>,
+        _: Option<&Var<B>>,
+    ) -> Result<(Var<B>, Var<B>)> {
         self.check_width("ActNorm forward", z)?;
         let tape = z.tape();
         let loc = tape.param(params, self.loc)?;
@@ -139,7 +144,12 @@ impl<B: Backend> Flow<B> for ActNorm {
         Ok((x, Self::log_det(&log_scale, z.shape().rows, 1.0)?))
     }
 
-    fn inverse(&self, params: &ParamStore<B>, x: &Var<B>) -> Result<(Var<B>, Var<B>)> {
+    fn inverse(
+        &self,
+        params: &ParamStore<B>,
+        x: &Var<B>,
+        _: Option<&Var<B>>,
+    ) -> Result<(Var<B>, Var<B>)> {
         self.check_width("ActNorm inverse", x)?;
         let tape = x.tape();
         let loc = tape.param(params, self.loc)?;

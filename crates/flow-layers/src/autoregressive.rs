@@ -31,6 +31,7 @@ impl MaskedAffineAutoregressive {
         backend: &B,
         prefix: &str,
         dim: usize,
+        context: usize,
         hidden: &[usize],
         degrees: Vec<usize>,
         leaky: f64,
@@ -47,7 +48,7 @@ impl MaskedAffineAutoregressive {
                 hidden: hidden.to_vec(),
                 degrees,
                 outputs_per_input: 2,
-                context: 0,
+                context,
                 leaky,
             },
             init_zeros,
@@ -68,9 +69,10 @@ impl MaskedAffineAutoregressive {
         &self,
         params: &ParamStore<B>,
         u: &Var<B>,
+        context: Option<&Var<B>>,
     ) -> Result<(Var<B>, Var<B>)> {
         let d = self.made.dim();
-        let out = self.made.forward(params, u, None)?;
+        let out = self.made.forward(params, u, context)?;
         let shift = out.slice_cols(0, d)?;
         let raw = out.slice_cols(d, d)?;
         let log_scale = raw.div(&raw.abs().mul_scalar(1.0 / LOG_SCALE_BOUND).add_scalar(1.0))?;
@@ -78,8 +80,13 @@ impl MaskedAffineAutoregressive {
     }
 
     /// `y = u * s(u) + t(u)` and `sum log s(u)` per row.
-    fn one_pass<B: Backend>(&self, params: &ParamStore<B>, u: &Var<B>) -> Result<(Var<B>, Var<B>)> {
-        let (shift, log_scale) = self.shift_and_log_scale(params, u)?;
+    fn one_pass<B: Backend>(
+        &self,
+        params: &ParamStore<B>,
+        u: &Var<B>,
+        context: Option<&Var<B>>,
+    ) -> Result<(Var<B>, Var<B>)> {
+        let (shift, log_scale) = self.shift_and_log_scale(params, u, context)?;
         let y = u.mul(&log_scale.exp())?.add(&shift)?;
         Ok((y, log_scale.sum(Axis::Cols)))
     }
@@ -87,14 +94,19 @@ impl MaskedAffineAutoregressive {
     /// The `u` with `u * s(u) + t(u) = y`, by D passes (each fixes the next feature in the
     /// ordering; the result is exact, the gradient that of the exact inverse), and
     /// `-sum log s(u)` per row.
-    fn solve<B: Backend>(&self, params: &ParamStore<B>, y: &Var<B>) -> Result<(Var<B>, Var<B>)> {
+    fn solve<B: Backend>(
+        &self,
+        params: &ParamStore<B>,
+        y: &Var<B>,
+        context: Option<&Var<B>>,
+    ) -> Result<(Var<B>, Var<B>)> {
         let tape = y.tape();
         let mut u = tape.constant(Tensor::zeros(tape.backend(), y.shape()));
         let mut log_scale = None;
         for _ in 0..self.made.dim() {
             // Pass k reads features of degree < k, exact since pass k - 1: so the last
             // pass's shift and scale are those of the solution.
-            let (shift, ls) = self.shift_and_log_scale(params, &u)?;
+            let (shift, ls) = self.shift_and_log_scale(params, &u, context)?;
             u = y.sub(&shift)?.mul(&ls.neg().exp())?;
             log_scale = Some(ls);
         }
@@ -108,20 +120,34 @@ impl<B: Backend> Flow<B> for MaskedAffineAutoregressive {
         self.made.dim()
     }
 
-    fn forward(&self, params: &ParamStore<B>, z: &Var<B>) -> Result<(Var<B>, Var<B>)> {
+    fn forward(
+        &self,
+        params: &ParamStore<B>,
+        z: &Var<B>,
+        context: Option<&Var<B>>,
+    ) -> Result<(Var<B>, Var<B>)> {
         if self.inverse_autoregressive {
-            self.one_pass(params, z)
+            self.one_pass(params, z, context)
         } else {
-            self.solve(params, z)
+            self.solve(params, z, context)
         }
     }
 
-    fn inverse(&self, params: &ParamStore<B>, x: &Var<B>) -> Result<(Var<B>, Var<B>)> {
+    fn inverse(
+        &self,
+        params: &ParamStore<B>,
+        x: &Var<B>,
+        context: Option<&Var<B>>,
+    ) -> Result<(Var<B>, Var<B>)> {
         if self.inverse_autoregressive {
-            self.solve(params, x)
+            self.solve(params, x, context)
         } else {
-            self.one_pass(params, x)
+            self.one_pass(params, x, context)
         }
+    }
+
+    fn context_dim(&self) -> usize {
+        self.made.context()
     }
 
     fn spec(&self) -> LayerSpec {

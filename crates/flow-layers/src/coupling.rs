@@ -2,7 +2,7 @@
 //! `ceil(d/2)` features pass unchanged and condition an affine map of the rest.
 
 use crate::error::{Error, Result};
-use crate::flow::Flow;
+use crate::flow::{with_context, Flow};
 use crate::mlp::Mlp;
 use crate::spec::LayerSpec;
 use flow_core::{Backend, CouplingScale, Direction, FlowRng, ParamStore, Var};
@@ -34,20 +34,24 @@ impl ScaleMap {
 #[derive(Clone, Debug)]
 pub struct AffineCouplingBlock {
     dim: usize,
+    context: usize,
     net: Mlp,
     scale_map: ScaleMap,
 }
 
 impl AffineCouplingBlock {
     /// A block over `dim >= 2` features whose conditioner is an MLP
-    /// `ceil(dim/2) -> hidden... -> 2 * (dim - ceil(dim/2))`, with parameters named
-    /// `{prefix}.flows.1.param_map.net.*` (normflows' names for flow `prefix`).
+    /// `ceil(dim/2) + context -> hidden... -> 2 * (dim - ceil(dim/2))`, with parameters named
+    /// `{prefix}.flows.1.param_map.net.*` (normflows' names for flow `prefix`). With
+    /// `context > 0` the conditioner also reads the context features (appended after the
+    /// first half).
     #[allow(clippy::too_many_arguments)]
     pub fn new<B: Backend>(
         params: &mut ParamStore<B>,
         backend: &B,
         prefix: &str,
         dim: usize,
+        context: usize,
         hidden: &[usize],
         leaky: f64,
         scale_map: ScaleMap,
@@ -60,7 +64,7 @@ impl AffineCouplingBlock {
             )));
         }
         let (d1, d2) = split(dim);
-        let mut sizes = vec![d1];
+        let mut sizes = vec![d1 + context];
         sizes.extend_from_slice(hidden);
         sizes.push(2 * d2);
         let net = Mlp::new(
@@ -74,6 +78,7 @@ impl AffineCouplingBlock {
         )?;
         Ok(AffineCouplingBlock {
             dim,
+            context,
             net,
             scale_map,
         })
@@ -88,10 +93,17 @@ impl AffineCouplingBlock {
         &self,
         params: &ParamStore<B>,
         v: &Var<B>,
+        context: Option<&Var<B>>,
         direction: Direction,
     ) -> Result<(Var<B>, Var<B>)> {
         let (d1, _) = split(self.dim);
-        let conditioner_out = self.net.forward(params, &v.slice_cols(0, d1)?)?;
+        let input = with_context(
+            "affine coupling",
+            &v.slice_cols(0, d1)?,
+            context,
+            self.context,
+        )?;
+        let conditioner_out = self.net.forward(params, &input)?;
         Ok(v.affine_coupling(&conditioner_out, self.scale_map.coupling_scale(), direction)?)
     }
 }
@@ -107,12 +119,26 @@ impl<B: Backend> Flow<B> for AffineCouplingBlock {
         self.dim
     }
 
-    fn forward(&self, params: &ParamStore<B>, z: &Var<B>) -> Result<(Var<B>, Var<B>)> {
-        self.couple(params, z, Direction::Forward)
+    fn forward(
+        &self,
+        params: &ParamStore<B>,
+        z: &Var<B>,
+        context: Option<&Var<B>>,
+    ) -> Result<(Var<B>, Var<B>)> {
+        self.couple(params, z, context, Direction::Forward)
     }
 
-    fn inverse(&self, params: &ParamStore<B>, x: &Var<B>) -> Result<(Var<B>, Var<B>)> {
-        self.couple(params, x, Direction::Inverse)
+    fn inverse(
+        &self,
+        params: &ParamStore<B>,
+        x: &Var<B>,
+        context: Option<&Var<B>>,
+    ) -> Result<(Var<B>, Var<B>)> {
+        self.couple(params, x, context, Direction::Inverse)
+    }
+
+    fn context_dim(&self) -> usize {
+        self.context
     }
 
     fn spec(&self) -> LayerSpec {

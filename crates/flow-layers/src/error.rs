@@ -15,6 +15,15 @@ pub enum Error {
         expected: usize,
         got: usize,
     },
+    /// A conditional layer called without its context, or with one of the wrong shape.
+    #[error("{what}: expected a context of {rows} rows x {expected} features, got {}", match got { Some((r, c)) => format!("{r} x {c}"), None => "none".to_string() })]
+    Context {
+        what: &'static str,
+        expected: usize,
+        /// `(rows, cols)` of the context given, if any.
+        got: Option<(usize, usize)>,
+        rows: usize,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -12,11 +12,27 @@ pub trait Flow<B: Backend>: std::fmt::Debug + Send + Sync {
     /// Number of features the layer maps.
     fn dim(&self) -> usize;
 
-    /// `z -> x`, with log|det dx/dz| per sample (`rows x 1`).
-    fn forward(&self, params: &ParamStore<B>, z: &Var<B>) -> Result<(Var<B>, Var<B>)>;
+    /// `z -> x`, with log|det dx/dz| per sample (`rows x 1`). `context` (`rows x c`) is the
+    /// conditioning input of a conditional flow; layers without a conditioner ignore it.
+    fn forward(
+        &self,
+        params: &ParamStore<B>,
+        z: &Var<B>,
+        context: Option<&Var<B>>,
+    ) -> Result<(Var<B>, Var<B>)>;
 
-    /// `x -> z`, with log|det dz/dx| per sample (`rows x 1`).
-    fn inverse(&self, params: &ParamStore<B>, x: &Var<B>) -> Result<(Var<B>, Var<B>)>;
+    /// `x -> z`, with log|det dz/dx| per sample (`rows x 1`), given the same `context`.
+    fn inverse(
+        &self,
+        params: &ParamStore<B>,
+        x: &Var<B>,
+        context: Option<&Var<B>>,
+    ) -> Result<(Var<B>, Var<B>)>;
+
+    /// The number of context features the layer's conditioner reads (0: unconditional).
+    fn context_dim(&self) -> usize {
+        0
+    }
 
     /// The layer's architecture, for checkpoints.
     fn spec(&self) -> LayerSpec;
@@ -27,4 +43,26 @@ pub(crate) fn zero_log_det<B: Backend>(like: &Var<B>) -> Var<B> {
     let rows = like.shape().rows;
     like.tape()
         .constant(flow_core::Tensor::zeros(like.tape().backend(), (rows, 1)))
+}
+
+/// The conditioner's input: `v`, with `context` appended as further columns when the layer
+/// takes `expected` context features. Errors name a missing or wrongly sized context.
+pub(crate) fn with_context<B: flow_core::Backend>(
+    what: &'static str,
+    v: &Var<B>,
+    context: Option<&Var<B>>,
+    expected: usize,
+) -> Result<Var<B>> {
+    match (context, expected) {
+        (_, 0) => Ok(v.clone()),
+        (Some(c), n) if c.shape().cols == n && c.shape().rows == v.shape().rows => {
+            Ok(Var::concat_cols(&[v, c])?)
+        }
+        (c, n) => Err(crate::error::Error::Context {
+            what,
+            expected: n,
+            got: c.map(|c| (c.shape().rows, c.shape().cols)),
+            rows: v.shape().rows,
+        }),
+    }
 }

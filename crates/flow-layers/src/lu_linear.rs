@@ -375,7 +375,12 @@ impl<B: Backend> Flow<B> for InvertibleLinearLu {
     }
 
     /// `x = z W^T = z (U + D)^T L^T P^T`.
-    fn forward(&self, params: &ParamStore<B>, z: &Var<B>) -> Result<(Var<B>, Var<B>)> {
+    fn forward(
+        &self,
+        params: &ParamStore<B>,
+        z: &Var<B>,
+        _: Option<&Var<B>>,
+    ) -> Result<(Var<B>, Var<B>)> {
         self.check_width("InvertibleLinearLu forward", z)?;
         let parts = self.parts(params, z.tape())?;
         let y =
@@ -387,7 +392,12 @@ impl<B: Backend> Flow<B> for InvertibleLinearLu {
     }
 
     /// `z = x W^{-T} = x P L^{-T} (I + U D^{-1})^{-T} D^{-1}`.
-    fn inverse(&self, params: &ParamStore<B>, x: &Var<B>) -> Result<(Var<B>, Var<B>)> {
+    fn inverse(
+        &self,
+        params: &ParamStore<B>,
+        x: &Var<B>,
+        _: Option<&Var<B>>,
+    ) -> Result<(Var<B>, Var<B>)> {
         self.check_width("InvertibleLinearLu inverse", x)?;
         let parts = self.parts(params, x.tape())?;
         // 1 / (sign * exp(log_s)) = sign * exp(-log_s).

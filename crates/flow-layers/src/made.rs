@@ -189,13 +189,17 @@ impl Made {
     ) -> Result<Var<B>> {
         let tape = x.tape();
         let mut h = match (context, self.context) {
-            (None, 0) => x.clone(),
-            (Some(c), n) if n > 0 && c.shape().cols == n => Var::concat_cols(&[c, x])?,
+            (_, 0) => x.clone(),
+            (Some(c), n) if c.shape().cols == n && c.shape().rows == x.shape().rows => {
+                Var::concat_cols(&[c, x])?
+            }
             (c, n) => {
-                return Err(Error::Config(format!(
-                    "this MADE takes {n} context features, got {}",
-                    c.map_or(0, |c| c.shape().cols)
-                )))
+                return Err(Error::Context {
+                    what: "MADE",
+                    expected: n,
+                    got: c.map(|c| (c.shape().rows, c.shape().cols)),
+                    rows: x.shape().rows,
+                })
             }
         };
         let act = fused_activation::<B>(self.leaky);

@@ -56,6 +56,7 @@ impl<B: Backend> NormalizingFlow<B> {
                     backend,
                     &format!("flows.{k}"),
                     spec.dim,
+                    spec.context,
                     hidden,
                     *leaky,
                     *scale_map,
@@ -72,6 +73,7 @@ impl<B: Backend> NormalizingFlow<B> {
                     backend,
                     &format!("flows.{k}"),
                     spec.dim,
+                    spec.context,
                     hidden,
                     degrees.clone(),
                     *leaky,
@@ -157,19 +159,65 @@ impl<B: Backend> NormalizingFlow<B> {
         Ok(())
     }
 
+    /// The number of context features a conditional flow reads (0: unconditional).
+    pub fn context_dim(&self) -> usize {
+        self.spec.context
+    }
+
+    /// Checks `context` against the flow: present exactly when the flow is conditional, with
+    /// its width and `rows` rows.
+    fn check_context(&self, context: Option<&Var<B>>, rows: usize) -> Result<()> {
+        let got = context.map(|c| (c.shape().rows, c.shape().cols));
+        match (got, self.context_dim()) {
+            (None, 0) => Ok(()),
+            (Some((r, c)), n) if n > 0 && r == rows && c == n => Ok(()),
+            (got, expected) => Err(Error::Context {
+                what: if expected == 0 {
+                    "an unconditional flow takes no context"
+                } else {
+                    "a conditional flow"
+                },
+                expected,
+                got,
+                rows,
+            }),
+        }
+    }
+
     /// Latent to data, with the summed forward log-dets per sample.
     pub fn forward_and_log_det(&self, z: &Var<B>) -> Result<(Var<B>, Var<B>)> {
+        self.forward_and_log_det_given(z, None)
+    }
+
+    /// Latent to data given a context (`rows x context_dim`, `None` for an unconditional
+    /// flow), with the summed forward log-dets per sample.
+    pub fn forward_and_log_det_given(
+        &self,
+        z: &Var<B>,
+        context: Option<&Var<B>>,
+    ) -> Result<(Var<B>, Var<B>)> {
         self.check_width("forward", z)?;
+        self.check_context(context, z.shape().rows)?;
         self.chain(z, self.flows.iter(), |flow, v| {
-            flow.forward(&self.params, v)
+            flow.forward(&self.params, v, context)
         })
     }
 
     /// Data to latent, with the summed inverse log-dets per sample.
     pub fn inverse_and_log_det(&self, x: &Var<B>) -> Result<(Var<B>, Var<B>)> {
+        self.inverse_and_log_det_given(x, None)
+    }
+
+    /// Data to latent given a context, with the summed inverse log-dets per sample.
+    pub fn inverse_and_log_det_given(
+        &self,
+        x: &Var<B>,
+        context: Option<&Var<B>>,
+    ) -> Result<(Var<B>, Var<B>)> {
         self.check_width("inverse", x)?;
+        self.check_context(context, x.shape().rows)?;
         self.chain(x, self.flows.iter().rev(), |flow, v| {
-            flow.inverse(&self.params, v)
+            flow.inverse(&self.params, v, context)
         })
     }
 
@@ -196,13 +244,24 @@ impl<B: Backend> NormalizingFlow<B> {
 
     /// log q(x) per row (`rows x 1`).
     pub fn log_prob(&self, x: &Var<B>) -> Result<Var<B>> {
-        let (z, log_det) = self.inverse_and_log_det(x)?;
+        self.log_prob_given(x, None)
+    }
+
+    /// log q(x | c) per row (`rows x 1`) of a conditional flow; `context` has a row per row of
+    /// `x` (`None` for an unconditional flow).
+    pub fn log_prob_given(&self, x: &Var<B>, context: Option<&Var<B>>) -> Result<Var<B>> {
+        let (z, log_det) = self.inverse_and_log_det_given(x, context)?;
         Ok(self.base.log_prob(&self.params, &z)?.add(&log_det)?)
     }
 
     /// The forward KL divergence estimate from target samples `x`: `-mean(log q(x))`.
     pub fn forward_kld(&self, x: &Var<B>) -> Result<Var<B>> {
-        Ok(self.log_prob(x)?.mean_all().neg())
+        self.forward_kld_given(x, None)
+    }
+
+    /// `-mean(log q(x | c))` over rows of samples `x` and their contexts.
+    pub fn forward_kld_given(&self, x: &Var<B>, context: Option<&Var<B>>) -> Result<Var<B>> {
+        Ok(self.log_prob_given(x, context)?.mean_all().neg())
     }
 
     /// The reverse KL divergence estimate from `n` model samples:
@@ -227,22 +286,63 @@ impl<B: Backend> NormalizingFlow<B> {
         n: usize,
         rng: &mut FlowRng,
     ) -> Result<(Var<B>, Var<B>)> {
+        self.sample_given_on(tape, n, None, rng)
+    }
+
+    /// `n` samples on `tape` given a context, and their log-density `log q(x | c)`. The
+    /// context has one row (shared by all samples) or `n` rows (one per sample).
+    pub fn sample_given_on(
+        &self,
+        tape: &Tape<B>,
+        n: usize,
+        context: Option<&Var<B>>,
+        rng: &mut FlowRng,
+    ) -> Result<(Var<B>, Var<B>)> {
+        let context = match context {
+            Some(c) if c.shape().rows == 1 && n != 1 => Some(c.broadcast_to((n, c.shape().cols))?),
+            Some(c) => Some(c.clone()),
+            None => None,
+        };
         let (z, log_q0) = self.base.sample(&self.params, tape, n, rng)?;
-        let (x, log_det) = self.forward_and_log_det(&z)?;
+        let (x, log_det) = self.forward_and_log_det_given(&z, context.as_ref())?;
         Ok((x, log_q0.sub(&log_det)?))
     }
 
     /// `n` samples and their log-density, as tensors.
     pub fn sample(&self, n: usize, rng: &mut FlowRng) -> Result<(Tensor<B>, Tensor<B>)> {
+        self.sample_given(n, None, rng)
+    }
+
+    /// `n` samples of a conditional flow given `context` (one row shared by all samples, or
+    /// `n` rows), and their log-density, as tensors.
+    pub fn sample_given(
+        &self,
+        n: usize,
+        context: Option<&Tensor<B>>,
+        rng: &mut FlowRng,
+    ) -> Result<(Tensor<B>, Tensor<B>)> {
         let tape = Tape::new(&self.backend);
-        let (x, log_q) = self.sample_on(&tape, n, rng)?;
+        let context = context.map(|c| tape.constant(c.clone()));
+        let (x, log_q) = self.sample_given_on(&tape, n, context.as_ref(), rng)?;
         Ok((x.value(), log_q.value()))
     }
 
     /// log q(x) per row of a data tensor.
     pub fn log_prob_of(&self, x: &Tensor<B>) -> Result<Tensor<B>> {
+        self.log_prob_given_of(x, None)
+    }
+
+    /// log q(x | c) per row of a data tensor and its contexts.
+    pub fn log_prob_given_of(
+        &self,
+        x: &Tensor<B>,
+        context: Option<&Tensor<B>>,
+    ) -> Result<Tensor<B>> {
         let tape = Tape::new(&self.backend);
-        Ok(self.log_prob(&tape.constant(x.clone()))?.value())
+        let context = context.map(|c| tape.constant(c.clone()));
+        Ok(self
+            .log_prob_given(&tape.constant(x.clone()), context.as_ref())?
+            .value())
     }
 }
 

@@ -69,11 +69,21 @@ impl<B: Backend> Flow<B> for Permute {
         self.perm.len()
     }
 
-    fn forward(&self, _: &ParamStore<B>, z: &Var<B>) -> Result<(Var<B>, Var<B>)> {
+    fn forward(
+        &self,
+        _: &ParamStore<B>,
+        z: &Var<B>,
+        _: Option<&Var<B>>,
+    ) -> Result<(Var<B>, Var<B>)> {
         Ok((z.gather_cols(&self.perm)?, zero_log_det(z)))
     }
 
-    fn inverse(&self, _: &ParamStore<B>, x: &Var<B>) -> Result<(Var<B>, Var<B>)> {
+    fn inverse(
+        &self,
+        _: &ParamStore<B>,
+        x: &Var<B>,
+        _: Option<&Var<B>>,
+    ) -> Result<(Var<B>, Var<B>)> {
         Ok((x.gather_cols(&self.inverse)?, zero_log_det(x)))
     }
 

@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FlowSpec {
     pub dim: usize,
+    /// Context features every conditioner reads (0: an unconditional flow).
+    #[serde(default)]
+    pub context: usize,
     pub base: BaseSpec,
     pub layers: Vec<LayerSpec>,
 }
@@ -70,7 +73,7 @@ impl FlowSpec {
             let layer = match layer {
                 LayerSpec::AffineCoupling { hidden, .. } => {
                     let (d1, d2) = crate::coupling::split(self.dim);
-                    let mut sizes = vec![d1];
+                    let mut sizes = vec![d1.checked_add(self.context)?];
                     sizes.extend_from_slice(hidden);
                     sizes.push(d2.checked_mul(2)?);
                     // Each linear layer: weights and a bias.
@@ -80,7 +83,7 @@ impl FlowSpec {
                 }
                 LayerSpec::MaskedAffineAutoregressive { hidden, .. } => {
                     // MADE: dim -> hidden... -> 2 dim, each weight with a bias.
-                    let mut sizes = vec![self.dim];
+                    let mut sizes = vec![self.dim.checked_add(self.context)?];
                     sizes.extend_from_slice(hidden);
                     sizes.push(self.dim.checked_mul(2)?);
                     sizes.windows(2).try_fold(0usize, |n, w| {
@@ -109,6 +112,8 @@ pub struct RealNvpConfig {
     pub dim: usize,
     pub transforms: usize,
     pub hidden: Vec<usize>,
+    /// Context features the conditioners read (0: unconditional).
+    pub context: usize,
     /// Slope of the conditioner's LeakyReLU (0: ReLU, normflows' default).
     pub leaky: f64,
     pub scale_map: ScaleMap,
@@ -124,6 +129,7 @@ impl Default for RealNvpConfig {
             dim: 2,
             transforms: 2,
             hidden: vec![64, 64],
+            context: 0,
             leaky: 0.0,
             scale_map: ScaleMap::Exp,
             permute: PermuteMode::Swap,
@@ -156,6 +162,7 @@ impl RealNvpConfig {
         }
         Ok(FlowSpec {
             dim: self.dim,
+            context: self.context,
             base: BaseSpec::DiagGaussian,
             layers,
         })
@@ -169,6 +176,8 @@ pub struct MafConfig {
     pub dim: usize,
     pub transforms: usize,
     pub hidden: Vec<usize>,
+    /// Context features the conditioners read (0: unconditional).
+    pub context: usize,
     pub ordering: crate::made::Ordering,
     pub leaky: f64,
     /// IAF: sampling in one pass, density in D.
@@ -184,6 +193,7 @@ impl Default for MafConfig {
             dim: 2,
             transforms: 3,
             hidden: vec![64, 64],
+            context: 0,
             ordering: crate::made::Ordering::Natural,
             leaky: 0.0,
             iaf: false,
@@ -218,6 +228,7 @@ impl MafConfig {
             .collect();
         Ok(FlowSpec {
             dim: self.dim,
+            context: self.context,
             base: BaseSpec::DiagGaussian,
             layers,
         })

@@ -4,154 +4,15 @@
 //! computed independently by reverse-mode autodiff (and, for whole flows, by central
 //! finite differences).
 
-use flow_core::{Axis, Cpu, ParamStore, Tape, Tensor, Var};
+use flow_core::{ParamStore, Tape, Tensor};
 use flow_layers::{
-    AffineCouplingBlock, Flow, FlowSpec, MafConfig, MaskedAffineAutoregressive, NormalizingFlow,
+    AffineCouplingBlock, FlowSpec, MafConfig, MaskedAffineAutoregressive, NormalizingFlow,
     Ordering, Permute, PermuteMode, RealNvpConfig, ScaleMap,
 };
 use proptest::prelude::*;
 
-type B = Cpu<f64>;
-const CPU: B = Cpu::new();
-const TOL: f64 = 1e-9;
-
-/// log|det| of a square matrix (row-major) by LU with partial pivoting.
-fn log_abs_det(mut a: Vec<f64>, n: usize) -> f64 {
-    let mut total = 0.0;
-    for c in 0..n {
-        let p = (c..n)
-            .max_by(|&i, &j| a[i * n + c].abs().total_cmp(&a[j * n + c].abs()))
-            .unwrap();
-        if p != c {
-            for k in 0..n {
-                a.swap(c * n + k, p * n + k);
-            }
-        }
-        let pivot = a[c * n + c];
-        total += pivot.abs().ln();
-        for r in c + 1..n {
-            let f = a[r * n + c] / pivot;
-            for k in c..n {
-                a[r * n + k] -= f * a[c * n + k];
-            }
-        }
-    }
-    total
-}
-
-/// Per-sample Jacobians dy/dz of a row-wise map, by one reverse pass per output column.
-fn jacobians(f: &dyn Fn(&Var<B>) -> Var<B>, z: &Tensor<B>) -> Vec<Vec<f64>> {
-    let (rows, d) = (z.rows(), z.cols());
-    let tape = Tape::new(&CPU);
-    let zv = tape.input(z.clone());
-    let y = f(&zv);
-    let mut jac = vec![vec![0.0; d * d]; rows];
-    for j in 0..d {
-        let yj = y.slice_cols(j, 1).unwrap().sum(Axis::All);
-        let g = tape
-            .grad(&yj, &[&zv], false)
-            .unwrap()
-            .remove(0)
-            .value()
-            .to_vec();
-        for (r, jr) in jac.iter_mut().enumerate() {
-            for i in 0..d {
-                jr[j * d + i] = g[r * d + i];
-            }
-        }
-    }
-    jac
-}
-
-/// Per-sample Jacobians by central differences.
-fn jacobians_fd(f: &dyn Fn(&Tensor<B>) -> Tensor<B>, z: &Tensor<B>) -> Vec<Vec<f64>> {
-    let (rows, d) = (z.rows(), z.cols());
-    let eps = 1e-6;
-    let mut jac = vec![vec![0.0; d * d]; rows];
-    for i in 0..d {
-        let shifted = |delta: f64| {
-            let mut v = z.to_vec();
-            for r in 0..rows {
-                v[r * d + i] += delta;
-            }
-            f(&Tensor::from_vec(&CPU, (rows, d), v).unwrap()).to_vec()
-        };
-        let (up, down) = (shifted(eps), shifted(-eps));
-        for (r, jr) in jac.iter_mut().enumerate() {
-            for j in 0..d {
-                jr[j * d + i] = (up[r * d + j] - down[r * d + j]) / (2.0 * eps);
-            }
-        }
-    }
-    jac
-}
-
-fn assert_close(a: &[f64], b: &[f64], tol: f64, what: &str) -> Result<(), TestCaseError> {
-    prop_assert_eq!(a.len(), b.len());
-    for (k, (x, y)) in a.iter().zip(b).enumerate() {
-        prop_assert!(
-            (x - y).abs() <= tol * (1.0 + y.abs()),
-            "{} [{}]: {} vs {}",
-            what,
-            k,
-            x,
-            y
-        );
-    }
-    Ok(())
-}
-
-/// The three properties for one layer at `z`.
-fn check_layer(
-    layer: &dyn Flow<B>,
-    params: &ParamStore<B>,
-    z: &Tensor<B>,
-) -> Result<(), TestCaseError> {
-    let tape = Tape::new(&CPU);
-    let (x, fwd_ld) = layer.forward(params, &tape.constant(z.clone())).unwrap();
-    let (z_back, inv_ld) = layer.inverse(params, &x).unwrap();
-    assert_close(
-        &z_back.value().to_vec(),
-        &z.to_vec(),
-        TOL,
-        "inverse(forward(z))",
-    )?;
-    let minus_inv: Vec<f64> = inv_ld.value().to_vec().iter().map(|v| -v).collect();
-    assert_close(
-        &fwd_ld.value().to_vec(),
-        &minus_inv,
-        TOL,
-        "forward log-det vs -inverse log-det",
-    )?;
-    prop_assert_eq!(fwd_ld.shape(), flow_core::Shape::new(z.rows(), 1));
-    let d = z.cols();
-    let jac = jacobians(&|v| layer.forward(params, v).unwrap().0, z);
-    let from_jac: Vec<f64> = jac.into_iter().map(|j| log_abs_det(j, d)).collect();
-    assert_close(
-        &fwd_ld.value().to_vec(),
-        &from_jac,
-        1e-8,
-        "forward log-det vs log|det J|",
-    )?;
-    // And the inverse's own Jacobian at x.
-    let x = x.value();
-    let jac = jacobians(&|v| layer.inverse(params, v).unwrap().0, &x);
-    let from_jac: Vec<f64> = jac.into_iter().map(|j| log_abs_det(j, d)).collect();
-    assert_close(
-        &inv_ld.value().to_vec(),
-        &from_jac,
-        1e-8,
-        "inverse log-det vs log|det J|",
-    )?;
-    Ok(())
-}
-
-fn batch(dim: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = Tensor<B>> {
-    (1usize..=4, dim).prop_flat_map(|(rows, d)| {
-        prop::collection::vec(-2.5f64..2.5, rows * d)
-            .prop_map(move |v| Tensor::from_vec(&CPU, (rows, d), v).unwrap())
-    })
-}
+mod common;
+use common::*;
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
@@ -161,7 +22,7 @@ proptest! {
         let mut params = ParamStore::new();
         let scale_map = if sigmoid { ScaleMap::Sigmoid } else { ScaleMap::Exp };
         let layer = AffineCouplingBlock::new(
-            &mut params, &CPU, "flows.0", z.cols(), &[16, 16], leaky, scale_map, false, &mut flow_core::rng(seed),
+            &mut params, &CPU, "flows.0", z.cols(), 0, &[16, 16], leaky, scale_map, false, &mut flow_core::rng(seed),
         ).unwrap();
         check_layer(&layer, &params, &z)?;
     }
@@ -214,7 +75,7 @@ proptest! {
         let mut rng = flow_core::rng(seed);
         let degrees = ordering.degrees(z.cols(), &mut rng);
         let layer = MaskedAffineAutoregressive::new(
-            &mut params, &CPU, "flows.0", z.cols(), &hidden, degrees, 0.0, iaf, false, &mut rng,
+            &mut params, &CPU, "flows.0", z.cols(), 0, &hidden, degrees, 0.0, iaf, false, &mut rng,
         ).unwrap();
         check_layer(&layer, &params, &z)?;
     }
@@ -298,6 +159,7 @@ fn bad_configurations_and_widths_are_errors() {
         &CPU,
         "f",
         1,
+        0,
         &[4],
         0.0,
         ScaleMap::Exp,

@@ -4,136 +4,20 @@
 //! layer's orthogonal initialisation and its determinant under a gradient step; specs that
 //! round-trip through JSON and rebuild the same layer.
 
-use flow_core::{Axis, Cpu, ParamStore, Tape, Tensor, Var};
+use flow_core::{Axis, ParamStore, Tape, Tensor};
 use flow_layers::lu_linear::{lu_decompose, random_orthogonal};
 use flow_layers::{
     ActNorm, BaseSpec, Flow, FlowSpec, InvertibleLinearLu, LayerSpec, NormalizingFlow,
 };
 use proptest::prelude::*;
 
-type B = Cpu<f64>;
-const CPU: B = Cpu::new();
-const TOL: f64 = 1e-9;
-
-/// log|det| of a square matrix (row-major) by LU with partial pivoting.
-fn log_abs_det(mut a: Vec<f64>, n: usize) -> f64 {
-    let mut total = 0.0;
-    for c in 0..n {
-        let p = (c..n)
-            .max_by(|&i, &j| a[i * n + c].abs().total_cmp(&a[j * n + c].abs()))
-            .unwrap();
-        if p != c {
-            for k in 0..n {
-                a.swap(c * n + k, p * n + k);
-            }
-        }
-        let pivot = a[c * n + c];
-        total += pivot.abs().ln();
-        for r in c + 1..n {
-            let f = a[r * n + c] / pivot;
-            for k in c..n {
-                a[r * n + k] -= f * a[c * n + k];
-            }
-        }
-    }
-    total
-}
-
-/// Per-sample Jacobians dy/dz of a row-wise map, by one reverse pass per output column.
-fn jacobians(f: &dyn Fn(&Var<B>) -> Var<B>, z: &Tensor<B>) -> Vec<Vec<f64>> {
-    let (rows, d) = (z.rows(), z.cols());
-    let tape = Tape::new(&CPU);
-    let zv = tape.input(z.clone());
-    let y = f(&zv);
-    let mut jac = vec![vec![0.0; d * d]; rows];
-    for j in 0..d {
-        let yj = y.slice_cols(j, 1).unwrap().sum(Axis::All);
-        let g = tape
-            .grad(&yj, &[&zv], false)
-            .unwrap()
-            .remove(0)
-            .value()
-            .to_vec();
-        for (r, jr) in jac.iter_mut().enumerate() {
-            for i in 0..d {
-                jr[j * d + i] = g[r * d + i];
-            }
-        }
-    }
-    jac
-}
-
-fn assert_close(a: &[f64], b: &[f64], tol: f64, what: &str) -> Result<(), TestCaseError> {
-    prop_assert_eq!(a.len(), b.len());
-    for (k, (x, y)) in a.iter().zip(b).enumerate() {
-        prop_assert!(
-            (x - y).abs() <= tol * (1.0 + y.abs()),
-            "{} [{}]: {} vs {}",
-            what,
-            k,
-            x,
-            y
-        );
-    }
-    Ok(())
-}
-
-/// The three properties for one layer at `z`.
-fn check_layer(
-    layer: &dyn Flow<B>,
-    params: &ParamStore<B>,
-    z: &Tensor<B>,
-) -> Result<(), TestCaseError> {
-    let tape = Tape::new(&CPU);
-    let (x, fwd_ld) = layer.forward(params, &tape.constant(z.clone())).unwrap();
-    let (z_back, inv_ld) = layer.inverse(params, &x).unwrap();
-    assert_close(
-        &z_back.value().to_vec(),
-        &z.to_vec(),
-        TOL,
-        "inverse(forward(z))",
-    )?;
-    let minus_inv: Vec<f64> = inv_ld.value().to_vec().iter().map(|v| -v).collect();
-    assert_close(
-        &fwd_ld.value().to_vec(),
-        &minus_inv,
-        TOL,
-        "forward log-det vs -inverse log-det",
-    )?;
-    prop_assert_eq!(fwd_ld.shape(), flow_core::Shape::new(z.rows(), 1));
-    let d = z.cols();
-    let jac = jacobians(&|v| layer.forward(params, v).unwrap().0, z);
-    let from_jac: Vec<f64> = jac.into_iter().map(|j| log_abs_det(j, d)).collect();
-    assert_close(
-        &fwd_ld.value().to_vec(),
-        &from_jac,
-        1e-8,
-        "forward log-det vs log|det J|",
-    )?;
-    // And the inverse's own Jacobian at x.
-    let x = x.value();
-    let jac = jacobians(&|v| layer.inverse(params, v).unwrap().0, &x);
-    let from_jac: Vec<f64> = jac.into_iter().map(|j| log_abs_det(j, d)).collect();
-    assert_close(
-        &inv_ld.value().to_vec(),
-        &from_jac,
-        1e-8,
-        "inverse log-det vs log|det J|",
-    )?;
-    Ok(())
-}
-
-fn batch(dim: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = Tensor<B>> {
-    (1usize..=4, dim).prop_flat_map(|(rows, d)| {
-        prop::collection::vec(-2.5f64..2.5, rows * d)
-            .prop_map(move |v| Tensor::from_vec(&CPU, (rows, d), v).unwrap())
-    })
-}
+mod common;
+use common::*;
 
 fn forward_value(layer: &dyn Flow<B>, params: &ParamStore<B>, z: &Tensor<B>) -> Vec<f64> {
     let tape = Tape::new(&CPU);
     layer
-        .forward(params, &tape.constant(z.clone()))
+        .forward(params, &tape.constant(z.clone()), None)
         .unwrap()
         .0
         .value()
@@ -149,6 +33,7 @@ fn check_spec_round_trip(
 ) -> Result<(), TestCaseError> {
     let spec = FlowSpec {
         dim: z.cols(),
+        context: 0,
         base: BaseSpec::DiagGaussian,
         layers: vec![layer.spec()],
     };
@@ -205,7 +90,7 @@ proptest! {
         let layer = ActNorm::new(&mut params, &CPU, "flows.0", d, false, &mut rng).unwrap();
         layer.initialize(&mut params, &x).unwrap();
         let tape = Tape::new(&CPU);
-        let z = layer.inverse(&params, &tape.constant(x)).unwrap().0.value().to_vec();
+        let z = layer.inverse(&params, &tape.constant(x), None).unwrap().0.value().to_vec();
         for j in 0..d {
             let col: Vec<f64> = (0..rows).map(|r| z[r * d + j]).collect();
             let mean = col.iter().sum::<f64>() / rows as f64;
@@ -260,7 +145,7 @@ proptest! {
         // One gradient step of a loss through the inverse (as log_prob would).
         let tape = Tape::new(&CPU);
         let x = tape.constant(Tensor::randn(&CPU, (5, d), &mut flow_core::rng(seed + 2)));
-        let (zz, ld) = layer.inverse(&params, &x).unwrap();
+        let (zz, ld) = layer.inverse(&params, &x, None).unwrap();
         let loss = zz.square().sum(Axis::All).mul_scalar(0.5).sub(&ld.sum(Axis::All)).unwrap();
         let grads = tape.backward(&loss).unwrap();
         for id in layer.param_ids() {
@@ -312,6 +197,7 @@ fn lu_decompose_reconstructs() {
 fn bad_specs_are_errors() {
     let spec = FlowSpec {
         dim: 3,
+        context: 0,
         base: BaseSpec::DiagGaussian,
         layers: vec![LayerSpec::InvertibleLinearLu {
             perm: vec![0, 1],
@@ -321,6 +207,7 @@ fn bad_specs_are_errors() {
     assert!(NormalizingFlow::new(&CPU, spec, 0).is_err());
     let spec = FlowSpec {
         dim: 2,
+        context: 0,
         base: BaseSpec::DiagGaussian,
         layers: vec![LayerSpec::InvertibleLinearLu {
             perm: vec![1, 1],
@@ -339,7 +226,7 @@ fn bad_specs_are_errors() {
         .unwrap();
     let tape = Tape::new(&CPU);
     let z = layer
-        .inverse(&params, &tape.constant(Tensor::ones(&CPU, (4, 2))))
+        .inverse(&params, &tape.constant(Tensor::ones(&CPU, (4, 2))), None)
         .unwrap()
         .0
         .value();

@@ -132,5 +132,9 @@ fn bad_configurations_are_errors() {
     let tape = Tape::new(&CPU);
     let x = tape.constant(Tensor::zeros(&CPU, (2, 2)));
     let err = made.forward(&params, &x, None).unwrap_err();
-    assert!(err.to_string().contains("1 context"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("MADE: expected a context of 2 rows x 1 features, got none"),
+        "{err}"
+    );
 }

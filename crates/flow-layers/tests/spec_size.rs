@@ -11,11 +11,13 @@ proptest! {
         dim in 2usize..9,
         transforms in 0usize..4,
         hidden in proptest::collection::vec(1usize..12, 0..3),
+        context in 0usize..4,
     ) {
         let spec = RealNvpConfig {
             dim,
             transforms,
             hidden,
+            context,
             leaky: 0.0,
             scale_map: ScaleMap::Exp,
             permute: PermuteMode::Shuffle,
@@ -28,8 +30,8 @@ proptest! {
     }
 
     #[test]
-    fn num_scalars_matches_maf(dim in 1usize..9, transforms in 0usize..4, hidden in proptest::collection::vec(1usize..12, 0..3), iaf in any::<bool>()) {
-        let spec = MafConfig { dim, transforms, hidden, iaf, ..MafConfig::default() }.spec().unwrap();
+    fn num_scalars_matches_maf(dim in 1usize..9, transforms in 0usize..4, hidden in proptest::collection::vec(1usize..12, 0..3), iaf in any::<bool>(), context in 0usize..4) {
+        let spec = MafConfig { dim, transforms, hidden, iaf, context, ..MafConfig::default() }.spec().unwrap();
         let model = NormalizingFlow::new(&Cpu::<f64>::new(), spec.clone(), 0).unwrap();
         prop_assert_eq!(spec.num_scalars(), Some(model.params().num_scalars()));
     }

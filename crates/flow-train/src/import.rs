@@ -154,6 +154,7 @@ fn infer_spec(file: &TensorFile, path: &Path, options: ImportOptions) -> Result<
     }
     Ok(FlowSpec {
         dim,
+        context: 0,
         base: BaseSpec::DiagGaussian,
         layers,
     })

@@ -297,6 +297,7 @@ impl ModelArgs {
                 dim,
                 transforms: self.transforms,
                 hidden: self.hidden.clone(),
+                context: 0,
                 leaky: self.leaky,
                 scale_map: self.scale_map.into(),
                 permute: self.permute.into(),
@@ -307,6 +308,7 @@ impl ModelArgs {
                 dim,
                 transforms: self.transforms,
                 hidden: self.hidden.clone(),
+                context: 0,
                 ordering: match self.ordering {
                     OrderingArg::Alternate => Ordering::Natural,
                     OrderingArg::Random => Ordering::Random,
