@@ -344,6 +344,51 @@ impl<B: Backend> Tensor<B> {
         Ok(self.wrap(self.backend.scatter_add_cols(&self.storage, index, width)))
     }
 
+    /// The same row-major values as a `rows x cols` tensor of equal length.
+    pub fn reshape(&self, shape: impl Into<Shape>) -> Result<Self> {
+        let shape = shape.into();
+        if shape.len() != self.shape.len() {
+            return Err(Error::invalid(
+                "reshape",
+                format!("{} cannot be viewed as {shape}", self.shape),
+            ));
+        }
+        Ok(self.wrap(self.backend.reshape(&self.storage, shape)))
+    }
+
+    /// `rows x 1`: entry `index[r]` of each row `r` (one index per row).
+    pub fn take_per_row(&self, index: &[usize]) -> Result<Self> {
+        check_per_row("take_per_row", index, self.shape.rows, self.shape.cols)?;
+        Ok(self.wrap(self.backend.take_per_row(&self.storage, index)))
+    }
+
+    /// `rows x width`, zero except entry `index[r]` of row `r`, which is this `rows x 1`
+    /// tensor's row `r`: the adjoint of [`Tensor::take_per_row`].
+    pub fn put_per_row(&self, index: &[usize], width: usize) -> Result<Self> {
+        if self.shape.cols != 1 {
+            return Err(Error::invalid(
+                "put_per_row",
+                format!("expected one column, got {}", self.shape),
+            ));
+        }
+        check_per_row("put_per_row", index, self.shape.rows, width)?;
+        Ok(self.wrap(self.backend.put_per_row(&self.storage, index, width)))
+    }
+
+    /// For each row `r`, how many entries of row `r` of this tensor (ascending along the row)
+    /// are `<= x[r]`, where `x` is `rows x 1`: the bin of `x[r]` among knots, as
+    /// `torch.searchsorted(sorted, x, right=True)`. A NaN in `x` counts no entries. Piecewise
+    /// constant: it has no gradient, and is not recorded on a tape.
+    pub fn search_sorted_rows(&self, x: &Self) -> Result<Vec<usize>> {
+        if x.shape != Shape::new(self.shape.rows, 1) {
+            return Err(Error::invalid(
+                "search_sorted_rows",
+                format!("values of shape {} for sorted rows {}", x.shape, self.shape),
+            ));
+        }
+        Ok(self.backend.search_sorted_rows(&self.storage, &x.storage))
+    }
+
     /// `a` where `mask` is non-zero, else `b`.
     pub fn select(mask: &Self, a: &Self, b: &Self) -> Result<Self> {
         for other in [a, b] {
@@ -543,6 +588,17 @@ fn binary_name(op: BinaryOp) -> &'static str {
         BinaryOp::Div => "div",
         BinaryOp::Gate => "gate",
     }
+}
+
+/// One index per row, each within `width`.
+fn check_per_row(op: &'static str, index: &[usize], rows: usize, width: usize) -> Result<()> {
+    if index.len() != rows {
+        return Err(Error::invalid(
+            op,
+            format!("{} indices for {rows} rows", index.len()),
+        ));
+    }
+    check_index(op, index, width)
 }
 
 fn check_index(op: &'static str, index: &[usize], width: usize) -> Result<()> {

@@ -189,6 +189,31 @@ proptest! {
     }
 
     #[test]
+    fn reshape((x, rows) in shape().prop_flat_map(|(r, c)| {
+        // Any factorisation of r * c rows.
+        let n = r * c;
+        let divisors: Vec<usize> = (1..=n).filter(|k| n % k == 0).collect();
+        (matrix_of(r, c, any_value()), prop::sample::select(divisors))
+    })) {
+        let cols = x.shape().len() / rows;
+        check1(&[x], |v| Ok(v[0].reshape((rows, cols))?.tanh()))?;
+    }
+
+    #[test]
+    fn take_per_row((x, index) in shape().prop_flat_map(|(r, c)| {
+        (matrix_of(r, c, any_value()), prop::collection::vec(0..c, r))
+    })) {
+        check1(&[x], |v| v[0].take_per_row(&index))?;
+    }
+
+    #[test]
+    fn put_per_row((x, index, width) in (1usize..=5, 1usize..=5).prop_flat_map(|(r, w)| {
+        (matrix_of(r, 1, any_value()), prop::collection::vec(0..w, r), Just(w))
+    })) {
+        check1(&[x], |v| v[0].put_per_row(&index, width))?;
+    }
+
+    #[test]
     fn select((mask, a, b) in shape().prop_flat_map(|(r, c)| {
         (
             prop::collection::vec(any::<bool>(), r * c)

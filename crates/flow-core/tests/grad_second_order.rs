@@ -50,6 +50,19 @@ proptest! {
     #![proptest_config(config())]
 
     #[test]
+    fn per_row_take_and_put((x, w, index) in shape().prop_flat_map(|(r, c)| {
+        (matrix_of(r, c, any_value()), matrix_of(r, 1, any_value()), prop::collection::vec(0..c, r))
+    })) {
+        // The picks are linear: multiplied by a second input, and through tanh, they have
+        // non-trivial second derivatives that must flow back through put_per_row / reshape.
+        let width = x.cols();
+        check2(&[x.clone(), w.clone()], |v| {
+            let picked = v[0].take_per_row(&index)?.mul(&v[1])?.tanh();
+            picked.put_per_row(&index, width)?.reshape((1, v[0].shape().len()))
+        })?;
+    }
+
+    #[test]
     fn matmul((a, b, ta, tb) in matmul_operands(4))
     {
         // The product is bilinear: its mixed partials are the whole second derivative.

@@ -109,6 +109,68 @@ proptest! {
         let rhs: f64 = x.mul(&y.scatter_add_cols(&index, x.cols()).unwrap()).unwrap().to_vec().iter().sum();
         prop_assert!((lhs - rhs).abs() < 1e-12 * (1.0 + lhs.abs()));
     }
+
+    #[test]
+    fn per_row_take_put_and_reshape((x, index) in shape().prop_flat_map(|(r, c)| {
+        (matrix_of(r, c, any_value()), prop::collection::vec(0..c, r))
+    })) {
+        let (r, c) = (x.rows(), x.cols());
+        let picked: Vec<f64> = index.iter().enumerate().map(|(i, &j)| at(&x, i, j)).collect();
+        let taken = x.take_per_row(&index).unwrap();
+        assert_close(&taken, &picked)?;
+        let mut placed = vec![0.0; r * c];
+        for (i, &j) in index.iter().enumerate() {
+            placed[i * c + j] = picked[i];
+        }
+        assert_close(&taken.put_per_row(&index, c).unwrap(), &placed)?;
+        let flat = x.reshape((1, r * c)).unwrap();
+        prop_assert_eq!(flat.shape(), flow_core::Shape::new(1, r * c));
+        assert_close(&flat, &x.to_vec())?;
+    }
+
+    #[test]
+    fn search_sorted_rows_counts_entries_at_or_below((knots, x) in (1usize..=5, 1usize..=9).prop_flat_map(|(r, k)| {
+        (
+            prop::collection::vec(prop::collection::vec(-3.0f64..3.0, k), r),
+            prop::collection::vec(prop_oneof![-4.0f64..4.0, Just(0.5), Just(f64::NAN)], r),
+        )
+    })) {
+        // Sorted rows, with a repeated knot at 0.5 so that ties are exercised.
+        let r = knots.len();
+        let k = knots[0].len();
+        let rows: Vec<Vec<f64>> = knots.into_iter().map(|mut row| {
+            row[0] = 0.5;
+            row.sort_by(f64::total_cmp);
+            row
+        }).collect();
+        let sorted = tensor(r, k, rows.concat());
+        let got = sorted.search_sorted_rows(&tensor(r, 1, x.clone())).unwrap();
+        for i in 0..r {
+            let want = rows[i].iter().filter(|&&v| v <= x[i]).count();
+            prop_assert_eq!(got[i], want, "row {} value {}", i, x[i]);
+        }
+    }
+}
+
+#[test]
+fn per_row_ops_name_bad_shapes() {
+    let x = tensor(2, 3, vec![0.0; 6]);
+    let err = x.take_per_row(&[0]).unwrap_err().to_string();
+    assert!(err.contains("1 indices for 2 rows"), "{err}");
+    let err = x.take_per_row(&[0, 3]).unwrap_err().to_string();
+    assert!(
+        err.contains("column index 3 out of range for width 3"),
+        "{err}"
+    );
+    let err = x.put_per_row(&[0, 1], 3).unwrap_err().to_string();
+    assert!(err.contains("expected one column"), "{err}");
+    let err = x.reshape((4, 2)).unwrap_err().to_string();
+    assert!(err.contains("cannot be viewed as"), "{err}");
+    let err = x
+        .search_sorted_rows(&tensor(3, 1, vec![0.0; 3]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("search_sorted_rows"), "{err}");
 }
 
 /// `(m, k, n)` of a product `op(a) @ op(b)`: all three in 1..=10, or one or two of them up to

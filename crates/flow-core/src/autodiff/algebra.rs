@@ -35,6 +35,9 @@ pub(crate) trait GradAlgebra<B: Backend> {
     fn gather_cols(&mut self, a: &Self::T, index: &Arc<[usize]>) -> Self::T;
     fn scatter_add_cols(&mut self, a: &Self::T, index: &Arc<[usize]>, width: usize) -> Self::T;
     fn select(&mut self, mask: &Tensor<B>, a: &Self::T, b: &Self::T) -> Self::T;
+    fn reshape(&mut self, a: &Self::T, shape: Shape) -> Self::T;
+    fn take_per_row(&mut self, a: &Self::T, index: &Arc<[usize]>) -> Self::T;
+    fn put_per_row(&mut self, a: &Self::T, index: &Arc<[usize]>, width: usize) -> Self::T;
 
     fn add(&mut self, a: &Self::T, b: &Self::T) -> Self::T {
         self.binary(BinaryOp::Add, a, b)
@@ -174,6 +177,15 @@ impl<B: Backend> GradAlgebra<B> for RawAlgebra<'_, B> {
     fn select(&mut self, mask: &Tensor<B>, a: &Tensor<B>, b: &Tensor<B>) -> Tensor<B> {
         Tensor::select(mask, a, b).expect(INVARIANT)
     }
+    fn reshape(&mut self, a: &Tensor<B>, shape: Shape) -> Tensor<B> {
+        a.reshape(shape).expect(INVARIANT)
+    }
+    fn take_per_row(&mut self, a: &Tensor<B>, index: &Arc<[usize]>) -> Tensor<B> {
+        a.take_per_row(index).expect(INVARIANT)
+    }
+    fn put_per_row(&mut self, a: &Tensor<B>, index: &Arc<[usize]>, width: usize) -> Tensor<B> {
+        a.put_per_row(index, width).expect(INVARIANT)
+    }
     fn activation_grads(
         &mut self,
         act: Activation<B::Elem>,
@@ -265,6 +277,19 @@ impl<B: Backend> GradAlgebra<B> for RecordingAlgebra<'_, B> {
     fn select(&mut self, mask: &Tensor<B>, a: &NodeId, b: &NodeId) -> NodeId {
         self.tape
             .record_select(mask.clone(), *a, *b)
+            .expect(INVARIANT)
+    }
+    fn reshape(&mut self, a: &NodeId, shape: Shape) -> NodeId {
+        self.tape.record_reshape(*a, shape).expect(INVARIANT)
+    }
+    fn take_per_row(&mut self, a: &NodeId, index: &Arc<[usize]>) -> NodeId {
+        self.tape
+            .record_take_per_row(*a, Arc::clone(index))
+            .expect(INVARIANT)
+    }
+    fn put_per_row(&mut self, a: &NodeId, index: &Arc<[usize]>, width: usize) -> NodeId {
+        self.tape
+            .record_put_per_row(*a, Arc::clone(index), width)
             .expect(INVARIANT)
     }
 }

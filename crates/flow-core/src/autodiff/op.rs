@@ -71,6 +71,17 @@ pub(crate) enum Op<B: Backend> {
         a: NodeId,
         b: NodeId,
     },
+    Reshape {
+        x: NodeId,
+    },
+    TakePerRow {
+        x: NodeId,
+        index: Arc<[usize]>,
+    },
+    PutPerRow {
+        x: NodeId,
+        index: Arc<[usize]>,
+    },
     /// The transformed rows of an affine coupling.
     AffineCoupling {
         v: NodeId,
@@ -147,6 +158,15 @@ impl<B: Backend> Clone for Op<B> {
                 a: *a,
                 b: *b,
             },
+            Op::Reshape { x } => Op::Reshape { x: *x },
+            Op::TakePerRow { x, index } => Op::TakePerRow {
+                x: *x,
+                index: Arc::clone(index),
+            },
+            Op::PutPerRow { x, index } => Op::PutPerRow {
+                x: *x,
+                index: Arc::clone(index),
+            },
             Op::AffineCoupling {
                 v,
                 params,
@@ -198,7 +218,10 @@ impl<B: Backend> Op<B> {
             | Op::SoftmaxCols { x }
             | Op::SliceCols { x, .. }
             | Op::GatherCols { x, .. }
-            | Op::ScatterAddCols { x, .. } => f(*x),
+            | Op::ScatterAddCols { x, .. }
+            | Op::Reshape { x }
+            | Op::TakePerRow { x, .. }
+            | Op::PutPerRow { x, .. } => f(*x),
             Op::ConcatCols { parts } => parts.iter().any(|&p| f(p)),
         }
     }
@@ -258,6 +281,13 @@ impl<B: Backend> Op<B> {
                 }
                 Op::Select { mask, a, b } => {
                     ops::select::backward(alg, mask, *a, *b, &g, &mut grads)
+                }
+                Op::Reshape { x } => ops::per_row::backward_reshape(alg, *x, &g, &mut grads),
+                Op::TakePerRow { x, index } => {
+                    ops::per_row::backward_take(alg, *x, index, &g, &mut grads)
+                }
+                Op::PutPerRow { x, index } => {
+                    ops::per_row::backward_put(alg, *x, index, &g, &mut grads)
                 }
                 Op::AffineCoupling {
                     v,

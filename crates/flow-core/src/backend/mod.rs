@@ -162,6 +162,48 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
     /// `a` where `mask != 0`, else `b`; all three of one shape.
     fn select(&self, mask: &Self::Storage, a: &Self::Storage, b: &Self::Storage) -> Self::Storage;
 
+    // ---- per-row indexing, with host-side defaults (a device backend replaces them) ----
+
+    /// The same row-major values seen as `shape` (`shape.len()` equals `a`'s length).
+    fn reshape(&self, a: &Self::Storage, shape: Shape) -> Self::Storage {
+        self.upload(shape, self.download(a))
+    }
+
+    /// `rows x 1`: entry `index[r]` of each row `r`.
+    fn take_per_row(&self, a: &Self::Storage, index: &[usize]) -> Self::Storage {
+        let cols = self.shape(a).cols;
+        let values = self.download(a);
+        let picked = index
+            .iter()
+            .enumerate()
+            .map(|(r, &j)| values[r * cols + j])
+            .collect();
+        self.upload(Shape::new(index.len(), 1), picked)
+    }
+
+    /// `rows x width`, zero except entry `index[r]` of row `r`, which is `a[r]` (`a` is
+    /// `rows x 1`): the adjoint of [`Backend::take_per_row`].
+    fn put_per_row(&self, a: &Self::Storage, index: &[usize], width: usize) -> Self::Storage {
+        let values = self.download(a);
+        let mut out = vec![Self::Elem::zero(); index.len() * width];
+        for (r, (&j, &v)) in index.iter().zip(&values).enumerate() {
+            out[r * width + j] = v;
+        }
+        self.upload(Shape::new(index.len(), width), out)
+    }
+
+    /// For each row `r`, how many entries of row `r` of `sorted` (ascending) are `<= x[r]`
+    /// (`x` is `rows x 1`): `torch.searchsorted(sorted, x, right=True)`. A NaN counts none.
+    fn search_sorted_rows(&self, sorted: &Self::Storage, x: &Self::Storage) -> Vec<usize> {
+        let cols = self.shape(sorted).cols;
+        let sorted = self.download(sorted);
+        let x = self.download(x);
+        x.iter()
+            .enumerate()
+            .map(|(r, &v)| sorted[r * cols..(r + 1) * cols].partition_point(|&k| k <= v))
+            .collect()
+    }
+
     // ---- fused operations with default compositions ----
 
     /// A linear layer `act(x @ weight^T + bias)` with `weight` stored `out x in` (as

@@ -1,4 +1,5 @@
-//! Column slicing, concatenation, gathers and scatters, and masked selection.
+//! Column slicing, concatenation, gathers and scatters (whole columns, or one entry per
+//! row), sorted search along rows, and masked selection.
 
 use super::{from_shape_vec, shape_of, slice_of};
 use crate::element::Element;
@@ -63,4 +64,31 @@ pub(crate) fn select<E: Element>(mask: &Array2<E>, a: &Array2<E>, b: &Array2<E>)
         .map(|(&m, (&x, &y))| if m != E::zero() { x } else { y })
         .collect();
     from_shape_vec(shape_of(a), data)
+}
+
+pub(crate) fn take_per_row<E: Element>(a: &Array2<E>, index: &[usize]) -> Array2<E> {
+    let cols = a.ncols().max(1);
+    let data = slice_of(a)
+        .chunks_exact(cols)
+        .zip(index)
+        .map(|(row, &j)| row[j])
+        .collect();
+    from_shape_vec(Shape::new(index.len(), 1), data)
+}
+
+pub(crate) fn put_per_row<E: Element>(a: &Array2<E>, index: &[usize], width: usize) -> Array2<E> {
+    let mut data = vec![E::zero(); index.len() * width];
+    for (r, (&j, &v)) in index.iter().zip(slice_of(a)).enumerate() {
+        data[r * width + j] = v;
+    }
+    from_shape_vec(Shape::new(index.len(), width), data)
+}
+
+pub(crate) fn search_sorted_rows<E: Element>(sorted: &Array2<E>, x: &Array2<E>) -> Vec<usize> {
+    let cols = sorted.ncols();
+    slice_of(x)
+        .iter()
+        .enumerate()
+        .map(|(r, &v)| slice_of(sorted)[r * cols..(r + 1) * cols].partition_point(|&k| k <= v))
+        .collect()
 }

@@ -117,6 +117,22 @@ impl<E: Element> Backend for Cpu<E> {
         columns::select(mask, a, b)
     }
 
+    fn reshape(&self, a: &Array2<E>, shape: Shape) -> Array2<E> {
+        from_shape_vec(shape, slice_of(a).to_vec())
+    }
+
+    fn take_per_row(&self, a: &Array2<E>, index: &[usize]) -> Array2<E> {
+        columns::take_per_row(a, index)
+    }
+
+    fn put_per_row(&self, a: &Array2<E>, index: &[usize], width: usize) -> Array2<E> {
+        columns::put_per_row(a, index, width)
+    }
+
+    fn search_sorted_rows(&self, sorted: &Array2<E>, x: &Array2<E>) -> Vec<usize> {
+        columns::search_sorted_rows(sorted, x)
+    }
+
     fn linear(
         &self,
         x: &Array2<E>,
