@@ -1,30 +1,56 @@
-//! Affine autoregressive layers: MAF (Papamakarios et al. 2017), whose density direction is
-//! one pass of a MADE, and IAF (Kingma et al. 2016), its inverse, whose sampling direction is.
+//! Autoregressive layers: MAF (Papamakarios et al. 2017), whose density direction is one pass
+//! of a MADE, IAF (Kingma et al. 2016), its inverse, whose sampling direction is, and the
+//! autoregressive neural spline flow (Durkan et al. 2019), MAF with a spline transformer.
 
 use crate::error::Result;
 use crate::flow::Flow;
 use crate::made::{Made, MadeConfig};
 use crate::spec::LayerSpec;
-use flow_core::{Axis, Backend, FlowRng, ParamStore, Tensor, Var};
+use crate::spline::{self, SplineConfig};
+use flow_core::{Axis, Backend, Direction, FlowRng, ParamStore, Tensor, Var};
 
-/// `y = u * s(u) + t(u)` feature by feature, with `t_i` and `s_i` functions of the features
-/// before `i` in the MADE's ordering. The scale is zuko's soft-clamped exponential,
-/// `log s = a / (1 + |a| / ln 1000)`, which keeps it in (1e-3, 1e3) and is 1 at `a = 0`
-/// (a zero-initialised MADE starts as the identity). The one-pass map runs from data to
-/// latent for MAF (density in one pass, sampling in D passes) and from latent to data for IAF.
+/// An autoregressive layer: `y_i = tau(u_i; h_i(u_<i))` feature by feature, with the
+/// parameters `h_i` of an elementwise [`Transformer`] computed by a MADE from the features
+/// before `i` in its ordering (and from the context, if any). The one-pass map runs from data
+/// to latent for MAF (density in one pass, sampling in D passes) and from latent to data for
+/// IAF; with a rational-quadratic transformer it is the autoregressive neural spline flow
+/// (zuko's and nflows' `NSF`).
 #[derive(Clone, Debug)]
-pub struct MaskedAffineAutoregressive {
+pub struct MaskedAutoregressive {
     made: Made,
     /// IAF: the one-pass map is `forward` (latent to data).
     inverse_autoregressive: bool,
+    transformer: Transformer,
+}
+
+/// The elementwise map of an autoregressive layer, monotonic in its input.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Transformer {
+    /// `y = u * s + t` with zuko's soft-clamped scale, `log s = a / (1 + |a| / ln 1000)`,
+    /// which keeps it in (1e-3, 1e3) and is 1 at `a = 0` (a zero-initialised MADE starts as
+    /// the identity).
+    Affine,
+    /// A monotonic rational-quadratic spline ([`crate::spline`]), identity at zero
+    /// parameters.
+    RationalQuadratic(SplineConfig),
+}
+
+impl Transformer {
+    /// Unconstrained parameters per feature.
+    pub fn params_per_feature(&self) -> usize {
+        match self {
+            Transformer::Affine => 2,
+            Transformer::RationalQuadratic(spline) => spline.params_per_feature(),
+        }
+    }
 }
 
 /// `ln 1000`: the bound of `|log s|`.
 const LOG_SCALE_BOUND: f64 = 6.907_755_278_982_137;
 
-impl MaskedAffineAutoregressive {
-    /// A layer over `dim` features whose MADE has `hidden` layers and input `degrees`
-    /// (see [`crate::made::Ordering::degrees`]); `iaf` makes it an IAF.
+impl MaskedAutoregressive {
+    /// A layer over `dim` features (reading `context` more) whose MADE has `hidden` layers
+    /// and input `degrees` (see [`crate::made::Ordering::degrees`]); `iaf` makes it an IAF.
     #[allow(clippy::too_many_arguments)]
     pub fn new<B: Backend>(
         params: &mut ParamStore<B>,
@@ -36,9 +62,13 @@ impl MaskedAffineAutoregressive {
         degrees: Vec<usize>,
         leaky: f64,
         iaf: bool,
+        transformer: Transformer,
         init_zeros: bool,
         rng: &mut FlowRng,
     ) -> Result<Self> {
+        if let Transformer::RationalQuadratic(spline) = &transformer {
+            spline.validate()?;
+        }
         let made = Made::new(
             params,
             backend,
@@ -47,16 +77,17 @@ impl MaskedAffineAutoregressive {
                 dim,
                 hidden: hidden.to_vec(),
                 degrees,
-                outputs_per_input: 2,
+                outputs_per_input: transformer.params_per_feature(),
                 context,
                 leaky,
             },
             init_zeros,
             rng,
         )?;
-        Ok(MaskedAffineAutoregressive {
+        Ok(MaskedAutoregressive {
             made,
             inverse_autoregressive: iaf,
+            transformer,
         })
     }
 
@@ -64,36 +95,65 @@ impl MaskedAffineAutoregressive {
         &self.made
     }
 
-    /// `(t(u), log s(u))`.
-    fn shift_and_log_scale<B: Backend>(
+    pub fn transformer(&self) -> &Transformer {
+        &self.transformer
+    }
+
+    /// The transformer applied to `v` in `direction`, with parameters from the MADE's
+    /// output on `u` (blocks `k * dim + i`: parameter `k` of feature `i`); the summed
+    /// log-det per row.
+    fn transform<B: Backend>(
         &self,
         params: &ParamStore<B>,
         u: &Var<B>,
+        v: &Var<B>,
         context: Option<&Var<B>>,
+        direction: Direction,
     ) -> Result<(Var<B>, Var<B>)> {
         let d = self.made.dim();
         let out = self.made.forward(params, u, context)?;
-        let shift = out.slice_cols(0, d)?;
-        let raw = out.slice_cols(d, d)?;
-        let log_scale = raw.div(&raw.abs().mul_scalar(1.0 / LOG_SCALE_BOUND).add_scalar(1.0))?;
-        Ok((shift, log_scale))
+        match &self.transformer {
+            Transformer::Affine => {
+                let shift = out.slice_cols(0, d)?;
+                let raw = out.slice_cols(d, d)?;
+                let log_scale =
+                    raw.div(&raw.abs().mul_scalar(1.0 / LOG_SCALE_BOUND).add_scalar(1.0))?;
+                Ok(match direction {
+                    Direction::Forward => (
+                        v.mul(&log_scale.exp())?.add(&shift)?,
+                        log_scale.sum(Axis::Cols),
+                    ),
+                    Direction::Inverse => (
+                        v.sub(&shift)?.mul(&log_scale.neg().exp())?,
+                        log_scale.sum(Axis::Cols).neg(),
+                    ),
+                })
+            }
+            Transformer::RationalQuadratic(spline) => {
+                // Feature-major: feature i's parameters in columns i P .. (i + 1) P.
+                let p = spline.params_per_feature();
+                let per_feature: Vec<usize> = (0..d)
+                    .flat_map(|i| (0..p).map(move |k| k * d + i))
+                    .collect();
+                let out = out.gather_cols(&per_feature)?;
+                spline::rational_quadratic(v, &out, spline, direction)
+            }
+        }
     }
 
-    /// `y = u * s(u) + t(u)` and `sum log s(u)` per row.
+    /// `y = tau(u; h(u))` in one pass, and its log-det.
     fn one_pass<B: Backend>(
         &self,
         params: &ParamStore<B>,
         u: &Var<B>,
         context: Option<&Var<B>>,
     ) -> Result<(Var<B>, Var<B>)> {
-        let (shift, log_scale) = self.shift_and_log_scale(params, u, context)?;
-        let y = u.mul(&log_scale.exp())?.add(&shift)?;
-        Ok((y, log_scale.sum(Axis::Cols)))
+        self.transform(params, u, u, context, Direction::Forward)
     }
 
-    /// The `u` with `u * s(u) + t(u) = y`, by D passes (each fixes the next feature in the
-    /// ordering; the result is exact, the gradient that of the exact inverse), and
-    /// `-sum log s(u)` per row.
+    /// The `u` with `tau(u; h(u)) = y`, by D passes (each fixes the next feature in the
+    /// ordering; the result is exact, the gradient that of the exact inverse), and the
+    /// inverse's log-det.
     fn solve<B: Backend>(
         &self,
         params: &ParamStore<B>,
@@ -102,20 +162,20 @@ impl MaskedAffineAutoregressive {
     ) -> Result<(Var<B>, Var<B>)> {
         let tape = y.tape();
         let mut u = tape.constant(Tensor::zeros(tape.backend(), y.shape()));
-        let mut log_scale = None;
+        let mut log_det = None;
         for _ in 0..self.made.dim() {
             // Pass k reads features of degree < k, exact since pass k - 1: so the last
-            // pass's shift and scale are those of the solution.
-            let (shift, ls) = self.shift_and_log_scale(params, &u, context)?;
-            u = y.sub(&shift)?.mul(&ls.neg().exp())?;
-            log_scale = Some(ls);
+            // pass's parameters are those of the solution.
+            let (next, ld) = self.transform(params, &u, y, context, Direction::Inverse)?;
+            u = next;
+            log_det = Some(ld);
         }
-        let log_scale = log_scale.expect("a MADE has at least one input");
-        Ok((u, log_scale.sum(Axis::Cols).neg()))
+        let log_det = log_det.expect("a MADE has at least one input");
+        Ok((u, log_det))
     }
 }
 
-impl<B: Backend> Flow<B> for MaskedAffineAutoregressive {
+impl<B: Backend> Flow<B> for MaskedAutoregressive {
     fn dim(&self) -> usize {
         self.made.dim()
     }
@@ -151,11 +211,22 @@ impl<B: Backend> Flow<B> for MaskedAffineAutoregressive {
     }
 
     fn spec(&self) -> LayerSpec {
-        LayerSpec::MaskedAffineAutoregressive {
-            hidden: self.made.hidden().to_vec(),
-            degrees: self.made.degrees().to_vec(),
-            leaky: self.made.leaky(),
-            iaf: self.inverse_autoregressive,
+        let (hidden, degrees) = (self.made.hidden().to_vec(), self.made.degrees().to_vec());
+        let (leaky, iaf) = (self.made.leaky(), self.inverse_autoregressive);
+        match self.transformer {
+            Transformer::Affine => LayerSpec::MaskedAffineAutoregressive {
+                hidden,
+                degrees,
+                leaky,
+                iaf,
+            },
+            Transformer::RationalQuadratic(spline) => LayerSpec::MaskedSplineAutoregressive {
+                hidden,
+                degrees,
+                leaky,
+                iaf,
+                spline,
+            },
         }
     }
 }

@@ -1,7 +1,7 @@
 //! `NormalizingFlow`: a base distribution pushed through a stack of flows.
 
 use crate::actnorm::ActNorm;
-use crate::autoregressive::MaskedAffineAutoregressive;
+use crate::autoregressive::{MaskedAutoregressive, Transformer};
 use crate::coupling::AffineCouplingBlock;
 use crate::distribution::{DiagGaussian, Target};
 use crate::error::{Error, Result};
@@ -9,6 +9,7 @@ use crate::flow::Flow;
 use crate::lu_linear::InvertibleLinearLu;
 use crate::permute::Permute;
 use crate::spec::{BaseSpec, FlowSpec, LayerSpec};
+use crate::spline_coupling::SplineCoupling;
 use flow_core::{Backend, FlowRng, ParamStore, Tape, Tensor, Var};
 
 /// A normalizing flow with normflows' semantics: `forward` maps latent to data,
@@ -68,7 +69,7 @@ impl<B: Backend> NormalizingFlow<B> {
                     degrees,
                     leaky,
                     iaf,
-                } => Box::new(MaskedAffineAutoregressive::new(
+                } => Box::new(MaskedAutoregressive::new(
                     &mut params,
                     backend,
                     &format!("flows.{k}"),
@@ -78,6 +79,43 @@ impl<B: Backend> NormalizingFlow<B> {
                     degrees.clone(),
                     *leaky,
                     *iaf,
+                    Transformer::Affine,
+                    init_zeros,
+                    &mut rng,
+                )?),
+                LayerSpec::MaskedSplineAutoregressive {
+                    hidden,
+                    degrees,
+                    leaky,
+                    iaf,
+                    spline,
+                } => Box::new(MaskedAutoregressive::new(
+                    &mut params,
+                    backend,
+                    &format!("flows.{k}"),
+                    spec.dim,
+                    spec.context,
+                    hidden,
+                    degrees.clone(),
+                    *leaky,
+                    *iaf,
+                    Transformer::RationalQuadratic(*spline),
+                    init_zeros,
+                    &mut rng,
+                )?),
+                LayerSpec::SplineCoupling {
+                    hidden,
+                    leaky,
+                    spline,
+                } => Box::new(SplineCoupling::new(
+                    &mut params,
+                    backend,
+                    &format!("flows.{k}"),
+                    spec.dim,
+                    spec.context,
+                    hidden,
+                    *leaky,
+                    *spline,
                     init_zeros,
                     &mut rng,
                 )?),

@@ -3,6 +3,7 @@
 use crate::coupling::ScaleMap;
 use crate::error::{Error, Result};
 use crate::permute::PermuteMode;
+use crate::spline::SplineConfig;
 use serde::{Deserialize, Serialize};
 
 /// A whole flow: base distribution and layers, in `forward` (latent to data) order.
@@ -42,6 +43,22 @@ pub enum LayerSpec {
         leaky: f64,
         iaf: bool,
     },
+    /// The autoregressive neural spline flow (zuko's `NSF`): a rational-quadratic spline of
+    /// each feature with parameters from a MADE (or, with `iaf`, its inverse).
+    MaskedSplineAutoregressive {
+        hidden: Vec<usize>,
+        degrees: Vec<usize>,
+        leaky: f64,
+        iaf: bool,
+        spline: SplineConfig,
+    },
+    /// A rational-quadratic spline coupling: the first `ceil(d/2)` features condition a
+    /// spline of each of the others.
+    SplineCoupling {
+        hidden: Vec<usize>,
+        leaky: f64,
+        spline: SplineConfig,
+    },
     /// Glow's activation normalisation: per-feature `z * exp(log_scale) + loc`.
     ActNorm,
     /// Glow's invertible 1x1 convolution as a dense layer, `W = P L (U + diag(sign *
@@ -76,19 +93,29 @@ impl FlowSpec {
                     let mut sizes = vec![d1.checked_add(self.context)?];
                     sizes.extend_from_slice(hidden);
                     sizes.push(d2.checked_mul(2)?);
-                    // Each linear layer: weights and a bias.
-                    sizes.windows(2).try_fold(0usize, |n, w| {
-                        n.checked_add(w[0].checked_mul(w[1])?.checked_add(w[1])?)
-                    })?
+                    mlp_scalars(&sizes)?
                 }
                 LayerSpec::MaskedAffineAutoregressive { hidden, .. } => {
                     // MADE: dim -> hidden... -> 2 dim, each weight with a bias.
                     let mut sizes = vec![self.dim.checked_add(self.context)?];
                     sizes.extend_from_slice(hidden);
                     sizes.push(self.dim.checked_mul(2)?);
-                    sizes.windows(2).try_fold(0usize, |n, w| {
-                        n.checked_add(w[0].checked_mul(w[1])?.checked_add(w[1])?)
-                    })?
+                    mlp_scalars(&sizes)?
+                }
+                LayerSpec::MaskedSplineAutoregressive { hidden, spline, .. } => {
+                    let per_feature = spline.bins.checked_mul(3)?.checked_sub(1)?;
+                    let mut sizes = vec![self.dim.checked_add(self.context)?];
+                    sizes.extend_from_slice(hidden);
+                    sizes.push(self.dim.checked_mul(per_feature)?);
+                    mlp_scalars(&sizes)?
+                }
+                LayerSpec::SplineCoupling { hidden, spline, .. } => {
+                    let per_feature = spline.bins.checked_mul(3)?.checked_sub(1)?;
+                    let (d1, d2) = crate::coupling::split(self.dim);
+                    let mut sizes = vec![d1.checked_add(self.context)?];
+                    sizes.extend_from_slice(hidden);
+                    sizes.push(d2.checked_mul(per_feature)?);
+                    mlp_scalars(&sizes)?
                 }
                 LayerSpec::Permute { .. } => 0,
                 LayerSpec::ActNorm => self.dim.checked_mul(2)?,
@@ -103,6 +130,13 @@ impl FlowSpec {
             total.checked_add(layer)
         })
     }
+}
+
+/// Weights and biases of an MLP with layer `sizes`; `None` on overflow.
+fn mlp_scalars(sizes: &[usize]) -> Option<usize> {
+    sizes.windows(2).try_fold(0usize, |n, w| {
+        n.checked_add(w[0].checked_mul(w[1])?.checked_add(w[1])?)
+    })
 }
 
 /// RealNVP as normflows builds it: `transforms` times an affine coupling block followed by a
@@ -226,6 +260,94 @@ impl MafConfig {
                 }
             })
             .collect();
+        Ok(FlowSpec {
+            dim: self.dim,
+            context: self.context,
+            base: BaseSpec::DiagGaussian,
+            layers,
+        })
+    }
+}
+
+/// A neural spline flow: `transforms` rational-quadratic spline layers, autoregressive over
+/// MADEs (zuko's and nflows' `NSF`; orderings alternating natural and reversed, or each
+/// random) or coupling layers (nflows' coupling NSF; each followed by a permutation).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NsfConfig {
+    pub dim: usize,
+    pub transforms: usize,
+    pub hidden: Vec<usize>,
+    /// Context features the conditioners read (0: unconditional).
+    pub context: usize,
+    pub spline: SplineConfig,
+    /// Coupling layers instead of autoregressive ones.
+    pub coupling: bool,
+    /// The orderings of autoregressive layers.
+    pub ordering: crate::made::Ordering,
+    /// The permutation after each coupling layer.
+    pub permute: PermuteMode,
+    pub leaky: f64,
+    /// Seed of random orderings and permutations.
+    pub seed: u64,
+}
+
+impl Default for NsfConfig {
+    /// zuko's `NSF(features, transforms=3, hidden_features=(64, 64))`: 8 bins on [-5, 5].
+    fn default() -> Self {
+        NsfConfig {
+            dim: 2,
+            transforms: 3,
+            hidden: vec![64, 64],
+            context: 0,
+            spline: SplineConfig::default(),
+            coupling: false,
+            ordering: crate::made::Ordering::Natural,
+            permute: PermuteMode::Swap,
+            leaky: 0.0,
+            seed: 0,
+        }
+    }
+}
+
+impl NsfConfig {
+    pub fn spec(&self) -> Result<FlowSpec> {
+        self.spline.validate()?;
+        if self.dim == 0 || self.hidden.contains(&0) || (self.coupling && self.dim < 2) {
+            return Err(Error::Config(format!(
+                "NSF over {} features with hidden sizes {:?}: both must be positive (and \
+                 coupling layers need at least 2 features)",
+                self.dim, self.hidden
+            )));
+        }
+        let mut rng = flow_core::rng(self.seed);
+        let mut layers = Vec::new();
+        for k in 0..self.transforms {
+            if self.coupling {
+                layers.push(LayerSpec::SplineCoupling {
+                    hidden: self.hidden.clone(),
+                    leaky: self.leaky,
+                    spline: self.spline,
+                });
+                let permute = crate::permute::Permute::new(self.dim, self.permute, &mut rng)?;
+                layers.push(LayerSpec::Permute {
+                    mode: self.permute,
+                    perm: permute.perm().to_vec(),
+                });
+            } else {
+                let ordering = match (self.ordering, k % 2) {
+                    (crate::made::Ordering::Natural, 1) => crate::made::Ordering::Reversed,
+                    (crate::made::Ordering::Reversed, 1) => crate::made::Ordering::Natural,
+                    (o, _) => o,
+                };
+                layers.push(LayerSpec::MaskedSplineAutoregressive {
+                    hidden: self.hidden.clone(),
+                    degrees: ordering.degrees(self.dim, &mut rng),
+                    leaky: self.leaky,
+                    iaf: false,
+                    spline: self.spline,
+                });
+            }
+        }
         Ok(FlowSpec {
             dim: self.dim,
             context: self.context,

@@ -6,8 +6,8 @@
 
 use flow_core::{ParamStore, Tape, Tensor};
 use flow_layers::{
-    AffineCouplingBlock, FlowSpec, MafConfig, MaskedAffineAutoregressive, NormalizingFlow,
-    Ordering, Permute, PermuteMode, RealNvpConfig, ScaleMap,
+    AffineCouplingBlock, FlowSpec, MafConfig, MaskedAutoregressive, NormalizingFlow, Ordering,
+    Permute, PermuteMode, RealNvpConfig, ScaleMap, Transformer,
 };
 use proptest::prelude::*;
 
@@ -74,8 +74,8 @@ proptest! {
         let mut params = ParamStore::new();
         let mut rng = flow_core::rng(seed);
         let degrees = ordering.degrees(z.cols(), &mut rng);
-        let layer = MaskedAffineAutoregressive::new(
-            &mut params, &CPU, "flows.0", z.cols(), 0, &hidden, degrees, 0.0, iaf, false, &mut rng,
+        let layer = MaskedAutoregressive::new(
+            &mut params, &CPU, "flows.0", z.cols(), 0, &hidden, degrees, 0.0, iaf, Transformer::Affine, false, &mut rng,
         ).unwrap();
         check_layer(&layer, &params, &z)?;
     }

@@ -1,7 +1,9 @@
 //! `FlowSpec::num_scalars` counts what `NormalizingFlow::new` allocates, without building it.
 
 use flow_core::Cpu;
-use flow_layers::{MafConfig, NormalizingFlow, PermuteMode, RealNvpConfig, ScaleMap};
+use flow_layers::{
+    MafConfig, NormalizingFlow, NsfConfig, PermuteMode, RealNvpConfig, ScaleMap, SplineConfig,
+};
 use proptest::prelude::*;
 
 proptest! {
@@ -32,6 +34,14 @@ proptest! {
     #[test]
     fn num_scalars_matches_maf(dim in 1usize..9, transforms in 0usize..4, hidden in proptest::collection::vec(1usize..12, 0..3), iaf in any::<bool>(), context in 0usize..4) {
         let spec = MafConfig { dim, transforms, hidden, iaf, context, ..MafConfig::default() }.spec().unwrap();
+        let model = NormalizingFlow::new(&Cpu::<f64>::new(), spec.clone(), 0).unwrap();
+        prop_assert_eq!(spec.num_scalars(), Some(model.params().num_scalars()));
+    }
+
+    #[test]
+    fn num_scalars_matches_nsf(dim in 2usize..7, transforms in 0usize..3, hidden in proptest::collection::vec(1usize..10, 0..3), bins in 1usize..6, coupling in any::<bool>(), context in 0usize..3) {
+        let spline = SplineConfig { bins, ..SplineConfig::default() };
+        let spec = NsfConfig { dim, transforms, hidden, spline, coupling, context, ..NsfConfig::default() }.spec().unwrap();
         let model = NormalizingFlow::new(&Cpu::<f64>::new(), spec.clone(), 0).unwrap();
         prop_assert_eq!(spec.num_scalars(), Some(model.params().num_scalars()));
     }
