@@ -42,7 +42,8 @@ pub mod tensor;
 pub use autodiff::{Gradients, Tape, Var};
 pub use backend::cpu::Cpu;
 pub use backend::{
-    Activation, AdamStep, Backend, BinaryOp, CouplingScale, Direction, ReduceOp, UnaryOp,
+    Activation, AdamStep, Backend, BinaryOp, CouplingScale, Direction, RationalQuadratic, ReduceOp,
+    UnaryOp,
 };
 pub use element::Element;
 pub use error::{Error, Result};

@@ -5,7 +5,9 @@
 //! only ever see validated arguments.
 
 use crate::backend::cpu::Cpu;
-use crate::backend::{Activation, Backend, BinaryOp, CouplingScale, Direction, ReduceOp, UnaryOp};
+use crate::backend::{
+    Activation, Backend, BinaryOp, CouplingScale, Direction, RationalQuadratic, ReduceOp, UnaryOp,
+};
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::shape::{Axis, Shape};
@@ -389,6 +391,51 @@ impl<B: Backend> Tensor<B> {
         Ok(self.backend.search_sorted_rows(&self.storage, &x.storage))
     }
 
+    /// The rational-quadratic spline of every entry (see [`RationalQuadratic`]) in
+    /// `direction`, entry `(r, i)`'s parameters in row `r`, columns `i P .. (i + 1) P` of
+    /// `params` (`n x d P`): `n x 2d`, the outputs and then each entry's log|dy/dx|.
+    pub fn rational_quadratic(
+        &self,
+        params: &Self,
+        spec: &RationalQuadratic,
+        direction: Direction,
+    ) -> Result<Self> {
+        Ok(self.rational_quadratic_cached(params, spec, direction)?.0)
+    }
+
+    /// [`Tensor::rational_quadratic`] and what its backward reads.
+    pub(crate) fn rational_quadratic_cached(
+        &self,
+        params: &Self,
+        spec: &RationalQuadratic,
+        direction: Direction,
+    ) -> Result<(Self, Self)> {
+        check_spline_shapes(self.shape, params.shape, spec)?;
+        let (out, cache) =
+            self.backend
+                .rational_quadratic(&self.storage, &params.storage, spec, direction);
+        Ok((self.wrap(out), self.wrap(cache)))
+    }
+
+    pub(crate) fn rational_quadratic_backward(
+        &self,
+        params: &Self,
+        cache: &Self,
+        spec: &RationalQuadratic,
+        direction: Direction,
+        g: &Self,
+    ) -> (Self, Self) {
+        let (gx, gp) = self.backend.rational_quadratic_backward(
+            &self.storage,
+            &params.storage,
+            &cache.storage,
+            spec,
+            direction,
+            &g.storage,
+        );
+        (self.wrap(gx), self.wrap(gp))
+    }
+
     /// `a` where `mask` is non-zero, else `b`.
     pub fn select(mask: &Self, a: &Self, b: &Self) -> Result<Self> {
         for other in [a, b] {
@@ -588,6 +635,21 @@ fn binary_name(op: BinaryOp) -> &'static str {
         BinaryOp::Div => "div",
         BinaryOp::Gate => "gate",
     }
+}
+
+/// `params` is `n x d P` for values `n x d`, and the spline has at least one bin.
+fn check_spline_shapes(x: Shape, params: Shape, spec: &RationalQuadratic) -> Result<()> {
+    if spec.bins == 0 {
+        return Err(Error::invalid("rational_quadratic", "a spline needs a bin"));
+    }
+    let want = Shape::new(x.rows, x.cols * spec.params_per_feature());
+    if params != want {
+        return Err(Error::invalid(
+            "rational_quadratic",
+            format!("parameters of shape {params} for values {x}: expected {want}"),
+        ));
+    }
+    Ok(())
 }
 
 /// One index per row, each within `width`.

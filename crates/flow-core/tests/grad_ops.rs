@@ -214,6 +214,19 @@ proptest! {
     }
 
     #[test]
+    fn rational_quadratic((x, params, bins, direction) in spline_operands()) {
+        let spec = spline_spec(bins);
+        check1(&[x.clone(), params.clone()], |v| {
+            let (y, ld) = v[0].rational_quadratic(&v[1], &spec, direction)?;
+            Var::concat_cols(&[&y, &ld])
+        })?;
+        check1(&[x, params], |v| {
+            let (y, ld) = v[0].rational_quadratic_composed(&v[1], &spec, direction)?;
+            Var::concat_cols(&[&y, &ld])
+        })?;
+    }
+
+    #[test]
     fn select((mask, a, b) in shape().prop_flat_map(|(r, c)| {
         (
             prop::collection::vec(any::<bool>(), r * c)

@@ -63,6 +63,16 @@ proptest! {
     }
 
     #[test]
+    fn rational_quadratic((x, params, bins, direction) in spline_operands()) {
+        // The fused op's recorded backward differentiates the composed spline.
+        let spec = spline_spec(bins);
+        check2(&[x, params], |v| {
+            let (y, ld) = v[0].rational_quadratic(&v[1], &spec, direction)?;
+            flow_core::Var::concat_cols(&[&y, &ld])
+        })?;
+    }
+
+    #[test]
     fn matmul((a, b, ta, tb) in matmul_operands(4))
     {
         // The product is bilinear: its mixed partials are the whole second derivative.

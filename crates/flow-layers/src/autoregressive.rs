@@ -78,6 +78,8 @@ impl MaskedAutoregressive {
                 hidden: hidden.to_vec(),
                 degrees,
                 outputs_per_input: transformer.params_per_feature(),
+                // A spline reads each feature's parameters side by side.
+                feature_major: matches!(transformer, Transformer::RationalQuadratic(_)),
                 context,
                 leaky,
             },
@@ -129,13 +131,8 @@ impl MaskedAutoregressive {
                     ),
                 })
             }
+            // The MADE is feature-major: feature i's parameters in columns i P .. (i + 1) P.
             Transformer::RationalQuadratic(spline) => {
-                // Feature-major: feature i's parameters in columns i P .. (i + 1) P.
-                let p = spline.params_per_feature();
-                let per_feature: Vec<usize> = (0..d)
-                    .flat_map(|i| (0..p).map(move |k| k * d + i))
-                    .collect();
-                let out = out.gather_cols(&per_feature)?;
                 spline::rational_quadratic(v, &out, spline, direction)
             }
         }

@@ -38,7 +38,8 @@ impl Ordering {
 
 /// A masked MLP over `dim` inputs (plus `context` inputs every output may see), with
 /// `outputs_per_input` outputs per input laid out in blocks: outputs `k * dim .. (k + 1) *
-/// dim` are the `k`-th output of each input. Parameters are named
+/// dim` are the `k`-th output of each input (or, `feature_major`, outputs `i P .. (i + 1) P`
+/// are those of input `i`). Parameters are named
 /// `{prefix}.net.{2k}.weight` (`out x in`) and `.bias`, as [`crate::Mlp`]'s.
 ///
 /// Degrees follow the MADE paper and nflows: input `j` has degree `degrees[j]` (1..=D),
@@ -50,6 +51,7 @@ pub struct Made {
     dim: usize,
     context: usize,
     outputs_per_input: usize,
+    feature_major: bool,
     hidden: Vec<usize>,
     degrees: Vec<usize>,
     leaky: f64,
@@ -66,6 +68,8 @@ pub struct MadeConfig {
     /// The input degrees, a permutation of `1..=dim` (see [`Ordering::degrees`]).
     pub degrees: Vec<usize>,
     pub outputs_per_input: usize,
+    /// Outputs grouped by input (`i P + k`) rather than by output index (`k D + i`).
+    pub feature_major: bool,
     pub context: usize,
     pub leaky: f64,
 }
@@ -85,6 +89,7 @@ impl Made {
             ref hidden,
             ref degrees,
             outputs_per_input,
+            feature_major,
             context,
             leaky,
         } = *config;
@@ -114,9 +119,16 @@ impl Made {
         for &h in hidden {
             layer_degrees.push((0..h).map(|k| k % cycle + offset).collect());
         }
-        let out_degrees: Vec<usize> = (0..outputs_per_input)
-            .flat_map(|_| degrees.iter().copied())
-            .collect();
+        let out_degrees: Vec<usize> = if feature_major {
+            degrees
+                .iter()
+                .flat_map(|&d| std::iter::repeat_n(d, outputs_per_input))
+                .collect()
+        } else {
+            (0..outputs_per_input)
+                .flat_map(|_| degrees.iter().copied())
+                .collect()
+        };
         layer_degrees.push(out_degrees);
         let mut layers = Vec::new();
         let mut masks = Vec::new();
@@ -146,6 +158,7 @@ impl Made {
             dim,
             context,
             outputs_per_input,
+            feature_major,
             hidden: hidden.clone(),
             degrees: degrees.clone(),
             leaky,

@@ -49,6 +49,7 @@ proptest! {
     fn outputs_depend_only_on_earlier_inputs(
         dim in 1usize..=7,
         outputs_per_input in 1usize..=3,
+        feature_major in any::<bool>(),
         hidden in prop::collection::vec(1usize..=12, 1..=3),
         ordering in prop::sample::select(vec![Ordering::Natural, Ordering::Reversed, Ordering::Random]),
         context in 0usize..=2,
@@ -57,7 +58,7 @@ proptest! {
         let mut rng = flow_core::rng(seed);
         let degrees = ordering.degrees(dim, &mut rng);
         let mut params = ParamStore::new();
-        let config = MadeConfig { dim, hidden: hidden.clone(), degrees: degrees.clone(), outputs_per_input, context, leaky: 0.1 };
+        let config = MadeConfig { dim, hidden: hidden.clone(), degrees: degrees.clone(), outputs_per_input, feature_major, context, leaky: 0.1 };
         let made = Made::new(&mut params, &CPU, "made", &config, false, &mut rng).unwrap();
         let x = Tensor::rand_uniform(&CPU, (3, dim), -2.0, 2.0, &mut rng).unwrap();
         let c = (context > 0).then(|| Tensor::rand_uniform(&CPU, (3, context), -2.0, 2.0, &mut rng).unwrap());
@@ -65,7 +66,8 @@ proptest! {
         prop_assert_eq!(dx.len(), dim * outputs_per_input);
         let mut allowed_nonzero = 0;
         for (o, row) in dx.iter().enumerate() {
-            let i = o % dim;   // outputs in blocks: o = k * dim + i
+            // Outputs in blocks, o = k * dim + i, or grouped by input, o = i * P + k.
+            let i = if feature_major { o / outputs_per_input } else { o % dim };
             for (j, &g) in row.iter().enumerate() {
                 if degrees[j] >= degrees[i] {
                     prop_assert!(g == 0.0, "output {} (input {}, degree {}) depends on input {} (degree {}): {}", o, i, degrees[i], j, degrees[j], g);
@@ -95,6 +97,7 @@ fn bad_configurations_are_errors() {
             hidden: vec![4],
             degrees: vec![1, 2, 2],
             outputs_per_input: 2,
+            feature_major: false,
             context: 0,
             leaky: 0.0,
         },
@@ -103,6 +106,7 @@ fn bad_configurations_are_errors() {
             hidden: vec![4],
             degrees: vec![],
             outputs_per_input: 2,
+            feature_major: false,
             context: 0,
             leaky: 0.0,
         },
@@ -111,6 +115,7 @@ fn bad_configurations_are_errors() {
             hidden: vec![0],
             degrees: vec![1, 2],
             outputs_per_input: 2,
+            feature_major: false,
             context: 0,
             leaky: 0.0,
         },
@@ -125,6 +130,7 @@ fn bad_configurations_are_errors() {
         hidden: vec![4],
         degrees: vec![2, 1],
         outputs_per_input: 2,
+        feature_major: false,
         context: 1,
         leaky: 0.0,
     };

@@ -7,7 +7,9 @@
 
 use super::op::Op;
 use super::tape::{Node, NodeId, Tape};
-use crate::backend::{Activation, Backend, BinaryOp, CouplingScale, Direction, UnaryOp};
+use crate::backend::{
+    Activation, Backend, BinaryOp, CouplingScale, Direction, RationalQuadratic, UnaryOp,
+};
 use crate::shape::{Axis, Shape};
 use crate::tensor::Tensor;
 use std::sync::Arc;
@@ -38,6 +40,17 @@ pub(crate) trait GradAlgebra<B: Backend> {
     fn reshape(&mut self, a: &Self::T, shape: Shape) -> Self::T;
     fn take_per_row(&mut self, a: &Self::T, index: &Arc<[usize]>) -> Self::T;
     fn put_per_row(&mut self, a: &Self::T, index: &Arc<[usize]>, width: usize) -> Self::T;
+    /// The gradients of a rational-quadratic spline node's inputs `x` and `params`, given the
+    /// gradient `g` of its output.
+    fn rational_quadratic_grads(
+        &mut self,
+        x: NodeId,
+        params: NodeId,
+        cache: &Tensor<B>,
+        g: &Self::T,
+        spec: &RationalQuadratic,
+        direction: Direction,
+    ) -> (Self::T, Self::T);
 
     fn add(&mut self, a: &Self::T, b: &Self::T) -> Self::T {
         self.binary(BinaryOp::Add, a, b)
@@ -186,6 +199,18 @@ impl<B: Backend> GradAlgebra<B> for RawAlgebra<'_, B> {
     fn put_per_row(&mut self, a: &Tensor<B>, index: &Arc<[usize]>, width: usize) -> Tensor<B> {
         a.put_per_row(index, width).expect(INVARIANT)
     }
+    fn rational_quadratic_grads(
+        &mut self,
+        x: NodeId,
+        params: NodeId,
+        cache: &Tensor<B>,
+        g: &Tensor<B>,
+        spec: &RationalQuadratic,
+        direction: Direction,
+    ) -> (Tensor<B>, Tensor<B>) {
+        let (xv, pv) = (self.node(x), self.node(params));
+        xv.rational_quadratic_backward(&pv, cache, spec, direction, g)
+    }
     fn activation_grads(
         &mut self,
         act: Activation<B::Elem>,
@@ -290,6 +315,18 @@ impl<B: Backend> GradAlgebra<B> for RecordingAlgebra<'_, B> {
     fn put_per_row(&mut self, a: &NodeId, index: &Arc<[usize]>, width: usize) -> NodeId {
         self.tape
             .record_put_per_row(*a, Arc::clone(index), width)
+            .expect(INVARIANT)
+    }
+    fn rational_quadratic_grads(
+        &mut self,
+        x: NodeId,
+        params: NodeId,
+        _cache: &Tensor<B>,
+        g: &NodeId,
+        spec: &RationalQuadratic,
+        direction: Direction,
+    ) -> (NodeId, NodeId) {
+        crate::ops::rational_quadratic::recorded_grads(self.tape, x, params, *g, spec, direction)
             .expect(INVARIANT)
     }
 }

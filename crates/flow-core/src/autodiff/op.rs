@@ -3,7 +3,9 @@
 
 use super::algebra::GradAlgebra;
 use super::tape::NodeId;
-use crate::backend::{Activation, Backend, BinaryOp, CouplingScale, Direction, UnaryOp};
+use crate::backend::{
+    Activation, Backend, BinaryOp, CouplingScale, Direction, RationalQuadratic, UnaryOp,
+};
 use crate::ops;
 use crate::shape::Axis;
 use crate::tensor::Tensor;
@@ -94,6 +96,15 @@ pub(crate) enum Op<B: Backend> {
         loc: NodeId,
         log_scale: NodeId,
     },
+    /// A spline's outputs and per-entry log-dets, side by side (`n x 2d`).
+    RationalQuadratic {
+        x: NodeId,
+        params: NodeId,
+        /// What the fused backward reads, computed by the forward.
+        cache: Tensor<B>,
+        spec: RationalQuadratic,
+        direction: Direction,
+    },
     /// The log-det of the same coupling, a function of `params` only.
     AffineCouplingLogDet {
         params: NodeId,
@@ -183,6 +194,19 @@ impl<B: Backend> Clone for Op<B> {
                 loc: *loc,
                 log_scale: *log_scale,
             },
+            Op::RationalQuadratic {
+                x,
+                params,
+                cache,
+                spec,
+                direction,
+            } => Op::RationalQuadratic {
+                x: *x,
+                params: *params,
+                cache: cache.clone(),
+                spec: *spec,
+                direction: *direction,
+            },
             Op::AffineCouplingLogDet {
                 params,
                 scale,
@@ -208,6 +232,7 @@ impl<B: Backend> Op<B> {
                 x, weight, bias, ..
             } => f(*x) || f(*weight) || f(*bias),
             Op::AffineCoupling { v, params, .. } => f(*v) || f(*params),
+            Op::RationalQuadratic { x, params, .. } => f(*x) || f(*params),
             Op::AffineCouplingLogDet { params, .. } => f(*params),
             Op::DiagNormalLogProb { z, loc, log_scale } => f(*z) || f(*loc) || f(*log_scale),
             Op::Unary { x, .. }
@@ -296,6 +321,15 @@ impl<B: Backend> Op<B> {
                     direction,
                 } => ops::affine_coupling::backward(
                     alg, *v, *params, *scale, *direction, out, &g, &mut grads,
+                ),
+                Op::RationalQuadratic {
+                    x,
+                    params,
+                    cache,
+                    spec,
+                    direction,
+                } => ops::rational_quadratic::backward(
+                    alg, *x, *params, cache, spec, *direction, &g, &mut grads,
                 ),
                 Op::DiagNormalLogProb { z, loc, log_scale } => {
                     ops::diag_normal::backward(alg, *z, *loc, *log_scale, &g, &mut grads)

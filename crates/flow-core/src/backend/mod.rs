@@ -101,6 +101,33 @@ pub enum Direction {
     Inverse,
 }
 
+/// A monotonic rational-quadratic spline (Durkan et al. 2019): `bins` bins on
+/// `[-tail_bound, tail_bound]`, the identity outside, knot derivative 1 at both ends. Each
+/// transformed entry has `3 bins - 1` unconstrained parameters: bin widths and heights (a
+/// softmax each, floored at `min_bin_width` / `min_bin_height` of `2 tail_bound`) and inner
+/// knot derivatives (`min_derivative + softplus(raw + c)`, with `c` such that a raw 0 gives
+/// derivative 1: zero parameters are the identity). Checked by the layers that build it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RationalQuadratic {
+    pub bins: usize,
+    pub tail_bound: f64,
+    pub min_bin_width: f64,
+    pub min_bin_height: f64,
+    pub min_derivative: f64,
+}
+
+impl RationalQuadratic {
+    /// `3 bins - 1`: widths, heights, inner derivatives.
+    pub fn params_per_feature(&self) -> usize {
+        3 * self.bins - 1
+    }
+
+    /// The raw derivative offset `c` with `softplus(c) = 1 - min_derivative`.
+    pub fn derivative_offset(&self) -> f64 {
+        (1.0 - self.min_derivative).exp_m1().ln()
+    }
+}
+
 /// Reductions along an [`Axis`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ReduceOp {
@@ -205,6 +232,51 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
     }
 
     // ---- fused operations with default compositions ----
+
+    /// The rational-quadratic spline of every entry of `x` (`n x d`) in `direction`, entry
+    /// `(r, i)`'s parameters in row `r`, columns `i P .. (i + 1) P` of `params` (`n x d P`).
+    /// Returns `n x 2d` (the outputs, then each entry's log|dy/dx|) and what the backward
+    /// reads (a backend's own layout). The default runs on the host.
+    fn rational_quadratic(
+        &self,
+        x: &Self::Storage,
+        params: &Self::Storage,
+        spec: &RationalQuadratic,
+        direction: Direction,
+    ) -> (Self::Storage, Self::Storage) {
+        let shape = self.shape(x);
+        let (xs, ps) = (self.download(x), self.download(params));
+        let width = cpu::spline::cache_width(spec);
+        let mut y = vec![Self::Elem::zero(); xs.len()];
+        let mut ld = vec![Self::Elem::zero(); xs.len()];
+        let mut cache = vec![Self::Elem::zero(); xs.len() * width];
+        cpu::spline::forward(&xs, &ps, spec, direction, &mut y, &mut ld, &mut cache);
+        let out = interleave_halves(&y, &ld, shape.rows, shape.cols);
+        (
+            self.upload(Shape::new(shape.rows, 2 * shape.cols), out),
+            self.upload(Shape::new(xs.len(), width), cache),
+        )
+    }
+
+    /// The gradients of [`Backend::rational_quadratic`] with respect to `x` and `params`,
+    /// given that of its output `g` (`n x 2d`) and the forward's `cache`.
+    fn rational_quadratic_backward(
+        &self,
+        x: &Self::Storage,
+        params: &Self::Storage,
+        cache: &Self::Storage,
+        spec: &RationalQuadratic,
+        direction: Direction,
+        g: &Self::Storage,
+    ) -> (Self::Storage, Self::Storage) {
+        let (shape, p_shape) = (self.shape(x), self.shape(params));
+        let (cache, gs) = (self.download(cache), self.download(g));
+        let (g_y, g_ld) = split_halves(&gs, shape.rows, shape.cols);
+        let mut gx = vec![Self::Elem::zero(); shape.len()];
+        let mut gp = vec![Self::Elem::zero(); p_shape.len()];
+        cpu::spline::backward(spec, direction, &cache, &g_y, &g_ld, &mut gx, &mut gp);
+        (self.upload(shape, gx), self.upload(p_shape, gp))
+    }
 
     /// A linear layer `act(x @ weight^T + bias)` with `weight` stored `out x in` (as
     /// `torch.nn.Linear`) and `bias` `1 x out`.
@@ -497,4 +569,27 @@ impl<S> CouplingParts<S> {
             s,
         }
     }
+}
+
+/// Rows of `[a_r | b_r]` from two `rows x cols` row-major blocks.
+pub(crate) fn interleave_halves<E: Copy>(a: &[E], b: &[E], rows: usize, cols: usize) -> Vec<E> {
+    let mut out = Vec::with_capacity(2 * a.len());
+    for r in 0..rows {
+        out.extend_from_slice(&a[r * cols..(r + 1) * cols]);
+        out.extend_from_slice(&b[r * cols..(r + 1) * cols]);
+    }
+    out
+}
+
+/// The inverse of [`interleave_halves`].
+pub(crate) fn split_halves<E: Copy>(ab: &[E], rows: usize, cols: usize) -> (Vec<E>, Vec<E>) {
+    let (mut a, mut b) = (
+        Vec::with_capacity(rows * cols),
+        Vec::with_capacity(rows * cols),
+    );
+    for row in ab.chunks_exact(2 * cols.max(1)).take(rows) {
+        a.extend_from_slice(&row[..cols]);
+        b.extend_from_slice(&row[cols..]);
+    }
+    (a, b)
 }

@@ -9,6 +9,7 @@ pub(crate) mod diag_normal;
 pub(crate) mod linear;
 pub(crate) mod matmul;
 pub(crate) mod per_row;
+pub(crate) mod rational_quadratic;
 pub(crate) mod reduce;
 pub(crate) mod select;
 pub(crate) mod softmax;

@@ -166,3 +166,32 @@ fn fail(e: GradCheckError) -> TestCaseError {
 pub fn config() -> ProptestConfig {
     ProptestConfig::with_cases(64)
 }
+
+/// A spline of 1 to 6 bins on [-2, 2] with nflows' minimums.
+pub fn spline_spec(bins: usize) -> flow_core::RationalQuadratic {
+    flow_core::RationalQuadratic {
+        bins,
+        tail_bound: 2.0,
+        min_bin_width: 1e-3,
+        min_bin_height: 1e-3,
+        min_derivative: 1e-3,
+    }
+}
+
+/// Spline operands: values `n x d` on [-2.6, 2.6] (some beyond the tail bound), raw
+/// parameters `n x d (3K - 1)` on [-2, 2], the bin count and the direction.
+pub fn spline_operands(
+) -> impl Strategy<Value = (Tensor<B>, Tensor<B>, usize, flow_core::Direction)> {
+    (1usize..=4, 1usize..=3, 1usize..=6, any::<bool>()).prop_flat_map(|(n, d, k, inverse)| {
+        (
+            matrix_of(n, d, -2.6f64..2.6),
+            matrix_of(n, d * (3 * k - 1), -2.0f64..2.0),
+            Just(k),
+            Just(if inverse {
+                flow_core::Direction::Inverse
+            } else {
+                flow_core::Direction::Forward
+            }),
+        )
+    })
+}

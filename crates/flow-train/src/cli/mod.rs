@@ -14,7 +14,10 @@ mod data;
 mod train;
 use clap::{Parser, Subcommand, ValueEnum};
 use flow_core::{Cpu, Tensor};
-use flow_layers::{MafConfig, NormalizingFlow, Ordering, PermuteMode, RealNvpConfig, ScaleMap};
+use flow_layers::{
+    MafConfig, NormalizingFlow, NsfConfig, Ordering, PermuteMode, RealNvpConfig, ScaleMap,
+    SplineConfig,
+};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -114,6 +117,11 @@ pub enum FlowKind {
     Maf,
     /// Inverse autoregressive flow: sampling in one pass, density in D.
     Iaf,
+    /// Neural spline flow, autoregressive (zuko's and nflows' NSF): rational-quadratic
+    /// splines over MADEs.
+    Nsf,
+    /// Neural spline flow with coupling layers, each followed by a permutation.
+    NsfCoupling,
 }
 
 /// The orderings of MAF / IAF layers.
@@ -155,17 +163,25 @@ pub enum PermuteArg {
 pub struct ModelArgs {
     #[arg(long, value_enum, default_value_t = FlowKind::Realnvp)]
     pub flow: FlowKind,
-    /// Number of coupling blocks (RealNVP, each followed by a permutation) or autoregressive
-    /// layers (MAF, IAF).
+    /// Number of coupling blocks (RealNVP, NSF coupling: each followed by a permutation) or
+    /// autoregressive layers (MAF, IAF, NSF).
     #[arg(long, default_value_t = 2)]
     pub transforms: usize,
     /// Hidden layer sizes of each conditioner MLP.
     #[arg(long, value_delimiter = ',', default_value = "64,64")]
     pub hidden: Vec<usize>,
-    /// RealNVP: the permutation after each coupling block.
+    /// NSF: bins of each rational-quadratic spline.
+    #[arg(long, default_value_t = 8)]
+    #[serde(default = "default_bins")]
+    pub bins: usize,
+    /// NSF: the splines act on [-B, B] and are the identity outside.
+    #[arg(long, default_value_t = 5.0)]
+    #[serde(default = "default_tail_bound")]
+    pub tail_bound: f64,
+    /// RealNVP, NSF coupling: the permutation after each coupling block.
     #[arg(long, value_enum, default_value_t = PermuteArg::Swap)]
     pub permute: PermuteArg,
-    /// MAF / IAF: the orderings of the autoregressive layers.
+    /// MAF / IAF / NSF: the orderings of the autoregressive layers.
     #[arg(long, value_enum, default_value_t = OrderingArg::Alternate)]
     pub ordering: OrderingArg,
     #[arg(long, value_enum, default_value_t = ScaleMapArg::Exp)]
@@ -271,6 +287,14 @@ pub struct TrainArgs {
     pub resume: Option<PathBuf>,
 }
 
+fn default_bins() -> usize {
+    8
+}
+
+fn default_tail_bound() -> f64 {
+    5.0
+}
+
 impl From<ScaleMapArg> for ScaleMap {
     fn from(a: ScaleMapArg) -> Self {
         match a {
@@ -315,6 +339,37 @@ impl ModelArgs {
                 },
                 leaky: self.leaky,
                 iaf: matches!(self.flow, FlowKind::Iaf),
+                seed: self.seed,
+            }
+            .spec()?,
+            FlowKind::Nsf | FlowKind::NsfCoupling if self.bins == 0 => {
+                return Err(Error::Config("--bins must be at least 1, got 0".into()))
+            }
+            FlowKind::Nsf | FlowKind::NsfCoupling
+                if !(self.tail_bound > 0.0 && self.tail_bound.is_finite()) =>
+            {
+                return Err(Error::Config(format!(
+                    "--tail-bound must be positive and finite, got {}",
+                    self.tail_bound
+                )))
+            }
+            FlowKind::Nsf | FlowKind::NsfCoupling => NsfConfig {
+                dim,
+                transforms: self.transforms,
+                hidden: self.hidden.clone(),
+                context: 0,
+                spline: SplineConfig {
+                    bins: self.bins,
+                    tail_bound: self.tail_bound,
+                    ..SplineConfig::default()
+                },
+                coupling: matches!(self.flow, FlowKind::NsfCoupling),
+                ordering: match self.ordering {
+                    OrderingArg::Alternate => Ordering::Natural,
+                    OrderingArg::Random => Ordering::Random,
+                },
+                permute: self.permute.into(),
+                leaky: self.leaky,
                 seed: self.seed,
             }
             .spec()?,
@@ -388,6 +443,8 @@ impl ModelArgs {
             FlowKind::Realnvp => "realnvp",
             FlowKind::Maf => "maf",
             FlowKind::Iaf => "iaf",
+            FlowKind::Nsf => "nsf",
+            FlowKind::NsfCoupling => "nsf-coupling",
         }
     }
 }

@@ -8,9 +8,13 @@ mod fused;
 mod matmul;
 mod reduce;
 mod simd;
+pub(crate) mod spline;
 mod thin_matmul;
 
-use super::{Activation, AdamStep, Backend, BinaryOp, CouplingScale, Direction, ReduceOp, UnaryOp};
+use super::{
+    Activation, AdamStep, Backend, BinaryOp, CouplingScale, Direction, RationalQuadratic, ReduceOp,
+    UnaryOp,
+};
 use crate::element::Element;
 use crate::shape::{Axis, Shape};
 use ndarray::Array2;
@@ -131,6 +135,45 @@ impl<E: Element> Backend for Cpu<E> {
 
     fn search_sorted_rows(&self, sorted: &Array2<E>, x: &Array2<E>) -> Vec<usize> {
         columns::search_sorted_rows(sorted, x)
+    }
+
+    fn rational_quadratic(
+        &self,
+        x: &Array2<E>,
+        params: &Array2<E>,
+        spec: &RationalQuadratic,
+        direction: Direction,
+    ) -> (Array2<E>, Array2<E>) {
+        let s = shape_of(x);
+        let width = spline::cache_width(spec);
+        let mut y = vec![E::zero(); s.len()];
+        let mut ld = vec![E::zero(); s.len()];
+        let mut cache = vec![E::zero(); s.len() * width];
+        let (xs, ps) = (slice_of(x), slice_of(params));
+        spline::forward(xs, ps, spec, direction, &mut y, &mut ld, &mut cache);
+        let out = super::interleave_halves(&y, &ld, s.rows, s.cols);
+        (
+            from_shape_vec(Shape::new(s.rows, 2 * s.cols), out),
+            from_shape_vec(Shape::new(s.len(), width), cache),
+        )
+    }
+
+    fn rational_quadratic_backward(
+        &self,
+        x: &Array2<E>,
+        params: &Array2<E>,
+        cache: &Array2<E>,
+        spec: &RationalQuadratic,
+        direction: Direction,
+        g: &Array2<E>,
+    ) -> (Array2<E>, Array2<E>) {
+        let s = shape_of(x);
+        let (g_y, g_ld) = super::split_halves(slice_of(g), s.rows, s.cols);
+        let mut gx = vec![E::zero(); s.len()];
+        let mut gp = vec![E::zero(); params.len()];
+        let cache = slice_of(cache);
+        spline::backward(spec, direction, cache, &g_y, &g_ld, &mut gx, &mut gp);
+        (from_shape_vec(s, gx), from_shape_vec(shape_of(params), gp))
     }
 
     fn linear(

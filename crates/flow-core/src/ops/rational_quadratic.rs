@@ -1,0 +1,238 @@
+//! Monotonic rational-quadratic splines (Durkan et al. 2019) as one op: a fused kernel for
+//! the values and the first-order backward ([`crate::Backend::rational_quadratic`]), and the
+//! same map composed from the tape's primitives, which is what a recorded (differentiable)
+//! backward differentiates, so that gradients of any order are exact.
+
+use super::GradList;
+use crate::autodiff::algebra::GradAlgebra;
+use crate::autodiff::op::Op;
+use crate::autodiff::{NodeId, Tape, Var};
+use crate::backend::{Backend, Direction, RationalQuadratic};
+use crate::error::Result;
+use crate::tensor::Tensor;
+
+impl<B: Backend> Var<B> {
+    /// The spline of every entry of this `n x d` variable in `direction` (see
+    /// [`RationalQuadratic`]), with entry `(r, i)`'s raw parameters in row `r`, columns
+    /// `i P .. (i + 1) P` of `params` (`n x d P`, `P = 3 bins - 1`). Returns the outputs
+    /// (`n x d`) and each entry's log|dy/dx| (`n x d`; the inverse's, in `Inverse`).
+    pub fn rational_quadratic(
+        &self,
+        params: &Var<B>,
+        spec: &RationalQuadratic,
+        direction: Direction,
+    ) -> Result<(Var<B>, Var<B>)> {
+        self.check_same_tape(params, "rational_quadratic")?;
+        let (value, cache) =
+            self.value()
+                .rational_quadratic_cached(&params.value(), spec, direction)?;
+        let d = self.shape().cols;
+        let out = self.tape.var(self.tape.push(
+            value,
+            Op::RationalQuadratic {
+                x: self.id,
+                params: params.id,
+                cache,
+                spec: *spec,
+                direction,
+            },
+        ));
+        Ok((out.slice_cols(0, d)?, out.slice_cols(d, d)?))
+    }
+
+    /// [`Var::rational_quadratic`] composed from the tape's primitives (softmax, a cumulative
+    /// sum as a product, per-row picks of the bin's knots, elementwise arithmetic): slower,
+    /// the same values to rounding, and differentiable to any order through the primitives'
+    /// own backward passes.
+    pub fn rational_quadratic_composed(
+        &self,
+        params: &Var<B>,
+        spec: &RationalQuadratic,
+        direction: Direction,
+    ) -> Result<(Var<B>, Var<B>)> {
+        self.check_same_tape(params, "rational_quadratic")?;
+        // Validates the shapes as the fused op does.
+        let (n, d) = (self.shape().rows, self.shape().cols);
+        let p = spec.params_per_feature();
+        if spec.bins == 0 || params.shape() != crate::Shape::new(n, d * p) {
+            return Err(crate::Error::invalid(
+                "rational_quadratic",
+                format!(
+                    "parameters of shape {} for values {}: expected {n} x {}",
+                    params.shape(),
+                    self.shape(),
+                    d * p
+                ),
+            ));
+        }
+        // One row per entry: `(n d) x 1` values and `(n d) x P` parameters.
+        let x = self.reshape((n * d, 1))?;
+        let params = params.reshape((n * d, p))?;
+        let (y, log_det) = composed_rows(&x, &params, spec, direction)?;
+        Ok((y.reshape((n, d))?, log_det.reshape((n, d))?))
+    }
+}
+
+/// The composed spline of `N x 1` values with `N x P` parameters.
+fn composed_rows<B: Backend>(
+    x: &Var<B>,
+    params: &Var<B>,
+    spec: &RationalQuadratic,
+    direction: Direction,
+) -> Result<(Var<B>, Var<B>)> {
+    let tape = x.tape();
+    let backend = tape.backend();
+    let k = spec.bins;
+    let rows = x.shape().rows;
+    let bound = spec.tail_bound;
+
+    // Entries inside [-B, B] go through the spline; the rest are the identity. Outside
+    // entries are moved to 0 before the spline sees them, so that nothing non-finite enters
+    // (and no NaN gradient leaves) the branch that `select` discards.
+    let inside: Vec<f64> = x
+        .value()
+        .to_f64s()
+        .iter()
+        .map(|&t| f64::from(u8::from(t.abs() <= bound)))
+        .collect();
+    let inside = tape.constant(Tensor::from_f64s(backend, (rows, 1), &inside)?);
+    let zero = tape.constant(Tensor::zeros(backend, (rows, 1)));
+    let x_in = Var::select(&inside, x, &zero)?;
+
+    // Knots: cumulative sums of the floored softmaxes, scaled onto [-B, B].
+    let cumulative: Vec<f64> = (0..k)
+        .flat_map(|i| (0..=k).map(move |j| f64::from(u8::from(i < j))))
+        .collect();
+    let cumulative = tape.constant(Tensor::from_f64s(backend, (k, k + 1), &cumulative)?);
+    let knots = |raw: &Var<B>, min: f64| -> Result<Var<B>> {
+        let fractions = raw
+            .softmax_cols()
+            .mul_scalar(1.0 - min * k as f64)
+            .add_scalar(min);
+        Ok(fractions
+            .matmul(&cumulative)?
+            .mul_scalar(2.0 * bound)
+            .add_scalar(-bound))
+    };
+    let knots_x = knots(&params.slice_cols(0, k)?, spec.min_bin_width)?;
+    let knots_y = knots(&params.slice_cols(k, k)?, spec.min_bin_height)?;
+    let ones = tape.constant(Tensor::ones(backend, (rows, 1)));
+    let derivatives = if k > 1 {
+        let inner = params
+            .slice_cols(2 * k, k - 1)?
+            .add_scalar(spec.derivative_offset())
+            .softplus()
+            .add_scalar(spec.min_derivative);
+        Var::concat_cols(&[&ones, &inner, &ones])?
+    } else {
+        Var::concat_cols(&[&ones, &ones])?
+    };
+
+    // The bin: how many inner knots (on the input's side) are at or below the input.
+    let search = match direction {
+        Direction::Forward => &knots_x,
+        Direction::Inverse => &knots_y,
+    };
+    let bin: Vec<usize> = if k == 1 {
+        vec![0; rows]
+    } else {
+        search
+            .value()
+            .slice_cols(1, k - 1)?
+            .search_sorted_rows(&x_in.value())?
+    };
+    let next: Vec<usize> = bin.iter().map(|b| b + 1).collect();
+    let x0 = knots_x.take_per_row(&bin)?;
+    let width = knots_x.take_per_row(&next)?.sub(&x0)?;
+    let y0 = knots_y.take_per_row(&bin)?;
+    let height = knots_y.take_per_row(&next)?.sub(&y0)?;
+    let d0 = derivatives.take_per_row(&bin)?;
+    let d1 = derivatives.take_per_row(&next)?;
+    let slope = height.div(&width)?;
+    let curvature = d0.add(&d1)?.sub(&slope.mul_scalar(2.0))?;
+
+    let (theta, out) = match direction {
+        Direction::Forward => {
+            let theta = x_in.sub(&x0)?.div(&width)?;
+            let t = theta.mul(&theta.neg().add_scalar(1.0))?;
+            let numerator = slope.mul(&theta.square())?.add(&d0.mul(&t)?)?;
+            let denominator = slope.add(&curvature.mul(&t)?)?;
+            let y = y0.add(&height.mul(&numerator)?.div(&denominator)?)?;
+            (theta, y)
+        }
+        Direction::Inverse => {
+            // theta solves a theta^2 + b theta + c = 0: the root in [0, 1], in the form that
+            // does not cancel, 2c / (-b - sqrt(b^2 - 4ac)).
+            let offset = x_in.sub(&y0)?;
+            let a = height
+                .mul(&slope.sub(&d0)?)?
+                .add(&offset.mul(&curvature)?)?;
+            let b = height.mul(&d0)?.sub(&offset.mul(&curvature)?)?;
+            let c = slope.mul(&offset)?.neg();
+            // b^2 - 4ac >= 0 exactly; rounding may take it just below.
+            let discriminant = b.square().sub(&a.mul(&c)?.mul_scalar(4.0))?.relu();
+            let theta = c.mul_scalar(2.0).div(&b.neg().sub(&discriminant.sqrt())?)?;
+            (theta.clone(), theta.mul(&width)?.add(&x0)?)
+        }
+    };
+    let one_minus = theta.neg().add_scalar(1.0);
+    let t = theta.mul(&one_minus)?;
+    let m = d1
+        .mul(&theta.square())?
+        .add(&slope.mul(&t)?.mul_scalar(2.0))?
+        .add(&d0.mul(&one_minus.square())?)?;
+    let denominator = slope.add(&curvature.mul(&t)?)?;
+    let log_derivative = slope
+        .log()
+        .mul_scalar(2.0)
+        .add(&m.log())?
+        .sub(&denominator.log().mul_scalar(2.0))?;
+    let log_det = match direction {
+        Direction::Forward => log_derivative,
+        Direction::Inverse => log_derivative.neg(),
+    };
+    Ok((
+        Var::select(&inside, &out, x)?,
+        Var::select(&inside, &log_det, &zero)?,
+    ))
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn backward<B: Backend, A: GradAlgebra<B>>(
+    alg: &mut A,
+    x: NodeId,
+    params: NodeId,
+    cache: &Tensor<B>,
+    spec: &RationalQuadratic,
+    direction: Direction,
+    g: &A::T,
+    grads: &mut GradList<A::T>,
+) {
+    if !(alg.needs_grad(x) || alg.needs_grad(params)) {
+        return;
+    }
+    let (gx, gp) = alg.rational_quadratic_grads(x, params, cache, g, spec, direction);
+    if alg.needs_grad(x) {
+        grads.push((x, gx));
+    }
+    if alg.needs_grad(params) {
+        grads.push((params, gp));
+    }
+}
+
+/// The recorded backward: the composed spline of the same inputs, differentiated on the tape
+/// with `create_graph`, so that the gradients are themselves differentiable.
+pub(crate) fn recorded_grads<B: Backend>(
+    tape: &Tape<B>,
+    x: NodeId,
+    params: NodeId,
+    g: NodeId,
+    spec: &RationalQuadratic,
+    direction: Direction,
+) -> Result<(NodeId, NodeId)> {
+    let (xv, pv, gv) = (tape.var(x), tape.var(params), tape.var(g));
+    let (y, log_det) = xv.rational_quadratic_composed(&pv, spec, direction)?;
+    let projected = Var::concat_cols(&[&y, &log_det])?.mul(&gv)?.sum_all();
+    let grads = tape.grad(&projected, &[&xv, &pv], true)?;
+    Ok((grads[0].id, grads[1].id))
+}
