@@ -33,7 +33,7 @@ pub mod spec;
 pub use actnorm::ActNorm;
 pub use autoregressive::MaskedAffineAutoregressive;
 pub use coupling::{AffineCouplingBlock, ScaleMap};
-pub use distribution::{DiagGaussian, Target};
+pub use distribution::{Base, DiagGaussian, GaussianMixture, Target, Uniform};
 pub use error::{Error, Result};
 pub use flow::Flow;
 pub use lu_linear::InvertibleLinearLu;
