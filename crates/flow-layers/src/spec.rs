@@ -30,7 +30,10 @@ pub enum BaseSpec {
         trainable: bool,
     },
     /// normflows' `Uniform` on the box `[low, high]^dim`, without parameters.
-    Uniform { low: f64, high: f64 },
+    Uniform {
+        low: f64,
+        high: f64,
+    },
 }
 
 fn trainable_by_default() -> bool {

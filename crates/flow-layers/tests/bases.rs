@@ -216,7 +216,12 @@ fn grid(d: usize, lo: f64, hi: f64, m: usize) -> (Tensor<B>, f64) {
 /// beyond every mean.
 fn mass(values: &MixtureValues, cells: usize) -> f64 {
     let (params, mixture) = values.build(true);
-    let widest = values.log_scale.iter().copied().fold(f64::MIN, f64::max).exp();
+    let widest = values
+        .log_scale
+        .iter()
+        .copied()
+        .fold(f64::MIN, f64::max)
+        .exp();
     let lo = values.loc.iter().copied().fold(f64::MAX, f64::min) - 12.0 * widest;
     let hi = values.loc.iter().copied().fold(f64::MIN, f64::max) + 12.0 * widest;
     let (z, volume) = grid(values.d, lo, hi, cells);
@@ -388,7 +393,12 @@ fn mixture_is_stable_far_from_its_components() {
     assert!(log_q.value().to_f64s().iter().all(|l| l.is_finite()));
     let grads = tape.backward(&log_q.sum_all()).unwrap();
     for (id, _, _) in params32.iter() {
-        assert!(grads.param(id).unwrap().to_f64s().iter().all(|v| v.is_finite()));
+        assert!(grads
+            .param(id)
+            .unwrap()
+            .to_f64s()
+            .iter()
+            .all(|v| v.is_finite()));
     }
 }
 
@@ -417,7 +427,9 @@ fn mixture_parameter_gradients_through_the_store() {
     };
     let (params, mixture) = values.build(true);
     let tape = Tape::new(&CPU);
-    let log_q = mixture.log_prob(&params, &tape.constant(z.clone())).unwrap();
+    let log_q = mixture
+        .log_prob(&params, &tape.constant(z.clone()))
+        .unwrap();
     let w = tape.constant(Tensor::from_vec(&CPU, (4, 1), weights.to_vec()).unwrap());
     let grads = tape.backward(&log_q.mul(&w).unwrap().sum_all()).unwrap();
     let eps = 1e-6;
@@ -471,7 +483,9 @@ fn mixture_samples_are_reparametrised() {
         scores: vec![0.5, -1.0, 0.2],
     };
     let n = 7;
-    let wz: Vec<f64> = (0..n * 2).map(|i| ((i * 37 % 11) as f64 - 5.0) / 3.0).collect();
+    let wz: Vec<f64> = (0..n * 2)
+        .map(|i| ((i * 37 % 11) as f64 - 5.0) / 3.0)
+        .collect();
     let wq: Vec<f64> = (0..n).map(|i| ((i * 13 % 7) as f64 - 3.0) / 2.0).collect();
     let objective_on = |tape: &Tape<B>, params: &ParamStore<B>, mixture: &GaussianMixture| {
         let (z, log_q) = mixture
@@ -647,7 +661,10 @@ fn mixture_initialisation_follows_normflows_and_the_seed() {
     let mean = v.iter().sum::<f64>() / v.len() as f64;
     let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len() as f64;
     assert!(mean.abs() < 5.0 / (v.len() as f64).sqrt(), "mean {mean}");
-    assert!((var - 1.0).abs() < 5.0 * (2.0 / v.len() as f64).sqrt(), "var {var}");
+    assert!(
+        (var - 1.0).abs() < 5.0 * (2.0 / v.len() as f64).sqrt(),
+        "var {var}"
+    );
     let log_scale = value(&model, "q0.log_scale");
     assert_eq!((log_scale.rows(), log_scale.cols()), (200, 5));
     assert!(log_scale.to_vec().iter().all(|&s| s == 0.0));
@@ -829,7 +846,10 @@ fn uniform_minus_infinity_gives_no_nan_gradients() {
     let log_q = model.log_prob(&xv).unwrap();
     let values = log_q.value().to_vec();
     assert!(values[..2].iter().all(|l| l.is_finite()), "{values:?}");
-    assert!(values[2..].iter().all(|&l| l == f64::NEG_INFINITY), "{values:?}");
+    assert!(
+        values[2..].iter().all(|&l| l == f64::NEG_INFINITY),
+        "{values:?}"
+    );
     let loss = model.forward_kld(&xv).unwrap();
     assert_eq!(loss.scalar_value().unwrap(), f64::INFINITY);
     let grads = tape.backward(&loss).unwrap();
@@ -919,7 +939,10 @@ fn base_specs_in_json() {
     let old = r#"{"dim":2,"base":{"type":"diag_gaussian"},"layers":[]}"#;
     let spec = FlowSpec::from_json(old).unwrap();
     assert_eq!(spec.base, BaseSpec::DiagGaussian);
-    assert_eq!(spec.to_json(), r#"{"dim":2,"context":0,"base":{"type":"diag_gaussian"},"layers":[]}"#);
+    assert_eq!(
+        spec.to_json(),
+        r#"{"dim":2,"context":0,"base":{"type":"diag_gaussian"},"layers":[]}"#
+    );
 
     let mixture = FlowSpec::from_json(
         r#"{"dim":2,"base":{"type":"gaussian_mixture","components":4},"layers":[]}"#,

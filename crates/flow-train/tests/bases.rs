@@ -60,7 +60,10 @@ fn assert_same_model(a: &NormalizingFlow<B>, b: &NormalizingFlow<B>) {
         assert_eq!(other.shape(), value.shape(), "{name}");
         assert_eq!(other.to_vec(), value.to_vec(), "{name}");
     }
-    let (pa, pb) = (a.log_prob_of(&probe()).unwrap(), b.log_prob_of(&probe()).unwrap());
+    let (pa, pb) = (
+        a.log_prob_of(&probe()).unwrap(),
+        b.log_prob_of(&probe()).unwrap(),
+    );
     assert_eq!(pa.to_vec(), pb.to_vec());
 }
 
@@ -145,7 +148,10 @@ fn forward_kl_with_a_mixture_base_fits_bimodal_data() {
         let mut data = Vec::with_capacity(2 * n);
         for i in 0..n {
             let centre = if i % 2 == 0 { -2.5 } else { 2.5 };
-            let (a, b): (f64, f64) = (StandardNormal.sample(&mut rng), StandardNormal.sample(&mut rng));
+            let (a, b): (f64, f64) = (
+                StandardNormal.sample(&mut rng),
+                StandardNormal.sample(&mut rng),
+            );
             data.extend([centre + 0.4 * a, 0.5 * centre + 0.4 * b]);
         }
         Tensor::from_vec(&CPU, (n, 2), data).unwrap()
@@ -159,9 +165,14 @@ fn forward_kl_with_a_mixture_base_fits_bimodal_data() {
     let best_gaussian = {
         let v = test.to_vec();
         let n = v.len() as f64 / 2.0;
-        let m: Vec<f64> = (0..2).map(|j| v.iter().skip(j).step_by(2).sum::<f64>() / n).collect();
+        let m: Vec<f64> = (0..2)
+            .map(|j| v.iter().skip(j).step_by(2).sum::<f64>() / n)
+            .collect();
         let c = |i: usize, j: usize| {
-            v.chunks(2).map(|r| (r[i] - m[i]) * (r[j] - m[j])).sum::<f64>() / n
+            v.chunks(2)
+                .map(|r| (r[i] - m[i]) * (r[j] - m[j]))
+                .sum::<f64>()
+                / n
         };
         let det = c(0, 0) * c(1, 1) - c(0, 1) * c(1, 0);
         -(2.0 * std::f64::consts::PI).ln() - 0.5 * det.ln() - 1.0
