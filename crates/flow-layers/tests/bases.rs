@@ -85,12 +85,12 @@ impl MixtureValues {
             .map(|j| (0..self.k).map(|k| w[k] * self.mean(k, j)).sum())
             .collect();
         let mut cov = vec![0.0; d * d];
-        for k in 0..self.k {
+        for (k, wk) in w.iter().enumerate() {
             for i in 0..d {
                 for j in 0..d {
                     let a = (self.mean(k, i) - mean[i]) * (self.mean(k, j) - mean[j]);
                     let v = if i == j { self.sd(k, i).powi(2) } else { 0.0 };
-                    cov[i * d + j] += w[k] * (a + v);
+                    cov[i * d + j] += wk * (a + v);
                 }
             }
         }
