@@ -35,7 +35,7 @@ pub mod spline_coupling;
 pub use actnorm::ActNorm;
 pub use autoregressive::{MaskedAutoregressive, Transformer};
 pub use coupling::{AffineCouplingBlock, ScaleMap};
-pub use distribution::{DiagGaussian, Target};
+pub use distribution::{Base, DiagGaussian, GaussianMixture, Target, Uniform};
 pub use error::{Error, Result};
 pub use flow::Flow;
 pub use lu_linear::InvertibleLinearLu;

@@ -192,6 +192,11 @@ impl Made {
         self.outputs_per_input
     }
 
+    /// Whether outputs are grouped by input (`i P + k`) rather than by index (`k D + i`).
+    pub fn feature_major(&self) -> bool {
+        self.feature_major
+    }
+
     /// The network on `x` (`rows x dim`), with `context` (`rows x context`) when the MADE
     /// has context inputs.
     pub fn forward<B: Backend>(

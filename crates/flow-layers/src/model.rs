@@ -3,12 +3,12 @@
 use crate::actnorm::ActNorm;
 use crate::autoregressive::{MaskedAutoregressive, Transformer};
 use crate::coupling::AffineCouplingBlock;
-use crate::distribution::{DiagGaussian, Target};
+use crate::distribution::{Base, Target};
 use crate::error::{Error, Result};
 use crate::flow::Flow;
 use crate::lu_linear::InvertibleLinearLu;
 use crate::permute::Permute;
-use crate::spec::{BaseSpec, FlowSpec, LayerSpec};
+use crate::spec::{FlowSpec, LayerSpec};
 use crate::spline_coupling::SplineCoupling;
 use flow_core::{Backend, FlowRng, ParamStore, Tape, Tensor, Var};
 
@@ -20,7 +20,7 @@ use flow_core::{Backend, FlowRng, ParamStore, Tape, Tensor, Var};
 pub struct NormalizingFlow<B: Backend> {
     backend: B,
     spec: FlowSpec,
-    base: DiagGaussian,
+    base: Base,
     flows: Vec<Box<dyn Flow<B>>>,
     params: ParamStore<B>,
 }
@@ -42,9 +42,7 @@ impl<B: Backend> NormalizingFlow<B> {
     fn build(backend: &B, spec: FlowSpec, seed: u64, init_zeros: bool) -> Result<Self> {
         let mut params = ParamStore::new();
         let mut rng = flow_core::rng(seed);
-        let base = match spec.base {
-            BaseSpec::DiagGaussian => DiagGaussian::new(&mut params, backend, spec.dim)?,
-        };
+        let base = Base::from_spec(&mut params, backend, spec.dim, &spec.base, seed)?;
         let mut flows: Vec<Box<dyn Flow<B>>> = Vec::with_capacity(spec.layers.len());
         for (k, layer) in spec.layers.iter().enumerate() {
             let flow: Box<dyn Flow<B>> = match layer {
@@ -183,6 +181,11 @@ impl<B: Backend> NormalizingFlow<B> {
 
     pub fn flows(&self) -> &[Box<dyn Flow<B>>] {
         &self.flows
+    }
+
+    /// The base distribution.
+    pub fn base(&self) -> &Base {
+        &self.base
     }
 
     fn check_width(&self, what: &'static str, v: &Var<B>) -> Result<()> {

@@ -17,10 +17,28 @@ pub struct FlowSpec {
     pub layers: Vec<LayerSpec>,
 }
 
+/// The base distribution (see [`crate::Base`]). Stored as `{"type": "diag_gaussian"}`,
+/// `{"type": "gaussian_mixture", "components": K, "trainable": true}` (`trainable` may be
+/// left out: true) or `{"type": "uniform", "low": -1.0, "high": 1.0}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum BaseSpec {
     DiagGaussian,
+    /// normflows' `GaussianMixture`: `components` diagonal Gaussians with learnt weights.
+    GaussianMixture {
+        components: usize,
+        #[serde(default = "trainable_by_default")]
+        trainable: bool,
+    },
+    /// normflows' `Uniform` on the box `[low, high]^dim`, without parameters.
+    Uniform {
+        low: f64,
+        high: f64,
+    },
+}
+
+fn trainable_by_default() -> bool {
+    true
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -85,6 +103,11 @@ impl FlowSpec {
     pub fn num_scalars(&self) -> Option<usize> {
         let base = match self.base {
             BaseSpec::DiagGaussian => self.dim.checked_mul(2)?,
+            // loc and log_scale (K x dim each) and weight_scores (K).
+            BaseSpec::GaussianMixture { components, .. } => {
+                components.checked_mul(self.dim.checked_mul(2)?.checked_add(1)?)?
+            }
+            BaseSpec::Uniform { .. } => 0,
         };
         self.layers.iter().try_fold(base, |total, layer| {
             let layer = match layer {
