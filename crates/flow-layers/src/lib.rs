@@ -28,6 +28,8 @@ pub mod made;
 pub mod mlp;
 pub mod model;
 pub mod permute;
+pub mod planar;
+pub mod radial;
 pub mod spec;
 
 pub use actnorm::ActNorm;
@@ -41,4 +43,6 @@ pub use made::{Made, MadeConfig, Ordering};
 pub use mlp::Mlp;
 pub use model::NormalizingFlow;
 pub use permute::{Permute, PermuteMode};
+pub use planar::{Planar, PlanarActivation, PlanarConfig, PLANAR_LEAKY_SLOPE};
+pub use radial::{Radial, RadialConfig};
 pub use spec::{BaseSpec, FlowSpec, LayerSpec, MafConfig, RealNvpConfig};
