@@ -797,3 +797,29 @@ fn reverse_kl_training_planar_learns_a_correlation() {
     assert!(before > 1.0, "KL before training {before}");
     assert!(after < 0.1, "KL {before} -> {after}");
 }
+
+#[test]
+fn works_in_f32() {
+    // The solves run in f64 on the f32 values; the tape, in f32.
+    let cpu = flow_core::Cpu::<f32>::new();
+    let layers = [
+        LayerSpec::Planar {
+            activation: PlanarActivation::Tanh,
+        },
+        LayerSpec::Radial,
+        LayerSpec::Planar {
+            activation: PlanarActivation::LeakyRelu,
+        },
+    ];
+    let spec = FlowSpec {
+        dim: 3,
+        context: 0,
+        base: BaseSpec::DiagGaussian,
+        layers: layers.iter().cycle().take(9).cloned().collect(),
+    };
+    let model = NormalizingFlow::new(&cpu, spec, 4).unwrap();
+    let (x, log_q) = model.sample(64, &mut flow_core::rng(5)).unwrap();
+    let log_p = model.log_prob_of(&x).unwrap();
+    let err = log_p.max_abs_diff(&log_q).unwrap();
+    assert!(err < 1e-3, "log_prob vs sample log q in f32: {err}");
+}
