@@ -324,9 +324,15 @@ impl<B: Backend> Flow<B> for Planar {
             });
         }
         let rows = x.shape().rows;
+        let ls = l.value().to_f64s();
+        if let Some(r) = ls.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NotInvertible {
+                layer: "Planar",
+                reason: format!("row {r}: w·x + b = {} (non-finite parameters)", ls[r]),
+            });
+        }
         let (h, log_det) = match self.activation {
             PlanarActivation::Tanh => {
-                let ls = l.value().to_f64s();
                 let mut roots = Vec::with_capacity(rows);
                 let mut slopes = Vec::with_capacity(rows);
                 for (r, &lr) in ls.iter().enumerate() {

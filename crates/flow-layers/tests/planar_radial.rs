@@ -447,6 +447,21 @@ fn degenerate_parameters_are_errors() {
         layer.forward(&params, &x, None),
         Err(Error::NotInvertible { .. })
     ));
+    // Non-finite parameters.
+    set(&mut params, layer.param_ids()[1], &[1.0, 0.5]);
+    set(&mut params, layer.param_ids()[2], &[f64::NAN]);
+    for activation in [PlanarActivation::Tanh, PlanarActivation::LeakyRelu] {
+        let mut other = ParamStore::<B>::new();
+        let same =
+            Planar::new(&mut other, &CPU, "p", 2, activation, &mut flow_core::rng(0)).unwrap();
+        for (id, (_, _, value)) in same.param_ids().into_iter().zip(params.iter()) {
+            other.set(id, value.clone()).unwrap();
+        }
+        assert!(matches!(
+            same.inverse(&other, &x, None),
+            Err(Error::NotInvertible { .. })
+        ));
+    }
     // Radial with alpha = 0 maps nothing inside the ball of radius softplus(beta) around
     // z_0; a point there has no preimage.
     let mut params = ParamStore::<B>::new();
