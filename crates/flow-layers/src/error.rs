@@ -24,6 +24,11 @@ pub enum Error {
         got: Option<(usize, usize)>,
         rows: usize,
     },
+    /// A layer without a closed-form inverse (planar, radial) that cannot invert its input:
+    /// non-finite data or parameters, a numerical solve that did not converge, or a point
+    /// outside the layer's image.
+    #[error("{layer} is not invertible here: {reason}")]
+    NotInvertible { layer: &'static str, reason: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

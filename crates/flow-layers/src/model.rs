@@ -8,6 +8,8 @@ use crate::error::{Error, Result};
 use crate::flow::Flow;
 use crate::lu_linear::InvertibleLinearLu;
 use crate::permute::Permute;
+use crate::planar::Planar;
+use crate::radial::Radial;
 use crate::spec::{FlowSpec, LayerSpec};
 use crate::spline_coupling::SplineCoupling;
 use flow_core::{Backend, FlowRng, ParamStore, Tape, Tensor, Var};
@@ -147,6 +149,22 @@ impl<B: Backend> NormalizingFlow<B> {
                         &mut rng,
                     )?)
                 }
+                // normflows initialises these randomly in either mode.
+                LayerSpec::Planar { activation } => Box::new(Planar::new(
+                    &mut params,
+                    backend,
+                    &format!("flows.{k}"),
+                    spec.dim,
+                    *activation,
+                    &mut rng,
+                )?),
+                LayerSpec::Radial => Box::new(Radial::new(
+                    &mut params,
+                    backend,
+                    &format!("flows.{k}"),
+                    spec.dim,
+                    &mut rng,
+                )?),
             };
             flows.push(flow);
         }

@@ -85,6 +85,14 @@ pub enum LayerSpec {
         perm: Vec<usize>,
         sign: Vec<f64>,
     },
+    /// Rezende & Mohamed's planar flow, `z + u_hat h(w·z + b)` (`activation` defaults to
+    /// tanh when absent).
+    Planar {
+        #[serde(default)]
+        activation: crate::planar::PlanarActivation,
+    },
+    /// Rezende & Mohamed's radial flow, `z + beta_hat (z - z_0) / (|alpha| + |z - z_0|)`.
+    Radial,
 }
 
 impl FlowSpec {
@@ -149,6 +157,10 @@ impl FlowSpec {
                         .checked_mul(2)?
                         .checked_add(self.dim)?
                 }
+                // u and w (dim each) and b.
+                LayerSpec::Planar { .. } => self.dim.checked_mul(2)?.checked_add(1)?,
+                // z_0 (dim), alpha and beta.
+                LayerSpec::Radial => self.dim.checked_add(2)?,
             };
             total.checked_add(layer)
         })
