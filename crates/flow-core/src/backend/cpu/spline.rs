@@ -25,30 +25,73 @@ struct Knots {
     /// The softmaxes of the raw widths and heights (for the backward).
     width_softmax: Vec<f64>,
     height_softmax: Vec<f64>,
-    /// Scratch: the entry's parameters in f64.
-    raw: Vec<f64>,
 }
 
-/// Knot positions `-B + 2B cumsum(min + (1 - K min) softmax(raw))`, with the last at `B`.
-fn positions(raw: &[f64], min: f64, bound: f64, softmax: &mut Vec<f64>, out: &mut Vec<f64>) {
-    let k = raw.len();
-    let max = raw.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    // Independent iterations over a plain slice: the exponentials' polynomial chains overlap.
+/// Knot positions `-B + 2B cumsum(min + (1 - K min) softmax(raw))`, with the last at `B`,
+/// from `exps`, the exponentials of the raw logits less their maximum.
+fn positions(exps: &[f64], min: f64, bound: f64, softmax: &mut Vec<f64>, out: &mut Vec<f64>) {
+    let k = exps.len();
+    let inverse_total = 1.0 / exps.iter().sum::<f64>();
     softmax.resize(k, 0.0);
-    let table = exp2_table();
-    for (s, &r) in softmax.iter_mut().zip(raw) {
-        *s = exp_non_positive(r - max, table);
-    }
-    let inverse_total = 1.0 / softmax.iter().sum::<f64>();
-    softmax.iter_mut().for_each(|v| *v *= inverse_total);
-    out.clear();
-    out.push(-bound);
+    out.resize(k + 1, 0.0);
+    let scale = 1.0 - min * k as f64;
+    out[0] = -bound;
     let mut acc = 0.0;
-    for &p in &softmax[..k - 1] {
-        acc += min + (1.0 - min * k as f64) * p;
-        out.push(-bound + 2.0 * bound * acc);
+    for j in 0..k {
+        let p = exps[j] * inverse_total;
+        softmax[j] = p;
+        acc += min + scale * p;
+        out[j + 1] = -bound + 2.0 * bound * acc;
     }
-    out.push(bound);
+    out[k] = bound;
+}
+
+/// For every entry, `exp(raw - max)` of its width logits and of its height logits (each
+/// shifted by its own maximum): `2K` values per entry, computed in one flat loop so that the
+/// exponentials of different entries overlap (and vectorise where the target allows).
+fn shifted_exponentials<E: Element>(
+    params: &[E],
+    entries: usize,
+    spec: &RationalQuadratic,
+) -> Vec<f64> {
+    let (k, p) = (spec.bins, spec.params_per_feature());
+    let mut exps = vec![0.0; entries * 2 * k];
+    for (e, out) in exps.chunks_exact_mut(2 * k).enumerate() {
+        let raw = &params[e * p..e * p + 2 * k];
+        for (o, r) in out.chunks_exact_mut(k).zip(raw.chunks_exact(k)) {
+            let max = r.iter().fold(f64::NEG_INFINITY, |m, v| m.max(v.as_f64()));
+            for (o, v) in o.iter_mut().zip(r) {
+                *o = v.as_f64() - max;
+            }
+        }
+    }
+    exponentiate(&mut exps, exp2_table());
+    exps
+}
+
+/// `exp` of every (non-positive) value in place; compiled a second time for AVX2, whose
+/// lanes and gathers the loop vectorises to.
+fn exponentiate(values: &mut [f64], table: &[f64; 64]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::simd::has_avx2() {
+        // SAFETY: the CPU has AVX2 and FMA, checked at run time.
+        unsafe { exponentiate_avx2(values, table) };
+        return;
+    }
+    exponentiate_body(values, table);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn exponentiate_avx2(values: &mut [f64], table: &[f64; 64]) {
+    exponentiate_body(values, table);
+}
+
+#[inline(always)]
+fn exponentiate_body(values: &mut [f64], table: &[f64; 64]) {
+    for v in values.iter_mut() {
+        *v = exp_non_positive(*v, table);
+    }
 }
 
 /// `2^(j / 64)`, `j = 0..64`.
@@ -69,7 +112,7 @@ fn exp_non_positive(x: f64, table: &[f64; 64]) -> f64 {
     // Round to nearest by the 1.5 * 2^52 trick (branch-free, no libm call).
     const ROUND: f64 = 6_755_399_441_055_744.0;
     // Below -708 the result is subnormal or zero; 0 is what a softmax needs there.
-    let x = x.max(-708.0);
+    let x = if x < -708.0 { -708.0 } else { x };
     let m = (x * SCALE + ROUND) - ROUND;
     let r = (x - m * LN2_64_HI) - m * LN2_64_LO;
     let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0)))));
@@ -79,17 +122,15 @@ fn exp_non_positive(x: f64, table: &[f64; 64]) -> f64 {
     p * table[j] * f64::from_bits(((k + 1023) as u64) << 52)
 }
 
-fn softplus(x: f64) -> f64 {
-    x.max(0.0) + (-x.abs()).exp().ln_1p()
-}
-
-fn sigmoid(x: f64) -> f64 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
+/// `(softplus(x), sigmoid(x))` without overflow, sharing `exp(-|x|)`.
+fn softplus_and_sigmoid(x: f64) -> (f64, f64) {
+    let e = (-x.abs()).exp();
+    let sigmoid = if x >= 0.0 {
+        1.0 / (1.0 + e)
     } else {
-        let e = x.exp();
         e / (1.0 + e)
-    }
+    };
+    (x.max(0.0) + e.ln_1p(), sigmoid)
 }
 
 impl Knots {
@@ -102,47 +143,45 @@ impl Knots {
             min_derivative: spec.min_derivative,
             width_softmax: Vec::new(),
             height_softmax: Vec::new(),
-            raw: Vec::new(),
         }
     }
 
-    fn fill<E: Element>(&mut self, p: &[E], spec: &RationalQuadratic) {
+    /// The knots of an entry with raw parameters `p`, given the exponentials of its shifted
+    /// width and height logits (see [`shifted_exponentials`]).
+    fn fill<E: Element>(&mut self, p: &[E], exps: &[f64], spec: &RationalQuadratic) {
         let k = spec.bins;
-        let mut raw = std::mem::take(&mut self.raw);
-        raw.clear();
-        raw.extend(p.iter().map(|v| v.as_f64()));
         let b = spec.tail_bound;
+        let (widths, heights) = exps.split_at(k);
         positions(
-            &raw[..k],
+            widths,
             spec.min_bin_width,
             b,
             &mut self.width_softmax,
             &mut self.xs,
         );
         positions(
-            &raw[k..2 * k],
+            heights,
             spec.min_bin_height,
             b,
             &mut self.height_softmax,
             &mut self.ys,
         );
         self.raw_derivatives.clear();
-        self.raw_derivatives.extend_from_slice(&raw[2 * k..]);
-        self.raw = raw;
+        self.raw_derivatives
+            .extend(p[2 * k..].iter().map(|v| v.as_f64()));
     }
 
     /// `D_k`: 1 at both ends, `min + softplus(raw + c)` inside.
-    fn derivative(&self, knot: usize) -> f64 {
+    /// `(D_k, dD_k / draw)`: `(1, 0)` at both ends, `(min + softplus(raw + c),
+    /// sigmoid(raw + c))` inside, both from one exponential.
+    fn derivative(&self, knot: usize) -> (f64, f64) {
         if knot == 0 || knot == self.xs.len() - 1 {
-            1.0
+            (1.0, 0.0)
         } else {
-            self.min_derivative + softplus(self.raw_derivatives[knot - 1] + self.derivative_offset)
+            let (softplus, sigmoid) =
+                softplus_and_sigmoid(self.raw_derivatives[knot - 1] + self.derivative_offset);
+            (self.min_derivative + softplus, sigmoid)
         }
-    }
-
-    /// `dD_k / draw` at an inner knot: the logistic sigmoid of `raw + c`.
-    fn derivative_slope(&self, knot: usize) -> f64 {
-        sigmoid(self.raw_derivatives[knot - 1] + self.derivative_offset)
     }
 
     /// The bin of `v` among `knots`: how many inner knots are at or below it.
@@ -167,22 +206,24 @@ struct Local {
 }
 
 impl Local {
-    fn new(k: &Knots, bin: usize) -> (Self, f64, f64) {
+    /// The bin's quantities, `x0`, `y0`, and the slopes `dD/draw` of its knot derivatives.
+    fn new(k: &Knots, bin: usize) -> (Self, f64, f64, [f64; 2]) {
         let (x0, y0) = (k.xs[bin], k.ys[bin]);
         let w = k.xs[bin + 1] - x0;
         let h = k.ys[bin + 1] - y0;
+        let ((d0, slope0), (d1, slope1)) = (k.derivative(bin), k.derivative(bin + 1));
         let local = Local {
             theta: 0.0,
             w,
             h,
             s: h / w,
-            d0: k.derivative(bin),
-            d1: k.derivative(bin + 1),
+            d0,
+            d1,
             num: 0.0,
             den: 0.0,
             m: 0.0,
         };
-        (local, x0, y0)
+        (local, x0, y0, [slope0, slope1])
     }
 
     fn at(&mut self, theta: f64) {
@@ -223,21 +264,24 @@ impl Local {
         let num_theta = 2.0 * s * theta + d0 * (1.0 - 2.0 * theta);
         let den_theta = c * (1.0 - 2.0 * theta);
         let den_s = 1.0 - 2.0 * t;
-        let quotient = |dn: f64, dd: f64| h * (dn * den - num * dd) / (den * den);
+        let (inv_den, inv_m) = (1.0 / den, 1.0 / m);
+        let h_over_den2 = h * inv_den * inv_den;
+        let quotient = |dn: f64, dd: f64| h_over_den2 * (dn * den - num * dd);
         let f = [
             quotient(num_theta, den_theta),
             quotient(theta * theta, den_s),
-            num / den,
+            num * inv_den,
             quotient(t, t),
             quotient(0.0, t),
         ];
         let m_theta = 2.0 * d1 * theta + 2.0 * s * (1.0 - 2.0 * theta) - 2.0 * d0 * (1.0 - theta);
+        let two_t_den = 2.0 * t * inv_den;
         let l = [
-            m_theta / m - 2.0 * den_theta / den,
-            2.0 / s + 2.0 * t / m - 2.0 * den_s / den,
+            m_theta * inv_m - 2.0 * den_theta * inv_den,
+            2.0 / s + 2.0 * t * inv_m - 2.0 * den_s * inv_den,
             0.0,
-            (1.0 - theta) * (1.0 - theta) / m - 2.0 * t / den,
-            theta * theta / m - 2.0 * t / den,
+            (1.0 - theta) * (1.0 - theta) * inv_m - two_t_den,
+            theta * theta * inv_m - two_t_den,
         ];
         (f, l)
     }
@@ -261,27 +305,69 @@ pub(crate) fn forward<E: Element>(
     log_det: &mut [E],
     cache: &mut [E],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if super::simd::has_avx2() {
+        // SAFETY: the CPU has AVX2 and FMA, checked at run time.
+        unsafe { forward_avx2(x, params, spec, direction, y, log_det, cache) };
+        return;
+    }
+    forward_body(x, params, spec, direction, y, log_det, cache);
+}
+
+/// [`forward`] compiled for AVX2 (wider lanes for its per-entry loops; no FMA contraction,
+/// so the results are those of the baseline build).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn forward_avx2<E: Element>(
+    x: &[E],
+    params: &[E],
+    spec: &RationalQuadratic,
+    direction: Direction,
+    y: &mut [E],
+    log_det: &mut [E],
+    cache: &mut [E],
+) {
+    forward_body(x, params, spec, direction, y, log_det, cache);
+}
+
+#[inline(always)]
+fn forward_body<E: Element>(
+    x: &[E],
+    params: &[E],
+    spec: &RationalQuadratic,
+    direction: Direction,
+    y: &mut [E],
+    log_det: &mut [E],
+    cache: &mut [E],
+) {
     let p = spec.params_per_feature();
     let k = spec.bins;
     let width = cache_width(spec);
     let bound = spec.tail_bound;
     let mut knots = Knots::new(spec);
+    let exps = shifted_exponentials(params, x.len(), spec);
     for (e, &xe) in x.iter().enumerate() {
         let v = xe.as_f64();
         let cached = &mut cache[e * width..(e + 1) * width];
-        if !(v.abs() <= bound) {
+        // Outside the bound, or NaN: the identity.
+        let inside = v.abs() <= bound;
+        if !inside {
             y[e] = xe;
             log_det[e] = E::zero();
             cached[0] = E::of(-1.0);
             continue;
         }
-        knots.fill(&params[e * p..(e + 1) * p], spec);
+        knots.fill(
+            &params[e * p..(e + 1) * p],
+            &exps[e * 2 * k..(e + 1) * 2 * k],
+            spec,
+        );
         let search = match direction {
             Direction::Forward => &knots.xs,
             Direction::Inverse => &knots.ys,
         };
         let bin = Knots::bin(search, v);
-        let (mut local, x0, y0) = Local::new(&knots, bin);
+        let (mut local, x0, y0, slopes) = Local::new(&knots, bin);
         let (out, ld) = match direction {
             Direction::Forward => {
                 local.at((v - x0) / local.w);
@@ -294,13 +380,6 @@ pub(crate) fn forward<E: Element>(
         };
         y[e] = E::of(out);
         log_det[e] = E::of(ld);
-        let slope = |knot: usize| {
-            if knot > 0 && knot < k {
-                knots.derivative_slope(knot)
-            } else {
-                0.0
-            }
-        };
         let head = [
             bin as f64,
             local.theta,
@@ -308,8 +387,8 @@ pub(crate) fn forward<E: Element>(
             local.h,
             local.d0,
             local.d1,
-            slope(bin),
-            slope(bin + 1),
+            slopes[0],
+            slopes[1],
         ];
         for (c, v) in cached.iter_mut().zip(
             head.iter()
@@ -326,6 +405,40 @@ pub(crate) fn forward<E: Element>(
 /// (overwritten).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward<E: Element>(
+    spec: &RationalQuadratic,
+    direction: Direction,
+    cache: &[E],
+    g_y: &[E],
+    g_log_det: &[E],
+    g_x: &mut [E],
+    g_params: &mut [E],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if super::simd::has_avx2() {
+        // SAFETY: the CPU has AVX2, checked at run time.
+        unsafe { backward_avx2(spec, direction, cache, g_y, g_log_det, g_x, g_params) };
+        return;
+    }
+    backward_body(spec, direction, cache, g_y, g_log_det, g_x, g_params);
+}
+
+/// [`backward`] compiled for AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn backward_avx2<E: Element>(
+    spec: &RationalQuadratic,
+    direction: Direction,
+    cache: &[E],
+    g_y: &[E],
+    g_log_det: &[E],
+    g_x: &mut [E],
+    g_params: &mut [E],
+) {
+    backward_body(spec, direction, cache, g_y, g_log_det, g_x, g_params);
+}
+
+#[inline(always)]
+fn backward_body<E: Element>(
     spec: &RationalQuadratic,
     direction: Direction,
     cache: &[E],
