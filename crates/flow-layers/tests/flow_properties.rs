@@ -18,13 +18,15 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
     #[test]
-    fn affine_coupling_block(z in batch(2..=8), seed in 0u64..1000, sigmoid in any::<bool>(), leaky in prop::sample::select(vec![0.0, 0.2])) {
+    fn affine_coupling_block(z in batch(2..=8), seed in 0u64..1000, sigmoid in any::<bool>(), leaky in prop::sample::select(vec![0.0, 0.2]), context in 0usize..=2) {
         let mut params = ParamStore::new();
+        let mut rng = flow_core::rng(seed);
         let scale_map = if sigmoid { ScaleMap::Sigmoid } else { ScaleMap::Exp };
         let layer = AffineCouplingBlock::new(
-            &mut params, &CPU, "flows.0", z.cols(), 0, &[16, 16], leaky, scale_map, false, &mut flow_core::rng(seed),
+            &mut params, &CPU, "flows.0", z.cols(), context, &[16, 16], leaky, scale_map, false, &mut rng,
         ).unwrap();
-        check_layer(&layer, &params, &z)?;
+        let c = (context > 0).then(|| Tensor::rand_uniform(&CPU, (z.rows(), context), -1.0, 1.0, &mut rng).unwrap());
+        check_layer_given(&layer, &params, &z, c.as_ref())?;
     }
 
     #[test]
@@ -70,14 +72,16 @@ proptest! {
         iaf in any::<bool>(),
         ordering in prop::sample::select(vec![Ordering::Natural, Ordering::Reversed, Ordering::Random]),
         hidden in prop::sample::select(vec![vec![16], vec![12, 12]]),
+        context in 0usize..=2,
     ) {
         let mut params = ParamStore::new();
         let mut rng = flow_core::rng(seed);
         let degrees = ordering.degrees(z.cols(), &mut rng);
         let layer = MaskedAutoregressive::new(
-            &mut params, &CPU, "flows.0", z.cols(), 0, &hidden, degrees, 0.0, iaf, Transformer::Affine, false, &mut rng,
+            &mut params, &CPU, "flows.0", z.cols(), context, &hidden, degrees, 0.0, iaf, Transformer::Affine, false, &mut rng,
         ).unwrap();
-        check_layer(&layer, &params, &z)?;
+        let c = (context > 0).then(|| Tensor::rand_uniform(&CPU, (z.rows(), context), -1.0, 1.0, &mut rng).unwrap());
+        check_layer_given(&layer, &params, &z, c.as_ref())?;
     }
 
     #[test]
