@@ -22,7 +22,7 @@ pub struct SplineConfig {
     pub min_bin_width: f64,
     /// The smallest bin height, as a fraction of `2B`.
     pub min_bin_height: f64,
-    /// The smallest derivative at an inner knot.
+    /// The smallest derivative at an inner knot (and the reciprocal of the largest).
     pub min_derivative: f64,
 }
 

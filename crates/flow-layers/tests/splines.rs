@@ -57,12 +57,12 @@ fn knots(params: &[f64], c: &SplineConfig) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     };
     let xs = normalised(&params[..k], c.min_bin_width);
     let ys = normalised(&params[k..2 * k], c.min_bin_height);
-    let offset = (1.0 - c.min_derivative).exp_m1().ln();
+    let bound = -c.min_derivative.ln();
     let mut ds = vec![1.0];
     ds.extend(
         params[2 * k..]
             .iter()
-            .map(|r| c.min_derivative + (r + offset).exp().ln_1p()),
+            .map(|r| (r / (1.0 + r.abs() / bound)).exp()),
     );
     ds.push(1.0);
     (xs, ys, ds)

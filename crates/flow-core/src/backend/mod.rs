@@ -105,8 +105,9 @@ pub enum Direction {
 /// `[-tail_bound, tail_bound]`, the identity outside, knot derivative 1 at both ends. Each
 /// transformed entry has `3 bins - 1` unconstrained parameters: bin widths and heights (a
 /// softmax each, floored at `min_bin_width` / `min_bin_height` of `2 tail_bound`) and inner
-/// knot derivatives (`min_derivative + softplus(raw + c)`, with `c` such that a raw 0 gives
-/// derivative 1: zero parameters are the identity). Checked by the layers that build it.
+/// knot derivatives (zuko's `exp(raw / (1 + |raw| / L))` with `L = -ln min_derivative`, so
+/// within `(min_derivative, 1 / min_derivative)` and 1 at a raw 0: zero parameters are the
+/// identity). Checked by the layers that build it.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RationalQuadratic {
     pub bins: usize,
@@ -122,9 +123,9 @@ impl RationalQuadratic {
         3 * self.bins - 1
     }
 
-    /// The raw derivative offset `c` with `softplus(c) = 1 - min_derivative`.
-    pub fn derivative_offset(&self) -> f64 {
-        (1.0 - self.min_derivative).exp_m1().ln()
+    /// `L = -ln min_derivative`: the bound of a knot derivative's logarithm.
+    pub fn log_derivative_bound(&self) -> f64 {
+        -self.min_derivative.ln()
     }
 }
 

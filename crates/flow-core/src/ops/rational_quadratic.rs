@@ -118,11 +118,14 @@ fn composed_rows<B: Backend>(
     let knots_y = knots(&params.slice_cols(k, k)?, spec.min_bin_height)?;
     let ones = tape.constant(Tensor::ones(backend, (rows, 1)));
     let derivatives = if k > 1 {
-        let inner = params
-            .slice_cols(2 * k, k - 1)?
-            .add_scalar(spec.derivative_offset())
-            .softplus()
-            .add_scalar(spec.min_derivative);
+        let raw = params.slice_cols(2 * k, k - 1)?;
+        let inner = raw
+            .div(
+                &raw.abs()
+                    .mul_scalar(1.0 / spec.log_derivative_bound())
+                    .add_scalar(1.0),
+            )?
+            .exp();
         Var::concat_cols(&[&ones, &inner, &ones])?
     } else {
         Var::concat_cols(&[&ones, &ones])?

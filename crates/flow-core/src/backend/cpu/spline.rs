@@ -14,14 +14,14 @@ use crate::backend::{Direction, RationalQuadratic};
 use crate::element::Element;
 
 /// One entry's knots, from its raw parameters. Derivatives are computed only at the two
-/// knots of the entry's bin (each costs a softplus).
+/// knots of the entry's bin (each costs an exponential).
 struct Knots {
     xs: Vec<f64>,
     ys: Vec<f64>,
     /// The raw inner derivative parameters.
     raw_derivatives: Vec<f64>,
-    derivative_offset: f64,
-    min_derivative: f64,
+    /// `1 / L`: see [`RationalQuadratic`].
+    inverse_log_bound: f64,
     /// The softmaxes of the raw widths and heights (for the backward).
     width_softmax: Vec<f64>,
     height_softmax: Vec<f64>,
@@ -90,7 +90,7 @@ unsafe fn exponentiate_avx2(values: &mut [f64], table: &[f64; 64]) {
 #[inline(always)]
 fn exponentiate_body(values: &mut [f64], table: &[f64; 64]) {
     for v in values.iter_mut() {
-        *v = exp_non_positive(*v, table);
+        *v = table_exp(*v, table);
     }
 }
 
@@ -100,11 +100,12 @@ fn exp2_table() -> &'static [f64; 64] {
     TABLE.get_or_init(|| std::array::from_fn(|j| (j as f64 / 64.0).exp2()))
 }
 
-/// `exp(x)` for `x <= 0` (a softmax's shifted logits), to within a few ulps:
+/// `exp(x)` for `x <= 700` (a softmax's shifted logits, clamped derivatives), to within a
+/// few ulps:
 /// `2^(m / 64) e^r` with `|r| <= ln 2 / 128`, a table of `2^(j / 64)` and a degree-5 Taylor
 /// polynomial. Inlined and short, unlike libm's, which is most of a spline's cost otherwise.
 #[inline]
-fn exp_non_positive(x: f64, table: &[f64; 64]) -> f64 {
+fn table_exp(x: f64, table: &[f64; 64]) -> f64 {
     const SCALE: f64 = 64.0 * std::f64::consts::LOG2_E;
     // ln 2 / 64 split so that m * LN2_64_HI is exact.
     const LN2_64_HI: f64 = 0.693_147_180_369_123_8 / 64.0;
@@ -122,15 +123,12 @@ fn exp_non_positive(x: f64, table: &[f64; 64]) -> f64 {
     p * table[j] * f64::from_bits(((k + 1023) as u64) << 52)
 }
 
-/// `(softplus(x), sigmoid(x))` without overflow, sharing `exp(-|x|)`.
-fn softplus_and_sigmoid(x: f64) -> (f64, f64) {
-    let e = (-x.abs()).exp();
-    let sigmoid = if x >= 0.0 {
-        1.0 / (1.0 + e)
-    } else {
-        e / (1.0 + e)
-    };
-    (x.max(0.0) + e.ln_1p(), sigmoid)
+/// `(exp(a / (1 + |a| / L)), its derivative in a)`, with `inverse_bound = 1 / L`: the
+/// exponent stays within `±L`, where the table exponential is exact to a few ulps.
+fn clamped_exp(a: f64, inverse_bound: f64) -> (f64, f64) {
+    let q = 1.0 + a.abs() * inverse_bound;
+    let d = table_exp(a / q, exp2_table());
+    (d, d / (q * q))
 }
 
 impl Knots {
@@ -139,8 +137,7 @@ impl Knots {
             xs: Vec::new(),
             ys: Vec::new(),
             raw_derivatives: Vec::new(),
-            derivative_offset: spec.derivative_offset(),
-            min_derivative: spec.min_derivative,
+            inverse_log_bound: 1.0 / spec.log_derivative_bound(),
             width_softmax: Vec::new(),
             height_softmax: Vec::new(),
         }
@@ -171,16 +168,13 @@ impl Knots {
             .extend(p[2 * k..].iter().map(|v| v.as_f64()));
     }
 
-    /// `D_k`: 1 at both ends, `min + softplus(raw + c)` inside.
-    /// `(D_k, dD_k / draw)`: `(1, 0)` at both ends, `(min + softplus(raw + c),
-    /// sigmoid(raw + c))` inside, both from one exponential.
+    /// `(D_k, dD_k / draw)`: `(1, 0)` at both ends, the clamped exponential of the raw
+    /// parameter inside (see [`RationalQuadratic`]).
     fn derivative(&self, knot: usize) -> (f64, f64) {
         if knot == 0 || knot == self.xs.len() - 1 {
             (1.0, 0.0)
         } else {
-            let (softplus, sigmoid) =
-                softplus_and_sigmoid(self.raw_derivatives[knot - 1] + self.derivative_offset);
-            (self.min_derivative + softplus, sigmoid)
+            clamped_exp(self.raw_derivatives[knot - 1], self.inverse_log_bound)
         }
     }
 
@@ -577,16 +571,23 @@ fn raw_grads<E: Element>(
 #[cfg(test)]
 mod tests {
     #[test]
-    fn exp_non_positive_matches_libm() {
+    fn table_exp_matches_libm() {
         let mut worst: f64 = 0.0;
         for i in 0..=200_000 {
             let x = -700.0 * (i as f64 / 200_000.0).powi(3);
-            let (got, want) = (super::exp_non_positive(x, super::exp2_table()), x.exp());
+            let (got, want) = (super::table_exp(x, super::exp2_table()), x.exp());
             worst = worst.max(((got - want) / want).abs());
         }
         assert!(worst < 4.0 * f64::EPSILON, "relative error {worst:e}");
         let table = super::exp2_table();
-        assert!(super::exp_non_positive(-1e4, table) < 1e-300);
-        assert_eq!(super::exp_non_positive(0.0, table), 1.0);
+        assert!(super::table_exp(-1e4, table) < 1e-300);
+        assert_eq!(super::table_exp(0.0, table), 1.0);
+        for x in [0.5, 3.0, 6.9, 50.0] {
+            let (got, want) = (super::table_exp(x, table), f64::exp(x));
+            assert!(
+                ((got - want) / want).abs() < 4.0 * f64::EPSILON,
+                "{x}: {got} vs {want}"
+            );
+        }
     }
 }
