@@ -125,6 +125,7 @@ fn table_exp(x: f64, table: &[f64; 64]) -> f64 {
 
 /// `(exp(a / (1 + |a| / L)), its derivative in a)`, with `inverse_bound = 1 / L`: the
 /// exponent stays within `±L`, where the table exponential is exact to a few ulps.
+#[inline]
 fn clamped_exp(a: f64, inverse_bound: f64) -> (f64, f64) {
     let q = 1.0 + a.abs() * inverse_bound;
     let d = table_exp(a / q, exp2_table());
@@ -170,6 +171,7 @@ impl Knots {
 
     /// `(D_k, dD_k / draw)`: `(1, 0)` at both ends, the clamped exponential of the raw
     /// parameter inside (see [`RationalQuadratic`]).
+    #[inline]
     fn derivative(&self, knot: usize) -> (f64, f64) {
         if knot == 0 || knot == self.xs.len() - 1 {
             (1.0, 0.0)
