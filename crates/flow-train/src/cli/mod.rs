@@ -194,6 +194,7 @@ pub struct ModelArgs {
     /// MAF / IAF / NSF: the orderings of the autoregressive layers.
     #[arg(long, value_enum, default_value_t = OrderingArg::Alternate)]
     pub ordering: OrderingArg,
+    /// RealNVP: the couplings' scale, exp or sigmoid (Glow's couplings are always sigmoid).
     #[arg(long, value_enum, default_value_t = ScaleMapArg::Exp)]
     pub scale_map: ScaleMapArg,
     /// LeakyReLU slope of the conditioners (0: ReLU).
