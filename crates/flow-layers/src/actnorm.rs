@@ -161,4 +161,8 @@ impl<B: Backend> Flow<B> for ActNorm {
     fn spec(&self) -> LayerSpec {
         LayerSpec::ActNorm
     }
+
+    fn as_actnorm(&self) -> Option<&ActNorm> {
+        Some(self)
+    }
 }

@@ -1,5 +1,6 @@
 //! The `Flow` trait: one invertible layer.
 
+use crate::actnorm::ActNorm;
 use crate::error::Result;
 use crate::spec::LayerSpec;
 use flow_core::{Backend, ParamStore, Var};
@@ -36,6 +37,12 @@ pub trait Flow<B: Backend>: std::fmt::Debug + Send + Sync {
 
     /// The layer's architecture, for checkpoints.
     fn spec(&self) -> LayerSpec;
+
+    /// The layer as an [`ActNorm`], whose parameters are initialised from data
+    /// ([`crate::NormalizingFlow::initialize_actnorm`]); `None` for every other layer.
+    fn as_actnorm(&self) -> Option<&ActNorm> {
+        None
+    }
 }
 
 /// A `rows x 1` zero log-determinant on `like`'s tape, for volume-preserving layers.

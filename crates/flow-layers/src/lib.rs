@@ -47,6 +47,6 @@ pub use model::NormalizingFlow;
 pub use permute::{Permute, PermuteMode};
 pub use planar::{Planar, PlanarActivation, PlanarConfig, PLANAR_LEAKY_SLOPE};
 pub use radial::{Radial, RadialConfig};
-pub use spec::{BaseSpec, FlowSpec, LayerSpec, MafConfig, NsfConfig, RealNvpConfig};
+pub use spec::{BaseSpec, FlowSpec, GlowConfig, LayerSpec, MafConfig, NsfConfig, RealNvpConfig};
 pub use spline::SplineConfig;
 pub use spline_coupling::SplineCoupling;

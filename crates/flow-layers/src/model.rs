@@ -206,6 +206,97 @@ impl<B: Backend> NormalizingFlow<B> {
         &self.base
     }
 
+    /// Whether the flow has [`ActNorm`] layers, which want a data-dependent initialisation
+    /// ([`NormalizingFlow::initialize_actnorm`]) before training.
+    pub fn has_actnorm(&self) -> bool {
+        self.flows.iter().any(|f| f.as_actnorm().is_some())
+    }
+
+    /// Glow's data-dependent initialisation of every [`ActNorm`] layer from a batch `x` (data
+    /// side, `rows x dim`, at least 2 rows) and its context (`rows x context_dim`; `None` for
+    /// an unconditional flow).
+    ///
+    /// The batch runs through the flow's inverse (data to latent) one layer at a time, and
+    /// each ActNorm it meets is initialised ([`ActNorm::initialize`]) from the values that
+    /// reach it, before they pass through it: so, in order from the data side, every ActNorm
+    /// maps the batch to zero mean and unit variance per feature (given the layers before
+    /// it, initialised the same way). Layers beyond the last ActNorm are not evaluated. Call
+    /// it once, on a first batch of training data, before the first update; the parameters
+    /// it sets are ordinary parameters (checkpointed, then trained).
+    ///
+    /// Returns the number of layers initialised (0 for a flow without ActNorm, whose
+    /// parameters it leaves alone). Fails, leaving every parameter as it was, on a batch of
+    /// the wrong width, a context that does not fit the flow, fewer than 2 rows (no spread to
+    /// standardise), or values reaching an ActNorm that are not all finite.
+    pub fn initialize_actnorm(
+        &mut self,
+        x: &Tensor<B>,
+        context: Option<&Tensor<B>>,
+    ) -> Result<usize> {
+        let Some(last) = self.flows.iter().position(|f| f.as_actnorm().is_some()) else {
+            return Ok(0);
+        };
+        let tape = Tape::new(&self.backend);
+        let xv = tape.constant(x.clone());
+        self.check_width("initialize_actnorm", &xv)?;
+        self.check_context(context.map(|c| tape.constant(c.clone())).as_ref(), x.rows())?;
+        if x.rows() < 2 {
+            return Err(Error::Config(format!(
+                "ActNorm initialisation needs a batch of at least 2 rows, got {}",
+                x.rows()
+            )));
+        }
+        let mut saved = Vec::new();
+        let result = self.initialize_actnorm_from(x, context, last, &mut saved);
+        if result.is_err() {
+            // Back to the values before the call.
+            for (id, value) in saved.into_iter().rev() {
+                self.params.set(id, value)?;
+            }
+        }
+        result
+    }
+
+    /// The pass behind [`NormalizingFlow::initialize_actnorm`], down to layer `last`; the
+    /// previous values of the parameters it sets go to `saved`.
+    fn initialize_actnorm_from(
+        &mut self,
+        x: &Tensor<B>,
+        context: Option<&Tensor<B>>,
+        last: usize,
+        saved: &mut Vec<(flow_core::ParamId, Tensor<B>)>,
+    ) -> Result<usize> {
+        let mut v = x.clone();
+        let mut initialised = 0;
+        for k in (last..self.flows.len()).rev() {
+            let flow = &self.flows[k];
+            if let Some(actnorm) = flow.as_actnorm() {
+                if !v.to_f64s().iter().all(|e| e.is_finite()) {
+                    return Err(Error::Config(format!(
+                        "ActNorm initialisation: the batch reaches layer {k} with values that \
+                         are not all finite"
+                    )));
+                }
+                for id in [actnorm.loc(), actnorm.log_scale()] {
+                    saved.push((id, self.params.get(id)?.clone()));
+                }
+                actnorm.initialize(&mut self.params, &v)?;
+                initialised += 1;
+            }
+            if k > last {
+                // A tape per layer: a tape binds each parameter once, and this one's
+                // parameters were just set.
+                let tape = Tape::new(&self.backend);
+                let c = context.map(|c| tape.constant(c.clone()));
+                v = flow
+                    .inverse(&self.params, &tape.constant(v), c.as_ref())?
+                    .0
+                    .value();
+            }
+        }
+        Ok(initialised)
+    }
+
     fn check_width(&self, what: &'static str, v: &Var<B>) -> Result<()> {
         let got = v.shape().cols;
         if got != self.dim() {

@@ -391,3 +391,104 @@ impl NsfConfig {
         })
     }
 }
+
+/// Glow for tabular or 2-D data, as normflows' `GlowBlock` stacks it: `transforms` steps,
+/// each (data to latent) an [`crate::ActNorm`], an invertible linear layer in its LU
+/// parametrisation ([`crate::InvertibleLinearLu`], Glow's 1x1 convolution) and an affine
+/// coupling with Glow's sigmoid scale ([`ScaleMap::Sigmoid`]). In [`FlowSpec::layers`]
+/// (latent to data) each step is listed as normflows' block holds it: coupling, linear,
+/// ActNorm.
+///
+/// Each linear layer's fixed permutation and signs are those of the LU decomposition (with
+/// partial pivoting) of a random orthogonal matrix drawn from `seed`, as
+/// [`crate::InvertibleLinearLu::new`] draws them. A spec does not record that matrix, so a
+/// model built from it starts each linear layer at the (orthogonal) signed permutation
+/// `P diag(sign)`; its ActNorms start as the identity, to be initialised from a first batch
+/// of data ([`crate::NormalizingFlow::initialize_actnorm`]; the trainer does it).
+///
+/// ```
+/// use flow_core::{rng, Cpu, Tensor};
+/// use flow_layers::{GlowConfig, LayerSpec, NormalizingFlow};
+///
+/// let spec = GlowConfig { dim: 2, transforms: 3, hidden: vec![16, 16], ..Default::default() }.spec()?;
+/// assert_eq!(spec.layers.len(), 9);
+/// assert_eq!(spec.layers[2], LayerSpec::ActNorm);
+/// let cpu = Cpu::<f64>::new();
+/// let mut model = NormalizingFlow::new(&cpu, spec, 0)?;
+/// let x = Tensor::randn(&cpu, (64, 2), &mut rng(1));
+/// assert_eq!(model.initialize_actnorm(&x, None)?, 3);
+/// let (samples, log_q) = model.sample(5, &mut rng(2))?;
+/// assert!(model.log_prob_of(&samples)?.max_abs_diff(&log_q)? < 1e-9);
+/// # Ok::<(), flow_layers::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct GlowConfig {
+    pub dim: usize,
+    pub transforms: usize,
+    /// Hidden layer sizes of each coupling's conditioner MLP.
+    pub hidden: Vec<usize>,
+    /// Context features the conditioners read (0: unconditional).
+    pub context: usize,
+    /// Slope of the conditioner's LeakyReLU (0: ReLU, normflows' default).
+    pub leaky: f64,
+    /// Seed of the linear layers' permutations and signs.
+    pub seed: u64,
+}
+
+impl Default for GlowConfig {
+    /// 2 steps of MLP conditioners [64, 64] over 2 features, as the RealNVP default.
+    fn default() -> Self {
+        GlowConfig {
+            dim: 2,
+            transforms: 2,
+            hidden: vec![64, 64],
+            context: 0,
+            leaky: 0.0,
+            seed: 0,
+        }
+    }
+}
+
+impl GlowConfig {
+    pub fn spec(&self) -> Result<FlowSpec> {
+        if self.dim < 2 || self.hidden.contains(&0) {
+            return Err(Error::Config(format!(
+                "Glow over {} features with hidden sizes {:?}: its couplings need at least 2 \
+                 features and positive hidden sizes",
+                self.dim, self.hidden
+            )));
+        }
+        let mut rng = flow_core::rng(self.seed);
+        let mut layers = Vec::with_capacity(3 * self.transforms);
+        for _ in 0..self.transforms {
+            let w0 = crate::lu_linear::random_orthogonal(self.dim, &mut rng);
+            let lu = crate::lu_linear::lu_decompose(&w0, self.dim)
+                .ok_or_else(|| Error::Config("a random orthogonal matrix is singular".into()))?;
+            let sign = (0..self.dim)
+                .map(|i| {
+                    if lu.upper[i * self.dim + i] < 0.0 {
+                        -1.0
+                    } else {
+                        1.0
+                    }
+                })
+                .collect();
+            layers.push(LayerSpec::AffineCoupling {
+                hidden: self.hidden.clone(),
+                leaky: self.leaky,
+                scale_map: ScaleMap::Sigmoid,
+            });
+            layers.push(LayerSpec::InvertibleLinearLu {
+                perm: lu.perm,
+                sign,
+            });
+            layers.push(LayerSpec::ActNorm);
+        }
+        Ok(FlowSpec {
+            dim: self.dim,
+            context: self.context,
+            base: BaseSpec::DiagGaussian,
+            layers,
+        })
+    }
+}

@@ -220,6 +220,13 @@ pub fn train<B: Backend>(
 /// `resume` (from [`Progress::resume_state`], with the model's parameters of that moment),
 /// the run continues as if it had never stopped: same batches, same updates, bit for bit.
 ///
+/// A fresh run (no `resume`) of a model with ActNorm layers (Glow) first initialises them
+/// from the first training batch, as Glow does
+/// ([`NormalizingFlow::initialize_actnorm`]: each maps that batch to zero mean and unit
+/// variance per feature); then the run starts, that same batch its first step's. The
+/// observer sees the initialised model from step 0 on, so every checkpoint holds the
+/// initialised parameters and a resumed run does not initialise again.
+///
 /// Batches are drawn on a second thread, one step ahead, in the order a sequential loop would
 /// draw them, so results do not depend on the threading; on two-moons the rejection sampler
 /// costs about a quarter of a step, which the prefetch hides.
@@ -285,6 +292,7 @@ pub fn train_on<B: Backend, S: BatchSource>(
         .optimizer
         .build::<B>(config.lr, config.weight_decay)?;
     let resumed = resume.is_some();
+    let model_has_actnorm = model.has_actnorm();
     let (first, counters) = match resume {
         Some(state) => {
             optimizer.load_state(model.params(), state.optimizer)?;
@@ -325,6 +333,7 @@ pub fn train_on<B: Backend, S: BatchSource>(
             position: start_position,
             // The checkpoint was written after this step's validation.
             validated: resumed.then_some(first),
+            initialize_actnorm: !resumed && model_has_actnorm,
         };
         run.train(first, observer, move || {
             batches
@@ -353,6 +362,8 @@ struct Run<'a, B: Backend> {
     position: SourcePosition,
     /// A step whose validation is already done (in the run a resumed one continues).
     validated: Option<usize>,
+    /// Initialise the model's ActNorm layers from the first batch before the first step.
+    initialize_actnorm: bool,
 }
 
 impl<B: Backend> Run<'_, B> {
@@ -370,12 +381,23 @@ impl<B: Backend> Run<'_, B> {
         };
         let bar = progress_bar(config, first);
         let mut seconds = 0.0;
+        // Drawn before step `first`'s observer, so that it sees the initialised model; the
+        // batch is still step `first`'s.
+        let mut first_batch = None;
+        if self.initialize_actnorm && first < config.iters {
+            let batch = next_batch()?;
+            self.model.initialize_actnorm(&batch.x, None)?;
+            first_batch = Some(batch);
+        }
         for i in first..=config.iters {
             if self.checkpoint_hook(i, observer, &mut report)? {
                 break;
             }
             let start = Instant::now();
-            let Batch { x, log_det, after } = next_batch()?;
+            let Batch { x, log_det, after } = match first_batch.take() {
+                Some(batch) => batch,
+                None => next_batch()?,
+            };
             self.position = after;
             let tape = Tape::new(self.model.backend());
             let loss = self.model.forward_kld(&tape.constant(x))?;

@@ -15,8 +15,8 @@ mod train;
 use clap::{Parser, Subcommand, ValueEnum};
 use flow_core::{Cpu, Tensor};
 use flow_layers::{
-    MafConfig, NormalizingFlow, NsfConfig, Ordering, PermuteMode, RealNvpConfig, ScaleMap,
-    SplineConfig,
+    GlowConfig, MafConfig, NormalizingFlow, NsfConfig, Ordering, PermuteMode, PlanarConfig,
+    RadialConfig, RealNvpConfig, ScaleMap, SplineConfig,
 };
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -122,6 +122,15 @@ pub enum FlowKind {
     Nsf,
     /// Neural spline flow with coupling layers, each followed by a permutation.
     NsfCoupling,
+    /// Glow (normflows' GlowBlock): steps of ActNorm (initialised from the first batch), an
+    /// LU-parametrised invertible linear map and an affine coupling with sigmoid scale.
+    Glow,
+    /// Planar flows (Rezende & Mohamed; tanh): no conditioner, numerical inverse, so density
+    /// evaluation solves an equation per layer. Use many (--transforms 16).
+    Planar,
+    /// Radial flows (Rezende & Mohamed): no conditioner, numerical inverse. Use many
+    /// (--transforms 16).
+    Radial,
 }
 
 /// The orderings of MAF / IAF layers.
@@ -163,11 +172,12 @@ pub enum PermuteArg {
 pub struct ModelArgs {
     #[arg(long, value_enum, default_value_t = FlowKind::Realnvp)]
     pub flow: FlowKind,
-    /// Number of coupling blocks (RealNVP, NSF coupling: each followed by a permutation) or
-    /// autoregressive layers (MAF, IAF, NSF).
+    /// Number of coupling blocks (RealNVP, NSF coupling: each followed by a permutation),
+    /// autoregressive layers (MAF, IAF, NSF), Glow steps (ActNorm, LU linear, coupling) or
+    /// planar / radial layers.
     #[arg(long, default_value_t = 2)]
     pub transforms: usize,
-    /// Hidden layer sizes of each conditioner MLP.
+    /// Hidden layer sizes of each conditioner MLP (planar and radial flows have none).
     #[arg(long, value_delimiter = ',', default_value = "64,64")]
     pub hidden: Vec<usize>,
     /// NSF: bins of each rational-quadratic spline.
@@ -184,6 +194,7 @@ pub struct ModelArgs {
     /// MAF / IAF / NSF: the orderings of the autoregressive layers.
     #[arg(long, value_enum, default_value_t = OrderingArg::Alternate)]
     pub ordering: OrderingArg,
+    /// RealNVP: the couplings' scale, exp or sigmoid (Glow's couplings are always sigmoid).
     #[arg(long, value_enum, default_value_t = ScaleMapArg::Exp)]
     pub scale_map: ScaleMapArg,
     /// LeakyReLU slope of the conditioners (0: ReLU).
@@ -373,6 +384,26 @@ impl ModelArgs {
                 seed: self.seed,
             }
             .spec()?,
+            FlowKind::Glow => GlowConfig {
+                dim,
+                transforms: self.transforms,
+                hidden: self.hidden.clone(),
+                context: 0,
+                leaky: self.leaky,
+                seed: self.seed,
+            }
+            .spec()?,
+            FlowKind::Planar => PlanarConfig {
+                dim,
+                transforms: self.transforms,
+                ..PlanarConfig::default()
+            }
+            .spec()?,
+            FlowKind::Radial => RadialConfig {
+                dim,
+                transforms: self.transforms,
+            }
+            .spec()?,
         };
         Ok(NormalizingFlow::new(&CPU, spec, self.seed)?)
     }
@@ -445,6 +476,9 @@ impl ModelArgs {
             FlowKind::Iaf => "iaf",
             FlowKind::Nsf => "nsf",
             FlowKind::NsfCoupling => "nsf-coupling",
+            FlowKind::Glow => "glow",
+            FlowKind::Planar => "planar",
+            FlowKind::Radial => "radial",
         }
     }
 }

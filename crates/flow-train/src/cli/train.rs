@@ -594,5 +594,12 @@ fn check_flags(args: &TrainArgs) -> Result<()> {
             )));
         }
     }
+    if args.model.flow == super::FlowKind::Glow && args.batch < 2 {
+        return Err(Error::Config(format!(
+            "--flow glow initialises its ActNorm layers from the first batch: --batch must be \
+             at least 2, got {}",
+            args.batch
+        )));
+    }
     args.model.check_optimizer_flags()
 }
