@@ -113,14 +113,20 @@ fn table_exp(x: f64, table: &[f64; 64]) -> f64 {
     // Round to nearest by the 1.5 * 2^52 trick (branch-free, no libm call).
     const ROUND: f64 = 6_755_399_441_055_744.0;
     // Below -708 the result is subnormal or zero; 0 is what a softmax needs there.
-    let x = if x < -708.0 { -708.0 } else { x };
-    let m = (x * SCALE + ROUND) - ROUND;
+    let x = x.max(-708.0);
+    let shifted = x * SCALE + ROUND;
+    let m = shifted - ROUND;
     let r = (x - m * LN2_64_HI) - m * LN2_64_LO;
     let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0)))));
-    let m = m as i64;
-    let (k, j) = (m >> 6, (m & 63) as usize);
-    // 2^k through the exponent bits (k >= -1022 here).
-    p * table[j] * f64::from_bits(((k + 1023) as u64) << 52)
+    // The integer m from the shifted value's bits (no float-to-int conversion, which AVX2
+    // lacks for f64 lanes), offset so that the shift below is of a non-negative number.
+    let m_plus = shifted
+        .to_bits()
+        .wrapping_sub(ROUND.to_bits())
+        .wrapping_add(1023 * 64);
+    let j = (m_plus & 63) as usize;
+    // 2^k, k = floor(m / 64), through the exponent bits (k >= -1022 here).
+    p * table[j] * f64::from_bits((m_plus >> 6) << 52)
 }
 
 /// `(exp(a / (1 + |a| / L)), its derivative in a)`, with `inverse_bound = 1 / L`: the
