@@ -118,6 +118,7 @@ const BASE_STREAM: u64 = 0xba5e;
 #[derive(Clone, Debug)]
 pub enum Base {
     DiagGaussian(DiagGaussian),
+    StandardNormal(StandardNormal),
     GaussianMixture(GaussianMixture),
     Uniform(Uniform),
 }
@@ -134,6 +135,12 @@ impl Base {
     ) -> Result<Self> {
         Ok(match *spec {
             BaseSpec::DiagGaussian => Base::DiagGaussian(DiagGaussian::new(params, backend, dim)?),
+            BaseSpec::StandardNormal => {
+                if dim == 0 {
+                    return Err(no_dimensions());
+                }
+                Base::StandardNormal(StandardNormal { dim })
+            }
             BaseSpec::GaussianMixture {
                 components,
                 trainable,
@@ -155,6 +162,7 @@ impl Base {
     pub fn dim(&self) -> usize {
         match self {
             Base::DiagGaussian(b) => b.dim(),
+            Base::StandardNormal(b) => b.dim,
             Base::GaussianMixture(b) => b.dim(),
             Base::Uniform(b) => b.dim(),
         }
@@ -164,6 +172,7 @@ impl Base {
     pub fn log_prob<B: Backend>(&self, params: &ParamStore<B>, z: &Var<B>) -> Result<Var<B>> {
         match self {
             Base::DiagGaussian(b) => b.log_prob(params, z),
+            Base::StandardNormal(b) => b.log_prob(z),
             Base::GaussianMixture(b) => b.log_prob(params, z),
             Base::Uniform(b) => b.log_prob(z),
         }
@@ -179,9 +188,42 @@ impl Base {
     ) -> Result<(Var<B>, Var<B>)> {
         match self {
             Base::DiagGaussian(b) => b.sample(params, tape, n, rng),
+            Base::StandardNormal(b) => b.sample(tape, n, rng),
             Base::GaussianMixture(b) => b.sample(params, tape, n, rng),
             Base::Uniform(b) => b.sample(tape, n, rng),
         }
+    }
+}
+
+/// A fixed standard normal, without parameters: zuko's `DiagNormal(0, 1)` base.
+#[derive(Clone, Debug)]
+pub struct StandardNormal {
+    dim: usize,
+}
+
+impl StandardNormal {
+    /// Zero mean and log-scale, as constants on `like`'s tape.
+    fn moments<B: Backend>(&self, tape: &Tape<B>) -> (Var<B>, Var<B>) {
+        let zeros = || tape.constant(Tensor::zeros(tape.backend(), (1, self.dim)));
+        (zeros(), zeros())
+    }
+
+    /// log N(z; 0, I) per row (`rows x 1`).
+    pub fn log_prob<B: Backend>(&self, z: &Var<B>) -> Result<Var<B>> {
+        let (loc, log_scale) = self.moments(z.tape());
+        Ok(z.diag_normal_log_prob(&loc, &log_scale)?)
+    }
+
+    /// `n` draws on `tape` and their log-density.
+    pub fn sample<B: Backend>(
+        &self,
+        tape: &Tape<B>,
+        n: usize,
+        rng: &mut FlowRng,
+    ) -> Result<(Var<B>, Var<B>)> {
+        let z = tape.constant(Tensor::randn(tape.backend(), (n, self.dim), rng));
+        let log_p = self.log_prob(&z)?;
+        Ok((z, log_p))
     }
 }
 

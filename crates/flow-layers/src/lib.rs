@@ -37,7 +37,7 @@ pub mod spline_coupling;
 pub use actnorm::ActNorm;
 pub use autoregressive::{MaskedAutoregressive, Transformer};
 pub use coupling::{AffineCouplingBlock, ScaleMap};
-pub use distribution::{Base, DiagGaussian, GaussianMixture, Target, Uniform};
+pub use distribution::{Base, DiagGaussian, GaussianMixture, StandardNormal, Target, Uniform};
 pub use error::{Error, Result};
 pub use flow::Flow;
 pub use lu_linear::InvertibleLinearLu;

