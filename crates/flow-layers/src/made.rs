@@ -22,6 +22,16 @@ pub enum Ordering {
 }
 
 impl Ordering {
+    /// The ordering of autoregressive layer `k` in a stack that starts with `self`: natural
+    /// and reversed in turn (zuko's and nflows' default), a random one for every layer.
+    pub fn of_layer(self, k: usize) -> Ordering {
+        match (self, k % 2) {
+            (Ordering::Natural, 1) => Ordering::Reversed,
+            (Ordering::Reversed, 1) => Ordering::Natural,
+            (o, _) => o,
+        }
+    }
+
     /// The degree of each input (its 1-based position in the ordering).
     pub fn degrees(self, dim: usize, rng: &mut FlowRng) -> Vec<usize> {
         match self {

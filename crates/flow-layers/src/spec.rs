@@ -287,11 +287,7 @@ impl MafConfig {
         let mut rng = flow_core::rng(self.seed);
         let layers = (0..self.transforms)
             .map(|k| {
-                let ordering = match (self.ordering, k % 2) {
-                    (crate::made::Ordering::Natural, 1) => crate::made::Ordering::Reversed,
-                    (crate::made::Ordering::Reversed, 1) => crate::made::Ordering::Natural,
-                    (o, _) => o,
-                };
+                let ordering = self.ordering.of_layer(k);
                 LayerSpec::MaskedAffineAutoregressive {
                     hidden: self.hidden.clone(),
                     degrees: ordering.degrees(self.dim, &mut rng),
@@ -374,11 +370,7 @@ impl NsfConfig {
                     perm: permute.perm().to_vec(),
                 });
             } else {
-                let ordering = match (self.ordering, k % 2) {
-                    (crate::made::Ordering::Natural, 1) => crate::made::Ordering::Reversed,
-                    (crate::made::Ordering::Reversed, 1) => crate::made::Ordering::Natural,
-                    (o, _) => o,
-                };
+                let ordering = self.ordering.of_layer(k);
                 layers.push(LayerSpec::MaskedSplineAutoregressive {
                     hidden: self.hidden.clone(),
                     degrees: ordering.degrees(self.dim, &mut rng),
