@@ -638,7 +638,7 @@ fn binary_name(op: BinaryOp) -> &'static str {
 }
 
 /// `params` is `n x d P` for values `n x d`, and the spline has at least one bin.
-fn check_spline_shapes(x: Shape, params: Shape, spec: &RationalQuadratic) -> Result<()> {
+pub(crate) fn check_spline_shapes(x: Shape, params: Shape, spec: &RationalQuadratic) -> Result<()> {
     if spec.bins == 0 {
         return Err(Error::invalid("rational_quadratic", "a spline needs a bin"));
     }

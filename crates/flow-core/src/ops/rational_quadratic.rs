@@ -51,20 +51,9 @@ impl<B: Backend> Var<B> {
         direction: Direction,
     ) -> Result<(Var<B>, Var<B>)> {
         self.check_same_tape(params, "rational_quadratic")?;
-        // Validates the shapes as the fused op does.
+        crate::tensor::check_spline_shapes(self.shape(), params.shape(), spec)?;
         let (n, d) = (self.shape().rows, self.shape().cols);
         let p = spec.params_per_feature();
-        if spec.bins == 0 || params.shape() != crate::Shape::new(n, d * p) {
-            return Err(crate::Error::invalid(
-                "rational_quadratic",
-                format!(
-                    "parameters of shape {} for values {}: expected {n} x {}",
-                    params.shape(),
-                    self.shape(),
-                    d * p
-                ),
-            ));
-        }
         // One row per entry: `(n d) x 1` values and `(n d) x P` parameters.
         let x = self.reshape((n * d, 1))?;
         let params = params.reshape((n * d, p))?;
