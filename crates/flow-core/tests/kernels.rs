@@ -152,32 +152,81 @@ proptest! {
     }
 }
 
+/// The fused spline kernel and its composition from primitives agree, values and
+/// first-order gradients.
+fn check_fused_spline(
+    x: &Tensor<B>,
+    params: &Tensor<B>,
+    bins: usize,
+    direction: flow_core::Direction,
+) -> Result<(), TestCaseError> {
+    let spec = spline_spec(bins);
+    let tape = flow_core::Tape::new(&CPU);
+    let (xv, pv) = (tape.input(x.clone()), tape.input(params.clone()));
+    let (y, ld) = xv.rational_quadratic(&pv, &spec, direction).unwrap();
+    let (yc, ldc) = xv
+        .rational_quadratic_composed(&pv, &spec, direction)
+        .unwrap();
+    assert_close(&y.value(), &yc.value().to_vec())?;
+    let ld_tol = ld.value().max_abs_diff(&ldc.value()).unwrap();
+    prop_assert!(ld_tol < 1e-10, "log-dets differ by {}", ld_tol);
+    let weights = Tensor::randn(&CPU, (x.rows(), 2 * x.cols()), &mut flow_core::rng(7));
+    let w = tape.constant(weights);
+    let fused = flow_core::Var::concat_cols(&[&y, &ld])
+        .unwrap()
+        .mul(&w)
+        .unwrap()
+        .sum_all();
+    let composed = flow_core::Var::concat_cols(&[&yc, &ldc])
+        .unwrap()
+        .mul(&w)
+        .unwrap()
+        .sum_all();
+    let gf = tape.grad(&fused, &[&xv, &pv], false).unwrap();
+    let gc = tape.grad(&composed, &[&xv, &pv], false).unwrap();
+    for (a, b) in gf.iter().zip(&gc) {
+        let diff = a.value().max_abs_diff(&b.value()).unwrap();
+        let scale = 1.0
+            + b.value()
+                .to_vec()
+                .iter()
+                .fold(0.0f64, |m, v| m.max(v.abs()));
+        prop_assert!(
+            diff < 1e-9 * scale,
+            "gradients differ by {} (scale {})",
+            diff,
+            scale
+        );
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(config())]
 
-    /// The fused spline kernel and its composition from primitives agree, values and
-    /// first-order gradients.
     #[test]
     fn fused_spline_matches_composed((x, params, bins, direction) in spline_operands()) {
-        let spec = spline_spec(bins);
-        let tape = flow_core::Tape::new(&CPU);
-        let (xv, pv) = (tape.input(x.clone()), tape.input(params.clone()));
-        let (y, ld) = xv.rational_quadratic(&pv, &spec, direction).unwrap();
-        let (yc, ldc) = xv.rational_quadratic_composed(&pv, &spec, direction).unwrap();
-        assert_close(&y.value(), &yc.value().to_vec())?;
-        let ld_tol = ld.value().max_abs_diff(&ldc.value()).unwrap();
-        prop_assert!(ld_tol < 1e-10, "log-dets differ by {}", ld_tol);
-        let weights = flow_core::Tensor::randn(&CPU, (x.rows(), 2 * x.cols()), &mut flow_core::rng(7));
-        let w = tape.constant(weights);
-        let fused = flow_core::Var::concat_cols(&[&y, &ld]).unwrap().mul(&w).unwrap().sum_all();
-        let composed = flow_core::Var::concat_cols(&[&yc, &ldc]).unwrap().mul(&w).unwrap().sum_all();
-        let gf = tape.grad(&fused, &[&xv, &pv], false).unwrap();
-        let gc = tape.grad(&composed, &[&xv, &pv], false).unwrap();
-        for (a, b) in gf.iter().zip(&gc) {
-            let diff = a.value().max_abs_diff(&b.value()).unwrap();
-            let scale = 1.0 + b.value().to_vec().iter().fold(0.0f64, |m, v| m.max(v.abs()));
-            prop_assert!(diff < 1e-9 * scale, "gradients differ by {} (scale {})", diff, scale);
-        }
+        check_fused_spline(&x, &params, bins, direction)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+
+    /// Batches of 30 to 300 entries: the kernel works through blocks of entries side by
+    /// side, so this covers whole blocks, a partial last block, and entries beyond the tail
+    /// bound in any lane of either.
+    #[test]
+    fn fused_spline_matches_composed_over_blocks(
+        (x, params, bins, direction) in (30usize..=100, 1usize..=3, 1usize..=8, any::<bool>())
+            .prop_flat_map(|(n, d, k, inverse)| (
+                matrix_of(n, d, -2.6f64..2.6),
+                matrix_of(n, d * (3 * k - 1), -3.0f64..3.0),
+                Just(k),
+                Just(if inverse { flow_core::Direction::Inverse } else { flow_core::Direction::Forward }),
+            ))
+    ) {
+        check_fused_spline(&x, &params, bins, direction)?;
     }
 }
 

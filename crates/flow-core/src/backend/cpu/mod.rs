@@ -5,6 +5,7 @@
 mod columns;
 mod elementwise;
 mod fused;
+mod math;
 mod matmul;
 mod reduce;
 mod simd;
