@@ -247,15 +247,15 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
     ) -> (Self::Storage, Self::Storage) {
         let shape = self.shape(x);
         let (xs, ps) = (self.download(x), self.download(params));
-        let width = cpu::spline::cache_width(spec);
+        let (cache_rows, cache_cols) = cpu::spline::cache_shape(xs.len(), spec);
         let mut y = vec![Self::Elem::zero(); xs.len()];
         let mut ld = vec![Self::Elem::zero(); xs.len()];
-        let mut cache = vec![Self::Elem::zero(); xs.len() * width];
+        let mut cache = vec![Self::Elem::zero(); cache_rows * cache_cols];
         cpu::spline::forward(&xs, &ps, spec, direction, &mut y, &mut ld, &mut cache);
         let out = interleave_halves(&y, &ld, shape.rows, shape.cols);
         (
             self.upload(Shape::new(shape.rows, 2 * shape.cols), out),
-            self.upload(Shape::new(xs.len(), width), cache),
+            self.upload(Shape::new(cache_rows, cache_cols), cache),
         )
     }
 

@@ -146,16 +146,16 @@ impl<E: Element> Backend for Cpu<E> {
         direction: Direction,
     ) -> (Array2<E>, Array2<E>) {
         let s = shape_of(x);
-        let width = spline::cache_width(spec);
+        let (cache_rows, cache_cols) = spline::cache_shape(s.len(), spec);
         let mut y = vec![E::zero(); s.len()];
         let mut ld = vec![E::zero(); s.len()];
-        let mut cache = vec![E::zero(); s.len() * width];
+        let mut cache = vec![E::zero(); cache_rows * cache_cols];
         let (xs, ps) = (slice_of(x), slice_of(params));
         spline::forward(xs, ps, spec, direction, &mut y, &mut ld, &mut cache);
         let out = super::interleave_halves(&y, &ld, s.rows, s.cols);
         (
             from_shape_vec(Shape::new(s.rows, 2 * s.cols), out),
-            from_shape_vec(Shape::new(s.len(), width), cache),
+            from_shape_vec(Shape::new(cache_rows, cache_cols), cache),
         )
     }
 

@@ -79,12 +79,20 @@ impl Block {
 /// Values the backward reads per entry, so that it needs no transcendental function: the bin
 /// (-1 outside the tail bound), `theta, w, h, d0, d1`, the slopes `dD/draw` of the bin's two
 /// knot derivatives (0 at the ends), then the width and the height softmaxes.
-pub(crate) fn cache_width(spec: &RationalQuadratic) -> usize {
+fn cache_width(spec: &RationalQuadratic) -> usize {
     8 + 2 * spec.bins
 }
 
+/// The cache's `(rows, columns)` for `entries` entries: one row per block of [`LANES`]
+/// entries, holding each cached value of the block's lanes side by side (so that the
+/// kernels read and write it in whole vectors). Lanes outside the tail bound hold a harmless
+/// bin (`theta` 0, unit sizes and derivatives, zero softmaxes) marked -1.
+pub(crate) fn cache_shape(entries: usize, spec: &RationalQuadratic) -> (usize, usize) {
+    (entries.div_ceil(LANES), cache_width(spec) * LANES)
+}
+
 /// `(y, log|dy/dx|)` of every entry, written to `y` and `log_det` (one per entry), and the
-/// backward's cache (`cache_width` per entry).
+/// backward's cache (laid out as [`cache_shape`] says).
 pub(crate) fn forward<E: Element>(
     x: &[E],
     params: &[E],
@@ -123,14 +131,24 @@ fn forward_body<E: Element, const INVERSE: bool>(
         let n = LANES.min(x.len() - start);
         // Transpose the block; lanes past the end compute on zeros (the identity spline).
         let mut v = [0.0; LANES];
-        for l in 0..LANES {
-            v[l] = if l < n { x[start + l].as_f64() } else { 0.0 };
-            for (j, row) in block.raw.iter_mut().enumerate() {
-                row[l] = if l < n {
-                    params[(start + l) * p + j].as_f64()
-                } else {
-                    0.0
-                };
+        v[..n]
+            .iter_mut()
+            .zip(&x[start..])
+            .for_each(|(v, x)| *v = x.as_f64());
+        let entries = &params[start * p..(start + n) * p];
+        for (j, row) in block.raw.iter_mut().enumerate() {
+            if n == LANES {
+                // Strided loads, whole-vector stores (bounds checks kept this loop scalar).
+                assert!(entries.len() == LANES * p && j < p);
+                for (l, r) in row.iter_mut().enumerate() {
+                    // SAFETY: l < LANES and j < p, so l p + j < LANES p = entries.len().
+                    *r = unsafe { entries.get_unchecked(l * p + j) }.as_f64();
+                }
+            } else {
+                *row = [0.0; LANES];
+                for l in 0..n {
+                    row[l] = entries[l * p + j].as_f64();
+                }
             }
         }
         let (widths, rest) = block.raw.split_at(k);
@@ -168,74 +186,95 @@ fn forward_body<E: Element, const INVERSE: bool>(
             let ra = if j == 0 { &zero } else { &derivatives[j - 1] };
             let rb = if j + 1 == k { &zero } else { &derivatives[j] };
             for l in 0..LANES {
-                let hit = bin[l] == j as f64;
-                x0[l] = if hit { xa[l] } else { x0[l] };
-                x1[l] = if hit { xb[l] } else { x1[l] };
-                y0[l] = if hit { ya[l] } else { y0[l] };
-                y1[l] = if hit { yb[l] } else { y1[l] };
-                a0[l] = if hit { ra[l] } else { a0[l] };
-                a1[l] = if hit { rb[l] } else { a1[l] };
+                // All ones where the lane's bin is j: a bitwise select, which vectorises
+                // where a branchy one did not.
+                let hit = ((bin[l] == j as f64) as u64).wrapping_neg();
+                let pick =
+                    |new: f64, old: f64| f64::from_bits(new.to_bits() & hit | old.to_bits() & !hit);
+                x0[l] = pick(xa[l], x0[l]);
+                x1[l] = pick(xb[l], x1[l]);
+                y0[l] = pick(ya[l], y0[l]);
+                y1[l] = pick(yb[l], y1[l]);
+                a0[l] = pick(ra[l], a0[l]);
+                a1[l] = pick(rb[l], a1[l]);
             }
         }
-        let mut head = [[0.0; LANES]; 8];
-        let [mut out, mut log_derivative] = [[0.0; LANES]; 2];
+        // The steps below are separate loops across the block: each one vectorises, where
+        // the compiler gives up on a single long loop body.
+        let [mut d0, mut d1, mut slope0, mut slope1] = [[0.0; LANES]; 4];
         let last = (k - 1) as f64;
         for l in 0..LANES {
-            let (d0, slope0) = clamped_exp(a0[l], inverse_log_bound);
-            let (d1, slope1) = clamped_exp(a1[l], inverse_log_bound);
-            let (w, h) = (x1[l] - x0[l], y1[l] - y0[l]);
+            (d0[l], slope0[l]) = clamped_exp(a0[l], inverse_log_bound);
+            (d1[l], slope1[l]) = clamped_exp(a1[l], inverse_log_bound);
+            slope0[l] = if bin[l] == 0.0 { 0.0 } else { slope0[l] };
+            slope1[l] = if bin[l] == last { 0.0 } else { slope1[l] };
+        }
+        let [mut w, mut h, mut theta, mut out, mut log_derivative] = [[0.0; LANES]; 5];
+        for l in 0..LANES {
+            (w[l], h[l]) = (x1[l] - x0[l], y1[l] - y0[l]);
             let mut local = Local {
                 theta: 0.0,
-                h,
-                s: h / w,
-                d0,
-                d1,
+                h: h[l],
+                s: h[l] / w[l],
+                d0: d0[l],
+                d1: d1[l],
                 num: 0.0,
                 den: 0.0,
                 m: 0.0,
             };
-            if INVERSE {
+            out[l] = if INVERSE {
                 local.at(local.solve(v[l] - y0[l]));
-                out[l] = x0[l] + local.theta * w;
+                x0[l] + local.theta * w[l]
             } else {
-                local.at((v[l] - x0[l]) / w);
-                out[l] = y0[l] + h * local.num / local.den;
+                local.at((v[l] - x0[l]) / w[l]);
+                y0[l] + h[l] * local.num / local.den
+            };
+            theta[l] = local.theta;
+            log_derivative[l] = local.derivative_ratio();
+        }
+        // One logarithm per entry (see `Local::derivative_ratio`).
+        for ld in log_derivative.iter_mut() {
+            *ld = math::ln(*ld);
+        }
+        // Outside the bound, or NaN: the identity, and a harmless bin for the backward.
+        let inside: [bool; LANES] = std::array::from_fn(|l| v[l].abs() <= bound);
+        let mut head = [bin, theta, w, h, d0, d1, slope0, slope1];
+        let outside = [-1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0];
+        for (row, outside) in head.iter_mut().zip(outside) {
+            for l in 0..LANES {
+                row[l] = if inside[l] { row[l] } else { outside };
             }
-            // One logarithm per entry (see `Local::derivative_ratio`).
-            log_derivative[l] = math::ln(local.derivative_ratio());
-            head[0][l] = bin[l];
-            head[1][l] = local.theta;
-            head[2][l] = w;
-            head[3][l] = h;
-            head[4][l] = d0;
-            head[5][l] = d1;
-            head[6][l] = if bin[l] == 0.0 { 0.0 } else { slope0 };
-            head[7][l] = if bin[l] == last { 0.0 } else { slope1 };
+        }
+        for l in 0..LANES {
+            out[l] = if inside[l] { out[l] } else { v[l] };
+            log_derivative[l] = if inside[l] { log_derivative[l] } else { 0.0 };
+        }
+        for row in block
+            .width_softmax
+            .iter_mut()
+            .chain(&mut block.height_softmax)
+        {
+            for l in 0..LANES {
+                row[l] = if inside[l] { row[l] } else { 0.0 };
+            }
         }
         for l in 0..n {
             let e = start + l;
-            let cached = &mut cache[e * width..(e + 1) * width];
-            // Outside the bound, or NaN: the identity.
-            let inside = v[l].abs() <= bound;
-            if !inside {
-                y[e] = x[e];
-                log_det[e] = E::zero();
-                cached.iter_mut().for_each(|c| *c = E::zero());
-                cached[0] = E::of(-1.0);
-                continue;
-            }
-            y[e] = E::of(out[l]);
+            y[e] = if inside[l] { E::of(out[l]) } else { x[e] };
             log_det[e] = E::of(if INVERSE {
                 -log_derivative[l]
             } else {
                 log_derivative[l]
             });
-            for (c, h) in cached.iter_mut().zip(&head) {
-                *c = E::of(h[l]);
-            }
-            for j in 0..k {
-                cached[8 + j] = E::of(block.width_softmax[j][l]);
-                cached[8 + k + j] = E::of(block.height_softmax[j][l]);
+        }
+        let rows = head
+            .iter()
+            .chain(&block.width_softmax)
+            .chain(&block.height_softmax);
+        let cached = &mut cache[start * width..(start + LANES) * width];
+        for (c, row) in cached.chunks_exact_mut(LANES).zip(rows) {
+            for l in 0..LANES {
+                c[l] = E::of(row[l]);
             }
         }
     }
@@ -282,31 +321,24 @@ fn backward_body<E: Element, const INVERSE: bool>(
     let mut g_raw = vec![[0.0; LANES]; p];
     for start in (0..g_y.len()).step_by(LANES) {
         let n = LANES.min(g_y.len() - start);
-        // Transpose the block. Lanes outside the bound or past the end read a harmless bin
-        // (theta 0, unit sizes and derivatives) marked -1, and zero softmaxes.
-        let mut head = [[1.0; LANES]; 8];
-        head[0] = [-1.0; LANES];
-        head[1] = [0.0; LANES];
-        let [mut gy, mut gl] = [[0.0; LANES]; 2];
-        for l in 0..LANES {
-            let inside = l < n && cache[(start + l) * width].as_f64() >= 0.0;
-            let cached = &cache[(start + l.min(n - 1)) * width..];
-            for (c, h) in head.iter_mut().enumerate() {
-                h[l] = if inside { cached[c].as_f64() } else { h[l] };
-            }
-            for j in 0..k {
-                width_softmax[j][l] = if inside { cached[8 + j].as_f64() } else { 0.0 };
-                height_softmax[j][l] = if inside {
-                    cached[8 + k + j].as_f64()
-                } else {
-                    0.0
-                };
-            }
-            if l < n {
-                gy[l] = g_y[start + l].as_f64();
-                gl[l] = g_log_det[start + l].as_f64();
-            }
+        let cached = &cache[start * width..(start + LANES) * width];
+        let mut rows = cached
+            .chunks_exact(LANES)
+            .map(|c| -> Lanes { std::array::from_fn(|l| c[l].as_f64()) });
+        let head: [Lanes; 8] = std::array::from_fn(|_| rows.next().expect("cache rows"));
+        for row in width_softmax.iter_mut().chain(&mut height_softmax) {
+            *row = rows.next().expect("cache rows");
         }
+        // Lanes past the end have no gradient to pass back.
+        let [mut gy, mut gl] = [[0.0; LANES]; 2];
+        gy[..n]
+            .iter_mut()
+            .zip(&g_y[start..])
+            .for_each(|(a, b)| *a = b.as_f64());
+        gl[..n]
+            .iter_mut()
+            .zip(&g_log_det[start..])
+            .for_each(|(a, b)| *a = b.as_f64());
         let bin = head[0];
         // Per lane: the gradients of the bin's two knots in x (`gx0`, `gx1`) and in y, and
         // of its two knot derivatives' raw parameters.
@@ -537,14 +569,16 @@ mod tests {
             min_bin_height: 1e-3,
             min_derivative: 1e-3,
         };
-        let (n, p, width) = (203, spec.params_per_feature(), cache_width(&spec));
+        let (n, p) = (203, spec.params_per_feature());
+        let (blocks, width) = cache_shape(n, &spec);
         let mut r = rand::rngs::StdRng::seed_from_u64(3);
         let x: Vec<f64> = (0..n).map(|_| r.random_range(-3.5..3.5)).collect();
         let params: Vec<f64> = (0..n * p).map(|_| r.random_range(-4.0..4.0)).collect();
         let g: Vec<f64> = (0..2 * n).map(|_| r.random_range(-1.0..1.0)).collect();
         for direction in [Direction::Forward, Direction::Inverse] {
             let run = |widest: bool| {
-                let (mut y, mut ld, mut cache) = (vec![0.0; n], vec![0.0; n], vec![0.0; n * width]);
+                let (mut y, mut ld) = (vec![0.0; n], vec![0.0; n]);
+                let mut cache = vec![0.0; blocks * width];
                 let (mut gx, mut gp) = (vec![0.0; n], vec![0.0; n * p]);
                 let (gy, gl) = g.split_at(n);
                 if widest {
