@@ -58,4 +58,38 @@ def step():
 
 flops = sum(2 * 512 * sizes[i] * sizes[i + 1] * (2 if i == 0 else 3) for i in range(3))
 report("torch MLP 1-64-64-2 batch 512 fwd+bwd f32", median_seconds(step), flops)
+
+# The rational-quadratic spline of `spline_*` (8 bins on [-5, 5], 512 x 2 entries, inputs
+# uniform on [-5.5, 5.5], unit-normal parameters): zuko's MonotonicRQSTransform, when zuko is
+# installed.
+try:
+    from zuko.transforms import MonotonicRQSTransform
+except ImportError:
+    MonotonicRQSTransform = None
+    print("torch_core.py: zuko is not installed; skipping the spline peer")
+
+if MonotonicRQSTransform is not None:
+    bins = 8
+    xs = torch.rand(512, 2) * 11.0 - 5.5
+    raw = torch.randn(512, 2, 3 * bins - 1)
+
+    def spline(x, raw):
+        widths, heights, derivatives = raw[..., :bins], raw[..., bins:2 * bins], raw[..., 2 * bins:]
+        return MonotonicRQSTransform(widths, heights, derivatives, bound=5.0).call_and_ladj(x)
+
+    def spline_forward():
+        with torch.no_grad():
+            spline(xs, raw)
+
+    def spline_backward():
+        x, r = xs.clone().requires_grad_(), raw.clone().requires_grad_()
+        y, ladj = spline(x, r)
+        (y.sum() + ladj.sum()).backward()
+
+    entries = xs.numel()
+    for name, fn in [("forward", spline_forward), ("forward + backward", spline_backward)]:
+        seconds = median_seconds(fn)
+        print(f"zuko spline 512x2 8 bins {name}: median {seconds * 1e6:.1f} us, "
+              f"{entries / seconds / 1e6:.2f} M entries/s")
+
 print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
