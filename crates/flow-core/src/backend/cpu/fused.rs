@@ -253,27 +253,11 @@ pub(crate) fn adam_update<E: Element>(
     v: &mut Array2<E>,
     h: &AdamStep<E>,
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if super::simd::has_avx2() {
-        // SAFETY: the CPU has AVX2, checked at run time.
-        unsafe { adam_update_avx2(param, grad, m, v, h) };
-        return;
-    }
-    adam_update_body(param, grad, m, v, h);
-}
-
-/// The same loop compiled for AVX2: 8 lanes of sqrt and div instead of SSE2's 4. Without
-/// fast-math nothing is contracted into FMAs, so the results are bit-identical.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn adam_update_avx2<E: Element>(
-    param: &mut Array2<E>,
-    grad: &Array2<E>,
-    m: &mut Array2<E>,
-    v: &mut Array2<E>,
-    h: &AdamStep<E>,
-) {
-    adam_update_body(param, grad, m, v, h);
+    // Wider lanes of sqrt and div than SSE2's; bit-identical (see `simd::widest`).
+    super::simd::widest(
+        #[inline(always)]
+        || adam_update_body(param, grad, m, v, h),
+    )
 }
 
 #[inline(always)]
