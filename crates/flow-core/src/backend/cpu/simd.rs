@@ -44,8 +44,10 @@ unsafe fn with_avx512<R>(kernel: impl FnOnce() -> R) -> R {
     kernel()
 }
 
+/// `kernel` compiled for AVX2 and FMA (also called by tests, to check that copy on CPUs that
+/// have AVX-512). Safety: the CPU must have both.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn with_avx2<R>(kernel: impl FnOnce() -> R) -> R {
+pub(crate) unsafe fn with_avx2<R>(kernel: impl FnOnce() -> R) -> R {
     kernel()
 }

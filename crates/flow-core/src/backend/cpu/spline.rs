@@ -558,8 +558,29 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
 
-    /// The copy compiled for the widest vectors this CPU has (what `forward` and `backward`
-    /// run) and the baseline copy give the same bits: nothing is contracted into FMAs.
+    /// Forward then backward through the kernel bodies; `out` is `y, log_det, cache, g_x,
+    /// g_params`.
+    #[inline(always)]
+    fn kernels(
+        direction: Direction,
+        x: &[f64],
+        params: &[f64],
+        spec: &RationalQuadratic,
+        gy: &[f64],
+        gl: &[f64],
+        [y, ld, cache, gx, gp]: [&mut Vec<f64>; 5],
+    ) {
+        if direction == Direction::Forward {
+            forward_body::<f64, false>(x, params, spec, y, ld, cache);
+            backward_body::<f64, false>(spec, cache, gy, gl, gx, gp);
+        } else {
+            forward_body::<f64, true>(x, params, spec, y, ld, cache);
+            backward_body::<f64, true>(spec, cache, gy, gl, gx, gp);
+        }
+    }
+
+    /// The copies compiled for the widest vectors this CPU has (what `forward` and `backward`
+    /// run), for AVX2 and for the baseline give the same bits: nothing is contracted into FMAs.
     #[test]
     fn vector_copies_match_the_baseline_bit_for_bit() {
         let spec = RationalQuadratic {
@@ -576,24 +597,54 @@ mod tests {
         let params: Vec<f64> = (0..n * p).map(|_| r.random_range(-4.0..4.0)).collect();
         let g: Vec<f64> = (0..2 * n).map(|_| r.random_range(-1.0..1.0)).collect();
         for direction in [Direction::Forward, Direction::Inverse] {
-            let run = |widest: bool| {
+            // The copy `forward` and `backward` pick, then the kernels compiled for AVX2 and
+            // for the baseline (the first two are the same on a CPU without AVX-512).
+            let run = |copy: &str| {
                 let (mut y, mut ld) = (vec![0.0; n], vec![0.0; n]);
                 let mut cache = vec![0.0; blocks * width];
                 let (mut gx, mut gp) = (vec![0.0; n], vec![0.0; n * p]);
                 let (gy, gl) = g.split_at(n);
-                if widest {
-                    forward(&x, &params, &spec, direction, &mut y, &mut ld, &mut cache);
-                    backward(&spec, direction, &cache, gy, gl, &mut gx, &mut gp);
-                } else if direction == Direction::Forward {
-                    forward_body::<f64, false>(&x, &params, &spec, &mut y, &mut ld, &mut cache);
-                    backward_body::<f64, false>(&spec, &cache, gy, gl, &mut gx, &mut gp);
-                } else {
-                    forward_body::<f64, true>(&x, &params, &spec, &mut y, &mut ld, &mut cache);
-                    backward_body::<f64, true>(&spec, &cache, gy, gl, &mut gx, &mut gp);
+                match copy {
+                    "widest" => {
+                        forward(&x, &params, &spec, direction, &mut y, &mut ld, &mut cache);
+                        backward(&spec, direction, &cache, gy, gl, &mut gx, &mut gp);
+                    }
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: only called where the CPU has AVX2 and FMA.
+                    "avx2" => unsafe {
+                        super::super::simd::with_avx2(
+                            #[inline(always)]
+                            || {
+                                kernels(
+                                    direction,
+                                    &x,
+                                    &params,
+                                    &spec,
+                                    gy,
+                                    gl,
+                                    [&mut y, &mut ld, &mut cache, &mut gx, &mut gp],
+                                )
+                            },
+                        )
+                    },
+                    _ => kernels(
+                        direction,
+                        &x,
+                        &params,
+                        &spec,
+                        gy,
+                        gl,
+                        [&mut y, &mut ld, &mut cache, &mut gx, &mut gp],
+                    ),
                 }
                 [y, ld, cache, gx, gp].map(|v| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>())
             };
-            assert_eq!(run(true), run(false), "{direction:?}");
+            let baseline = run("baseline");
+            assert_eq!(run("widest"), baseline, "{direction:?}");
+            #[cfg(target_arch = "x86_64")]
+            if super::super::simd::has_avx2() {
+                assert_eq!(run("avx2"), baseline, "{direction:?}");
+            }
         }
     }
 }
