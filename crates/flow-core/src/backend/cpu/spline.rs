@@ -465,7 +465,7 @@ fn raw_grads(
 }
 
 /// `(exp(a / (1 + |a| / L)), its derivative in a)`, with `inverse_bound = 1 / L`: the
-/// exponent stays within `±L`, where the table exponential is exact to a few ulps.
+/// exponent stays within `±L`, where `math::exp` is within an ulp of libm.
 #[inline(always)]
 fn clamped_exp(a: f64, inverse_bound: f64) -> (f64, f64) {
     let q = 1.0 + a.abs() * inverse_bound;
