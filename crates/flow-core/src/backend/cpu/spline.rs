@@ -212,16 +212,7 @@ fn forward_body<E: Element, const INVERSE: bool>(
         let [mut w, mut h, mut theta, mut out, mut log_derivative] = [[0.0; LANES]; 5];
         for l in 0..LANES {
             (w[l], h[l]) = (x1[l] - x0[l], y1[l] - y0[l]);
-            let mut local = Local {
-                theta: 0.0,
-                h: h[l],
-                s: h[l] / w[l],
-                d0: d0[l],
-                d1: d1[l],
-                num: 0.0,
-                den: 0.0,
-                m: 0.0,
-            };
+            let mut local = Local::new(w[l], h[l], d0[l], d1[l]);
             out[l] = if INVERSE {
                 local.at(local.solve(v[l] - y0[l]));
                 x0[l] + local.theta * w[l]
@@ -245,8 +236,8 @@ fn forward_body<E: Element, const INVERSE: bool>(
                 row[l] = if inside[l] { row[l] } else { outside };
             }
         }
+        // (Outside lanes' outputs are their inputs, copied below with their exact bits.)
         for l in 0..LANES {
-            out[l] = if inside[l] { out[l] } else { v[l] };
             log_derivative[l] = if inside[l] { log_derivative[l] } else { 0.0 };
         }
         for row in block
@@ -345,16 +336,7 @@ fn backward_body<E: Element, const INVERSE: bool>(
         let [mut g_in, mut gx0, mut gx1, mut gy0, mut gy1, mut gd0, mut gd1] = [[0.0; LANES]; 7];
         for l in 0..LANES {
             let (w, h) = (head[2][l], head[3][l]);
-            let mut local = Local {
-                theta: 0.0,
-                h,
-                s: h / w,
-                d0: head[4][l],
-                d1: head[5][l],
-                num: 0.0,
-                den: 0.0,
-                m: 0.0,
-            };
+            let mut local = Local::new(w, h, head[4][l], head[5][l]);
             local.at(head[1][l]);
             let (f, lp) = local.partials();
             let (gy, gl) = (gy[l], gl[l]);
@@ -488,6 +470,21 @@ struct Local {
 }
 
 impl Local {
+    /// A bin of width `w`, height `h` and knot derivatives `d0`, `d1`, before [`Local::at`].
+    #[inline(always)]
+    fn new(w: f64, h: f64, d0: f64, d1: f64) -> Self {
+        Local {
+            theta: 0.0,
+            h,
+            s: h / w,
+            d0,
+            d1,
+            num: 0.0,
+            den: 0.0,
+            m: 0.0,
+        }
+    }
+
     #[inline(always)]
     fn at(&mut self, theta: f64) {
         let (s, d0, d1) = (self.s, self.d0, self.d1);
