@@ -284,19 +284,7 @@ proptest! {
             let id = store.id(&format!("flows.{k}.b")).unwrap();
             store.set(id, Tensor::randn(&CPU, (1, 1), &mut rng)).unwrap();
         }
-        let tape = Tape::new(&CPU);
-        let (x, fwd_ld) = model.forward_and_log_det(&tape.constant(z.clone())).unwrap();
-        let (z_back, inv_ld) = model.inverse_and_log_det(&x).unwrap();
-        assert_close(&z_back.value().to_vec(), &z.to_vec(), TOL, "round trip")?;
-        let minus_inv: Vec<f64> = inv_ld.value().to_vec().iter().map(|v| -v).collect();
-        assert_close(&fwd_ld.value().to_vec(), &minus_inv, TOL, "log-dets")?;
-        let d = z.cols();
-        let forward = |t: &Tensor<B>| {
-            let tape = Tape::new(&CPU);
-            model.forward_and_log_det(&tape.constant(t.clone())).unwrap().0.value()
-        };
-        let from_fd: Vec<f64> = jacobians_fd(&forward, &z).into_iter().map(|j| log_abs_det(j, d)).collect();
-        assert_close(&fwd_ld.value().to_vec(), &from_fd, 1e-6, "forward log-det vs finite-difference log|det J|")?;
+        check_model(&model, &z)?;
         let (xs, log_q) = model.sample(6, &mut flow_core::rng(seed + 2)).unwrap();
         let log_p = model.log_prob_of(&xs).unwrap();
         assert_close(&log_p.to_vec(), &log_q.to_vec(), TOL, "sample log q vs log_prob")?;

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use flow_core::{Axis, Cpu, ParamStore, Tape, Tensor, Var};
-use flow_layers::Flow;
+use flow_layers::{Flow, NormalizingFlow};
 use proptest::prelude::*;
 
 pub type B = Cpu<f64>;
@@ -154,6 +154,40 @@ pub fn check_layer_given(
         "inverse log-det vs log|det J|",
     )?;
     Ok(())
+}
+
+/// The properties for a whole model at `z`: `inverse(forward(z)) = z`, forward log-det =
+/// -inverse log-det, and the forward log-det against log|det J| of a finite-difference
+/// Jacobian. Returns the forward log-dets, for further checks.
+pub fn check_model(model: &NormalizingFlow<B>, z: &Tensor<B>) -> Result<Vec<f64>, TestCaseError> {
+    let tape = Tape::new(&CPU);
+    let (x, fwd_ld) = model
+        .forward_and_log_det(&tape.constant(z.clone()))
+        .unwrap();
+    let (z_back, inv_ld) = model.inverse_and_log_det(&x).unwrap();
+    assert_close(&z_back.value().to_vec(), &z.to_vec(), TOL, "round trip")?;
+    let fwd_ld = fwd_ld.value().to_vec();
+    let minus_inv: Vec<f64> = inv_ld.value().to_vec().iter().map(|v| -v).collect();
+    assert_close(&fwd_ld, &minus_inv, TOL, "log-dets")?;
+    let forward = |t: &Tensor<B>| {
+        let tape = Tape::new(&CPU);
+        model
+            .forward_and_log_det(&tape.constant(t.clone()))
+            .unwrap()
+            .0
+            .value()
+    };
+    let from_fd: Vec<f64> = jacobians_fd(&forward, z)
+        .into_iter()
+        .map(|j| log_abs_det(j, z.cols()))
+        .collect();
+    assert_close(
+        &fwd_ld,
+        &from_fd,
+        1e-6,
+        "forward log-det vs finite-difference log|det J|",
+    )?;
+    Ok(fwd_ld)
 }
 
 pub fn batch(dim: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = Tensor<B>> {
