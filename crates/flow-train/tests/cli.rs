@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 mod common;
 
-use common::{flows, read_numeric_csv, write, Run};
+use common::{checkpoint_bits, flows, read_numeric_csv, write, Run};
 
 /// A short training run (60 iterations) of the default model on two moons into `out`.
 fn train_into(out: &Path) -> Run {
@@ -841,16 +841,6 @@ fn planar_and_radial_train_and_their_checkpoints_evaluate() {
             "{flow}: {reported} vs {mean}"
         );
     }
-}
-
-/// The tensors of a checkpoint, bit for bit.
-fn checkpoint_bits(path: &Path) -> Vec<(String, Vec<u64>)> {
-    TensorFile::read(path)
-        .unwrap()
-        .tensors
-        .into_iter()
-        .map(|(name, (_, values))| (name, values.iter().map(|v| v.to_bits()).collect()))
-        .collect()
 }
 
 #[test]

@@ -3,6 +3,9 @@
 //! update), a run without ActNorm is left alone, and a resumed run does not initialise again:
 //! stopped and resumed, it ends with the uninterrupted run's parameters, bit for bit.
 
+mod common;
+
+use common::params_of;
 use flow_core::{Cpu, Tape, Tensor};
 use flow_datasets::tabular::Table;
 use flow_datasets::TwoMoons;
@@ -25,19 +28,6 @@ fn glow(dim: usize, seed: u64) -> NormalizingFlow<B> {
     .spec()
     .unwrap();
     NormalizingFlow::new(&CPU, spec, seed).unwrap()
-}
-
-fn params_of(model: &NormalizingFlow<B>) -> Vec<(String, Vec<u32>)> {
-    model
-        .params()
-        .iter()
-        .map(|(_, name, t)| {
-            (
-                name.to_string(),
-                t.to_vec().iter().map(|v| v.to_bits()).collect(),
-            )
-        })
-        .collect()
 }
 
 /// Three features on very different scales, the last integer-valued (dequantised).

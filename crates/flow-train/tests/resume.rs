@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::flows;
+use common::{checkpoint_bits, flows, params_of};
 use flow_core::Cpu;
 use flow_datasets::tabular::Table;
 use flow_datasets::TwoMoons;
@@ -28,19 +28,6 @@ fn small_model(dim: usize, seed: u64) -> NormalizingFlow<B> {
     .spec()
     .unwrap();
     NormalizingFlow::new(&Cpu::new(), spec, seed).unwrap()
-}
-
-fn params_of(model: &NormalizingFlow<B>) -> Vec<(String, Vec<u32>)> {
-    model
-        .params()
-        .iter()
-        .map(|(_, name, t)| {
-            (
-                name.to_string(),
-                t.to_vec().iter().map(|v| v.to_bits()).collect(),
-            )
-        })
-        .collect()
 }
 
 /// A table of 3 correlated features, the last integer-valued (so it is dequantised).
@@ -140,14 +127,6 @@ fn read_step(checkpoint: &Path) -> Option<usize> {
     file.metadata.get("iterations")?.parse().ok()
 }
 
-fn tensors(checkpoint: &Path) -> Vec<(String, Vec<u64>)> {
-    let file = TensorFile::read(checkpoint).unwrap();
-    file.tensors
-        .into_iter()
-        .map(|(name, (_, values))| (name, values.iter().map(|v| v.to_bits()).collect()))
-        .collect()
-}
-
 fn train_args(out: &Path) -> Vec<std::ffi::OsString> {
     [
         "train",
@@ -227,13 +206,13 @@ fn a_killed_run_resumes_to_the_same_parameters() {
     );
     let name = "checkpoint.safetensors";
     assert_eq!(
-        tensors(&killed.join(name)),
-        tensors(&straight.join(name)),
+        checkpoint_bits(&killed.join(name)),
+        checkpoint_bits(&straight.join(name)),
         "parameters and optimizer state after resuming at {at} differ from the uninterrupted run's"
     );
     assert_eq!(
-        tensors(&killed.join("best.safetensors")),
-        tensors(&straight.join("best.safetensors"))
+        checkpoint_bits(&killed.join("best.safetensors")),
+        checkpoint_bits(&straight.join("best.safetensors"))
     );
     // The metrics log continues where the checkpoint was: no step twice, none missing.
     let log = |d: &Path| std::fs::read_to_string(d.join("metrics.jsonl")).unwrap();

@@ -1,6 +1,10 @@
-//! What the end-to-end tests share: running the `flows` binary and reading what it wrote.
+//! What the end-to-end tests share: running the `flows` binary, reading what it wrote, and
+//! comparing a model's parameters or a checkpoint's tensors bit for bit.
 #![allow(dead_code)]
 
+use flow_core::Cpu;
+use flow_layers::NormalizingFlow;
+use flow_train::checkpoint::TensorFile;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -99,4 +103,29 @@ pub fn read_numeric_csv(path: &Path) -> (String, Vec<Vec<f64>>) {
         })
         .collect();
     (header, rows)
+}
+
+/// Every parameter of `model` by name, as the bits of its values: equal only when a resumed
+/// run matches an uninterrupted one exactly.
+pub fn params_of(model: &NormalizingFlow<Cpu<f32>>) -> Vec<(String, Vec<u32>)> {
+    model
+        .params()
+        .iter()
+        .map(|(_, name, t)| {
+            (
+                name.to_string(),
+                t.to_vec().iter().map(|v| v.to_bits()).collect(),
+            )
+        })
+        .collect()
+}
+
+/// The tensors of a checkpoint by name, bit for bit.
+pub fn checkpoint_bits(path: &Path) -> Vec<(String, Vec<u64>)> {
+    TensorFile::read(path)
+        .unwrap()
+        .tensors
+        .into_iter()
+        .map(|(name, (_, values))| (name, values.iter().map(|v| v.to_bits()).collect()))
+        .collect()
 }
