@@ -322,32 +322,30 @@ proptest! {
     }
 }
 
-/// In 1-D the density integrates to one (midpoint rule on a fine grid).
-#[test]
-fn mixture_integrates_to_one_in_1d() {
+/// `cases` deterministic mixtures of dimension `d` and at most `k` components integrate to
+/// one within `tol` (midpoint rule on a grid of `cells` per axis).
+fn assert_mixtures_integrate_to_one(d: usize, k: usize, cases: usize, cells: usize, tol: f64) {
     let mut runner = proptest::test_runner::TestRunner::deterministic();
-    for _ in 0..16 {
-        let values = mixture_values(1..=1, 5)
+    for _ in 0..cases {
+        let values = mixture_values(d..=d, k)
             .new_tree(&mut runner)
             .unwrap()
             .current();
-        let total = mass(&values, 20_000);
-        assert!((total - 1.0).abs() < 1e-9, "{values:?}: mass {total}");
+        let total = mass(&values, cells);
+        assert!((total - 1.0).abs() < tol, "{values:?}: mass {total}");
     }
+}
+
+/// In 1-D the density integrates to one (midpoint rule on a fine grid).
+#[test]
+fn mixture_integrates_to_one_in_1d() {
+    assert_mixtures_integrate_to_one(1, 5, 16, 20_000, 1e-9);
 }
 
 /// In 2-D too (a 600 x 600 grid).
 #[test]
 fn mixture_integrates_to_one_in_2d() {
-    let mut runner = proptest::test_runner::TestRunner::deterministic();
-    for _ in 0..4 {
-        let values = mixture_values(2..=2, 4)
-            .new_tree(&mut runner)
-            .unwrap()
-            .current();
-        let total = mass(&values, 600);
-        assert!((total - 1.0).abs() < 1e-8, "{values:?}: mass {total}");
-    }
+    assert_mixtures_integrate_to_one(2, 4, 4, 600, 1e-8);
 }
 
 /// Far from every component (|z| ~ 1e3) the density underflows to zero but its log is the
