@@ -2,8 +2,8 @@
 //! data-dependent initialisation.
 
 use crate::error::{Error, Result};
-use crate::flow::Flow;
-use crate::spec::LayerSpec;
+use crate::flow::{check_width, Flow};
+use crate::registry::{BuildContext, LayerKind, LayerSpec, NoConfig};
 use flow_core::{Axis, Backend, FlowRng, ParamId, ParamStore, Tensor, Var};
 
 /// The smallest standard deviation [`ActNorm::initialize`] divides by.
@@ -24,17 +24,11 @@ pub struct ActNorm {
 }
 
 impl ActNorm {
-    /// A layer over `dim >= 1` features. With `init_zeros` it starts as the identity
-    /// (`loc = 0`, `log_scale = 0`); otherwise both are drawn from `N(0, 0.5^2)` (for tests
-    /// of the layer's algebra).
-    pub fn new<B: Backend>(
-        params: &mut ParamStore<B>,
-        backend: &B,
-        prefix: &str,
-        dim: usize,
-        init_zeros: bool,
-        rng: &mut FlowRng,
-    ) -> Result<Self> {
+    /// A layer over `cx.dim >= 1` features. With [`crate::Init::Identity`] it starts as the
+    /// identity (`loc = 0`, `log_scale = 0`); otherwise both are drawn from `N(0, 0.5^2)`
+    /// (for tests of the layer's algebra).
+    pub fn new<B: Backend>(cx: &mut BuildContext<'_, B>) -> Result<Self> {
+        let (backend, dim, init_zeros) = (cx.backend, cx.dim, cx.init_zeros());
         if dim == 0 {
             return Err(Error::Config("ActNorm needs at least 1 feature".into()));
         }
@@ -47,8 +41,8 @@ impl ActNorm {
                 ))
             }
         };
-        let loc = params.add(format!("{prefix}.loc"), init(rng))?;
-        let log_scale = params.add(format!("{prefix}.log_scale"), init(rng))?;
+        let loc = cx.params.add(cx.name("loc"), init(cx.rng))?;
+        let log_scale = cx.params.add(cx.name("log_scale"), init(cx.rng))?;
         Ok(ActNorm {
             dim,
             loc,
@@ -83,6 +77,14 @@ impl ActNorm {
             ));
         }
         let v = x.to_f64s();
+        if let Some(bad) = v.iter().position(|e| !e.is_finite()) {
+            return Err(Error::Config(format!(
+                "ActNorm initialisation: the batch reaches the layer with a non-finite value \
+                 at row {}, column {}",
+                bad / d,
+                bad % d
+            )));
+        }
         let n = rows as f64;
         let mean: Vec<f64> = (0..d)
             .map(|j| (0..rows).map(|r| v[r * d + j]).sum::<f64>() / n)
@@ -112,17 +114,6 @@ impl ActNorm {
             .mul_scalar(sign)
             .broadcast_to((rows, 1))?)
     }
-
-    fn check_width<B: Backend>(&self, what: &'static str, v: &Var<B>) -> Result<()> {
-        if v.shape().cols != self.dim {
-            return Err(Error::Width {
-                what,
-                expected: self.dim,
-                got: v.shape().cols,
-            });
-        }
-        Ok(())
-    }
 }
 
 impl<B: Backend> Flow<B> for ActNorm {
@@ -136,7 +127,7 @@ impl<B: Backend> Flow<B> for ActNorm {
         z: &Var<B>,
         _: Option<&Var<B>>,
     ) -> Result<(Var<B>, Var<B>)> {
-        self.check_width("ActNorm forward", z)?;
+        check_width("ActNorm forward", self.dim, z)?;
         let tape = z.tape();
         let loc = tape.param(params, self.loc)?;
         let log_scale = tape.param(params, self.log_scale)?;
@@ -150,7 +141,7 @@ impl<B: Backend> Flow<B> for ActNorm {
         x: &Var<B>,
         _: Option<&Var<B>>,
     ) -> Result<(Var<B>, Var<B>)> {
-        self.check_width("ActNorm inverse", x)?;
+        check_width("ActNorm inverse", self.dim, x)?;
         let tape = x.tape();
         let loc = tape.param(params, self.loc)?;
         let log_scale = tape.param(params, self.log_scale)?;
@@ -159,10 +150,36 @@ impl<B: Backend> Flow<B> for ActNorm {
     }
 
     fn spec(&self) -> LayerSpec {
-        LayerSpec::ActNorm
+        LayerSpec::of::<Self>(&NoConfig {})
     }
 
-    fn as_actnorm(&self) -> Option<&ActNorm> {
-        Some(self)
+    fn wants_data_init(&self) -> bool {
+        true
+    }
+
+    fn init_from_data(
+        &self,
+        params: &mut ParamStore<B>,
+        x: &Tensor<B>,
+        _: Option<&Tensor<B>>,
+    ) -> Result<()> {
+        self.initialize(params, x)
+    }
+}
+
+impl LayerKind for ActNorm {
+    const NAME: &'static str = "act_norm";
+    type Config = NoConfig;
+
+    fn build<B: Backend>(
+        config: &Self::Config,
+        cx: &mut BuildContext<'_, B>,
+    ) -> Result<Box<dyn Flow<B>>> {
+        let _ = config;
+        Ok(Box::new(Self::new(cx)?))
+    }
+
+    fn num_scalars(_: &Self::Config, dim: usize, _: usize) -> Option<usize> {
+        dim.checked_mul(2)
     }
 }

@@ -5,9 +5,10 @@
 use crate::error::Result;
 use crate::flow::Flow;
 use crate::made::{Made, MadeConfig};
-use crate::spec::LayerSpec;
+use crate::registry::{conditioner_sizes, mlp_scalars, BuildContext, LayerKind, LayerSpec};
 use crate::spline::{self, SplineConfig};
-use flow_core::{Axis, Backend, Direction, FlowRng, ParamStore, Tensor, Var};
+use flow_core::{Axis, Backend, Direction, ParamStore, Tensor, Var};
+use serde::{Deserialize, Serialize};
 
 /// An autoregressive layer: `y_i = tau(u_i; h_i(u_<i))` feature by feature, with the
 /// parameters `h_i` of an elementwise [`Transformer`] computed by a MADE from the features
@@ -45,52 +46,140 @@ impl Transformer {
     }
 }
 
+/// The MADE of an autoregressive layer and its direction.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AutoregressiveConfig {
+    /// Hidden layer sizes of the MADE.
+    pub hidden: Vec<usize>,
+    /// The input degrees (the ordering; see [`crate::made::Ordering::degrees`]).
+    pub degrees: Vec<usize>,
+    /// Slope of the MADE's LeakyReLU (0: ReLU).
+    pub leaky: f64,
+    /// IAF: sampling in one pass, density in D.
+    pub iaf: bool,
+}
+
+/// An autoregressive spline layer's architecture: the MADE's and the spline's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SplineAutoregressiveConfig {
+    #[serde(flatten)]
+    pub made: AutoregressiveConfig,
+    pub spline: SplineConfig,
+}
+
+/// MAF's (or IAF's) layer kind, `"masked_affine_autoregressive"`: a
+/// [`MaskedAutoregressive`] with an affine transformer.
+#[derive(Clone, Copy, Debug)]
+pub struct MaskedAffineAutoregressive;
+
+/// The autoregressive neural spline flow's layer kind, `"masked_spline_autoregressive"`: a
+/// [`MaskedAutoregressive`] with a rational-quadratic transformer.
+#[derive(Clone, Copy, Debug)]
+pub struct MaskedSplineAutoregressive;
+
+impl LayerKind for MaskedAffineAutoregressive {
+    const NAME: &'static str = "masked_affine_autoregressive";
+    type Config = AutoregressiveConfig;
+
+    fn build<B: Backend>(
+        config: &Self::Config,
+        cx: &mut BuildContext<'_, B>,
+    ) -> Result<Box<dyn Flow<B>>> {
+        Ok(Box::new(MaskedAutoregressive::new(
+            cx,
+            config,
+            Transformer::Affine,
+        )?))
+    }
+
+    fn num_scalars(config: &Self::Config, dim: usize, context: usize) -> Option<usize> {
+        made_scalars(config, dim, context, 2)
+    }
+}
+
+impl LayerKind for MaskedSplineAutoregressive {
+    const NAME: &'static str = "masked_spline_autoregressive";
+    type Config = SplineAutoregressiveConfig;
+
+    fn build<B: Backend>(
+        config: &Self::Config,
+        cx: &mut BuildContext<'_, B>,
+    ) -> Result<Box<dyn Flow<B>>> {
+        let transformer = Transformer::RationalQuadratic(config.spline);
+        Ok(Box::new(MaskedAutoregressive::new(
+            cx,
+            &config.made,
+            transformer,
+        )?))
+    }
+
+    fn num_scalars(config: &Self::Config, dim: usize, context: usize) -> Option<usize> {
+        let per_feature = config.spline.bins.checked_mul(3)?.checked_sub(1)?;
+        made_scalars(&config.made, dim, context, per_feature)
+    }
+}
+
+/// A MADE's weights and biases: `dim + context -> hidden... -> dim * per_feature`.
+fn made_scalars(
+    config: &AutoregressiveConfig,
+    dim: usize,
+    context: usize,
+    per_feature: usize,
+) -> Option<usize> {
+    mlp_scalars(&conditioner_sizes(
+        dim,
+        context,
+        &config.hidden,
+        dim.checked_mul(per_feature),
+    )?)
+}
+
 /// `ln 1000`: the bound of `|log s|`.
 const LOG_SCALE_BOUND: f64 = 6.907_755_278_982_137;
 
 impl MaskedAutoregressive {
-    /// A layer over `dim` features (reading `context` more) whose MADE has `hidden` layers
-    /// and input `degrees` (see [`crate::made::Ordering::degrees`]); `iaf` makes it an IAF.
-    #[allow(clippy::too_many_arguments)]
+    /// A layer over `cx.dim` features (reading `cx.context` more) whose MADE has
+    /// `config.hidden` layers and input `config.degrees`; `config.iaf` makes it an IAF.
     pub fn new<B: Backend>(
-        params: &mut ParamStore<B>,
-        backend: &B,
-        prefix: &str,
-        dim: usize,
-        context: usize,
-        hidden: &[usize],
-        degrees: Vec<usize>,
-        leaky: f64,
-        iaf: bool,
+        cx: &mut BuildContext<'_, B>,
+        config: &AutoregressiveConfig,
         transformer: Transformer,
-        init_zeros: bool,
-        rng: &mut FlowRng,
     ) -> Result<Self> {
         if let Transformer::RationalQuadratic(spline) = &transformer {
             spline.validate()?;
         }
         let made = Made::new(
-            params,
-            backend,
-            &format!("{prefix}.made"),
+            cx.params,
+            cx.backend,
+            &cx.name("made"),
             &MadeConfig {
-                dim,
-                hidden: hidden.to_vec(),
-                degrees,
+                dim: cx.dim,
+                hidden: config.hidden.clone(),
+                degrees: config.degrees.clone(),
                 outputs_per_input: transformer.params_per_feature(),
                 // A spline reads each feature's parameters side by side.
                 feature_major: matches!(transformer, Transformer::RationalQuadratic(_)),
-                context,
-                leaky,
+                context: cx.context,
+                leaky: config.leaky,
             },
-            init_zeros,
-            rng,
+            cx.init_zeros(),
+            cx.rng,
         )?;
         Ok(MaskedAutoregressive {
             made,
-            inverse_autoregressive: iaf,
+            inverse_autoregressive: config.iaf,
             transformer,
         })
+    }
+
+    /// The MADE's architecture and the direction.
+    pub fn config(&self) -> AutoregressiveConfig {
+        AutoregressiveConfig {
+            hidden: self.made.hidden().to_vec(),
+            degrees: self.made.degrees().to_vec(),
+            leaky: self.made.leaky(),
+            iaf: self.inverse_autoregressive,
+        }
     }
 
     pub fn made(&self) -> &Made {
@@ -208,22 +297,14 @@ impl<B: Backend> Flow<B> for MaskedAutoregressive {
     }
 
     fn spec(&self) -> LayerSpec {
-        let (hidden, degrees) = (self.made.hidden().to_vec(), self.made.degrees().to_vec());
-        let (leaky, iaf) = (self.made.leaky(), self.inverse_autoregressive);
         match self.transformer {
-            Transformer::Affine => LayerSpec::MaskedAffineAutoregressive {
-                hidden,
-                degrees,
-                leaky,
-                iaf,
-            },
-            Transformer::RationalQuadratic(spline) => LayerSpec::MaskedSplineAutoregressive {
-                hidden,
-                degrees,
-                leaky,
-                iaf,
-                spline,
-            },
+            Transformer::Affine => LayerSpec::of::<MaskedAffineAutoregressive>(&self.config()),
+            Transformer::RationalQuadratic(spline) => {
+                LayerSpec::of::<MaskedSplineAutoregressive>(&SplineAutoregressiveConfig {
+                    made: self.config(),
+                    spline,
+                })
+            }
         }
     }
 }

@@ -1,14 +1,19 @@
-//! The affine coupling block of RealNVP and Glow (normflows' `AffineCouplingBlock`): the first
-//! `ceil(d/2)` features pass unchanged and condition an affine map of the rest.
+//! Coupling layers (RealNVP, Glow, the coupling neural spline flow): the first `ceil(d/2)`
+//! features pass unchanged and, with the context, condition an elementwise transform of the
+//! rest. One layer, [`Coupling`], over any [`CouplingTransformer`], as zuko's
+//! `GeneralCouplingTransform` over any univariate transform; two stored kinds, which keep
+//! their parameter names: [`AffineCouplingBlock`] (normflows' `AffineCouplingBlock`) and
+//! [`SplineCoupling`] (nflows' `PiecewiseRationalQuadraticCouplingTransform`).
 
 use crate::error::{Error, Result};
-use crate::flow::{with_context, Flow};
+use crate::flow::{check_width, with_context, Flow};
 use crate::mlp::Mlp;
-use crate::spec::LayerSpec;
-use flow_core::{Backend, CouplingScale, Direction, FlowRng, ParamStore, Var};
+use crate::registry::{conditioner_sizes, mlp_scalars, BuildContext, LayerKind, LayerSpec};
+use crate::spline::{self, SplineConfig};
+use flow_core::{Backend, CouplingScale, Direction, ParamStore, Var};
 use serde::{Deserialize, Serialize};
 
-/// How the conditioner's raw scale output becomes a scale.
+/// How an affine coupling's raw scale output becomes a scale.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ScaleMap {
@@ -28,64 +33,96 @@ impl ScaleMap {
     }
 }
 
-/// Split, affine coupling and merge in one layer. The conditioner's output interleaves
-/// shift (even columns) and raw log-scale (odd columns), as normflows; the coupling itself
-/// is one fused op ([`Var::affine_coupling`]) on whole rows.
+/// The elementwise transform a [`Coupling`] applies to its second part.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum CouplingTransformer {
+    /// `x2 = z2 * scale + shift`, the conditioner's output interleaving shift (even columns)
+    /// and raw scale (odd columns) as normflows; one fused op on whole rows
+    /// ([`Var::affine_coupling`]).
+    Affine(ScaleMap),
+    /// A monotonic rational-quadratic spline per feature, feature `i`'s parameters in
+    /// columns `i (3K - 1) ..` of the conditioner's output.
+    RationalQuadratic(SplineConfig),
+}
+
+impl CouplingTransformer {
+    /// Conditioner outputs per transformed feature.
+    pub fn params_per_feature(&self) -> usize {
+        match self {
+            CouplingTransformer::Affine(_) => 2,
+            CouplingTransformer::RationalQuadratic(spline) => spline.params_per_feature(),
+        }
+    }
+}
+
+/// Split, transform and merge in one layer: the first `ceil(d/2)` features condition an MLP
+/// (`ceil(d/2) + context -> hidden... -> (d - ceil(d/2)) P`) whose output parametrises the
+/// transformer of the others.
 #[derive(Clone, Debug)]
-pub struct AffineCouplingBlock {
+pub struct Coupling {
     dim: usize,
     context: usize,
     net: Mlp,
-    scale_map: ScaleMap,
+    transformer: CouplingTransformer,
 }
 
-impl AffineCouplingBlock {
-    /// A block over `dim >= 2` features whose conditioner is an MLP
-    /// `ceil(dim/2) + context -> hidden... -> 2 * (dim - ceil(dim/2))`, with parameters named
-    /// `{prefix}.flows.1.param_map.net.*` (normflows' names for flow `prefix`). With
-    /// `context > 0` the conditioner also reads the context features (appended after the
-    /// first half).
-    #[allow(clippy::too_many_arguments)]
+impl Coupling {
+    /// A coupling over `cx.dim >= 2` features with `transformer`, its conditioner's
+    /// parameters named `{prefix}.{net_name}.net.*`. With [`crate::Init::Identity`] the
+    /// conditioner's last layer starts at zero, so the layer starts as the identity.
     pub fn new<B: Backend>(
-        params: &mut ParamStore<B>,
-        backend: &B,
-        prefix: &str,
-        dim: usize,
-        context: usize,
+        cx: &mut BuildContext<'_, B>,
+        net_name: &str,
         hidden: &[usize],
         leaky: f64,
-        scale_map: ScaleMap,
-        init_zeros: bool,
-        rng: &mut FlowRng,
+        transformer: CouplingTransformer,
     ) -> Result<Self> {
+        let (dim, context) = (cx.dim, cx.context);
         if dim < 2 {
             return Err(Error::Config(format!(
-                "an affine coupling block needs at least 2 features, got {dim}"
+                "a coupling layer needs at least 2 features, got {dim}"
             )));
         }
+        if let CouplingTransformer::RationalQuadratic(spline) = &transformer {
+            spline.validate()?;
+        }
         let (d1, d2) = split(dim);
-        let mut sizes = vec![d1 + context];
-        sizes.extend_from_slice(hidden);
-        sizes.push(2 * d2);
+        let sizes = conditioner_sizes(
+            d1,
+            context,
+            hidden,
+            d2.checked_mul(transformer.params_per_feature()),
+        )
+        .ok_or_else(|| Error::Config("conditioner sizes overflow".into()))?;
         let net = Mlp::new(
-            params,
-            backend,
-            &format!("{prefix}.flows.1.param_map"),
+            cx.params,
+            cx.backend,
+            &cx.name(net_name),
             &sizes,
             leaky,
-            init_zeros,
-            rng,
+            cx.init_zeros(),
+            cx.rng,
         )?;
-        Ok(AffineCouplingBlock {
+        Ok(Coupling {
             dim,
             context,
             net,
-            scale_map,
+            transformer,
         })
     }
 
-    pub fn scale_map(&self) -> ScaleMap {
-        self.scale_map
+    pub fn transformer(&self) -> &CouplingTransformer {
+        &self.transformer
+    }
+
+    /// The conditioner's hidden layer sizes.
+    pub fn hidden(&self) -> &[usize] {
+        &self.net.sizes()[1..self.net.sizes().len() - 1]
+    }
+
+    /// The conditioner's LeakyReLU slope.
+    pub fn leaky(&self) -> f64 {
+        self.net.leaky()
     }
 
     /// The coupling of `v` in `direction`, conditioned on its first `ceil(d/2)` features.
@@ -96,15 +133,21 @@ impl AffineCouplingBlock {
         context: Option<&Var<B>>,
         direction: Direction,
     ) -> Result<(Var<B>, Var<B>)> {
-        let (d1, _) = split(self.dim);
-        let input = with_context(
-            "affine coupling",
-            &v.slice_cols(0, d1)?,
-            context,
-            self.context,
-        )?;
-        let conditioner_out = self.net.forward(params, &input)?;
-        Ok(v.affine_coupling(&conditioner_out, self.scale_map.coupling_scale(), direction)?)
+        check_width("coupling", self.dim, v)?;
+        let (d1, d2) = split(self.dim);
+        let v1 = v.slice_cols(0, d1)?;
+        let input = with_context("coupling", &v1, context, self.context)?;
+        let out = self.net.forward(params, &input)?;
+        match &self.transformer {
+            CouplingTransformer::Affine(scale) => {
+                Ok(v.affine_coupling(&out, scale.coupling_scale(), direction)?)
+            }
+            CouplingTransformer::RationalQuadratic(spline) => {
+                let (y2, log_det) =
+                    spline::rational_quadratic(&v.slice_cols(d1, d2)?, &out, spline, direction)?;
+                Ok((Var::concat_cols(&[&v1, &y2])?, log_det))
+            }
+        }
     }
 }
 
@@ -114,7 +157,7 @@ pub(crate) fn split(dim: usize) -> (usize, usize) {
     (d1, dim - d1)
 }
 
-impl<B: Backend> Flow<B> for AffineCouplingBlock {
+impl<B: Backend> Flow<B> for Coupling {
     fn dim(&self) -> usize {
         self.dim
     }
@@ -142,10 +185,131 @@ impl<B: Backend> Flow<B> for AffineCouplingBlock {
     }
 
     fn spec(&self) -> LayerSpec {
-        LayerSpec::AffineCoupling {
-            hidden: self.net.sizes()[1..self.net.sizes().len() - 1].to_vec(),
-            leaky: self.net.leaky(),
-            scale_map: self.scale_map,
+        let (hidden, leaky) = (self.hidden().to_vec(), self.leaky());
+        match self.transformer {
+            CouplingTransformer::Affine(scale_map) => {
+                LayerSpec::of::<AffineCouplingBlock>(&AffineCouplingConfig {
+                    hidden,
+                    leaky,
+                    scale_map,
+                })
+            }
+            CouplingTransformer::RationalQuadratic(spline) => {
+                LayerSpec::of::<SplineCoupling>(&SplineCouplingConfig {
+                    hidden,
+                    leaky,
+                    spline,
+                })
+            }
         }
     }
+}
+
+/// The affine coupling block of RealNVP and Glow (stored as `"affine_coupling"`): a
+/// [`Coupling`] with an affine transformer, its conditioner named as normflows names it
+/// (`{prefix}.flows.1.param_map.net.*`).
+#[derive(Clone, Copy, Debug)]
+pub struct AffineCouplingBlock;
+
+/// An [`AffineCouplingBlock`]'s architecture.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AffineCouplingConfig {
+    /// Hidden layer sizes of the conditioner MLP.
+    pub hidden: Vec<usize>,
+    /// Slope of the conditioner's LeakyReLU (0: ReLU, normflows' default).
+    pub leaky: f64,
+    pub scale_map: ScaleMap,
+}
+
+impl AffineCouplingBlock {
+    /// The block over `cx.dim >= 2` features, reading `cx.context` more.
+    pub fn new<B: Backend>(
+        cx: &mut BuildContext<'_, B>,
+        config: &AffineCouplingConfig,
+    ) -> Result<Coupling> {
+        let transformer = CouplingTransformer::Affine(config.scale_map);
+        Coupling::new(
+            cx,
+            "flows.1.param_map",
+            &config.hidden,
+            config.leaky,
+            transformer,
+        )
+    }
+}
+
+impl LayerKind for AffineCouplingBlock {
+    const NAME: &'static str = "affine_coupling";
+    type Config = AffineCouplingConfig;
+
+    fn build<B: Backend>(
+        config: &Self::Config,
+        cx: &mut BuildContext<'_, B>,
+    ) -> Result<Box<dyn Flow<B>>> {
+        Ok(Box::new(Self::new(cx, config)?))
+    }
+
+    fn num_scalars(config: &Self::Config, dim: usize, context: usize) -> Option<usize> {
+        coupling_scalars(&config.hidden, dim, context, 2)
+    }
+}
+
+/// The rational-quadratic spline coupling of neural spline flows (stored as
+/// `"spline_coupling"`): a [`Coupling`] with a spline transformer, its conditioner named
+/// `{prefix}.spline.net.*`.
+#[derive(Clone, Copy, Debug)]
+pub struct SplineCoupling;
+
+/// A [`SplineCoupling`]'s architecture.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SplineCouplingConfig {
+    /// Hidden layer sizes of the conditioner MLP.
+    pub hidden: Vec<usize>,
+    /// Slope of the conditioner's LeakyReLU (0: ReLU).
+    pub leaky: f64,
+    pub spline: SplineConfig,
+}
+
+impl SplineCoupling {
+    /// The layer over `cx.dim >= 2` features, reading `cx.context` more.
+    pub fn new<B: Backend>(
+        cx: &mut BuildContext<'_, B>,
+        config: &SplineCouplingConfig,
+    ) -> Result<Coupling> {
+        let transformer = CouplingTransformer::RationalQuadratic(config.spline);
+        Coupling::new(cx, "spline", &config.hidden, config.leaky, transformer)
+    }
+}
+
+impl LayerKind for SplineCoupling {
+    const NAME: &'static str = "spline_coupling";
+    type Config = SplineCouplingConfig;
+
+    fn build<B: Backend>(
+        config: &Self::Config,
+        cx: &mut BuildContext<'_, B>,
+    ) -> Result<Box<dyn Flow<B>>> {
+        Ok(Box::new(Self::new(cx, config)?))
+    }
+
+    fn num_scalars(config: &Self::Config, dim: usize, context: usize) -> Option<usize> {
+        let per_feature = config.spline.bins.checked_mul(3)?.checked_sub(1)?;
+        coupling_scalars(&config.hidden, dim, context, per_feature)
+    }
+}
+
+/// A coupling conditioner's weights and biases.
+fn coupling_scalars(
+    hidden: &[usize],
+    dim: usize,
+    context: usize,
+    per_feature: usize,
+) -> Option<usize> {
+    let (d1, d2) = split(dim);
+    mlp_scalars(&conditioner_sizes(
+        d1,
+        context,
+        hidden,
+        d2.checked_mul(per_feature),
+    )?)
 }

@@ -1,9 +1,8 @@
 //! The `Flow` trait: one invertible layer.
 
-use crate::actnorm::ActNorm;
 use crate::error::Result;
-use crate::spec::LayerSpec;
-use flow_core::{Backend, ParamStore, Var};
+use crate::registry::LayerSpec;
+use flow_core::{Backend, ParamStore, Tensor, Var};
 
 /// An invertible map between `dim`-dimensional spaces, written over the backend.
 ///
@@ -35,18 +34,46 @@ pub trait Flow<B: Backend>: std::fmt::Debug + Send + Sync {
         0
     }
 
-    /// The layer's architecture, for checkpoints.
+    /// The layer's kind and configuration, for checkpoints: [`LayerSpec::of`] of its
+    /// [`crate::LayerKind`].
     fn spec(&self) -> LayerSpec;
 
-    /// The layer as an [`ActNorm`], whose parameters are initialised from data
-    /// ([`crate::NormalizingFlow::initialize_actnorm`]); `None` for every other layer.
-    fn as_actnorm(&self) -> Option<&ActNorm> {
-        None
+    /// Whether the layer initialises its parameters from data ([`Flow::init_from_data`]),
+    /// as Glow's ActNorm does.
+    fn wants_data_init(&self) -> bool {
+        false
+    }
+
+    /// Data-dependent initialisation, for layers whose [`Flow::wants_data_init`] is true:
+    /// sets the layer's parameters from `x`, a first batch as it reaches the layer from the
+    /// data side (`rows x dim`, finite), and its context. Called by
+    /// [`crate::NormalizingFlow::initialize`] once, before training; the default does nothing.
+    fn init_from_data(
+        &self,
+        params: &mut ParamStore<B>,
+        x: &Tensor<B>,
+        context: Option<&Tensor<B>>,
+    ) -> Result<()> {
+        let _ = (params, x, context);
+        Ok(())
     }
 }
 
+/// An error naming `what` unless `v` has `expected` columns.
+pub fn check_width<B: Backend>(what: &'static str, expected: usize, v: &Var<B>) -> Result<()> {
+    let got = v.shape().cols;
+    if got != expected {
+        return Err(crate::error::Error::Width {
+            what,
+            expected,
+            got,
+        });
+    }
+    Ok(())
+}
+
 /// A `rows x 1` zero log-determinant on `like`'s tape, for volume-preserving layers.
-pub(crate) fn zero_log_det<B: Backend>(like: &Var<B>) -> Var<B> {
+pub fn zero_log_det<B: Backend>(like: &Var<B>) -> Var<B> {
     let rows = like.shape().rows;
     like.tape()
         .constant(flow_core::Tensor::zeros(like.tape().backend(), (rows, 1)))
@@ -54,7 +81,7 @@ pub(crate) fn zero_log_det<B: Backend>(like: &Var<B>) -> Var<B> {
 
 /// The conditioner's input: `v`, with `context` appended as further columns when the layer
 /// takes `expected` context features. Errors name a missing or wrongly sized context.
-pub(crate) fn with_context<B: flow_core::Backend>(
+pub fn with_context<B: flow_core::Backend>(
     what: &'static str,
     v: &Var<B>,
     context: Option<&Var<B>>,

@@ -11,14 +11,15 @@
 //! let cpu = Cpu::<f64>::new();
 //! let spec = RealNvpConfig { dim: 2, transforms: 2, hidden: vec![64, 64], ..Default::default() }.spec()?;
 //! let model = NormalizingFlow::new(&cpu, spec, 0)?;
-//! let (x, log_q) = model.sample(5, &mut rng(1))?;                // forward: z -> x
-//! let log_p = model.log_prob_of(&x)?;                             // inverse: x -> z
+//! let (x, log_q) = model.sample(5, None, &mut rng(1))?;                // forward: z -> x
+//! let log_p = model.log_prob(&x, None)?;                             // inverse: x -> z
 //! assert!(log_p.max_abs_diff(&log_q)? < 1e-9);
 //! # Ok::<(), flow_layers::Error>(())
 //! ```
 
 pub mod actnorm;
 pub mod autoregressive;
+mod builtin;
 pub mod coupling;
 pub mod distribution;
 pub mod error;
@@ -30,23 +31,31 @@ pub mod model;
 pub mod permute;
 pub mod planar;
 pub mod radial;
+pub mod registry;
 pub mod spec;
 pub mod spline;
-pub mod spline_coupling;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use actnorm::ActNorm;
-pub use autoregressive::{MaskedAutoregressive, Transformer};
-pub use coupling::{AffineCouplingBlock, ScaleMap};
+pub use autoregressive::{
+    AutoregressiveConfig, MaskedAffineAutoregressive, MaskedAutoregressive,
+    MaskedSplineAutoregressive, SplineAutoregressiveConfig, Transformer,
+};
+pub use coupling::{
+    AffineCouplingBlock, AffineCouplingConfig, Coupling, CouplingTransformer, ScaleMap,
+    SplineCoupling, SplineCouplingConfig,
+};
 pub use distribution::{Base, DiagGaussian, GaussianMixture, StandardNormal, Target, Uniform};
 pub use error::{Error, Result};
-pub use flow::Flow;
-pub use lu_linear::InvertibleLinearLu;
+pub use flow::{check_width, with_context, zero_log_det, Flow};
+pub use lu_linear::{InvertibleLinearLu, InvertibleLinearLuConfig};
 pub use made::{Made, MadeConfig, Ordering};
 pub use mlp::Mlp;
-pub use model::NormalizingFlow;
-pub use permute::{Permute, PermuteMode};
-pub use planar::{Planar, PlanarActivation, PlanarConfig, PLANAR_LEAKY_SLOPE};
+pub use model::{FlowBuilder, FlowValue, NormalizingFlow};
+pub use permute::{Permute, PermuteConfig, PermuteMode};
+pub use planar::{Planar, PlanarActivation, PlanarConfig, PlanarLayerConfig, PLANAR_LEAKY_SLOPE};
 pub use radial::{Radial, RadialConfig};
-pub use spec::{BaseSpec, FlowSpec, GlowConfig, LayerSpec, MafConfig, NsfConfig, RealNvpConfig};
+pub use registry::{BuildContext, Init, LayerKind, LayerSpec, NoConfig, Registry};
+pub use spec::{BaseSpec, FlowSpec, GlowConfig, MafConfig, NsfConfig, RealNvpConfig};
 pub use spline::SplineConfig;
-pub use spline_coupling::SplineCoupling;

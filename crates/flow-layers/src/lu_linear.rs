@@ -2,9 +2,18 @@
 //! `W = P L (U + diag(sign * exp(log_s)))`.
 
 use crate::error::{Error, Result};
-use crate::flow::Flow;
-use crate::spec::LayerSpec;
+use crate::flow::{check_width, Flow};
+use crate::registry::{BuildContext, LayerKind, LayerSpec};
 use flow_core::{Axis, Backend, Cpu, FlowRng, ParamId, ParamStore, Tape, Tensor, Var};
+use serde::{Deserialize, Serialize};
+
+/// An [`InvertibleLinearLu`]'s fixed parts (stored as `"invertible_linear_lu"`): the
+/// permutation (`P[perm[j]][j] = 1`) and the signs of `U`'s diagonal.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InvertibleLinearLuConfig {
+    pub perm: Vec<usize>,
+    pub sign: Vec<f64>,
+}
 
 /// An invertible linear map `x = z W^T` (rows are samples) with
 /// `W = P L (U + diag(sign * exp(log_s)))`: `P` a fixed permutation matrix, `L` lower
@@ -131,19 +140,14 @@ impl InvertibleLinearLu {
     /// Glow's initialisation: `W0` a random orthogonal matrix drawn from `rng`, decomposed as
     /// `W0 = P L (U + diag(sign * exp(log_s)))` (LU with partial pivoting), which fixes `P`
     /// and `sign` and gives the parameters' starting values.
-    pub fn new<B: Backend>(
-        params: &mut ParamStore<B>,
-        backend: &B,
-        prefix: &str,
-        dim: usize,
-        rng: &mut FlowRng,
-    ) -> Result<Self> {
+    pub fn new<B: Backend>(cx: &mut BuildContext<'_, B>) -> Result<Self> {
+        let dim = cx.dim;
         if dim == 0 {
             return Err(Error::Config(
                 "an invertible linear layer needs at least 1 feature".into(),
             ));
         }
-        let w0 = random_orthogonal(dim, rng);
+        let w0 = random_orthogonal(dim, cx.rng);
         let lu = lu_decompose(&w0, dim)
             .ok_or_else(|| Error::Config("a random orthogonal matrix is singular".into()))?;
         let mut upper = lu.upper;
@@ -159,27 +163,21 @@ impl InvertibleLinearLu {
         for i in 0..dim {
             lower[i * dim + i] = 0.0;
         }
-        Self::with_values(
-            params, backend, prefix, lu.perm, sign, &lower, &upper, &log_s,
-        )
+        Self::with_values(cx, lu.perm, sign, &lower, &upper, &log_s)
     }
 
-    /// The layer a [`LayerSpec::InvertibleLinearLu`] describes (fixed `perm` and `sign` of
-    /// `dim` features). A spec does not record Glow's random `W0`, so with `init_zeros` the
+    /// The layer an [`InvertibleLinearLuConfig`] describes (fixed `perm` and `sign` of
+    /// `cx.dim` features). A spec does not record Glow's random `W0`, so with `init_zeros` the
     /// layer starts at the signed permutation `W = P diag(sign)` (`L = I`, `U = 0`,
     /// `log_s = 0`; orthogonal too), to be overwritten by a checkpoint's parameters; without
     /// it the triangular parts and `log_s` are drawn from `N(0, 0.3^2)` (for tests).
-    #[allow(clippy::too_many_arguments)]
-    pub fn from_spec<B: Backend>(
-        params: &mut ParamStore<B>,
-        backend: &B,
-        prefix: &str,
-        dim: usize,
-        perm: Vec<usize>,
-        sign: Vec<f64>,
-        init_zeros: bool,
-        rng: &mut FlowRng,
+    pub fn from_config<B: Backend>(
+        cx: &mut BuildContext<'_, B>,
+        config: &InvertibleLinearLuConfig,
     ) -> Result<Self> {
+        let (dim, init_zeros) = (cx.dim, cx.init_zeros());
+        let (perm, sign) = (config.perm.clone(), config.sign.clone());
+        let rng: &mut FlowRng = cx.rng;
         if perm.len() != dim || sign.len() != dim {
             return Err(Error::Config(format!(
                 "an invertible linear layer of {dim} features with {} permutation entries and {} signs",
@@ -212,14 +210,11 @@ impl InvertibleLinearLu {
             }
             (lower, upper, draw(dim))
         };
-        Self::with_values(params, backend, prefix, perm, sign, &lower, &upper, &log_s)
+        Self::with_values(cx, perm, sign, &lower, &upper, &log_s)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn with_values<B: Backend>(
-        params: &mut ParamStore<B>,
-        backend: &B,
-        prefix: &str,
+        cx: &mut BuildContext<'_, B>,
         perm: Vec<usize>,
         sign: Vec<f64>,
         lower: &[f64],
@@ -239,16 +234,17 @@ impl InvertibleLinearLu {
                 "signs must be 1 or -1, got {sign:?}"
             )));
         }
-        let lower = params.add(
-            format!("{prefix}.lower"),
+        let backend = cx.backend;
+        let lower = cx.params.add(
+            cx.name("lower"),
             Tensor::from_f64s(backend, (dim, dim), lower)?,
         )?;
-        let upper = params.add(
-            format!("{prefix}.upper"),
+        let upper = cx.params.add(
+            cx.name("upper"),
             Tensor::from_f64s(backend, (dim, dim), upper)?,
         )?;
-        let log_s = params.add(
-            format!("{prefix}.log_s"),
+        let log_s = cx.params.add(
+            cx.name("log_s"),
             Tensor::from_f64s(backend, (1, dim), log_s)?,
         )?;
         Ok(InvertibleLinearLu {
@@ -319,17 +315,6 @@ impl InvertibleLinearLu {
             eye,
         })
     }
-
-    fn check_width<B: Backend>(&self, what: &'static str, v: &Var<B>) -> Result<()> {
-        if v.shape().cols != self.dim {
-            return Err(Error::Width {
-                what,
-                expected: self.dim,
-                got: v.shape().cols,
-            });
-        }
-        Ok(())
-    }
 }
 
 /// `L`, `U` (strict), `log_s` and `sign` of one pass, masked, on one tape.
@@ -381,7 +366,7 @@ impl<B: Backend> Flow<B> for InvertibleLinearLu {
         z: &Var<B>,
         _: Option<&Var<B>>,
     ) -> Result<(Var<B>, Var<B>)> {
-        self.check_width("InvertibleLinearLu forward", z)?;
+        check_width("InvertibleLinearLu forward", self.dim, z)?;
         let parts = self.parts(params, z.tape())?;
         let y =
             z.matmul_t(false, &parts.upper_diag()?, true)?
@@ -398,7 +383,7 @@ impl<B: Backend> Flow<B> for InvertibleLinearLu {
         x: &Var<B>,
         _: Option<&Var<B>>,
     ) -> Result<(Var<B>, Var<B>)> {
-        self.check_width("InvertibleLinearLu inverse", x)?;
+        check_width("InvertibleLinearLu inverse", self.dim, x)?;
         let parts = self.parts(params, x.tape())?;
         // 1 / (sign * exp(log_s)) = sign * exp(-log_s).
         let inv_s = parts.sign.mul(&parts.log_s.neg().exp())?;
@@ -413,9 +398,26 @@ impl<B: Backend> Flow<B> for InvertibleLinearLu {
     }
 
     fn spec(&self) -> LayerSpec {
-        LayerSpec::InvertibleLinearLu {
+        LayerSpec::of::<Self>(&InvertibleLinearLuConfig {
             perm: self.perm.clone(),
             sign: self.sign.clone(),
-        }
+        })
+    }
+}
+
+impl LayerKind for InvertibleLinearLu {
+    const NAME: &'static str = "invertible_linear_lu";
+    type Config = InvertibleLinearLuConfig;
+
+    fn build<B: Backend>(
+        config: &Self::Config,
+        cx: &mut BuildContext<'_, B>,
+    ) -> Result<Box<dyn Flow<B>>> {
+        Ok(Box::new(Self::from_config(cx, config)?))
+    }
+
+    /// `lower` and `upper` (`dim x dim` each) and `log_s` (`dim`).
+    fn num_scalars(_: &Self::Config, dim: usize, _: usize) -> Option<usize> {
+        dim.checked_mul(dim)?.checked_mul(2)?.checked_add(dim)
     }
 }

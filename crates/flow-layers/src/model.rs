@@ -1,23 +1,19 @@
 //! `NormalizingFlow`: a base distribution pushed through a stack of flows.
 
-use crate::actnorm::ActNorm;
-use crate::autoregressive::{MaskedAutoregressive, Transformer};
-use crate::coupling::AffineCouplingBlock;
 use crate::distribution::{Base, Target};
 use crate::error::{Error, Result};
 use crate::flow::Flow;
-use crate::lu_linear::InvertibleLinearLu;
-use crate::permute::Permute;
-use crate::planar::Planar;
-use crate::radial::Radial;
-use crate::spec::{FlowSpec, LayerSpec};
-use crate::spline_coupling::SplineCoupling;
+use crate::registry::{BuildContext, Init, LayerKind, LayerSpec, Registry};
+use crate::spec::{BaseSpec, FlowSpec};
 use flow_core::{Backend, FlowRng, ParamStore, Tape, Tensor, Var};
 
 /// A normalizing flow with normflows' semantics: `forward` maps latent to data,
 /// `log_prob(x) = log q0(f^-1(x)) + sum of inverse log-dets`.
 ///
-/// Parameter names are normflows' state_dict names (`q0.loc`, `flows.{k}.flows.1.param_map.net.{j}.weight`, ...).
+/// Built from an architecture ([`NormalizingFlow::new`], [`NormalizingFlow::from_spec`]) or
+/// layer by layer, built-in and one's own alike ([`NormalizingFlow::builder`]). Parameter
+/// names are normflows' state_dict names (`q0.loc`,
+/// `flows.{k}.flows.1.param_map.net.{j}.weight`, ...).
 #[derive(Debug)]
 pub struct NormalizingFlow<B: Backend> {
     backend: B,
@@ -27,148 +23,171 @@ pub struct NormalizingFlow<B: Backend> {
     params: ParamStore<B>,
 }
 
-impl<B: Backend> NormalizingFlow<B> {
-    /// Builds `spec` with freshly initialised parameters (PyTorch's `nn.Linear` init drawn
-    /// from `seed`; the last layer of every conditioner zeroed, as normflows' examples do, so
-    /// that the flow starts as the identity).
-    pub fn new(backend: &B, spec: FlowSpec, seed: u64) -> Result<Self> {
-        Self::build(backend, spec, seed, true)
+/// A layer waiting for [`FlowBuilder::build`]: a spec its registry knows, or a constructor.
+enum PendingLayer<B: Backend> {
+    Spec(LayerSpec),
+    Custom(Box<LayerConstructor<B>>),
+}
+
+type LayerConstructor<B> = dyn FnOnce(&mut BuildContext<'_, B>) -> Result<Box<dyn Flow<B>>>;
+
+/// Assembles a [`NormalizingFlow`] from a base and any layers, in `forward` (latent to data)
+/// order, as normflows' `NormalizingFlow(q0, flows)`: built-in layers by their config,
+/// one's own by their [`LayerKind`] or by any constructor of a [`Flow`] trait object.
+/// Parameters are created when [`FlowBuilder::build`] runs: the base's first (`q0.*`), then
+/// each layer's under `flows.{k}`, from one random stream.
+///
+/// ```
+/// use flow_core::{rng, Cpu};
+/// use flow_layers::{ActNorm, AffineCouplingBlock, AffineCouplingConfig, BaseSpec, NoConfig, NormalizingFlow, ScaleMap};
+///
+/// let coupling = AffineCouplingConfig { hidden: vec![16, 16], leaky: 0.0, scale_map: ScaleMap::Exp };
+/// let model = NormalizingFlow::builder(2)
+///     .base(BaseSpec::StandardNormal)
+///     .layer::<AffineCouplingBlock>(coupling.clone())
+///     .layer::<ActNorm>(NoConfig {})
+///     .push(move |cx| Ok(Box::new(AffineCouplingBlock::new(cx, &coupling)?)))
+///     .build(&Cpu::<f64>::new(), 0)?;
+/// assert_eq!(model.flows().len(), 3);
+/// let (x, log_q) = model.sample(4, None, &mut rng(1))?;
+/// assert!(model.log_prob(&x, None)?.max_abs_diff(&log_q)? < 1e-9);
+/// # Ok::<(), flow_layers::Error>(())
+/// ```
+pub struct FlowBuilder<B: Backend> {
+    dim: usize,
+    context: usize,
+    base: BaseSpec,
+    init: Init,
+    registry: Registry<B>,
+    layers: Vec<PendingLayer<B>>,
+    error: Option<Error>,
+}
+
+impl<B: Backend> std::fmt::Debug for FlowBuilder<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlowBuilder")
+            .field("dim", &self.dim)
+            .field("context", &self.context)
+            .field("base", &self.base)
+            .field("init", &self.init)
+            .field("layers", &self.layers.len())
+            .finish()
+    }
+}
+
+impl<B: Backend> FlowBuilder<B> {
+    /// A flow over `dim` features, unconditional, over normflows' learnable `DiagGaussian`,
+    /// with the built-in layer kinds and [`Init::Identity`].
+    pub fn new(dim: usize) -> Self {
+        FlowBuilder {
+            dim,
+            context: 0,
+            base: BaseSpec::DiagGaussian,
+            init: Init::Identity,
+            registry: Registry::builtin(),
+            layers: Vec::new(),
+            error: None,
+        }
     }
 
-    /// As [`NormalizingFlow::new`], but with every layer at PyTorch's `nn.Linear`
-    /// initialisation, the last ones included (zuko's convention): the flow does not start
-    /// as the identity. Also what tests of the layers' algebra use.
-    pub fn new_random(backend: &B, spec: FlowSpec, seed: u64) -> Result<Self> {
-        Self::build(backend, spec, seed, false)
+    /// Conditional on `context` features, which every conditioner reads.
+    pub fn context(mut self, context: usize) -> Self {
+        self.context = context;
+        self
     }
 
-    fn build(backend: &B, spec: FlowSpec, seed: u64, init_zeros: bool) -> Result<Self> {
+    pub fn base(mut self, base: BaseSpec) -> Self {
+        self.base = base;
+        self
+    }
+
+    pub fn init(mut self, init: Init) -> Self {
+        self.init = init;
+        self
+    }
+
+    /// The layer kinds [`FlowBuilder::spec_layer`] builds from (the built-in ones unless
+    /// replaced).
+    pub fn registry(mut self, registry: Registry<B>) -> Self {
+        self.registry = registry;
+        self
+    }
+
+    /// Appends a layer of kind `K` with `config` (registering `K` with the builder if its
+    /// registry does not hold it).
+    pub fn layer<K: LayerKind>(mut self, config: K::Config) -> Self {
+        if !self.registry.contains(K::NAME) {
+            if let Err(e) = self.registry.register::<K>() {
+                self.error.get_or_insert(e);
+            }
+        }
+        self.layers
+            .push(PendingLayer::Spec(LayerSpec::of::<K>(&config)));
+        self
+    }
+
+    /// Appends the layer `spec` describes (its kind must be in the registry).
+    pub fn spec_layer(mut self, spec: LayerSpec) -> Self {
+        self.layers.push(PendingLayer::Spec(spec));
+        self
+    }
+
+    /// Appends the layer `make` constructs: any [`Flow`], given the [`BuildContext`] (its
+    /// parameter prefix, width, context, initialisation and random stream). To reload a
+    /// checkpoint of the model, the layer's kind ([`Flow::spec`]) must be in the registry
+    /// the loader is given.
+    pub fn push(
+        mut self,
+        make: impl FnOnce(&mut BuildContext<'_, B>) -> Result<Box<dyn Flow<B>>> + 'static,
+    ) -> Self {
+        self.layers.push(PendingLayer::Custom(Box::new(make)));
+        self
+    }
+
+    /// Builds the base and the layers on `backend`, random values drawn from `seed`.
+    pub fn build(self, backend: &B, seed: u64) -> Result<NormalizingFlow<B>> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let (dim, context) = (self.dim, self.context);
         let mut params = ParamStore::new();
         let mut rng = flow_core::rng(seed);
-        let base = Base::from_spec(&mut params, backend, spec.dim, &spec.base, seed)?;
-        let mut flows: Vec<Box<dyn Flow<B>>> = Vec::with_capacity(spec.layers.len());
-        for (k, layer) in spec.layers.iter().enumerate() {
-            let flow: Box<dyn Flow<B>> = match layer {
-                LayerSpec::AffineCoupling {
-                    hidden,
-                    leaky,
-                    scale_map,
-                } => Box::new(AffineCouplingBlock::new(
-                    &mut params,
-                    backend,
-                    &format!("flows.{k}"),
-                    spec.dim,
-                    spec.context,
-                    hidden,
-                    *leaky,
-                    *scale_map,
-                    init_zeros,
-                    &mut rng,
-                )?),
-                LayerSpec::MaskedAffineAutoregressive {
-                    hidden,
-                    degrees,
-                    leaky,
-                    iaf,
-                } => Box::new(MaskedAutoregressive::new(
-                    &mut params,
-                    backend,
-                    &format!("flows.{k}"),
-                    spec.dim,
-                    spec.context,
-                    hidden,
-                    degrees.clone(),
-                    *leaky,
-                    *iaf,
-                    Transformer::Affine,
-                    init_zeros,
-                    &mut rng,
-                )?),
-                LayerSpec::MaskedSplineAutoregressive {
-                    hidden,
-                    degrees,
-                    leaky,
-                    iaf,
-                    spline,
-                } => Box::new(MaskedAutoregressive::new(
-                    &mut params,
-                    backend,
-                    &format!("flows.{k}"),
-                    spec.dim,
-                    spec.context,
-                    hidden,
-                    degrees.clone(),
-                    *leaky,
-                    *iaf,
-                    Transformer::RationalQuadratic(*spline),
-                    init_zeros,
-                    &mut rng,
-                )?),
-                LayerSpec::SplineCoupling {
-                    hidden,
-                    leaky,
-                    spline,
-                } => Box::new(SplineCoupling::new(
-                    &mut params,
-                    backend,
-                    &format!("flows.{k}"),
-                    spec.dim,
-                    spec.context,
-                    hidden,
-                    *leaky,
-                    *spline,
-                    init_zeros,
-                    &mut rng,
-                )?),
-                LayerSpec::Permute { mode, perm } => {
-                    if perm.len() != spec.dim {
-                        return Err(Error::Config(format!(
-                            "layer {k}: permutation of {} features in a flow of {}",
-                            perm.len(),
-                            spec.dim
-                        )));
-                    }
-                    Box::new(Permute::from_perm(perm.clone(), *mode)?)
-                }
-                LayerSpec::ActNorm => Box::new(ActNorm::new(
-                    &mut params,
-                    backend,
-                    &format!("flows.{k}"),
-                    spec.dim,
-                    init_zeros,
-                    &mut rng,
-                )?),
-                LayerSpec::InvertibleLinearLu { perm, sign } => {
-                    Box::new(InvertibleLinearLu::from_spec(
-                        &mut params,
-                        backend,
-                        &format!("flows.{k}"),
-                        spec.dim,
-                        perm.clone(),
-                        sign.clone(),
-                        init_zeros,
-                        &mut rng,
-                    )?)
-                }
-                // normflows initialises these randomly in either mode.
-                LayerSpec::Planar { activation } => Box::new(Planar::new(
-                    &mut params,
-                    backend,
-                    &format!("flows.{k}"),
-                    spec.dim,
-                    *activation,
-                    &mut rng,
-                )?),
-                LayerSpec::Radial => Box::new(Radial::new(
-                    &mut params,
-                    backend,
-                    &format!("flows.{k}"),
-                    spec.dim,
-                    &mut rng,
-                )?),
+        let base = Base::from_spec(&mut params, backend, dim, &self.base, seed)?;
+        let mut flows: Vec<Box<dyn Flow<B>>> = Vec::with_capacity(self.layers.len());
+        for (k, layer) in self.layers.into_iter().enumerate() {
+            let mut cx = BuildContext {
+                backend,
+                params: &mut params,
+                prefix: format!("flows.{k}"),
+                dim,
+                context,
+                init: self.init,
+                rng: &mut rng,
             };
+            let flow = match layer {
+                PendingLayer::Spec(spec) => self.registry.build(&spec, &mut cx)?,
+                PendingLayer::Custom(make) => make(&mut cx)?,
+            };
+            if flow.dim() != dim {
+                return Err(Error::Config(format!(
+                    "layer {k} maps {} features in a flow of {dim}",
+                    flow.dim()
+                )));
+            }
+            if flow.context_dim() != 0 && flow.context_dim() != context {
+                return Err(Error::Config(format!(
+                    "layer {k} reads {} context features in a flow of {context}",
+                    flow.context_dim()
+                )));
+            }
             flows.push(flow);
         }
+        let spec = FlowSpec {
+            dim,
+            context,
+            base: self.base,
+            layers: flows.iter().map(|f| f.spec()).collect(),
+        };
         Ok(NormalizingFlow {
             backend: backend.clone(),
             spec,
@@ -176,6 +195,51 @@ impl<B: Backend> NormalizingFlow<B> {
             flows,
             params,
         })
+    }
+}
+
+impl<B: Backend> NormalizingFlow<B> {
+    /// Builds `spec` of built-in layers with freshly initialised parameters (PyTorch's
+    /// `nn.Linear` init drawn from `seed`; the last layer of every conditioner zeroed, as
+    /// normflows' examples do, so that the flow starts as the identity).
+    pub fn new(backend: &B, spec: FlowSpec, seed: u64) -> Result<Self> {
+        Self::from_spec(&Registry::builtin(), backend, spec, seed)
+    }
+
+    /// As [`NormalizingFlow::new`], but with every layer at PyTorch's `nn.Linear`
+    /// initialisation, the last ones included (zuko's convention; [`Init::Random`]): the
+    /// flow does not start as the identity. Also what tests of the layers' algebra use.
+    pub fn new_random(backend: &B, spec: FlowSpec, seed: u64) -> Result<Self> {
+        Self::builder_from(Registry::builtin(), spec)
+            .init(Init::Random)
+            .build(backend, seed)
+    }
+
+    /// Builds `spec`, whose layer kinds `registry` holds (the built-in ones and one's own),
+    /// with [`Init::Identity`].
+    pub fn from_spec(
+        registry: &Registry<B>,
+        backend: &B,
+        spec: FlowSpec,
+        seed: u64,
+    ) -> Result<Self> {
+        Self::builder_from(registry.clone(), spec).build(backend, seed)
+    }
+
+    /// A builder for a flow over `dim` features, to which layers are added one by one.
+    pub fn builder(dim: usize) -> FlowBuilder<B> {
+        FlowBuilder::new(dim)
+    }
+
+    /// A builder holding `spec`'s base and layers, built with `registry`.
+    pub fn builder_from(registry: Registry<B>, spec: FlowSpec) -> FlowBuilder<B> {
+        let builder = FlowBuilder::new(spec.dim)
+            .context(spec.context)
+            .base(spec.base)
+            .registry(registry);
+        spec.layers
+            .into_iter()
+            .fold(builder, |b, layer| b.spec_layer(layer))
     }
 
     pub fn backend(&self) -> &B {
@@ -207,81 +271,73 @@ impl<B: Backend> NormalizingFlow<B> {
         &self.base
     }
 
-    /// Whether the flow has [`ActNorm`] layers, which want a data-dependent initialisation
-    /// ([`NormalizingFlow::initialize_actnorm`]) before training.
-    pub fn has_actnorm(&self) -> bool {
-        self.flows.iter().any(|f| f.as_actnorm().is_some())
+    /// Whether a layer of the flow initialises itself from data ([`Flow::wants_data_init`],
+    /// Glow's ActNorm), so that [`NormalizingFlow::init_from_data`] should run before
+    /// training.
+    pub fn wants_data_init(&self) -> bool {
+        self.flows.iter().any(|f| f.wants_data_init())
     }
 
-    /// Glow's data-dependent initialisation of every [`ActNorm`] layer from a batch `x` (data
-    /// side, `rows x dim`, at least 2 rows) and its context (`rows x context_dim`; `None` for
-    /// an unconditional flow).
+    /// Data-dependent initialisation (Glow's ActNorm) of every layer that wants it, from a
+    /// batch `x` (data side, `rows x dim`, at least 2 rows) and its context (`rows x
+    /// context_dim`; `None` for an unconditional flow).
     ///
     /// The batch runs through the flow's inverse (data to latent) one layer at a time, and
-    /// each ActNorm it meets is initialised ([`ActNorm::initialize`]) from the values that
-    /// reach it, before they pass through it: so, in order from the data side, every ActNorm
-    /// maps the batch to zero mean and unit variance per feature (given the layers before
-    /// it, initialised the same way). Layers beyond the last ActNorm are not evaluated. Call
-    /// it once, on a first batch of training data, before the first update; the parameters
-    /// it sets are ordinary parameters (checkpointed, then trained).
+    /// each layer that wants it is initialised ([`Flow::init_from_data`]) from the values
+    /// that reach it, before they pass through it: so, in order from the data side, every
+    /// ActNorm maps the batch to zero mean and unit variance per feature (given the layers
+    /// before it, initialised the same way). Layers beyond the last such layer are not
+    /// evaluated. Call it once, on a first batch of training data, before the first update;
+    /// the parameters it sets are ordinary parameters (checkpointed, then trained).
     ///
-    /// Returns the number of layers initialised (0 for a flow without ActNorm, whose
+    /// Returns the number of layers initialised (0 for a flow without such layers, whose
     /// parameters it leaves alone). Fails, leaving every parameter as it was, on a batch of
     /// the wrong width, a context that does not fit the flow, fewer than 2 rows (no spread to
-    /// standardise), or values reaching an ActNorm that are not all finite.
-    pub fn initialize_actnorm(
-        &mut self,
-        x: &Tensor<B>,
-        context: Option<&Tensor<B>>,
-    ) -> Result<usize> {
-        let Some(last) = self.flows.iter().position(|f| f.as_actnorm().is_some()) else {
+    /// standardise), or an error of a layer's initialisation (an ActNorm reached by values
+    /// that are not all finite).
+    pub fn init_from_data(&mut self, x: &Tensor<B>, context: Option<&Tensor<B>>) -> Result<usize> {
+        let Some(last) = self.flows.iter().position(|f| f.wants_data_init()) else {
             return Ok(0);
         };
         let tape = Tape::new(&self.backend);
         let xv = tape.constant(x.clone());
-        self.check_width("initialize_actnorm", &xv)?;
+        self.check_width("init_from_data", &xv)?;
         self.check_context(context.map(|c| tape.constant(c.clone())).as_ref(), x.rows())?;
         if x.rows() < 2 {
             return Err(Error::Config(format!(
-                "ActNorm initialisation needs a batch of at least 2 rows, got {}",
+                "data-dependent initialisation needs a batch of at least 2 rows, got {}",
                 x.rows()
             )));
         }
-        let mut saved = Vec::new();
-        let result = self.initialize_actnorm_from(x, context, last, &mut saved);
+        let saved: Vec<Tensor<B>> = self.params.iter().map(|(_, _, t)| t.clone()).collect();
+        let result = self.init_from_data_down_to(x, context, last);
         if result.is_err() {
             // Back to the values before the call.
-            for (id, value) in saved.into_iter().rev() {
+            let ids: Vec<_> = self.params.ids().collect();
+            for (id, value) in ids.into_iter().zip(saved) {
                 self.params.set(id, value)?;
             }
         }
         result
     }
 
-    /// The pass behind [`NormalizingFlow::initialize_actnorm`], down to layer `last`; the
-    /// previous values of the parameters it sets go to `saved`.
-    fn initialize_actnorm_from(
+    /// The pass behind [`NormalizingFlow::init_from_data`], down to layer `last`.
+    fn init_from_data_down_to(
         &mut self,
         x: &Tensor<B>,
         context: Option<&Tensor<B>>,
         last: usize,
-        saved: &mut Vec<(flow_core::ParamId, Tensor<B>)>,
     ) -> Result<usize> {
         let mut v = x.clone();
         let mut initialised = 0;
         for k in (last..self.flows.len()).rev() {
             let flow = &self.flows[k];
-            if let Some(actnorm) = flow.as_actnorm() {
-                if !v.to_f64s().iter().all(|e| e.is_finite()) {
-                    return Err(Error::Config(format!(
-                        "ActNorm initialisation: the batch reaches layer {k} with values that \
-                         are not all finite"
-                    )));
-                }
-                for id in [actnorm.loc(), actnorm.log_scale()] {
-                    saved.push((id, self.params.get(id)?.clone()));
-                }
-                actnorm.initialize(&mut self.params, &v)?;
+            if flow.wants_data_init() {
+                flow.init_from_data(&mut self.params, &v, context)
+                    .map_err(|e| match e {
+                        Error::Config(m) => Error::Config(format!("layer {k}: {m}")),
+                        e => e,
+                    })?;
                 initialised += 1;
             }
             if k > last {
@@ -299,15 +355,7 @@ impl<B: Backend> NormalizingFlow<B> {
     }
 
     fn check_width(&self, what: &'static str, v: &Var<B>) -> Result<()> {
-        let got = v.shape().cols;
-        if got != self.dim() {
-            return Err(Error::Width {
-                what,
-                expected: self.dim(),
-                got,
-            });
-        }
-        Ok(())
+        crate::flow::check_width(what, self.dim(), v)
     }
 
     /// The number of context features a conditional flow reads (0: unconditional).
@@ -335,18 +383,100 @@ impl<B: Backend> NormalizingFlow<B> {
         }
     }
 
-    /// Latent to data, with the summed forward log-dets per sample.
-    pub fn forward_and_log_det(&self, z: &Var<B>) -> Result<(Var<B>, Var<B>)> {
-        self.forward_and_log_det_given(z, None)
+    /// Latent to data given a context (`rows x context_dim`; `None` for an unconditional
+    /// flow), with the summed forward log-dets per sample (`rows x 1`). `z` is a tape
+    /// variable (the result stays on its tape, for gradients) or a tensor (evaluated on a
+    /// tape of its own; the result is a tensor).
+    pub fn forward<X: FlowValue<B>>(&self, z: &X, context: Option<&X>) -> Result<(X, X)> {
+        let (z, context) = self.onto_tape(z, context);
+        let (x, log_det) = self.forward_var(&z, context.as_ref())?;
+        Ok((X::from_var(x), X::from_var(log_det)))
     }
 
-    /// Latent to data given a context (`rows x context_dim`, `None` for an unconditional
-    /// flow), with the summed forward log-dets per sample.
-    pub fn forward_and_log_det_given(
+    /// Data to latent given a context, with the summed inverse log-dets per sample; a tape
+    /// variable or a tensor, as [`NormalizingFlow::forward`].
+    pub fn inverse<X: FlowValue<B>>(&self, x: &X, context: Option<&X>) -> Result<(X, X)> {
+        let (x, context) = self.onto_tape(x, context);
+        let (z, log_det) = self.inverse_var(&x, context.as_ref())?;
+        Ok((X::from_var(z), X::from_var(log_det)))
+    }
+
+    /// log q(x | c) per row (`rows x 1`): `context` has a row per row of `x` (`None` for an
+    /// unconditional flow). A tape variable or a tensor, as [`NormalizingFlow::forward`].
+    pub fn log_prob<X: FlowValue<B>>(&self, x: &X, context: Option<&X>) -> Result<X> {
+        let (x, context) = self.onto_tape(x, context);
+        Ok(X::from_var(self.log_prob_var(&x, context.as_ref())?))
+    }
+
+    /// The forward KL divergence estimate from target samples `x` (and their contexts):
+    /// `-mean(log q(x | c))`, `1 x 1`. On a tape variable it is the training loss.
+    pub fn forward_kld<X: FlowValue<B>>(&self, x: &X, context: Option<&X>) -> Result<X> {
+        let (x, context) = self.onto_tape(x, context);
+        Ok(X::from_var(
+            self.log_prob_var(&x, context.as_ref())?.mean_all().neg(),
+        ))
+    }
+
+    /// The reverse KL divergence estimate from `n` model samples:
+    /// `mean(log q(x)) - beta * mean(log p(x))`, reparametrised (score function included).
+    pub fn reverse_kld(
         &self,
-        z: &Var<B>,
+        tape: &Tape<B>,
+        target: &dyn Target<B>,
+        n: usize,
+        beta: f64,
+        rng: &mut FlowRng,
+    ) -> Result<Var<B>> {
+        let (x, log_q) = self.sample_on(tape, n, None, rng)?;
+        let log_p = target.log_prob(&x)?;
+        Ok(log_q.mean_all().sub(&log_p.mean_all().mul_scalar(beta))?)
+    }
+
+    /// `n` samples on `tape` given a context (one row shared by all samples, or `n` rows;
+    /// `None` for an unconditional flow), and their log-density `log q(x | c)`.
+    pub fn sample_on(
+        &self,
+        tape: &Tape<B>,
+        n: usize,
         context: Option<&Var<B>>,
+        rng: &mut FlowRng,
     ) -> Result<(Var<B>, Var<B>)> {
+        let context = match context {
+            Some(c) if c.shape().rows == 1 && n != 1 => Some(c.broadcast_to((n, c.shape().cols))?),
+            Some(c) => Some(c.clone()),
+            None => None,
+        };
+        let (z, log_q0) = self.base.sample(&self.params, tape, n, rng)?;
+        let (x, log_det) = self.forward_var(&z, context.as_ref())?;
+        Ok((x, log_q0.sub(&log_det)?))
+    }
+
+    /// `n` samples given a context (as [`NormalizingFlow::sample_on`]) and their
+    /// log-density, as tensors.
+    pub fn sample(
+        &self,
+        n: usize,
+        context: Option<&Tensor<B>>,
+        rng: &mut FlowRng,
+    ) -> Result<(Tensor<B>, Tensor<B>)> {
+        let tape = Tape::new(&self.backend);
+        let context = context.map(|c| tape.constant(c.clone()));
+        let (x, log_q) = self.sample_on(&tape, n, context.as_ref(), rng)?;
+        Ok((x.value(), log_q.value()))
+    }
+
+    /// `value` and `context` as variables on one tape (a new one for tensors).
+    fn onto_tape<X: FlowValue<B>>(
+        &self,
+        value: &X,
+        context: Option<&X>,
+    ) -> (Var<B>, Option<Var<B>>) {
+        let v = value.to_var(None, &self.backend);
+        let c = context.map(|c| c.to_var(Some(v.tape()), &self.backend));
+        (v, c)
+    }
+
+    fn forward_var(&self, z: &Var<B>, context: Option<&Var<B>>) -> Result<(Var<B>, Var<B>)> {
         self.check_width("forward", z)?;
         self.check_context(context, z.shape().rows)?;
         self.chain(z, self.flows.iter(), |flow, v| {
@@ -354,22 +484,17 @@ impl<B: Backend> NormalizingFlow<B> {
         })
     }
 
-    /// Data to latent, with the summed inverse log-dets per sample.
-    pub fn inverse_and_log_det(&self, x: &Var<B>) -> Result<(Var<B>, Var<B>)> {
-        self.inverse_and_log_det_given(x, None)
-    }
-
-    /// Data to latent given a context, with the summed inverse log-dets per sample.
-    pub fn inverse_and_log_det_given(
-        &self,
-        x: &Var<B>,
-        context: Option<&Var<B>>,
-    ) -> Result<(Var<B>, Var<B>)> {
+    fn inverse_var(&self, x: &Var<B>, context: Option<&Var<B>>) -> Result<(Var<B>, Var<B>)> {
         self.check_width("inverse", x)?;
         self.check_context(context, x.shape().rows)?;
         self.chain(x, self.flows.iter().rev(), |flow, v| {
             flow.inverse(&self.params, v, context)
         })
+    }
+
+    fn log_prob_var(&self, x: &Var<B>, context: Option<&Var<B>>) -> Result<Var<B>> {
+        let (z, log_det) = self.inverse_var(x, context)?;
+        Ok(self.base.log_prob(&self.params, &z)?.add(&log_det)?)
     }
 
     /// Applies `step` through `flows` in order, summing the log-dets.
@@ -392,108 +517,38 @@ impl<B: Backend> NormalizingFlow<B> {
         let log_det = log_det.unwrap_or_else(|| zeros_like_rows(&v));
         Ok((v, log_det))
     }
+}
 
-    /// log q(x) per row (`rows x 1`).
-    pub fn log_prob(&self, x: &Var<B>) -> Result<Var<B>> {
-        self.log_prob_given(x, None)
+/// What the model's calls take and give: a [`Var`] (the call records on its tape, so that
+/// gradients flow) or a [`Tensor`] (the call runs on a tape of its own and gives tensors).
+pub trait FlowValue<B: Backend>: Sized {
+    /// The value as a variable: on `tape` when given (a tensor becomes a constant there),
+    /// else on its own tape.
+    fn to_var(&self, tape: Option<&Tape<B>>, backend: &B) -> Var<B>;
+    /// A result variable in this form.
+    fn from_var(v: Var<B>) -> Self;
+}
+
+impl<B: Backend> FlowValue<B> for Var<B> {
+    fn to_var(&self, _: Option<&Tape<B>>, _: &B) -> Var<B> {
+        self.clone()
     }
 
-    /// log q(x | c) per row (`rows x 1`) of a conditional flow; `context` has a row per row of
-    /// `x` (`None` for an unconditional flow).
-    pub fn log_prob_given(&self, x: &Var<B>, context: Option<&Var<B>>) -> Result<Var<B>> {
-        let (z, log_det) = self.inverse_and_log_det_given(x, context)?;
-        Ok(self.base.log_prob(&self.params, &z)?.add(&log_det)?)
+    fn from_var(v: Var<B>) -> Self {
+        v
+    }
+}
+
+impl<B: Backend> FlowValue<B> for Tensor<B> {
+    fn to_var(&self, tape: Option<&Tape<B>>, backend: &B) -> Var<B> {
+        match tape {
+            Some(tape) => tape.constant(self.clone()),
+            None => Tape::new(backend).constant(self.clone()),
+        }
     }
 
-    /// The forward KL divergence estimate from target samples `x`: `-mean(log q(x))`.
-    pub fn forward_kld(&self, x: &Var<B>) -> Result<Var<B>> {
-        self.forward_kld_given(x, None)
-    }
-
-    /// `-mean(log q(x | c))` over rows of samples `x` and their contexts.
-    pub fn forward_kld_given(&self, x: &Var<B>, context: Option<&Var<B>>) -> Result<Var<B>> {
-        Ok(self.log_prob_given(x, context)?.mean_all().neg())
-    }
-
-    /// The reverse KL divergence estimate from `n` model samples:
-    /// `mean(log q(x)) - beta * mean(log p(x))`, reparametrised (score function included).
-    pub fn reverse_kld(
-        &self,
-        tape: &Tape<B>,
-        target: &dyn Target<B>,
-        n: usize,
-        beta: f64,
-        rng: &mut FlowRng,
-    ) -> Result<Var<B>> {
-        let (x, log_q) = self.sample_on(tape, n, rng)?;
-        let log_p = target.log_prob(&x)?;
-        Ok(log_q.mean_all().sub(&log_p.mean_all().mul_scalar(beta))?)
-    }
-
-    /// `n` samples on `tape` and their log-density under the model.
-    pub fn sample_on(
-        &self,
-        tape: &Tape<B>,
-        n: usize,
-        rng: &mut FlowRng,
-    ) -> Result<(Var<B>, Var<B>)> {
-        self.sample_given_on(tape, n, None, rng)
-    }
-
-    /// `n` samples on `tape` given a context, and their log-density `log q(x | c)`. The
-    /// context has one row (shared by all samples) or `n` rows (one per sample).
-    pub fn sample_given_on(
-        &self,
-        tape: &Tape<B>,
-        n: usize,
-        context: Option<&Var<B>>,
-        rng: &mut FlowRng,
-    ) -> Result<(Var<B>, Var<B>)> {
-        let context = match context {
-            Some(c) if c.shape().rows == 1 && n != 1 => Some(c.broadcast_to((n, c.shape().cols))?),
-            Some(c) => Some(c.clone()),
-            None => None,
-        };
-        let (z, log_q0) = self.base.sample(&self.params, tape, n, rng)?;
-        let (x, log_det) = self.forward_and_log_det_given(&z, context.as_ref())?;
-        Ok((x, log_q0.sub(&log_det)?))
-    }
-
-    /// `n` samples and their log-density, as tensors.
-    pub fn sample(&self, n: usize, rng: &mut FlowRng) -> Result<(Tensor<B>, Tensor<B>)> {
-        self.sample_given(n, None, rng)
-    }
-
-    /// `n` samples of a conditional flow given `context` (one row shared by all samples, or
-    /// `n` rows), and their log-density, as tensors.
-    pub fn sample_given(
-        &self,
-        n: usize,
-        context: Option<&Tensor<B>>,
-        rng: &mut FlowRng,
-    ) -> Result<(Tensor<B>, Tensor<B>)> {
-        let tape = Tape::new(&self.backend);
-        let context = context.map(|c| tape.constant(c.clone()));
-        let (x, log_q) = self.sample_given_on(&tape, n, context.as_ref(), rng)?;
-        Ok((x.value(), log_q.value()))
-    }
-
-    /// log q(x) per row of a data tensor.
-    pub fn log_prob_of(&self, x: &Tensor<B>) -> Result<Tensor<B>> {
-        self.log_prob_given_of(x, None)
-    }
-
-    /// log q(x | c) per row of a data tensor and its contexts.
-    pub fn log_prob_given_of(
-        &self,
-        x: &Tensor<B>,
-        context: Option<&Tensor<B>>,
-    ) -> Result<Tensor<B>> {
-        let tape = Tape::new(&self.backend);
-        let context = context.map(|c| tape.constant(c.clone()));
-        Ok(self
-            .log_prob_given(&tape.constant(x.clone()), context.as_ref())?
-            .value())
+    fn from_var(v: Var<B>) -> Self {
+        v.value()
     }
 }
 

@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::flow::{zero_log_det, Flow};
-use crate::spec::LayerSpec;
+use crate::registry::{BuildContext, LayerKind, LayerSpec};
 use flow_core::{Backend, ParamStore, Var};
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
@@ -17,6 +17,14 @@ pub enum PermuteMode {
     Shuffle,
     /// Reverses the order.
     Reverse,
+}
+
+/// A [`Permute`] layer's architecture (stored as `"permute"`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PermuteConfig {
+    pub mode: PermuteMode,
+    /// Output column `j` of `forward` is input column `perm[j]`.
+    pub perm: Vec<usize>,
 }
 
 /// A fixed permutation: output column `j` of `forward` is input column `perm[j]`.
@@ -88,9 +96,33 @@ impl<B: Backend> Flow<B> for Permute {
     }
 
     fn spec(&self) -> LayerSpec {
-        LayerSpec::Permute {
+        LayerSpec::of::<Self>(&PermuteConfig {
             mode: self.mode,
             perm: self.perm.clone(),
+        })
+    }
+}
+
+impl LayerKind for Permute {
+    const NAME: &'static str = "permute";
+    type Config = PermuteConfig;
+
+    fn build<B: Backend>(
+        config: &Self::Config,
+        cx: &mut BuildContext<'_, B>,
+    ) -> Result<Box<dyn Flow<B>>> {
+        if config.perm.len() != cx.dim {
+            return Err(Error::Config(format!(
+                "{}: permutation of {} features in a flow of {}",
+                cx.prefix,
+                config.perm.len(),
+                cx.dim
+            )));
         }
+        Ok(Box::new(Self::from_perm(config.perm.clone(), config.mode)?))
+    }
+
+    fn num_scalars(_: &Self::Config, _: usize, _: usize) -> Option<usize> {
+        Some(0)
     }
 }

@@ -8,9 +8,10 @@
 //! the exact inverse (see [`Planar`]).
 
 use crate::error::{Error, Result};
-use crate::flow::Flow;
-use crate::spec::{BaseSpec, FlowSpec, LayerSpec};
-use flow_core::{Backend, Element, FlowRng, ParamId, ParamStore, Tape, Tensor, UnaryOp, Var};
+use crate::flow::{check_width, Flow};
+use crate::registry::{BuildContext, LayerKind, LayerSpec};
+use crate::spec::{BaseSpec, FlowSpec};
+use flow_core::{Backend, Element, ParamId, ParamStore, Tape, Tensor, UnaryOp, Var};
 use serde::{Deserialize, Serialize};
 
 /// Negative slope of the leaky ReLU a planar flow may use (normflows' fixed 0.2).
@@ -67,11 +68,14 @@ pub enum PlanarActivation {
 ///
 /// ```
 /// use flow_core::{rng, Cpu, ParamStore, Tape, Tensor};
-/// use flow_layers::{Flow, Planar, PlanarActivation};
+/// use flow_layers::{BuildContext, Flow, Planar, PlanarActivation};
 ///
 /// let cpu = Cpu::<f64>::new();
 /// let mut params = ParamStore::new();
-/// let layer = Planar::new(&mut params, &cpu, "flows.0", 3, PlanarActivation::Tanh, &mut rng(0))?;
+/// let layer = Planar::new(
+///     &mut BuildContext::new(&cpu, &mut params, "flows.0", 3, &mut rng(0)),
+///     PlanarActivation::Tanh,
+/// )?;
 /// let tape = Tape::new(&cpu);
 /// let z = tape.constant(Tensor::randn(&cpu, (4, 3), &mut rng(1)));
 /// let (x, log_det) = layer.forward(&params, &z, None)?;
@@ -109,16 +113,14 @@ struct Slopes<B: Backend> {
 }
 
 impl Planar {
-    /// A planar layer over `dim >= 1` features with normflows' initialisation (see
-    /// [`Planar`]), its parameters registered in `params` under `prefix`.
+    /// A planar layer over `cx.dim >= 1` features with normflows' initialisation (see
+    /// [`Planar`]; random in either [`crate::Init`], as normflows), its parameters registered
+    /// under `cx.prefix`.
     pub fn new<B: Backend>(
-        params: &mut ParamStore<B>,
-        backend: &B,
-        prefix: &str,
-        dim: usize,
+        cx: &mut BuildContext<'_, B>,
         activation: PlanarActivation,
-        rng: &mut FlowRng,
     ) -> Result<Self> {
+        let (backend, dim, rng) = (cx.backend, cx.dim, &mut *cx.rng);
         if dim == 0 {
             return Err(Error::Config("Planar needs at least 1 feature".into()));
         }
@@ -126,9 +128,11 @@ impl Planar {
         let lim_w = (2.0 / dim as f64).sqrt();
         let u = Tensor::rand_uniform(backend, (1, dim), -lim_u, lim_u, rng)?;
         let w = Tensor::rand_uniform(backend, (1, dim), -lim_w, lim_w, rng)?;
-        let u = params.add(format!("{prefix}.u"), u)?;
-        let w = params.add(format!("{prefix}.w"), w)?;
-        let b = params.add(format!("{prefix}.b"), Tensor::zeros(backend, (1, 1)))?;
+        let u = cx.params.add(cx.name("u"), u)?;
+        let w = cx.params.add(cx.name("w"), w)?;
+        let b = cx
+            .params
+            .add(cx.name("b"), Tensor::zeros(backend, (1, 1)))?;
         Ok(Planar {
             dim,
             activation,
@@ -209,17 +213,6 @@ impl Planar {
     fn log_det<B: Backend>(bound: &Bound<B>, slopes: &Slopes<B>) -> Result<Var<B>> {
         Ok(slopes.one_minus_dh.add(&slopes.dh.mul(&bound.s)?)?.log())
     }
-
-    fn check_width<B: Backend>(&self, what: &'static str, v: &Var<B>) -> Result<()> {
-        if v.shape().cols != self.dim {
-            return Err(Error::Width {
-                what,
-                expected: self.dim,
-                got: v.shape().cols,
-            });
-        }
-        Ok(())
-    }
 }
 
 /// `h'` and `1 - h'` of the leaky ReLU at each entry of `lambda` (normflows' convention:
@@ -296,7 +289,7 @@ impl<B: Backend> Flow<B> for Planar {
         z: &Var<B>,
         _: Option<&Var<B>>,
     ) -> Result<(Var<B>, Var<B>)> {
-        self.check_width("Planar forward", z)?;
+        check_width("Planar forward", self.dim, z)?;
         let bound = self.bind(params, z.tape())?;
         let lambda = Self::linear(&bound, z)?;
         let slopes = self.slopes(&lambda);
@@ -310,7 +303,7 @@ impl<B: Backend> Flow<B> for Planar {
         x: &Var<B>,
         _: Option<&Var<B>>,
     ) -> Result<(Var<B>, Var<B>)> {
-        self.check_width("Planar inverse", x)?;
+        check_width("Planar inverse", self.dim, x)?;
         check_finite_input("Planar", x)?;
         let tape = x.tape();
         let bound = self.bind(params, tape)?;
@@ -376,9 +369,34 @@ impl<B: Backend> Flow<B> for Planar {
     }
 
     fn spec(&self) -> LayerSpec {
-        LayerSpec::Planar {
+        LayerSpec::of::<Self>(&PlanarLayerConfig {
             activation: self.activation,
-        }
+        })
+    }
+}
+
+/// One [`Planar`] layer's configuration (stored as `"planar"`; `activation` defaults to
+/// tanh when absent).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlanarLayerConfig {
+    #[serde(default)]
+    pub activation: PlanarActivation,
+}
+
+impl LayerKind for Planar {
+    const NAME: &'static str = "planar";
+    type Config = PlanarLayerConfig;
+
+    fn build<B: Backend>(
+        config: &Self::Config,
+        cx: &mut BuildContext<'_, B>,
+    ) -> Result<Box<dyn Flow<B>>> {
+        Ok(Box::new(Self::new(cx, config.activation)?))
+    }
+
+    /// `u` and `w` (`dim` each) and `b`.
+    fn num_scalars(_: &Self::Config, dim: usize, _: usize) -> Option<usize> {
+        dim.checked_mul(2)?.checked_add(1)
     }
 }
 
@@ -387,13 +405,13 @@ impl<B: Backend> Flow<B> for Planar {
 ///
 /// ```
 /// use flow_core::{rng, Cpu};
-/// use flow_layers::{NormalizingFlow, PlanarConfig};
+/// use flow_layers::{NormalizingFlow, PlanarConfig, Registry};
 ///
 /// let spec = PlanarConfig { dim: 2, transforms: 8, ..Default::default() }.spec()?;
-/// assert_eq!(spec.num_scalars(), Some(2 * 2 + 8 * (2 * 2 + 1)));
+/// assert_eq!(spec.num_scalars(&Registry::<Cpu<f64>>::builtin())?, Some(2 * 2 + 8 * (2 * 2 + 1)));
 /// let model = NormalizingFlow::new(&Cpu::<f64>::new(), spec, 0)?;
-/// let (x, log_q) = model.sample(5, &mut rng(1))?;
-/// assert!(model.log_prob_of(&x)?.max_abs_diff(&log_q)? < 1e-9);
+/// let (x, log_q) = model.sample(5, None, &mut rng(1))?;
+/// assert!(model.log_prob(&x, None)?.max_abs_diff(&log_q)? < 1e-9);
 /// # Ok::<(), flow_layers::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq)]
@@ -426,9 +444,9 @@ impl PlanarConfig {
             context: 0,
             base: BaseSpec::DiagGaussian,
             layers: vec![
-                LayerSpec::Planar {
+                LayerSpec::of::<Planar>(&PlanarLayerConfig {
                     activation: self.activation
-                };
+                });
                 self.transforms
             ],
         })

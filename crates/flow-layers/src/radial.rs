@@ -3,10 +3,11 @@
 //! around `z_0`, with `beta_hat >= -alpha` so that the map stays invertible.
 
 use crate::error::{Error, Result};
-use crate::flow::Flow;
+use crate::flow::{check_width, Flow};
 use crate::planar::check_finite_input;
-use crate::spec::{BaseSpec, FlowSpec, LayerSpec};
-use flow_core::{Axis, Backend, FlowRng, ParamId, ParamStore, Tape, Tensor, UnaryOp, Var};
+use crate::registry::{BuildContext, LayerKind, LayerSpec, NoConfig};
+use crate::spec::{BaseSpec, FlowSpec};
+use flow_core::{Axis, Backend, ParamId, ParamStore, Tape, Tensor, UnaryOp, Var};
 
 /// A radial flow, `x = f(z) = z + beta_hat h(r) (z - z_0)` with `r = |z - z_0|` and
 /// `h(r) = 1 / (alpha + r)` (latent to data), as normflows' `Radial`:
@@ -35,11 +36,11 @@ use flow_core::{Axis, Backend, FlowRng, ParamId, ParamStore, Tape, Tensor, Unary
 ///
 /// ```
 /// use flow_core::{rng, Cpu, ParamStore, Tape, Tensor};
-/// use flow_layers::{Flow, Radial};
+/// use flow_layers::{BuildContext, Flow, Radial};
 ///
 /// let cpu = Cpu::<f64>::new();
 /// let mut params = ParamStore::new();
-/// let layer = Radial::new(&mut params, &cpu, "flows.0", 3, &mut rng(0))?;
+/// let layer = Radial::new(&mut BuildContext::new(&cpu, &mut params, "flows.0", 3, &mut rng(0)))?;
 /// let tape = Tape::new(&cpu);
 /// let z = tape.constant(Tensor::randn(&cpu, (4, 3), &mut rng(1)));
 /// let (x, log_det) = layer.forward(&params, &z, None)?;
@@ -67,15 +68,12 @@ struct Bound<B: Backend> {
 }
 
 impl Radial {
-    /// A radial layer over `dim >= 1` features with normflows' initialisation (see
-    /// [`Radial`]), its parameters registered in `params` under `prefix`.
-    pub fn new<B: Backend>(
-        params: &mut ParamStore<B>,
-        backend: &B,
-        prefix: &str,
-        dim: usize,
-        rng: &mut FlowRng,
-    ) -> Result<Self> {
+    /// A radial layer over `cx.dim >= 1` features with normflows' initialisation (see
+    /// [`Radial`]; random in either [`crate::Init`]), its parameters registered under
+    /// `cx.prefix`.
+    pub fn new<B: Backend>(cx: &mut BuildContext<'_, B>) -> Result<Self> {
+        let (backend, dim, rng, params) = (cx.backend, cx.dim, &mut *cx.rng, &mut *cx.params);
+        let prefix = &cx.prefix;
         if dim == 0 {
             return Err(Error::Config("Radial needs at least 1 feature".into()));
         }
@@ -126,17 +124,6 @@ impl Radial {
         let tangential = r.add(&bound.s)?.log().sub(&log_a_r)?;
         Ok(radial.add(&tangential.mul_scalar((self.dim - 1) as f64))?)
     }
-
-    fn check_width<B: Backend>(&self, what: &'static str, v: &Var<B>) -> Result<()> {
-        if v.shape().cols != self.dim {
-            return Err(Error::Width {
-                what,
-                expected: self.dim,
-                got: v.shape().cols,
-            });
-        }
-        Ok(())
-    }
 }
 
 /// The Euclidean norm of each row (`rows x 1`), with gradient 0 at a zero row (where the
@@ -175,7 +162,7 @@ impl<B: Backend> Flow<B> for Radial {
         z: &Var<B>,
         _: Option<&Var<B>>,
     ) -> Result<(Var<B>, Var<B>)> {
-        self.check_width("Radial forward", z)?;
+        check_width("Radial forward", self.dim, z)?;
         let bound = self.bind(params, z.tape())?;
         let dz = z.sub(&bound.z_0)?;
         let r = row_norms(&dz)?;
@@ -191,7 +178,7 @@ impl<B: Backend> Flow<B> for Radial {
         x: &Var<B>,
         _: Option<&Var<B>>,
     ) -> Result<(Var<B>, Var<B>)> {
-        self.check_width("Radial inverse", x)?;
+        check_width("Radial inverse", self.dim, x)?;
         check_finite_input("Radial", x)?;
         let tape = x.tape();
         let bound = self.bind(params, tape)?;
@@ -238,7 +225,25 @@ impl<B: Backend> Flow<B> for Radial {
     }
 
     fn spec(&self) -> LayerSpec {
-        LayerSpec::Radial
+        LayerSpec::of::<Self>(&NoConfig {})
+    }
+}
+
+impl LayerKind for Radial {
+    const NAME: &'static str = "radial";
+    type Config = NoConfig;
+
+    fn build<B: Backend>(
+        config: &Self::Config,
+        cx: &mut BuildContext<'_, B>,
+    ) -> Result<Box<dyn Flow<B>>> {
+        let _ = config;
+        Ok(Box::new(Self::new(cx)?))
+    }
+
+    /// `z_0` (`dim`), `alpha` and `beta`.
+    fn num_scalars(_: &Self::Config, dim: usize, _: usize) -> Option<usize> {
+        dim.checked_add(2)
     }
 }
 
@@ -247,13 +252,13 @@ impl<B: Backend> Flow<B> for Radial {
 ///
 /// ```
 /// use flow_core::{rng, Cpu};
-/// use flow_layers::{NormalizingFlow, RadialConfig};
+/// use flow_layers::{NormalizingFlow, RadialConfig, Registry};
 ///
 /// let spec = RadialConfig { dim: 3, transforms: 4 }.spec()?;
-/// assert_eq!(spec.num_scalars(), Some(2 * 3 + 4 * (3 + 2)));
+/// assert_eq!(spec.num_scalars(&Registry::<Cpu<f64>>::builtin())?, Some(2 * 3 + 4 * (3 + 2)));
 /// let model = NormalizingFlow::new(&Cpu::<f64>::new(), spec, 0)?;
-/// let (x, log_q) = model.sample(5, &mut rng(1))?;
-/// assert!(model.log_prob_of(&x)?.max_abs_diff(&log_q)? < 1e-9);
+/// let (x, log_q) = model.sample(5, None, &mut rng(1))?;
+/// assert!(model.log_prob(&x, None)?.max_abs_diff(&log_q)? < 1e-9);
 /// # Ok::<(), flow_layers::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq)]
@@ -283,7 +288,7 @@ impl RadialConfig {
             dim: self.dim,
             context: 0,
             base: BaseSpec::DiagGaussian,
-            layers: vec![LayerSpec::Radial; self.transforms],
+            layers: vec![LayerSpec::of::<Radial>(&NoConfig {}); self.transforms],
         })
     }
 }

@@ -1,9 +1,18 @@
 //! Architectures as data: what a checkpoint stores to rebuild its model.
 
-use crate::coupling::ScaleMap;
+use crate::autoregressive::{
+    AutoregressiveConfig, MaskedAffineAutoregressive, MaskedSplineAutoregressive,
+    SplineAutoregressiveConfig,
+};
+use crate::coupling::{
+    AffineCouplingBlock, AffineCouplingConfig, ScaleMap, SplineCoupling, SplineCouplingConfig,
+};
 use crate::error::{Error, Result};
-use crate::permute::PermuteMode;
+use crate::lu_linear::{InvertibleLinearLu, InvertibleLinearLuConfig};
+use crate::permute::{Permute, PermuteConfig, PermuteMode};
+use crate::registry::{LayerSpec, NoConfig, Registry};
 use crate::spline::SplineConfig;
+use crate::ActNorm;
 use serde::{Deserialize, Serialize};
 
 /// A whole flow: base distribution and layers, in `forward` (latent to data) order.
@@ -41,60 +50,6 @@ fn trainable_by_default() -> bool {
     true
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum LayerSpec {
-    AffineCoupling {
-        hidden: Vec<usize>,
-        leaky: f64,
-        scale_map: ScaleMap,
-    },
-    Permute {
-        mode: PermuteMode,
-        perm: Vec<usize>,
-    },
-    /// MAF (or, with `iaf`, IAF): an affine autoregressive layer over a MADE with input
-    /// `degrees` (the ordering) and `hidden` layers.
-    MaskedAffineAutoregressive {
-        hidden: Vec<usize>,
-        degrees: Vec<usize>,
-        leaky: f64,
-        iaf: bool,
-    },
-    /// The autoregressive neural spline flow (zuko's `NSF`): a rational-quadratic spline of
-    /// each feature with parameters from a MADE (or, with `iaf`, its inverse).
-    MaskedSplineAutoregressive {
-        hidden: Vec<usize>,
-        degrees: Vec<usize>,
-        leaky: f64,
-        iaf: bool,
-        spline: SplineConfig,
-    },
-    /// A rational-quadratic spline coupling: the first `ceil(d/2)` features condition a
-    /// spline of each of the others.
-    SplineCoupling {
-        hidden: Vec<usize>,
-        leaky: f64,
-        spline: SplineConfig,
-    },
-    /// Glow's activation normalisation: per-feature `z * exp(log_scale) + loc`.
-    ActNorm,
-    /// Glow's invertible 1x1 convolution as a dense layer, `W = P L (U + diag(sign *
-    /// exp(log_s)))`, with its fixed permutation (`P[perm[j]][j] = 1`) and signs.
-    InvertibleLinearLu {
-        perm: Vec<usize>,
-        sign: Vec<f64>,
-    },
-    /// Rezende & Mohamed's planar flow, `z + u_hat h(w·z + b)` (`activation` defaults to
-    /// tanh when absent).
-    Planar {
-        #[serde(default)]
-        activation: crate::planar::PlanarActivation,
-    },
-    /// Rezende & Mohamed's radial flow, `z + beta_hat (z - z_0) / (|alpha| + |z - z_0|)`.
-    Radial,
-}
-
 impl FlowSpec {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("a FlowSpec always serialises")
@@ -105,74 +60,33 @@ impl FlowSpec {
             .map_err(|e| Error::Config(format!("architecture description: {e}")))
     }
 
-    /// The number of scalar parameters the architecture has, computed without building it
-    /// (so a stored architecture can be checked against a file's size before anything is
-    /// allocated); `None` when it overflows `usize`.
-    pub fn num_scalars(&self) -> Option<usize> {
+    /// The number of scalar parameters the architecture has (a lower bound where a layer
+    /// kind does not say, see [`crate::LayerKind::num_scalars`]), computed without building
+    /// it, so that a stored architecture can be checked against a file's size before anything
+    /// is allocated; `None` when it overflows `usize`. An error names a layer kind `registry`
+    /// does not hold or a configuration that does not fit its kind.
+    pub fn num_scalars<B: flow_core::Backend>(
+        &self,
+        registry: &Registry<B>,
+    ) -> Result<Option<usize>> {
         let base = match self.base {
-            BaseSpec::DiagGaussian => self.dim.checked_mul(2)?,
-            BaseSpec::StandardNormal => 0,
+            BaseSpec::DiagGaussian => self.dim.checked_mul(2),
+            BaseSpec::StandardNormal => Some(0),
             // loc and log_scale (K x dim each) and weight_scores (K).
-            BaseSpec::GaussianMixture { components, .. } => {
-                components.checked_mul(self.dim.checked_mul(2)?.checked_add(1)?)?
-            }
-            BaseSpec::Uniform { .. } => 0,
+            BaseSpec::GaussianMixture { components, .. } => self
+                .dim
+                .checked_mul(2)
+                .and_then(|n| n.checked_add(1))
+                .and_then(|n| components.checked_mul(n)),
+            BaseSpec::Uniform { .. } => Some(0),
         };
-        self.layers.iter().try_fold(base, |total, layer| {
-            let layer = match layer {
-                LayerSpec::AffineCoupling { hidden, .. } => {
-                    let (d1, d2) = crate::coupling::split(self.dim);
-                    let mut sizes = vec![d1.checked_add(self.context)?];
-                    sizes.extend_from_slice(hidden);
-                    sizes.push(d2.checked_mul(2)?);
-                    mlp_scalars(&sizes)?
-                }
-                LayerSpec::MaskedAffineAutoregressive { hidden, .. } => {
-                    // MADE: dim -> hidden... -> 2 dim, each weight with a bias.
-                    let mut sizes = vec![self.dim.checked_add(self.context)?];
-                    sizes.extend_from_slice(hidden);
-                    sizes.push(self.dim.checked_mul(2)?);
-                    mlp_scalars(&sizes)?
-                }
-                LayerSpec::MaskedSplineAutoregressive { hidden, spline, .. } => {
-                    let per_feature = spline.bins.checked_mul(3)?.checked_sub(1)?;
-                    let mut sizes = vec![self.dim.checked_add(self.context)?];
-                    sizes.extend_from_slice(hidden);
-                    sizes.push(self.dim.checked_mul(per_feature)?);
-                    mlp_scalars(&sizes)?
-                }
-                LayerSpec::SplineCoupling { hidden, spline, .. } => {
-                    let per_feature = spline.bins.checked_mul(3)?.checked_sub(1)?;
-                    let (d1, d2) = crate::coupling::split(self.dim);
-                    let mut sizes = vec![d1.checked_add(self.context)?];
-                    sizes.extend_from_slice(hidden);
-                    sizes.push(d2.checked_mul(per_feature)?);
-                    mlp_scalars(&sizes)?
-                }
-                LayerSpec::Permute { .. } => 0,
-                LayerSpec::ActNorm => self.dim.checked_mul(2)?,
-                LayerSpec::InvertibleLinearLu { .. } => {
-                    // lower and upper (dim x dim each) and log_s (dim).
-                    self.dim
-                        .checked_mul(self.dim)?
-                        .checked_mul(2)?
-                        .checked_add(self.dim)?
-                }
-                // u and w (dim each) and b.
-                LayerSpec::Planar { .. } => self.dim.checked_mul(2)?.checked_add(1)?,
-                // z_0 (dim), alpha and beta.
-                LayerSpec::Radial => self.dim.checked_add(2)?,
-            };
-            total.checked_add(layer)
-        })
+        let mut total = base;
+        for layer in &self.layers {
+            let n = registry.num_scalars(layer, self.dim, self.context)?;
+            total = total.zip(n).and_then(|(a, b)| a.checked_add(b));
+        }
+        Ok(total)
     }
-}
-
-/// Weights and biases of an MLP with layer `sizes`; `None` on overflow.
-fn mlp_scalars(sizes: &[usize]) -> Option<usize> {
-    sizes.windows(2).try_fold(0usize, |n, w| {
-        n.checked_add(w[0].checked_mul(w[1])?.checked_add(w[1])?)
-    })
 }
 
 /// RealNVP as normflows builds it: `transforms` times an affine coupling block followed by a
@@ -219,16 +133,14 @@ impl RealNvpConfig {
         let mut rng = flow_core::rng(self.seed);
         let mut layers = Vec::with_capacity(2 * self.transforms);
         for _ in 0..self.transforms {
-            layers.push(LayerSpec::AffineCoupling {
-                hidden: self.hidden.clone(),
-                leaky: self.leaky,
-                scale_map: self.scale_map,
-            });
-            let permute = crate::permute::Permute::new(self.dim, self.permute, &mut rng)?;
-            layers.push(LayerSpec::Permute {
-                mode: self.permute,
-                perm: permute.perm().to_vec(),
-            });
+            layers.push(LayerSpec::of::<AffineCouplingBlock>(
+                &AffineCouplingConfig {
+                    hidden: self.hidden.clone(),
+                    leaky: self.leaky,
+                    scale_map: self.scale_map,
+                },
+            ));
+            layers.push(permute_spec(self.dim, self.permute, &mut rng)?);
         }
         Ok(FlowSpec {
             dim: self.dim,
@@ -288,12 +200,12 @@ impl MafConfig {
         let layers = (0..self.transforms)
             .map(|k| {
                 let ordering = self.ordering.of_layer(k);
-                LayerSpec::MaskedAffineAutoregressive {
+                LayerSpec::of::<MaskedAffineAutoregressive>(&AutoregressiveConfig {
                     hidden: self.hidden.clone(),
                     degrees: ordering.degrees(self.dim, &mut rng),
                     leaky: self.leaky,
                     iaf: self.iaf,
-                }
+                })
             })
             .collect();
         Ok(FlowSpec {
@@ -359,25 +271,25 @@ impl NsfConfig {
         let mut layers = Vec::new();
         for k in 0..self.transforms {
             if self.coupling {
-                layers.push(LayerSpec::SplineCoupling {
+                layers.push(LayerSpec::of::<SplineCoupling>(&SplineCouplingConfig {
                     hidden: self.hidden.clone(),
                     leaky: self.leaky,
                     spline: self.spline,
-                });
-                let permute = crate::permute::Permute::new(self.dim, self.permute, &mut rng)?;
-                layers.push(LayerSpec::Permute {
-                    mode: self.permute,
-                    perm: permute.perm().to_vec(),
-                });
+                }));
+                layers.push(permute_spec(self.dim, self.permute, &mut rng)?);
             } else {
                 let ordering = self.ordering.of_layer(k);
-                layers.push(LayerSpec::MaskedSplineAutoregressive {
-                    hidden: self.hidden.clone(),
-                    degrees: ordering.degrees(self.dim, &mut rng),
-                    leaky: self.leaky,
-                    iaf: false,
-                    spline: self.spline,
-                });
+                layers.push(LayerSpec::of::<MaskedSplineAutoregressive>(
+                    &SplineAutoregressiveConfig {
+                        made: AutoregressiveConfig {
+                            hidden: self.hidden.clone(),
+                            degrees: ordering.degrees(self.dim, &mut rng),
+                            leaky: self.leaky,
+                            iaf: false,
+                        },
+                        spline: self.spline,
+                    },
+                ));
             }
         }
         Ok(FlowSpec {
@@ -405,17 +317,17 @@ impl NsfConfig {
 ///
 /// ```
 /// use flow_core::{rng, Cpu, Tensor};
-/// use flow_layers::{GlowConfig, LayerSpec, NormalizingFlow};
+/// use flow_layers::{ActNorm, GlowConfig, NormalizingFlow};
 ///
 /// let spec = GlowConfig { dim: 2, transforms: 3, hidden: vec![16, 16], ..Default::default() }.spec()?;
 /// assert_eq!(spec.layers.len(), 9);
-/// assert_eq!(spec.layers[2], LayerSpec::ActNorm);
+/// assert!(spec.layers[2].is::<ActNorm>());
 /// let cpu = Cpu::<f64>::new();
 /// let mut model = NormalizingFlow::new(&cpu, spec, 0)?;
 /// let x = Tensor::randn(&cpu, (64, 2), &mut rng(1));
-/// assert_eq!(model.initialize_actnorm(&x, None)?, 3);
-/// let (samples, log_q) = model.sample(5, &mut rng(2))?;
-/// assert!(model.log_prob_of(&samples)?.max_abs_diff(&log_q)? < 1e-9);
+/// assert_eq!(model.init_from_data(&x, None)?, 3);
+/// let (samples, log_q) = model.sample(5, None, &mut rng(2))?;
+/// assert!(model.log_prob(&samples, None)?.max_abs_diff(&log_q)? < 1e-9);
 /// # Ok::<(), flow_layers::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq)]
@@ -470,16 +382,20 @@ impl GlowConfig {
                     }
                 })
                 .collect();
-            layers.push(LayerSpec::AffineCoupling {
-                hidden: self.hidden.clone(),
-                leaky: self.leaky,
-                scale_map: ScaleMap::Sigmoid,
-            });
-            layers.push(LayerSpec::InvertibleLinearLu {
-                perm: lu.perm,
-                sign,
-            });
-            layers.push(LayerSpec::ActNorm);
+            layers.push(LayerSpec::of::<AffineCouplingBlock>(
+                &AffineCouplingConfig {
+                    hidden: self.hidden.clone(),
+                    leaky: self.leaky,
+                    scale_map: ScaleMap::Sigmoid,
+                },
+            ));
+            layers.push(LayerSpec::of::<InvertibleLinearLu>(
+                &InvertibleLinearLuConfig {
+                    perm: lu.perm,
+                    sign,
+                },
+            ));
+            layers.push(LayerSpec::of::<ActNorm>(&NoConfig {}));
         }
         Ok(FlowSpec {
             dim: self.dim,
@@ -488,4 +404,13 @@ impl GlowConfig {
             layers,
         })
     }
+}
+
+/// The spec of a [`Permute`] of `dim` features in `mode` (`rng` draws a shuffle).
+fn permute_spec(dim: usize, mode: PermuteMode, rng: &mut flow_core::FlowRng) -> Result<LayerSpec> {
+    let permute = Permute::new(dim, mode, rng)?;
+    Ok(LayerSpec::of::<Permute>(&PermuteConfig {
+        mode,
+        perm: permute.perm().to_vec(),
+    }))
 }

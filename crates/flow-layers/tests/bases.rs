@@ -834,21 +834,17 @@ fn uniform_minus_infinity_gives_no_nan_gradients() {
     let tape = Tape::new(&CPU);
     // Latents inside and outside, pushed to data space.
     let z = points(2, vec![0.1, 0.2, -0.9, 0.5, 3.0, 0.0, 0.0, -7.0]);
-    let x = model
-        .forward_and_log_det(&tape.constant(z))
-        .unwrap()
-        .0
-        .value();
+    let x = model.forward(&tape.constant(z), None).unwrap().0.value();
     let tape = Tape::new(&CPU);
     let xv = tape.input(x);
-    let log_q = model.log_prob(&xv).unwrap();
+    let log_q = model.log_prob(&xv, None).unwrap();
     let values = log_q.value().to_vec();
     assert!(values[..2].iter().all(|l| l.is_finite()), "{values:?}");
     assert!(
         values[2..].iter().all(|&l| l == f64::NEG_INFINITY),
         "{values:?}"
     );
-    let loss = model.forward_kld(&xv).unwrap();
+    let loss = model.forward_kld(&xv, None).unwrap();
     assert_eq!(loss.scalar_value().unwrap(), f64::INFINITY);
     let grads = tape.backward(&loss).unwrap();
     let mut checked = 0;
@@ -911,15 +907,15 @@ proptest! {
     ) {
         let spec = realnvp_or_maf(dim, maf, seed, base);
         let model = NormalizingFlow::new_random(&CPU, spec.clone(), seed).unwrap();
-        let (x, log_q) = model.sample(9, &mut flow_core::rng(seed + 1)).unwrap();
-        let log_p = model.log_prob_of(&x).unwrap();
+        let (x, log_q) = model.sample(9, None, &mut flow_core::rng(seed + 1)).unwrap();
+        let log_p = model.log_prob(&x, None).unwrap();
         prop_assert!(log_q.to_vec().iter().all(|l| l.is_finite()));
         assert_close(&log_p.to_vec(), &log_q.to_vec(), TOL, "sample log q vs log_prob")?;
         prop_assert_eq!(model.base().dim(), dim);
 
         let rebuilt_spec = FlowSpec::from_json(&spec.to_json()).unwrap();
         prop_assert_eq!(&rebuilt_spec, &spec);
-        prop_assert_eq!(spec.num_scalars(), Some(model.params().num_scalars()));
+        prop_assert_eq!(spec.num_scalars(&Registry::<B>::builtin()).unwrap(), Some(model.params().num_scalars()));
         let mut rebuilt = NormalizingFlow::new(&CPU, rebuilt_spec, seed + 7).unwrap();
         let store = rebuilt.params_mut();
         for (_, name, value) in model.params().iter() {
@@ -927,7 +923,7 @@ proptest! {
             store.set(id, value.clone()).unwrap();
         }
         prop_assert_eq!(rebuilt.params().len(), model.params().len());
-        assert_close(&rebuilt.log_prob_of(&x).unwrap().to_vec(), &log_p.to_vec(), 1e-12, "rebuilt")?;
+        assert_close(&rebuilt.log_prob(&x, None).unwrap().to_vec(), &log_p.to_vec(), 1e-12, "rebuilt")?;
     }
 }
 
@@ -956,7 +952,10 @@ fn base_specs_in_json() {
     assert!(mixture
         .to_json()
         .contains(r#""base":{"type":"gaussian_mixture","components":4,"trainable":true}"#));
-    assert_eq!(mixture.num_scalars(), Some(4 * 2 * 2 + 4));
+    assert_eq!(
+        mixture.num_scalars(&Registry::<B>::builtin()).unwrap(),
+        Some(4 * 2 * 2 + 4)
+    );
 
     let fixed = BaseSpec::GaussianMixture {
         components: 2,
@@ -979,7 +978,10 @@ fn base_specs_in_json() {
         r#"{"dim":3,"base":{"type":"uniform","low":-1.0,"high":2.0},"layers":[]}"#,
     )
     .unwrap();
-    assert_eq!(uniform.num_scalars(), Some(0));
+    assert_eq!(
+        uniform.num_scalars(&Registry::<B>::builtin()).unwrap(),
+        Some(0)
+    );
 
     for bad in [
         r#"{"dim":2,"base":{"type":"gaussian_mixture"},"layers":[]}"#,
@@ -1016,5 +1018,5 @@ fn base_specs_in_json() {
         },
         layers: vec![],
     };
-    assert_eq!(huge.num_scalars(), None);
+    assert_eq!(huge.num_scalars(&Registry::<B>::builtin()).unwrap(), None);
 }

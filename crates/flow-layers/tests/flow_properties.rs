@@ -22,9 +22,7 @@ proptest! {
         let mut params = ParamStore::new();
         let mut rng = flow_core::rng(seed);
         let scale_map = if sigmoid { ScaleMap::Sigmoid } else { ScaleMap::Exp };
-        let layer = AffineCouplingBlock::new(
-            &mut params, &CPU, "flows.0", z.cols(), context, &[16, 16], leaky, scale_map, false, &mut rng,
-        ).unwrap();
+        let layer = AffineCouplingBlock::new(&mut BuildContext::new(&CPU, &mut params, "flows.0", z.cols(), &mut rng).with_context(context).with_init(Init::Random), &AffineCouplingConfig { hidden: vec![16, 16], leaky, scale_map }).unwrap();
         let c = (context > 0).then(|| Tensor::rand_uniform(&CPU, (z.rows(), context), -1.0, 1.0, &mut rng).unwrap());
         check_layer_given(&layer, &params, &z, c.as_ref())?;
     }
@@ -49,7 +47,7 @@ proptest! {
         let model = NormalizingFlow::new_random(&CPU, config.spec().unwrap(), seed).unwrap();
         let fwd_ld = check_model(&model, &z)?;
         let d = z.cols();
-        let from_ad: Vec<f64> = jacobians(&|v| model.forward_and_log_det(v).unwrap().0, &z)
+        let from_ad: Vec<f64> = jacobians(&|v| model.forward(v, None).unwrap().0, &z)
             .into_iter().map(|j| log_abs_det(j, d)).collect();
         assert_close(&fwd_ld, &from_ad, 1e-8, "forward log-det vs autodiff log|det J|")?;
     }
@@ -66,9 +64,7 @@ proptest! {
         let mut params = ParamStore::new();
         let mut rng = flow_core::rng(seed);
         let degrees = ordering.degrees(z.cols(), &mut rng);
-        let layer = MaskedAutoregressive::new(
-            &mut params, &CPU, "flows.0", z.cols(), context, &hidden, degrees, 0.0, iaf, Transformer::Affine, false, &mut rng,
-        ).unwrap();
+        let layer = MaskedAutoregressive::new(&mut BuildContext::new(&CPU, &mut params, "flows.0", z.cols(), &mut rng).with_context(context).with_init(Init::Random), &AutoregressiveConfig { hidden: hidden.to_vec(), degrees, leaky: 0.0, iaf }, Transformer::Affine).unwrap();
         let c = (context > 0).then(|| Tensor::rand_uniform(&CPU, (z.rows(), context), -1.0, 1.0, &mut rng).unwrap());
         check_layer_given(&layer, &params, &z, c.as_ref())?;
     }
@@ -87,8 +83,8 @@ proptest! {
     fn sample_log_density_matches_log_prob(seed in 0u64..1000, dim in 2usize..=8) {
         let config = RealNvpConfig { dim, hidden: vec![8], seed, ..Default::default() };
         let model = NormalizingFlow::new_random(&CPU, config.spec().unwrap(), seed).unwrap();
-        let (x, log_q) = model.sample(6, &mut flow_core::rng(seed + 1)).unwrap();
-        let log_p = model.log_prob_of(&x).unwrap();
+        let (x, log_q) = model.sample(6, None, &mut flow_core::rng(seed + 1)).unwrap();
+        let log_p = model.log_prob(&x, None).unwrap();
         assert_close(&log_p.to_vec(), &log_q.to_vec(), TOL, "sample log q vs log_prob")?;
     }
 }
@@ -118,7 +114,7 @@ fn diag_gaussian_matches_its_closed_form() {
         .unwrap();
     let x = [0.3, 0.2, -0.4];
     let got = model
-        .log_prob_of(&Tensor::from_vec(&CPU, (1, 3), x.to_vec()).unwrap())
+        .log_prob(&Tensor::from_vec(&CPU, (1, 3), x.to_vec()).unwrap(), None)
         .unwrap()
         .to_vec()[0];
     let want: f64 = (0..3)
@@ -136,21 +132,19 @@ fn diag_gaussian_matches_its_closed_form() {
 fn bad_configurations_and_widths_are_errors() {
     let mut params = ParamStore::<B>::new();
     let err = AffineCouplingBlock::new(
-        &mut params,
-        &CPU,
-        "f",
-        1,
-        0,
-        &[4],
-        0.0,
-        ScaleMap::Exp,
-        true,
-        &mut flow_core::rng(0),
+        &mut BuildContext::new(&CPU, &mut params, "f", 1, &mut flow_core::rng(0)),
+        &AffineCouplingConfig {
+            hidden: vec![4],
+            leaky: 0.0,
+            scale_map: ScaleMap::Exp,
+        },
     )
     .unwrap_err();
     assert!(err.to_string().contains("at least 2 features"), "{err}");
     assert!(Permute::from_perm(vec![0, 0], PermuteMode::Shuffle).is_err());
     let model = NormalizingFlow::new(&CPU, RealNvpConfig::default().spec().unwrap(), 0).unwrap();
-    let err = model.log_prob_of(&Tensor::zeros(&CPU, (4, 3))).unwrap_err();
+    let err = model
+        .log_prob(&Tensor::zeros(&CPU, (4, 3)), None)
+        .unwrap_err();
     assert_eq!(err.to_string(), "inverse: expected 2 features, got 3");
 }

@@ -33,12 +33,8 @@ fn check_flow(
     let ctx = |v: &Var<B>| context.map(|c| v.tape().constant(c.clone()));
     let tape = Tape::new(&CPU);
     let zv = tape.constant(z.clone());
-    let (x, fwd_ld) = model
-        .forward_and_log_det_given(&zv, ctx(&zv).as_ref())
-        .unwrap();
-    let (z_back, inv_ld) = model
-        .inverse_and_log_det_given(&x, ctx(&x).as_ref())
-        .unwrap();
+    let (x, fwd_ld) = model.forward(&zv, ctx(&zv).as_ref()).unwrap();
+    let (z_back, inv_ld) = model.inverse(&x, ctx(&x).as_ref()).unwrap();
     assert_close(&z_back.value().to_vec(), &z.to_vec(), TOL, "round trip")?;
     let minus_inv: Vec<f64> = inv_ld.value().to_vec().iter().map(|v| -v).collect();
     assert_close(&fwd_ld.value().to_vec(), &minus_inv, TOL, "log-dets")?;
@@ -47,11 +43,7 @@ fn check_flow(
     let forward = |t: &Tensor<B>| {
         let tape = Tape::new(&CPU);
         let tv = tape.constant(t.clone());
-        model
-            .forward_and_log_det_given(&tv, ctx(&tv).as_ref())
-            .unwrap()
-            .0
-            .value()
+        model.forward(&tv, ctx(&tv).as_ref()).unwrap().0.value()
     };
     let from_fd: Vec<f64> = jacobians_fd(&forward, z)
         .into_iter()
@@ -76,11 +68,9 @@ fn check_flow(
         Tensor::from_vec(&CPU, (n, cols), cycled).unwrap()
     });
     let (xs, log_q) = model
-        .sample_given(n, sample_context.as_ref(), &mut flow_core::rng(seed + 2))
+        .sample(n, sample_context.as_ref(), &mut flow_core::rng(seed + 2))
         .unwrap();
-    let log_p = model
-        .log_prob_given_of(&xs, sample_context.as_ref())
-        .unwrap();
+    let log_p = model.log_prob(&xs, sample_context.as_ref()).unwrap();
     assert_close(
         &log_p.to_vec(),
         &log_q.to_vec(),
@@ -91,7 +81,10 @@ fn check_flow(
     // A checkpoint's architecture rebuilds the same model, of the same size.
     let rebuilt = FlowSpec::from_json(&model.spec().to_json()).unwrap();
     prop_assert_eq!(&rebuilt, model.spec());
-    prop_assert_eq!(rebuilt.num_scalars(), Some(model.params().num_scalars()));
+    prop_assert_eq!(
+        rebuilt.num_scalars(&Registry::<B>::builtin()).unwrap(),
+        Some(model.params().num_scalars())
+    );
     let built = NormalizingFlow::new(&CPU, rebuilt, seed).unwrap();
     prop_assert_eq!(built.params().num_scalars(), model.params().num_scalars());
     Ok(())
@@ -114,7 +107,7 @@ fn actnorm_outputs(
             .unwrap()
             .0
             .value();
-        if flow.as_actnorm().is_some() {
+        if flow.wants_data_init() {
             out.push((k, v.clone()));
         }
     }
@@ -177,8 +170,8 @@ proptest! {
         let other = c.unary(flow_core::UnaryOp::AddScalar(0.5));
         let tape = Tape::new(&CPU);
         let zv = tape.constant(z.clone());
-        let x1 = model.forward_and_log_det_given(&zv, Some(&tape.constant(c))).unwrap().0.value();
-        let x2 = model.forward_and_log_det_given(&zv, Some(&tape.constant(other))).unwrap().0.value();
+        let x1 = model.forward(&zv, Some(&tape.constant(c))).unwrap().0.value();
+        let x2 = model.forward(&zv, Some(&tape.constant(other))).unwrap().0.value();
         prop_assert!(x1.max_abs_diff(&x2).unwrap() > 1e-6, "the context does not reach the couplings");
     }
 
@@ -199,9 +192,9 @@ proptest! {
         } else {
             NormalizingFlow::new(&CPU, spec, seed).unwrap()
         };
-        prop_assert!(model.has_actnorm());
+        prop_assert!(model.wants_data_init());
         let x = skewed_batch(rows, d, seed + 1);
-        prop_assert_eq!(model.initialize_actnorm(&x, None).unwrap(), transforms);
+        prop_assert_eq!(model.init_from_data(&x, None).unwrap(), transforms);
         let outputs = actnorm_outputs(&model, &x, None);
         prop_assert_eq!(outputs.len(), transforms);
         for (k, out) in &outputs {
@@ -211,8 +204,9 @@ proptest! {
             }
         }
         // The first layer the data meet is an ActNorm set to the batch's own moments.
-        let first = model.flows().last().unwrap().as_actnorm().unwrap();
-        let loc = model.params().get(first.loc()).unwrap().to_vec();
+        prop_assert!(model.flows().last().unwrap().wants_data_init());
+        let last = model.flows().len() - 1;
+        let loc = model.params().get(model.params().id(&format!("flows.{last}.loc")).unwrap()).unwrap().to_vec();
         for (j, (mean, _)) in moments(&x).into_iter().enumerate() {
             prop_assert!((loc[j] - mean).abs() < 1e-9 * (1.0 + mean.abs()));
         }
@@ -230,7 +224,7 @@ proptest! {
         let mut model = NormalizingFlow::new_random(&CPU, spec, seed).unwrap();
         let x = skewed_batch(40, d, seed + 1);
         let c = Tensor::rand_uniform(&CPU, (40, context), -2.0, 2.0, &mut flow_core::rng(seed + 2)).unwrap();
-        prop_assert_eq!(model.initialize_actnorm(&x, Some(&c)).unwrap(), 2);
+        prop_assert_eq!(model.init_from_data(&x, Some(&c)).unwrap(), 2);
         for (k, out) in actnorm_outputs(&model, &x, Some(&c)) {
             for (j, (mean, std)) in moments(&out).into_iter().enumerate() {
                 prop_assert!(mean.abs() < 1e-9 && (std - 1.0).abs() < 1e-9, "layer {} feature {}: {} {}", k, j, mean, std);
@@ -258,27 +252,26 @@ fn glow_steps_follow_normflows_glow_block() {
         // Latent to data: coupling, linear, ActNorm (so data to latent: ActNorm first).
         assert_eq!(
             step[0],
-            LayerSpec::AffineCoupling {
+            LayerSpec::of::<AffineCouplingBlock>(&AffineCouplingConfig {
                 hidden: vec![12],
                 leaky: 0.2,
                 scale_map: ScaleMap::Sigmoid
-            }
+            })
         );
-        let LayerSpec::InvertibleLinearLu { perm, sign } = &step[1] else {
-            panic!("{:?} is not an invertible linear layer", step[1]);
-        };
+        let InvertibleLinearLuConfig { perm, sign } =
+            step[1].config::<InvertibleLinearLu>().unwrap();
         let mut sorted = perm.clone();
         sorted.sort_unstable();
         assert_eq!(sorted, (0..5).collect::<Vec<_>>());
         assert!(sign.iter().all(|&s| s == 1.0 || s == -1.0));
-        assert_eq!(step[2], LayerSpec::ActNorm);
+        assert!(step[2].is::<ActNorm>());
     }
     // Seeded: the same seed the same permutations and signs, other seeds others.
     assert_eq!(config.spec().unwrap(), spec);
     let linear = |s: &FlowSpec| -> Vec<LayerSpec> {
         s.layers
             .iter()
-            .filter(|l| matches!(l, LayerSpec::InvertibleLinearLu { .. }))
+            .filter(|l| l.is::<InvertibleLinearLu>())
             .cloned()
             .collect()
     };
@@ -301,7 +294,10 @@ fn glow_steps_follow_normflows_glow_block() {
     // Sizes: per step a coupling MLP (3 + 2) -> 12 -> 2 * 2, an LU (2 * 25 + 5) and an
     // ActNorm (2 * 5); the base 2 * 5.
     let coupling = (5 * 12 + 12) + (12 * 4 + 4);
-    assert_eq!(spec.num_scalars(), Some(10 + 4 * (coupling + 55 + 10)));
+    assert_eq!(
+        spec.num_scalars(&Registry::<B>::builtin()).unwrap(),
+        Some(10 + 4 * (coupling + 55 + 10))
+    );
     let model = NormalizingFlow::new(&CPU, spec, 0).unwrap();
     assert_eq!(model.params().num_scalars(), 10 + 4 * (coupling + 55 + 10));
 }
@@ -336,7 +332,7 @@ fn initialize_actnorm_refuses_bad_batches_and_leaves_the_model_alone() {
     };
 
     let err = model
-        .initialize_actnorm(&Tensor::zeros(&CPU, (8, 2)), None)
+        .init_from_data(&Tensor::zeros(&CPU, (8, 2)), None)
         .unwrap_err();
     assert!(
         err.to_string().contains("expected 3 features, got 2"),
@@ -344,12 +340,12 @@ fn initialize_actnorm_refuses_bad_batches_and_leaves_the_model_alone() {
     );
     unchanged(&model);
     let err = model
-        .initialize_actnorm(&Tensor::ones(&CPU, (1, 3)), None)
+        .init_from_data(&Tensor::ones(&CPU, (1, 3)), None)
         .unwrap_err();
     assert!(err.to_string().contains("at least 2 rows"), "{err}");
     unchanged(&model);
     let err = model
-        .initialize_actnorm(
+        .init_from_data(
             &Tensor::ones(&CPU, (4, 3)),
             Some(&Tensor::ones(&CPU, (4, 1))),
         )
@@ -360,8 +356,14 @@ fn initialize_actnorm_refuses_bad_batches_and_leaves_the_model_alone() {
     let mut x = skewed_batch(6, 3, 1).to_vec();
     x[4] = f64::NAN;
     let x = Tensor::from_vec(&CPU, (6, 3), x).unwrap();
-    let err = model.initialize_actnorm(&x, None).unwrap_err();
-    assert!(err.to_string().contains("not all finite"), "{err}");
+    let err = model.init_from_data(&x, None).unwrap_err();
+    assert!(
+        err.to_string().contains("layer 5")
+            && err
+                .to_string()
+                .contains("non-finite value at row 1, column 1"),
+        "{err}"
+    );
     unchanged(&model);
     // A value so large that the first ActNorm passes infinities on to the second: the first
     // one's new values are rolled back too.
@@ -369,17 +371,17 @@ fn initialize_actnorm_refuses_bad_batches_and_leaves_the_model_alone() {
     x[0] = 1e300;
     x[3] = -1e300;
     let x = Tensor::from_vec(&CPU, (6, 3), x).unwrap();
-    if model.initialize_actnorm(&x, None).is_err() {
+    if model.init_from_data(&x, None).is_err() {
         unchanged(&model);
     }
 
     // A flow without ActNorm: nothing to do, and nothing run.
     let mut realnvp =
         NormalizingFlow::new(&CPU, RealNvpConfig::default().spec().unwrap(), 0).unwrap();
-    assert!(!realnvp.has_actnorm());
+    assert!(!realnvp.wants_data_init());
     assert_eq!(
         realnvp
-            .initialize_actnorm(&Tensor::zeros(&CPU, (1, 2)), None)
+            .init_from_data(&Tensor::zeros(&CPU, (1, 2)), None)
             .unwrap(),
         0
     );
@@ -392,14 +394,14 @@ fn initialize_actnorm_works_in_f32() {
     let mut model = NormalizingFlow::new(&cpu, spec, 5).unwrap();
     let x64 = skewed_batch(256, 2, 8);
     let x = Tensor::from_f64s(&cpu, (256, 2), &x64.to_vec()).unwrap();
-    assert_eq!(model.initialize_actnorm(&x, None).unwrap(), 3);
-    let (samples, log_q) = model.sample(32, &mut flow_core::rng(1)).unwrap();
-    let log_p = model.log_prob_of(&samples).unwrap();
+    assert_eq!(model.init_from_data(&x, None).unwrap(), 3);
+    let (samples, log_q) = model.sample(32, None, &mut flow_core::rng(1)).unwrap();
+    let log_p = model.log_prob(&samples, None).unwrap();
     assert!(log_p.max_abs_diff(&log_q).unwrap() < 1e-3);
     // The initialised model puts the batch near the standard normal: its NLL per feature is
     // close to the standard normal's entropy (1.42 nats), far below the untrained model's.
     let nll = |m: &NormalizingFlow<flow_core::Cpu<f32>>| {
-        let lp = m.log_prob_of(&x).unwrap().to_f64s();
+        let lp = m.log_prob(&x, None).unwrap().to_f64s();
         -lp.iter().sum::<f64>() / lp.len() as f64
     };
     let fresh = NormalizingFlow::new(&cpu, glow(2, 3, 0, 5).spec().unwrap(), 5).unwrap();

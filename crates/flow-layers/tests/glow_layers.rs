@@ -41,7 +41,9 @@ fn check_spec_round_trip(
     prop_assert_eq!(&rebuilt_spec, &spec);
     let mut model = NormalizingFlow::new(&CPU, rebuilt_spec.clone(), 7).unwrap();
     prop_assert_eq!(
-        rebuilt_spec.num_scalars(),
+        rebuilt_spec
+            .num_scalars(&flow_layers::Registry::<B>::builtin())
+            .unwrap(),
         Some(model.params().num_scalars())
     );
     let store = model.params_mut();
@@ -69,7 +71,7 @@ proptest! {
     #[test]
     fn actnorm(z in batch(1..=8), seed in 0u64..1000) {
         let mut params = ParamStore::new();
-        let layer = ActNorm::new(&mut params, &CPU, "flows.0", z.cols(), false, &mut flow_core::rng(seed)).unwrap();
+        let layer = ActNorm::new(&mut BuildContext::new(&CPU, &mut params, "flows.0", z.cols(), &mut flow_core::rng(seed)).with_init(Init::Random)).unwrap();
         check_layer(&layer, &params, &z)?;
         check_spec_round_trip(&layer, &params, &z)?;
     }
@@ -87,7 +89,7 @@ proptest! {
         let x: Vec<f64> = raw.iter().enumerate().map(|(k, v)| v * spread[k % d] + shift[k % d]).collect();
         let x = Tensor::from_vec(&CPU, (rows, d), x).unwrap();
         let mut params = ParamStore::new();
-        let layer = ActNorm::new(&mut params, &CPU, "flows.0", d, false, &mut rng).unwrap();
+        let layer = ActNorm::new(&mut BuildContext::new(&CPU, &mut params, "flows.0", d, &mut rng).with_init(Init::Random)).unwrap();
         layer.initialize(&mut params, &x).unwrap();
         let tape = Tape::new(&CPU);
         let z = layer.inverse(&params, &tape.constant(x), None).unwrap().0.value().to_vec();
@@ -103,7 +105,7 @@ proptest! {
     #[test]
     fn lu_linear_glow_init(z in batch(1..=8), seed in 0u64..1000) {
         let mut params = ParamStore::new();
-        let layer = InvertibleLinearLu::new(&mut params, &CPU, "flows.0", z.cols(), &mut flow_core::rng(seed)).unwrap();
+        let layer = InvertibleLinearLu::new(&mut BuildContext::new(&CPU, &mut params, "flows.0", z.cols(), &mut flow_core::rng(seed))).unwrap();
         check_layer(&layer, &params, &z)?;
         check_spec_round_trip(&layer, &params, &z)?;
     }
@@ -116,7 +118,7 @@ proptest! {
         let perm = lu_decompose(&perm, d).unwrap().perm;
         let sign: Vec<f64> = (0..d).map(|i| if (seed >> i) & 1 == 1 { -1.0 } else { 1.0 }).collect();
         let mut params = ParamStore::new();
-        let layer = InvertibleLinearLu::from_spec(&mut params, &CPU, "flows.0", d, perm, sign, false, &mut rng).unwrap();
+        let layer = InvertibleLinearLu::from_config(&mut BuildContext::new(&CPU, &mut params, "flows.0", d, &mut rng).with_init(Init::Random), &InvertibleLinearLuConfig { perm, sign }).unwrap();
         check_layer(&layer, &params, &z)?;
         check_spec_round_trip(&layer, &params, &z)?;
     }
@@ -126,7 +128,7 @@ proptest! {
         // The same draws as `new`: W0 first.
         let w0 = random_orthogonal(d, &mut flow_core::rng(seed));
         let mut params = ParamStore::new();
-        let layer = InvertibleLinearLu::new(&mut params, &CPU, "flows.0", d, &mut flow_core::rng(seed)).unwrap();
+        let layer = InvertibleLinearLu::new(&mut BuildContext::new(&CPU, &mut params, "flows.0", d, &mut flow_core::rng(seed))).unwrap();
         let w = layer.weight(&params).unwrap();
         assert_close(&w.to_vec(), &w0, 1e-12, "W at init vs W0")?;
         // W0 is orthogonal: W0 W0^T = I.
@@ -199,24 +201,35 @@ fn bad_specs_are_errors() {
         dim: 3,
         context: 0,
         base: BaseSpec::DiagGaussian,
-        layers: vec![LayerSpec::InvertibleLinearLu {
-            perm: vec![0, 1],
-            sign: vec![1.0, 1.0],
-        }],
+        layers: vec![LayerSpec::of::<InvertibleLinearLu>(
+            &InvertibleLinearLuConfig {
+                perm: vec![0, 1],
+                sign: vec![1.0, 1.0],
+            },
+        )],
     };
     assert!(NormalizingFlow::new(&CPU, spec, 0).is_err());
     let spec = FlowSpec {
         dim: 2,
         context: 0,
         base: BaseSpec::DiagGaussian,
-        layers: vec![LayerSpec::InvertibleLinearLu {
-            perm: vec![1, 1],
-            sign: vec![1.0, -1.0],
-        }],
+        layers: vec![LayerSpec::of::<InvertibleLinearLu>(
+            &InvertibleLinearLuConfig {
+                perm: vec![1, 1],
+                sign: vec![1.0, -1.0],
+            },
+        )],
     };
     assert!(NormalizingFlow::new(&CPU, spec, 0).is_err());
     let mut params = ParamStore::<B>::new();
-    let layer = ActNorm::new(&mut params, &CPU, "a", 2, true, &mut flow_core::rng(0)).unwrap();
+    let layer = ActNorm::new(&mut BuildContext::new(
+        &CPU,
+        &mut params,
+        "a",
+        2,
+        &mut flow_core::rng(0),
+    ))
+    .unwrap();
     assert!(layer
         .initialize(&mut params, &Tensor::zeros(&CPU, (4, 3)))
         .is_err());

@@ -60,12 +60,8 @@ fn planar_layer(
     prop_assume!(dot(&w, &u) >= min_inner);
     let mut params = ParamStore::new();
     let layer = Planar::new(
-        &mut params,
-        &CPU,
-        "flows.0",
-        dim,
+        &mut BuildContext::new(&CPU, &mut params, "flows.0", dim, &mut flow_core::rng(0)),
         activation,
-        &mut flow_core::rng(0),
     )
     .unwrap();
     let [iu, iw, ib] = layer.param_ids();
@@ -98,7 +94,14 @@ fn radial_params(min_beta: f64) -> impl Strategy<Value = (f64, f64, Vec<f64>)> {
 
 fn radial_layer(dim: usize, (alpha, beta, z_0): (f64, f64, Vec<f64>)) -> (Radial, ParamStore<B>) {
     let mut params = ParamStore::new();
-    let layer = Radial::new(&mut params, &CPU, "flows.0", dim, &mut flow_core::rng(0)).unwrap();
+    let layer = Radial::new(&mut BuildContext::new(
+        &CPU,
+        &mut params,
+        "flows.0",
+        dim,
+        &mut flow_core::rng(0),
+    ))
+    .unwrap();
     let [ib, ia, iz] = layer.param_ids();
     set(&mut params, ib, &[beta]);
     set(&mut params, ia, &[alpha]);
@@ -272,7 +275,7 @@ proptest! {
         let layers = (0..transforms)
             .flat_map(|k| {
                 let activation = if k % 2 == 0 { PlanarActivation::Tanh } else { PlanarActivation::LeakyRelu };
-                [LayerSpec::Planar { activation }, LayerSpec::Radial]
+                [LayerSpec::of::<Planar>(&PlanarLayerConfig { activation }), LayerSpec::of::<Radial>(&NoConfig {})]
             })
             .collect();
         let spec = FlowSpec { dim: z.cols(), context: 0, base: BaseSpec::DiagGaussian, layers };
@@ -285,12 +288,12 @@ proptest! {
             store.set(id, Tensor::randn(&CPU, (1, 1), &mut rng)).unwrap();
         }
         check_model(&model, &z)?;
-        let (xs, log_q) = model.sample(6, &mut flow_core::rng(seed + 2)).unwrap();
-        let log_p = model.log_prob_of(&xs).unwrap();
+        let (xs, log_q) = model.sample(6, None, &mut flow_core::rng(seed + 2)).unwrap();
+        let log_p = model.log_prob(&xs, None).unwrap();
         assert_close(&log_p.to_vec(), &log_q.to_vec(), TOL, "sample log q vs log_prob")?;
         let rebuilt = FlowSpec::from_json(&model.spec().to_json()).unwrap();
         prop_assert_eq!(&rebuilt, model.spec());
-        prop_assert_eq!(rebuilt.num_scalars(), Some(model.params().num_scalars()));
+        prop_assert_eq!(rebuilt.num_scalars(&Registry::<B>::builtin()).unwrap(), Some(model.params().num_scalars()));
     }
 
     #[test]
@@ -299,7 +302,7 @@ proptest! {
             dim,
             context: 0,
             base: BaseSpec::DiagGaussian,
-            layers: vec![LayerSpec::Planar { activation: PlanarActivation::Tanh }, LayerSpec::Radial],
+            layers: vec![LayerSpec::of::<Planar>(&PlanarLayerConfig { activation: PlanarActivation::Tanh }), LayerSpec::of::<Radial>(&NoConfig {})],
         };
         let model = NormalizingFlow::new(&CPU, spec, seed).unwrap();
         let names: Vec<(String, (usize, usize))> = model
@@ -341,12 +344,8 @@ fn planar_with_strongly_violating_parameters_stays_invertible() {
     let dim = 3;
     let mut params = ParamStore::<B>::new();
     let layer = Planar::new(
-        &mut params,
-        &CPU,
-        "p",
-        dim,
+        &mut BuildContext::new(&CPU, &mut params, "p", dim, &mut flow_core::rng(1)),
         PlanarActivation::Tanh,
-        &mut flow_core::rng(1),
     )
     .unwrap();
     let [iu, iw, ib] = layer.param_ids();
@@ -386,24 +385,30 @@ fn non_finite_data_is_an_error() {
         for activation in [PlanarActivation::Tanh, PlanarActivation::LeakyRelu] {
             let mut params = ParamStore::new();
             let layer = Planar::new(
-                &mut params,
-                &CPU,
-                "p",
-                dim,
+                &mut BuildContext::new(&CPU, &mut params, "p", dim, &mut flow_core::rng(3)),
                 activation,
-                &mut flow_core::rng(3),
             )
             .unwrap();
             nan_and_inf_are_errors(&layer, &params, dim);
         }
         let mut params = ParamStore::new();
-        let layer = Radial::new(&mut params, &CPU, "r", dim, &mut flow_core::rng(3)).unwrap();
+        let layer = Radial::new(&mut BuildContext::new(
+            &CPU,
+            &mut params,
+            "r",
+            dim,
+            &mut flow_core::rng(3),
+        ))
+        .unwrap();
         nan_and_inf_are_errors(&layer, &params, dim);
     }
     // And through a whole model.
     let model = NormalizingFlow::new(&CPU, PlanarConfig::default().spec().unwrap(), 0).unwrap();
     let err = model
-        .log_prob_of(&Tensor::from_vec(&CPU, (1, 2), vec![f64::NAN, 0.0]).unwrap())
+        .log_prob(
+            &Tensor::from_vec(&CPU, (1, 2), vec![f64::NAN, 0.0]).unwrap(),
+            None,
+        )
         .unwrap_err();
     assert!(
         err.to_string().contains("Planar is not invertible"),
@@ -416,12 +421,8 @@ fn degenerate_parameters_are_errors() {
     // Planar with w = 0: u_hat is undefined.
     let mut params = ParamStore::<B>::new();
     let layer = Planar::new(
-        &mut params,
-        &CPU,
-        "p",
-        2,
+        &mut BuildContext::new(&CPU, &mut params, "p", 2, &mut flow_core::rng(0)),
         PlanarActivation::Tanh,
-        &mut flow_core::rng(0),
     )
     .unwrap();
     set(&mut params, layer.param_ids()[1], &[0.0, 0.0]);
@@ -440,8 +441,11 @@ fn degenerate_parameters_are_errors() {
     set(&mut params, layer.param_ids()[2], &[f64::NAN]);
     for activation in [PlanarActivation::Tanh, PlanarActivation::LeakyRelu] {
         let mut other = ParamStore::<B>::new();
-        let same =
-            Planar::new(&mut other, &CPU, "p", 2, activation, &mut flow_core::rng(0)).unwrap();
+        let same = Planar::new(
+            &mut BuildContext::new(&CPU, &mut other, "p", 2, &mut flow_core::rng(0)),
+            activation,
+        )
+        .unwrap();
         for (id, (_, _, value)) in same.param_ids().into_iter().zip(params.iter()) {
             other.set(id, value.clone()).unwrap();
         }
@@ -453,7 +457,14 @@ fn degenerate_parameters_are_errors() {
     // Radial with alpha = 0 maps nothing inside the ball of radius softplus(beta) around
     // z_0; a point there has no preimage.
     let mut params = ParamStore::<B>::new();
-    let layer = Radial::new(&mut params, &CPU, "r", 2, &mut flow_core::rng(0)).unwrap();
+    let layer = Radial::new(&mut BuildContext::new(
+        &CPU,
+        &mut params,
+        "r",
+        2,
+        &mut flow_core::rng(0),
+    ))
+    .unwrap();
     let [ib, ia, iz] = layer.param_ids();
     set(&mut params, ib, &[0.0]);
     set(&mut params, ia, &[0.0]);
@@ -478,7 +489,14 @@ fn radial_inverse_at_the_centre() {
     // x = z_0 maps back to z_0, with finite gradients (the norm's gradient is 0 there).
     let dim = 3;
     let mut params = ParamStore::<B>::new();
-    let layer = Radial::new(&mut params, &CPU, "r", dim, &mut flow_core::rng(5)).unwrap();
+    let layer = Radial::new(&mut BuildContext::new(
+        &CPU,
+        &mut params,
+        "r",
+        dim,
+        &mut flow_core::rng(5),
+    ))
+    .unwrap();
     let [ib, ia, iz] = layer.param_ids();
     set(&mut params, ib, &[0.4]);
     set(&mut params, ia, &[-0.7]);
@@ -539,7 +557,10 @@ fn specs_round_trip_through_json() {
         let back = FlowSpec::from_json(&json).unwrap();
         assert_eq!(back, spec);
         let model = NormalizingFlow::new(&CPU, back.clone(), 0).unwrap();
-        assert_eq!(back.num_scalars(), Some(model.params().num_scalars()));
+        assert_eq!(
+            back.num_scalars(&Registry::<B>::builtin()).unwrap(),
+            Some(model.params().num_scalars())
+        );
         assert_eq!(model.flows().len(), spec.layers.len());
         for flow in model.flows() {
             assert!(spec.layers.contains(&flow.spec()));
@@ -571,12 +592,19 @@ fn specs_round_trip_through_json() {
     )
     .unwrap();
     assert_eq!(
-        spec.layers,
+        spec.layers[0].config::<Planar>().unwrap().activation,
+        PlanarActivation::Tanh
+    );
+    assert!(spec.layers[1].is::<Radial>());
+    // and the built model records it.
+    let model = NormalizingFlow::new(&CPU, spec, 0).unwrap();
+    assert_eq!(
+        model.spec().layers,
         vec![
-            LayerSpec::Planar {
+            LayerSpec::of::<Planar>(&PlanarLayerConfig {
                 activation: PlanarActivation::Tanh
-            },
-            LayerSpec::Radial
+            }),
+            LayerSpec::of::<Radial>(&NoConfig {})
         ]
     );
     assert!(PlanarConfig {
@@ -597,10 +625,10 @@ fn specs_round_trip_through_json() {
         context: 0,
         base: BaseSpec::DiagGaussian,
         layers: vec![
-            LayerSpec::Radial,
-            LayerSpec::Planar {
+            LayerSpec::of::<Radial>(&NoConfig {}),
+            LayerSpec::of::<Planar>(&PlanarLayerConfig {
                 activation: PlanarActivation::Tanh,
-            },
+            }),
         ],
     };
     let a = NormalizingFlow::new(&CPU, spec.clone(), 1).unwrap();
@@ -612,7 +640,7 @@ fn specs_round_trip_through_json() {
         store.set(id, value.clone()).unwrap();
     }
     let x = Tensor::randn(&CPU, (4, 3), &mut flow_core::rng(3));
-    let (la, lb) = (a.log_prob_of(&x).unwrap(), b.log_prob_of(&x).unwrap());
+    let (la, lb) = (a.log_prob(&x, None).unwrap(), b.log_prob(&x, None).unwrap());
     assert!(la.max_abs_diff(&lb).unwrap() < 1e-14);
 }
 
@@ -708,7 +736,7 @@ fn train_reverse_kl(
 
 /// Mean and standard deviation of each feature of `n` samples.
 fn moments(model: &NormalizingFlow<B>, n: usize) -> (Vec<f64>, Vec<f64>) {
-    let (x, _) = model.sample(n, &mut flow_core::rng(3)).unwrap();
+    let (x, _) = model.sample(n, None, &mut flow_core::rng(3)).unwrap();
     let d = x.cols();
     let v = x.to_vec();
     let mean: Vec<f64> = (0..d)
@@ -806,13 +834,13 @@ fn works_in_f32() {
     // The solves run in f64 on the f32 values; the tape, in f32.
     let cpu = flow_core::Cpu::<f32>::new();
     let layers = [
-        LayerSpec::Planar {
+        LayerSpec::of::<Planar>(&PlanarLayerConfig {
             activation: PlanarActivation::Tanh,
-        },
-        LayerSpec::Radial,
-        LayerSpec::Planar {
+        }),
+        LayerSpec::of::<Radial>(&NoConfig {}),
+        LayerSpec::of::<Planar>(&PlanarLayerConfig {
             activation: PlanarActivation::LeakyRelu,
-        },
+        }),
     ];
     let spec = FlowSpec {
         dim: 3,
@@ -821,8 +849,8 @@ fn works_in_f32() {
         layers: layers.iter().cycle().take(9).cloned().collect(),
     };
     let model = NormalizingFlow::new(&cpu, spec, 4).unwrap();
-    let (x, log_q) = model.sample(64, &mut flow_core::rng(5)).unwrap();
-    let log_p = model.log_prob_of(&x).unwrap();
+    let (x, log_q) = model.sample(64, None, &mut flow_core::rng(5)).unwrap();
+    let log_p = model.log_prob(&x, None).unwrap();
     let err = log_p.max_abs_diff(&log_q).unwrap();
     assert!(err < 1e-3, "log_prob vs sample log q in f32: {err}");
 }

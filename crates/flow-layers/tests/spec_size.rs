@@ -28,14 +28,14 @@ proptest! {
         .spec()
         .unwrap();
         let model = NormalizingFlow::new(&Cpu::<f64>::new(), spec.clone(), 0).unwrap();
-        prop_assert_eq!(spec.num_scalars(), Some(model.params().num_scalars()));
+        prop_assert_eq!(spec.num_scalars(&flow_layers::Registry::<Cpu<f64>>::builtin()).unwrap(), Some(model.params().num_scalars()));
     }
 
     #[test]
     fn num_scalars_matches_maf(dim in 1usize..9, transforms in 0usize..4, hidden in proptest::collection::vec(1usize..12, 0..3), iaf in any::<bool>(), context in 0usize..4) {
         let spec = MafConfig { dim, transforms, hidden, iaf, context, ..MafConfig::default() }.spec().unwrap();
         let model = NormalizingFlow::new(&Cpu::<f64>::new(), spec.clone(), 0).unwrap();
-        prop_assert_eq!(spec.num_scalars(), Some(model.params().num_scalars()));
+        prop_assert_eq!(spec.num_scalars(&flow_layers::Registry::<Cpu<f64>>::builtin()).unwrap(), Some(model.params().num_scalars()));
     }
 
     #[test]
@@ -43,7 +43,7 @@ proptest! {
         let spline = SplineConfig { bins, ..SplineConfig::default() };
         let spec = NsfConfig { dim, transforms, hidden, spline, coupling, context, ..NsfConfig::default() }.spec().unwrap();
         let model = NormalizingFlow::new(&Cpu::<f64>::new(), spec.clone(), 0).unwrap();
-        prop_assert_eq!(spec.num_scalars(), Some(model.params().num_scalars()));
+        prop_assert_eq!(spec.num_scalars(&flow_layers::Registry::<Cpu<f64>>::builtin()).unwrap(), Some(model.params().num_scalars()));
     }
 }
 
@@ -51,5 +51,9 @@ proptest! {
 fn num_scalars_reports_overflow() {
     let mut spec = RealNvpConfig::default().spec().unwrap();
     spec.dim = usize::MAX;
-    assert_eq!(spec.num_scalars(), None);
+    assert_eq!(
+        spec.num_scalars(&flow_layers::Registry::<Cpu<f64>>::builtin())
+            .unwrap(),
+        None
+    );
 }

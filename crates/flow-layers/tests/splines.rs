@@ -149,8 +149,12 @@ proptest! {
     fn spline_coupling(z in batch(2..=8), seed in 0u64..1000, bins in 1usize..=6, bound in prop::sample::select(vec![1.0, 2.0, 5.0]), context in 0usize..=2) {
         let mut params = ParamStore::new();
         let mut rng = flow_core::rng(seed);
+        let mut cx = BuildContext::new(&CPU, &mut params, "flows.0", z.cols(), &mut rng)
+            .with_context(context)
+            .with_init(Init::Random);
         let layer = SplineCoupling::new(
-            &mut params, &CPU, "flows.0", z.cols(), context, &[12, 12], 0.0, config(bins, bound), false, &mut rng,
+            &mut cx,
+            &SplineCouplingConfig { hidden: vec![12, 12], leaky: 0.0, spline: config(bins, bound) },
         ).unwrap();
         let c = (context > 0).then(|| Tensor::rand_uniform(&CPU, (z.rows(), context), -1.0, 1.0, &mut rng).unwrap());
         check_layer_given(&layer, &params, &z, c.as_ref())?;
@@ -169,9 +173,13 @@ proptest! {
         let mut params = ParamStore::new();
         let mut rng = flow_core::rng(seed);
         let degrees = ordering.degrees(z.cols(), &mut rng);
+        let mut cx = BuildContext::new(&CPU, &mut params, "flows.0", z.cols(), &mut rng)
+            .with_context(context)
+            .with_init(Init::Random);
         let layer = MaskedAutoregressive::new(
-            &mut params, &CPU, "flows.0", z.cols(), context, &[16, 16], degrees, 0.0, iaf,
-            Transformer::RationalQuadratic(config(bins, bound)), false, &mut rng,
+            &mut cx,
+            &AutoregressiveConfig { hidden: vec![16, 16], degrees, leaky: 0.0, iaf },
+            Transformer::RationalQuadratic(config(bins, bound)),
         ).unwrap();
         let c = (context > 0).then(|| Tensor::rand_uniform(&CPU, (z.rows(), context), -1.0, 1.0, &mut rng).unwrap());
         check_layer_given(&layer, &params, &z, c.as_ref())?;
@@ -199,21 +207,21 @@ proptest! {
         let forward = |t: &Tensor<B>| {
             let tape = Tape::new(&CPU);
             let cv = c.as_ref().map(|c| tape.constant(c.clone()));
-            model.forward_and_log_det_given(&tape.constant(t.clone()), cv.as_ref()).unwrap()
+            model.forward(&tape.constant(t.clone()), cv.as_ref()).unwrap()
         };
         let (x, fwd_ld) = forward(&z);
         let tape = x.tape();
         let cv = c.as_ref().map(|c| tape.constant(c.clone()));
-        let (z_back, inv_ld) = model.inverse_and_log_det_given(&x, cv.as_ref()).unwrap();
+        let (z_back, inv_ld) = model.inverse(&x, cv.as_ref()).unwrap();
         assert_close(&z_back.value().to_vec(), &z.to_vec(), TOL, "round trip")?;
         let minus_inv: Vec<f64> = inv_ld.value().to_vec().iter().map(|v| -v).collect();
         assert_close(&fwd_ld.value().to_vec(), &minus_inv, TOL, "log-dets")?;
         let d = z.cols();
         let from_fd: Vec<f64> = jacobians_fd(&|t| forward(t).0.value(), &z).into_iter().map(|j| log_abs_det(j, d)).collect();
         assert_close(&fwd_ld.value().to_vec(), &from_fd, 1e-6, "forward log-det vs finite-difference log|det J|")?;
-        let log_p = model.log_prob_given_of(&x.value(), c.as_ref()).unwrap();
-        let (samples, log_q) = model.sample_given(z.rows(), c.as_ref(), &mut flow_core::rng(seed + 1)).unwrap();
-        let log_p_samples = model.log_prob_given_of(&samples, c.as_ref()).unwrap();
+        let log_p = model.log_prob(&x.value(), c.as_ref()).unwrap();
+        let (samples, log_q) = model.sample(z.rows(), c.as_ref(), &mut flow_core::rng(seed + 1)).unwrap();
+        let log_p_samples = model.log_prob(&samples, c.as_ref()).unwrap();
         assert_close(&log_p_samples.to_vec(), &log_q.to_vec(), 1e-9, "sample log q vs log_prob")?;
         prop_assert!(log_p.to_vec().iter().all(|v| v.is_finite()));
         let rebuilt = FlowSpec::from_json(&model.spec().to_json()).unwrap();
@@ -349,9 +357,7 @@ fn zero_initialised_nsf_is_the_identity() {
         let model = NormalizingFlow::new(&CPU, spec, 0).unwrap();
         let z = Tensor::rand_uniform(&CPU, (7, 3), -6.0, 6.0, &mut flow_core::rng(3)).unwrap();
         let tape = Tape::new(&CPU);
-        let (x, ld) = model
-            .forward_and_log_det(&tape.constant(z.clone()))
-            .unwrap();
+        let (x, ld) = model.forward(&tape.constant(z.clone()), None).unwrap();
         // Autoregressive layers keep the order; coupling layers are followed by
         // permutations, so each row comes out as a permutation of itself.
         let (xs, zs) = (x.value().to_vec(), z.to_vec());
@@ -383,32 +389,24 @@ fn conditional_nsf_reads_its_context() {
     let x = Tensor::from_vec(&CPU, (1, 2), vec![0.3, -0.2]).unwrap();
     let c1 = Tensor::from_vec(&CPU, (1, 3), vec![1.0, 0.0, 0.0]).unwrap();
     let c2 = Tensor::from_vec(&CPU, (1, 3), vec![0.0, 0.0, 1.0]).unwrap();
-    let l1 = model.log_prob_given_of(&x, Some(&c1)).unwrap().to_vec()[0];
-    let l2 = model.log_prob_given_of(&x, Some(&c2)).unwrap().to_vec()[0];
+    let l1 = model.log_prob(&x, Some(&c1)).unwrap().to_vec()[0];
+    let l2 = model.log_prob(&x, Some(&c2)).unwrap().to_vec()[0];
     assert!((l1 - l2).abs() > 1e-6, "{l1} vs {l2}");
-    let err = model.log_prob_of(&x).unwrap_err().to_string();
+    let err = model.log_prob(&x, None).unwrap_err().to_string();
     assert!(
         err.contains("expected a context of 1 rows x 3 features, got none"),
         "{err}"
     );
     let bad = Tensor::zeros(&CPU, (1, 2));
-    let err = model
-        .log_prob_given_of(&x, Some(&bad))
-        .unwrap_err()
-        .to_string();
+    let err = model.log_prob(&x, Some(&bad)).unwrap_err().to_string();
     assert!(err.contains("got 1 x 2"), "{err}");
     // One context row is shared by every sample; the samples' densities are given that row.
-    let (samples, log_q) = model
-        .sample_given(5, Some(&c1), &mut flow_core::rng(2))
-        .unwrap();
+    let (samples, log_q) = model.sample(5, Some(&c1), &mut flow_core::rng(2)).unwrap();
     let shared = Tensor::from_vec(&CPU, (5, 3), [1.0, 0.0, 0.0].repeat(5)).unwrap();
-    let log_p = model.log_prob_given_of(&samples, Some(&shared)).unwrap();
+    let log_p = model.log_prob(&samples, Some(&shared)).unwrap();
     assert!(log_p.max_abs_diff(&log_q).unwrap() < 1e-9);
     // An unconditional flow refuses a context.
     let plain = NormalizingFlow::new(&CPU, NsfConfig::default().spec().unwrap(), 0).unwrap();
-    let err = plain
-        .log_prob_given_of(&x, Some(&c1))
-        .unwrap_err()
-        .to_string();
+    let err = plain.log_prob(&x, Some(&c1)).unwrap_err().to_string();
     assert!(err.contains("unconditional flow takes no context"), "{err}");
 }

@@ -26,7 +26,7 @@ fn main() {
         let b = Instant::now();
         let x = Tensor::from_f64s(&cpu, (512, 2), &data).unwrap();
         let tape = Tape::new(&cpu);
-        let loss = model.forward_kld(&tape.constant(x)).unwrap();
+        let loss = model.forward_kld(&tape.constant(x), None).unwrap();
         let c = Instant::now();
         let g = tape.backward(&loss).unwrap();
         let d = Instant::now();

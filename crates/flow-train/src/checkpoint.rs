@@ -9,7 +9,7 @@ use crate::preprocess::Preprocess;
 use crate::source::SourcePosition;
 use crate::train::{Counters, ResumeState};
 use flow_core::{Backend, Element, ParamStore, Tensor};
-use flow_layers::{FlowSpec, NormalizingFlow};
+use flow_layers::{FlowSpec, NormalizingFlow, Registry};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -271,19 +271,47 @@ pub struct RunCheckpoint<B: Backend> {
     pub metadata: HashMap<String, String>,
 }
 
-/// Loads a model saved by [`save`] or [`save_run`] onto `backend`.
+/// Loads a model of built-in layers saved by [`save`] or [`save_run`] onto `backend`.
 pub fn load<B: Backend>(backend: &B, path: &Path) -> Result<NormalizingFlow<B>> {
     Ok(load_run(backend, path)?.model)
 }
 
-/// Loads everything [`save_run`] stored.
+/// Loads a model whose layer kinds `registry` holds (built-in and user-defined layers).
+pub fn load_with<B: Backend>(
+    registry: &Registry<B>,
+    backend: &B,
+    path: &Path,
+) -> Result<NormalizingFlow<B>> {
+    Ok(load_run_with(registry, backend, path)?.model)
+}
+
+/// Loads everything [`save_run`] stored (a model of built-in layers).
 pub fn load_run<B: Backend>(backend: &B, path: &Path) -> Result<RunCheckpoint<B>> {
+    load_run_with(&Registry::builtin(), backend, path)
+}
+
+/// Loads everything [`save_run`] stored, the model's layer kinds from `registry`.
+pub fn load_run_with<B: Backend>(
+    registry: &Registry<B>,
+    backend: &B,
+    path: &Path,
+) -> Result<RunCheckpoint<B>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    load_bytes(backend, &bytes, path)
+    load_bytes_with(registry, backend, &bytes, path)
 }
 
 /// [`load_run`] from the bytes of a checkpoint file; `path` only names it in errors.
 pub fn load_bytes<B: Backend>(backend: &B, bytes: &[u8], path: &Path) -> Result<RunCheckpoint<B>> {
+    load_bytes_with(&Registry::builtin(), backend, bytes, path)
+}
+
+/// [`load_run_with`] from the bytes of a checkpoint file; `path` only names it in errors.
+pub fn load_bytes_with<B: Backend>(
+    registry: &Registry<B>,
+    backend: &B,
+    bytes: &[u8],
+    path: &Path,
+) -> Result<RunCheckpoint<B>> {
     let file = TensorFile::from_bytes(bytes, path)?;
     if file.metadata.get("format").map(String::as_str) != Some(FORMAT) {
         return Err(Error::format(
@@ -299,7 +327,10 @@ pub fn load_bytes<B: Backend>(backend: &B, bytes: &[u8], path: &Path) -> Result<
     let spec = FlowSpec::from_json(arch).map_err(|e| Error::format(path, e.to_string()))?;
     // Checked before the model is built: a corrupted architecture could claim terabytes.
     let stored: usize = file.tensors.values().map(|(_, v)| v.len()).sum();
-    match spec.num_scalars() {
+    let needed = spec
+        .num_scalars(registry)
+        .map_err(|e| Error::format(path, e.to_string()))?;
+    match needed {
         Some(needed) if needed <= stored => {}
         needed => {
             return Err(Error::format(
@@ -311,7 +342,7 @@ pub fn load_bytes<B: Backend>(backend: &B, bytes: &[u8], path: &Path) -> Result<
             ))
         }
     }
-    let mut model = NormalizingFlow::new(backend, spec, 0)?;
+    let mut model = NormalizingFlow::from_spec(registry, backend, spec, 0)?;
     load_params(model.params_mut(), &file, path)?;
     let known: std::collections::HashSet<&str> = model.params().iter().map(|(_, n, _)| n).collect();
     let mut buffers = BTreeMap::new();

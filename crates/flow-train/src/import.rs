@@ -12,7 +12,10 @@
 use crate::checkpoint::{load_params, TensorFile};
 use crate::error::{Error, Result};
 use flow_core::Backend;
-use flow_layers::{BaseSpec, FlowSpec, LayerSpec, NormalizingFlow, Permute, PermuteMode, ScaleMap};
+use flow_layers::{
+    AffineCouplingBlock, AffineCouplingConfig, BaseSpec, FlowSpec, LayerSpec, NormalizingFlow,
+    Permute, PermuteConfig, PermuteMode, ScaleMap,
+};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -134,22 +137,24 @@ fn infer_spec(file: &TensorFile, path: &Path, options: ImportOptions) -> Result<
                     ),
                 ));
             }
-            layers.push(LayerSpec::AffineCoupling {
-                hidden,
-                leaky: options.leaky,
-                scale_map: options.scale_map,
-            });
+            layers.push(LayerSpec::of::<AffineCouplingBlock>(
+                &AffineCouplingConfig {
+                    hidden,
+                    leaky: options.leaky,
+                    scale_map: options.scale_map,
+                },
+            ));
         } else if let Some(perm) = perms.get(&k) {
             Permute::from_perm(perm.clone(), PermuteMode::Shuffle)?;
-            layers.push(LayerSpec::Permute {
+            layers.push(LayerSpec::of::<Permute>(&PermuteConfig {
                 mode: PermuteMode::Shuffle,
                 perm: perm.clone(),
-            });
+            }));
         } else {
             layers.push(swap_spec(dim)?);
         }
     }
-    if options.trailing_swap && matches!(layers.last(), Some(LayerSpec::AffineCoupling { .. })) {
+    if options.trailing_swap && layers.last().is_some_and(|l| l.is::<AffineCouplingBlock>()) {
         layers.push(swap_spec(dim)?);
     }
     Ok(FlowSpec {
@@ -162,8 +167,8 @@ fn infer_spec(file: &TensorFile, path: &Path, options: ImportOptions) -> Result<
 
 fn swap_spec(dim: usize) -> Result<LayerSpec> {
     let swap = Permute::new(dim, PermuteMode::Swap, &mut flow_core::rng(0))?;
-    Ok(LayerSpec::Permute {
+    Ok(LayerSpec::of::<Permute>(&PermuteConfig {
         mode: PermuteMode::Swap,
         perm: swap.perm().to_vec(),
-    })
+    }))
 }

@@ -114,7 +114,7 @@ impl<B: Backend> Validation<B> {
                 (end - start, dim),
                 &values[start * dim..end * dim],
             )?;
-            let lp = model.log_prob_of(&x)?.to_f64s();
+            let lp = model.log_prob(&x, None)?.to_f64s();
             nll.extend(
                 lp.iter()
                     .zip(&self.log_det[start..end])
@@ -292,7 +292,7 @@ pub fn train_on<B: Backend, S: BatchSource>(
         .optimizer
         .build::<B>(config.lr, config.weight_decay)?;
     let resumed = resume.is_some();
-    let model_has_actnorm = model.has_actnorm();
+    let model_has_actnorm = model.wants_data_init();
     let (first, counters) = match resume {
         Some(state) => {
             optimizer.load_state(model.params(), state.optimizer)?;
@@ -386,7 +386,7 @@ impl<B: Backend> Run<'_, B> {
         let mut first_batch = None;
         if self.initialize_actnorm && first < config.iters {
             let batch = next_batch()?;
-            self.model.initialize_actnorm(&batch.x, None)?;
+            self.model.init_from_data(&batch.x, None)?;
             first_batch = Some(batch);
         }
         for i in first..=config.iters {
@@ -400,7 +400,7 @@ impl<B: Backend> Run<'_, B> {
             };
             self.position = after;
             let tape = Tape::new(self.model.backend());
-            let loss = self.model.forward_kld(&tape.constant(x))?;
+            let loss = self.model.forward_kld(&tape.constant(x), None)?;
             // Reported in the data's units, like the validation NLL.
             let value = loss.scalar_value()?.as_f64() - log_det;
             report.losses.push(value);
@@ -518,7 +518,7 @@ pub fn test_nll<B: Backend>(
     while left > 0 {
         let m = left.min(chunk);
         let x = Tensor::from_f64s(model.backend(), (m, density.dim()), &density.sample(m, rng))?;
-        nll.extend(model.log_prob_of(&x)?.to_f64s().into_iter().map(|v| -v));
+        nll.extend(model.log_prob(&x, None)?.to_f64s().into_iter().map(|v| -v));
         left -= m;
     }
     Ok(mean_and_se(&nll))

@@ -61,8 +61,8 @@ fn assert_same_model(a: &NormalizingFlow<B>, b: &NormalizingFlow<B>) {
         assert_eq!(other.to_vec(), value.to_vec(), "{name}");
     }
     let (pa, pb) = (
-        a.log_prob_of(&probe()).unwrap(),
-        b.log_prob_of(&probe()).unwrap(),
+        a.log_prob(&probe(), None).unwrap(),
+        b.log_prob(&probe(), None).unwrap(),
     );
     assert_eq!(pa.to_vec(), pb.to_vec());
 }
@@ -88,7 +88,7 @@ fn mixture_base_checkpoint_round_trip() {
         )));
         let loaded = checkpoint::load(&CPU, &path).unwrap();
         assert_same_model(&model, &loaded);
-        let log_q = loaded.log_prob_of(&probe()).unwrap().to_vec();
+        let log_q = loaded.log_prob(&probe(), None).unwrap().to_vec();
         assert!(log_q.iter().all(|l| l.is_finite()), "{log_q:?}");
     }
 }
@@ -106,8 +106,8 @@ fn uniform_base_checkpoint_round_trip() {
     assert!(file.tensors.keys().all(|k| !k.starts_with("q0.")));
     let loaded = checkpoint::load(&CPU, &path).unwrap();
     assert_same_model(&model, &loaded);
-    let (x, log_q) = loaded.sample(16, &mut flow_core::rng(1)).unwrap();
-    let log_p = loaded.log_prob_of(&x).unwrap();
+    let (x, log_q) = loaded.sample(16, None, &mut flow_core::rng(1)).unwrap();
+    let log_p = loaded.log_prob(&x, None).unwrap();
     assert!(log_p.max_abs_diff(&log_q).unwrap() < 1e-9);
 }
 
@@ -158,7 +158,7 @@ fn forward_kl_with_a_mixture_base_fits_bimodal_data() {
     };
     let test = blobs(2_000);
     let mean_log_lik = |m: &NormalizingFlow<B>| {
-        let l = m.log_prob_of(&test).unwrap().to_vec();
+        let l = m.log_prob(&test, None).unwrap().to_vec();
         l.iter().sum::<f64>() / l.len() as f64
     };
     // The best single Gaussian: the test set's own mean and covariance.
@@ -191,7 +191,7 @@ fn forward_kl_with_a_mixture_base_fits_bimodal_data() {
     for _ in 0..300 {
         let batch = blobs(256);
         let tape = Tape::new(&CPU);
-        let loss = model.forward_kld(&tape.constant(batch)).unwrap();
+        let loss = model.forward_kld(&tape.constant(batch), None).unwrap();
         let grads = tape.backward(&loss).unwrap();
         adam.step(model.params_mut(), &grads).unwrap();
     }
@@ -237,8 +237,8 @@ proptest::proptest! {
         let out = dir.path().join("edited.safetensors");
         file.write(&out, "f64").unwrap();
         if let Ok(loaded) = checkpoint::load(&CPU, &out) {
-            let (x, log_q) = loaded.sample(4, &mut flow_core::rng(0)).unwrap();
-            let log_p = loaded.log_prob_of(&x).unwrap();
+            let (x, log_q) = loaded.sample(4, None, &mut flow_core::rng(0)).unwrap();
+            let log_p = loaded.log_prob(&x, None).unwrap();
             proptest::prop_assert!(log_p.max_abs_diff(&log_q).unwrap() < 1e-9);
         }
     }

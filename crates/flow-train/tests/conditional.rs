@@ -52,7 +52,7 @@ fn conditional_nsf_learns_a_density_that_turns_with_its_context() {
         let c = Tensor::from_f64s(&cpu, (batch, 1), &angles).unwrap();
         let tape = Tape::new(&cpu);
         let loss = model
-            .forward_kld_given(&tape.constant(x), Some(&tape.constant(c)))
+            .forward_kld(&tape.constant(x), Some(&tape.constant(c)))
             .unwrap();
         let value = loss.scalar_value().unwrap();
         first.get_or_insert(value);
@@ -82,7 +82,7 @@ fn conditional_nsf_learns_a_density_that_turns_with_its_context() {
     for &c in &[0.3, 1.4, 2.6] {
         let context = Tensor::from_f64s(&cpu, (1, 1), &[c]).unwrap();
         let (samples, log_q) = model
-            .sample_given(4000, Some(&context), &mut flow_core::rng(7))
+            .sample(4000, Some(&context), &mut flow_core::rng(7))
             .unwrap();
         assert!(log_q.to_vec().iter().all(|v| v.is_finite()));
         let got = moments(&samples.to_vec());
@@ -100,8 +100,8 @@ fn conditional_nsf_learns_a_density_that_turns_with_its_context() {
         let wrong = Tensor::from_f64s(&cpu, (2000, 1), &[c + 1.5; 2000]).unwrap();
         let mean_of = |t: Tensor<B>| t.to_vec().iter().sum::<f64>() / 2000.0;
         let (l_right, l_wrong) = (
-            mean_of(model.log_prob_given_of(&x, Some(&right)).unwrap()),
-            mean_of(model.log_prob_given_of(&x, Some(&wrong)).unwrap()),
+            mean_of(model.log_prob(&x, Some(&right)).unwrap()),
+            mean_of(model.log_prob(&x, Some(&wrong)).unwrap()),
         );
         eprintln!(
             "context {c}: mean log-density given it {l_right:.3}, given {:.1}: {l_wrong:.3}",

@@ -209,7 +209,7 @@ pub(super) fn run_train(args: TrainArgs) -> Result<()> {
     let image = preprocess.image();
     let drawn = if image.is_some() { IMAGE_SAMPLES } else { 2000 };
     let shown = best_model.as_ref().unwrap_or(&model);
-    let (samples, _) = shown.sample(drawn, &mut flow_core::rng(seed ^ 0x5a))?;
+    let (samples, _) = shown.sample(drawn, None, &mut flow_core::rng(seed ^ 0x5a))?;
     let mut samples = samples.to_f64s();
     preprocess.inverse_rows(&mut samples, dim);
     let header = column_names(&data);

@@ -1,0 +1,372 @@
+//! Property tests of invertibility for any [`Flow`], the crate's own layers and users' alike
+//! (feature `testing`, which brings in proptest).
+//!
+//! [`check_flow`] holds one layer, at one batch, to four properties: `inverse(forward(z)) =
+//! z`; the forward log-det equals minus the inverse log-det; the forward log-det equals
+//! log|det J| of the autodiff Jacobian of `forward` (and the inverse's of `inverse`); and it
+//! equals log|det J| of a central-difference Jacobian, which does not trust the layer's
+//! gradients either. [`check_model`] does the same for a whole [`NormalizingFlow`].
+//! [`cases`] generates the widths, batches and contexts to run them on, and
+//! [`check_layer_kind`] builds a layer of any [`LayerKind`] with random parameters for a case
+//! and checks it:
+//!
+//! ```
+//! use flow_layers::testing::{cases, check_layer_kind, Tolerances};
+//! use flow_layers::{AffineCouplingBlock, AffineCouplingConfig, ScaleMap};
+//! use proptest::prelude::*;
+//!
+//! proptest!(ProptestConfig::with_cases(8), |(case in cases(2..=4, 1..=5, 0..=2))| {
+//!     let config = AffineCouplingConfig { hidden: vec![8], leaky: 0.0, scale_map: ScaleMap::Exp };
+//!     check_layer_kind::<AffineCouplingBlock>(&config, &case, &Tolerances::default())?;
+//! });
+//! ```
+//!
+//! Everything runs on `Cpu<f64>` ([`TestBackend`]), where the tolerances can be tight.
+
+use crate::error::Error;
+use crate::flow::Flow;
+use crate::model::NormalizingFlow;
+use crate::registry::{BuildContext, Init, LayerKind};
+use flow_core::{Axis, Cpu, ParamStore, Tape, Tensor, Var};
+use proptest::prelude::*;
+use std::ops::RangeInclusive;
+
+/// The backend the checks run on.
+pub type TestBackend = Cpu<f64>;
+
+const CPU: TestBackend = Cpu::new();
+
+/// How close each property must hold: `|got - expected| <= tol * (1 + |expected|)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Tolerances {
+    /// `inverse(forward(z))` against `z`.
+    pub round_trip: f64,
+    /// The forward log-det against minus the inverse log-det.
+    pub log_det: f64,
+    /// The log-dets against log|det J| of the autodiff Jacobians.
+    pub jacobian: f64,
+    /// The forward log-det against log|det J| of the central-difference Jacobian.
+    pub finite_difference: f64,
+    /// The step of the central differences.
+    pub step: f64,
+}
+
+impl Default for Tolerances {
+    /// Tight enough for f64 layers with closed-form inverses: 1e-9, 1e-9, 1e-8 and 1e-6
+    /// (step 1e-6). Layers with iterative inverses may need a looser round trip.
+    fn default() -> Self {
+        Tolerances {
+            round_trip: 1e-9,
+            log_det: 1e-9,
+            jacobian: 1e-8,
+            finite_difference: 1e-6,
+            step: 1e-6,
+        }
+    }
+}
+
+/// A property that did not hold, or a layer that failed to run. Converts into proptest's
+/// `TestCaseError` (a failure), so `?` works inside `proptest!`.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("{check}: entry {index} is {got}, expected {expected}")]
+    Mismatch {
+        check: &'static str,
+        index: usize,
+        got: f64,
+        expected: f64,
+    },
+    #[error("{check}: {got} values, expected {expected}")]
+    Length {
+        check: &'static str,
+        got: usize,
+        expected: usize,
+    },
+    #[error("the layer failed: {0}")]
+    Layer(#[from] Error),
+}
+
+impl From<flow_core::Error> for CheckError {
+    fn from(e: flow_core::Error) -> Self {
+        CheckError::Layer(e.into())
+    }
+}
+
+/// One generated case: a batch `z` of `rows x dim` values in `[-2.5, 2.5]`, a context of
+/// `rows x context` values (`None` when `context` is 0) and a seed for parameters.
+#[derive(Clone, Debug)]
+pub struct Case {
+    pub dim: usize,
+    pub context: usize,
+    pub z: Tensor<TestBackend>,
+    pub c: Option<Tensor<TestBackend>>,
+    pub seed: u64,
+}
+
+/// A strategy of `rows x dim` batches with entries in `[-2.5, 2.5]`.
+pub fn batch(
+    rows: RangeInclusive<usize>,
+    dim: RangeInclusive<usize>,
+) -> impl Strategy<Value = Tensor<TestBackend>> {
+    (rows, dim).prop_flat_map(|(rows, d)| {
+        prop::collection::vec(-2.5f64..2.5, rows * d)
+            .prop_map(move |v| Tensor::from_vec(&CPU, (rows, d), v).expect("sizes agree"))
+    })
+}
+
+/// A strategy of [`Case`]s: widths in `dims`, batch sizes in `rows`, context widths in
+/// `contexts`, any seed.
+pub fn cases(
+    dims: RangeInclusive<usize>,
+    rows: RangeInclusive<usize>,
+    contexts: RangeInclusive<usize>,
+) -> impl Strategy<Value = Case> {
+    (dims, rows, contexts, any::<u64>()).prop_flat_map(|(dim, rows, context, seed)| {
+        let z = prop::collection::vec(-2.5f64..2.5, rows * dim);
+        let c = prop::collection::vec(-2.5f64..2.5, rows * context);
+        (z, c).prop_map(move |(z, c)| Case {
+            dim,
+            context,
+            z: Tensor::from_vec(&CPU, (rows, dim), z).expect("sizes agree"),
+            c: (context > 0)
+                .then(|| Tensor::from_vec(&CPU, (rows, context), c).expect("sizes agree")),
+            seed,
+        })
+    })
+}
+
+/// Builds one layer for `case` (width, context width, seed) with [`Init::Random`], its
+/// parameters in a store of its own under the prefix `layer`.
+pub fn build_layer(
+    case: &Case,
+    make: impl FnOnce(&mut BuildContext<'_, TestBackend>) -> crate::Result<Box<dyn Flow<TestBackend>>>,
+) -> crate::Result<(Box<dyn Flow<TestBackend>>, ParamStore<TestBackend>)> {
+    let mut params = ParamStore::new();
+    let mut rng = flow_core::rng(case.seed);
+    let mut cx = BuildContext::new(&CPU, &mut params, "layer", case.dim, &mut rng)
+        .with_context(case.context)
+        .with_init(Init::Random);
+    let layer = make(&mut cx)?;
+    Ok((layer, params))
+}
+
+/// Builds a layer of kind `K` with `config` for `case` ([`build_layer`]) and runs
+/// [`check_flow`] on it.
+pub fn check_layer_kind<K: LayerKind>(
+    config: &K::Config,
+    case: &Case,
+    tol: &Tolerances,
+) -> Result<(), CheckError> {
+    let (layer, params) = build_layer(case, |cx| K::build(config, cx))?;
+    check_flow(layer.as_ref(), &params, &case.z, case.c.as_ref(), tol)
+}
+
+/// The four properties of one layer at `z` (`rows x dim`), given a context held fixed.
+pub fn check_flow(
+    layer: &dyn Flow<TestBackend>,
+    params: &ParamStore<TestBackend>,
+    z: &Tensor<TestBackend>,
+    context: Option<&Tensor<TestBackend>>,
+    tol: &Tolerances,
+) -> Result<(), CheckError> {
+    let ctx = |v: &Var<TestBackend>| context.map(|c| v.tape().constant(c.clone()));
+    let tape = Tape::new(&CPU);
+    let zv = tape.constant(z.clone());
+    let (x, fwd_ld) = layer.forward(params, &zv, ctx(&zv).as_ref())?;
+    let (z_back, inv_ld) = layer.inverse(params, &x, ctx(&x).as_ref())?;
+    let rows = z.rows();
+    let (fwd_ld, inv_ld) = (fwd_ld.value().to_f64s(), inv_ld.value().to_f64s());
+    expect_len("forward log-det rows", fwd_ld.len(), rows)?;
+    expect_len("inverse log-det rows", inv_ld.len(), rows)?;
+    assert_close(
+        "inverse(forward(z)) = z",
+        &z_back.value().to_f64s(),
+        &z.to_f64s(),
+        tol.round_trip,
+    )?;
+    let minus_inv: Vec<f64> = inv_ld.iter().map(|v| -v).collect();
+    assert_close(
+        "forward log-det = -inverse log-det",
+        &fwd_ld,
+        &minus_inv,
+        tol.log_det,
+    )?;
+    let d = z.cols();
+    let forward = |v: &Var<TestBackend>| -> crate::Result<Var<TestBackend>> {
+        Ok(layer.forward(params, v, ctx(v).as_ref())?.0)
+    };
+    let from_jac = log_abs_dets(jacobians(&forward, z)?, d);
+    assert_close(
+        "forward log-det = log|det J| (autodiff)",
+        &fwd_ld,
+        &from_jac,
+        tol.jacobian,
+    )?;
+    let x = x.value();
+    let inverse = |v: &Var<TestBackend>| -> crate::Result<Var<TestBackend>> {
+        Ok(layer.inverse(params, v, ctx(v).as_ref())?.0)
+    };
+    let from_jac = log_abs_dets(jacobians(&inverse, &x)?, d);
+    assert_close(
+        "inverse log-det = log|det J| (autodiff)",
+        &inv_ld,
+        &from_jac,
+        tol.jacobian,
+    )?;
+    let forward_values = |t: &Tensor<TestBackend>| -> crate::Result<Tensor<TestBackend>> {
+        let tape = Tape::new(&CPU);
+        let v = tape.constant(t.clone());
+        Ok(layer.forward(params, &v, ctx(&v).as_ref())?.0.value())
+    };
+    let from_fd = log_abs_dets(jacobians_fd(&forward_values, z, tol.step)?, d);
+    assert_close(
+        "forward log-det = log|det J| (central differences)",
+        &fwd_ld,
+        &from_fd,
+        tol.finite_difference,
+    )?;
+    Ok(())
+}
+
+/// The properties for a whole model at `z` (latent side) and a context: `inverse(forward(z))
+/// = z`, forward log-det = -inverse log-det, the forward log-det against log|det J| of a
+/// central-difference Jacobian, and `log_prob` of the samples against the base density minus
+/// the log-det. Returns the forward log-dets, for further checks.
+pub fn check_model(
+    model: &NormalizingFlow<TestBackend>,
+    z: &Tensor<TestBackend>,
+    context: Option<&Tensor<TestBackend>>,
+    tol: &Tolerances,
+) -> Result<Vec<f64>, CheckError> {
+    let (x, fwd_ld) = model.forward(z, context)?;
+    let (z_back, inv_ld) = model.inverse(&x, context)?;
+    assert_close(
+        "round trip",
+        &z_back.to_f64s(),
+        &z.to_f64s(),
+        tol.round_trip,
+    )?;
+    let fwd_ld = fwd_ld.to_f64s();
+    let minus_inv: Vec<f64> = inv_ld.to_f64s().iter().map(|v| -v).collect();
+    assert_close("log-dets", &fwd_ld, &minus_inv, tol.log_det)?;
+    let forward = |t: &Tensor<TestBackend>| Ok(model.forward(t, context)?.0);
+    let from_fd = log_abs_dets(jacobians_fd(&forward, z, tol.step)?, z.cols());
+    assert_close(
+        "forward log-det = log|det J| (central differences)",
+        &fwd_ld,
+        &from_fd,
+        tol.finite_difference,
+    )?;
+    Ok(fwd_ld)
+}
+
+fn expect_len(check: &'static str, got: usize, expected: usize) -> Result<(), CheckError> {
+    if got != expected {
+        return Err(CheckError::Length {
+            check,
+            got,
+            expected,
+        });
+    }
+    Ok(())
+}
+
+/// `|got - expected| <= tol * (1 + |expected|)` entry by entry (NaN never passes).
+pub fn assert_close(
+    check: &'static str,
+    got: &[f64],
+    expected: &[f64],
+    tol: f64,
+) -> Result<(), CheckError> {
+    expect_len(check, got.len(), expected.len())?;
+    for (index, (&g, &e)) in got.iter().zip(expected).enumerate() {
+        if !((g - e).abs() <= tol * (1.0 + e.abs())) {
+            return Err(CheckError::Mismatch {
+                check,
+                index,
+                got: g,
+                expected: e,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// log|det| of each square `n x n` matrix (row-major), by LU with partial pivoting.
+pub fn log_abs_dets(matrices: Vec<Vec<f64>>, n: usize) -> Vec<f64> {
+    matrices.into_iter().map(|m| log_abs_det(m, n)).collect()
+}
+
+/// log|det| of a square `n x n` matrix (row-major), by LU with partial pivoting.
+pub fn log_abs_det(mut a: Vec<f64>, n: usize) -> f64 {
+    let mut total = 0.0;
+    for c in 0..n {
+        let p = (c..n)
+            .max_by(|&i, &j| a[i * n + c].abs().total_cmp(&a[j * n + c].abs()))
+            .expect("a non-empty range");
+        if p != c {
+            for k in 0..n {
+                a.swap(c * n + k, p * n + k);
+            }
+        }
+        let pivot = a[c * n + c];
+        total += pivot.abs().ln();
+        for r in c + 1..n {
+            let f = a[r * n + c] / pivot;
+            for k in c..n {
+                a[r * n + k] -= f * a[c * n + k];
+            }
+        }
+    }
+    total
+}
+
+/// Per-row Jacobians `dy/dz` (`d x d`, row-major: entry `(j, i)` is `dy_j/dz_i`) of a
+/// row-wise map `f`, by one reverse pass per output column.
+pub fn jacobians(
+    f: &dyn Fn(&Var<TestBackend>) -> crate::Result<Var<TestBackend>>,
+    z: &Tensor<TestBackend>,
+) -> crate::Result<Vec<Vec<f64>>> {
+    let (rows, d) = (z.rows(), z.cols());
+    let tape = Tape::new(&CPU);
+    let zv = tape.input(z.clone());
+    let y = f(&zv)?;
+    let mut jac = vec![vec![0.0; d * d]; rows];
+    for j in 0..d {
+        let yj = y.slice_cols(j, 1)?.sum(Axis::All);
+        let g = tape.grad(&yj, &[&zv], false)?.remove(0).value().to_f64s();
+        for (r, jr) in jac.iter_mut().enumerate() {
+            for i in 0..d {
+                jr[j * d + i] = g[r * d + i];
+            }
+        }
+    }
+    Ok(jac)
+}
+
+/// Per-row Jacobians of a row-wise map `f` by central differences of step `eps`, in the
+/// layout of [`jacobians`].
+pub fn jacobians_fd(
+    f: &dyn Fn(&Tensor<TestBackend>) -> crate::Result<Tensor<TestBackend>>,
+    z: &Tensor<TestBackend>,
+    eps: f64,
+) -> crate::Result<Vec<Vec<f64>>> {
+    let (rows, d) = (z.rows(), z.cols());
+    let mut jac = vec![vec![0.0; d * d]; rows];
+    for i in 0..d {
+        let shifted = |delta: f64| -> crate::Result<Vec<f64>> {
+            let mut v = z.to_f64s();
+            for r in 0..rows {
+                v[r * d + i] += delta;
+            }
+            Ok(f(&Tensor::from_f64s(&CPU, (rows, d), &v)?)?.to_f64s())
+        };
+        let (up, down) = (shifted(eps)?, shifted(-eps)?);
+        for (r, jr) in jac.iter_mut().enumerate() {
+            for j in 0..d {
+                jr[j * d + i] = (up[r * d + j] - down[r * d + j]) / (2.0 * eps);
+            }
+        }
+    }
+    Ok(jac)
+}
