@@ -23,9 +23,12 @@ pub struct ElementwiseAffineConfig {
 }
 
 impl ElementwiseAffine {
-    pub fn new<B: Backend>(cx: &mut BuildContext<'_, B>, config: &ElementwiseAffineConfig) -> Result<Self> {
+    pub fn new<B: Backend>(
+        cx: &mut BuildContext<'_, B>,
+        config: &ElementwiseAffineConfig,
+    ) -> Result<Self> {
         let shape = (1, cx.dim);
-        let mut draw = |cx: &mut BuildContext<'_, B>| -> Result<Tensor<B>> {
+        let draw = |cx: &mut BuildContext<'_, B>| -> Result<Tensor<B>> {
             Ok(match cx.init {
                 Init::Identity => Tensor::zeros(cx.backend, shape),
                 Init::Random => {
@@ -53,7 +56,12 @@ impl<B: Backend> Flow<B> for ElementwiseAffine {
         self.dim
     }
 
-    fn forward(&self, params: &ParamStore<B>, z: &Var<B>, _: Option<&Var<B>>) -> Result<(Var<B>, Var<B>)> {
+    fn forward(
+        &self,
+        params: &ParamStore<B>,
+        z: &Var<B>,
+        _: Option<&Var<B>>,
+    ) -> Result<(Var<B>, Var<B>)> {
         let tape = z.tape();
         let log_scale = tape.param(params, self.log_scale)?;
         let shift = tape.param(params, self.shift)?;
@@ -62,12 +70,20 @@ impl<B: Backend> Flow<B> for ElementwiseAffine {
         Ok((x, log_det))
     }
 
-    fn inverse(&self, params: &ParamStore<B>, x: &Var<B>, _: Option<&Var<B>>) -> Result<(Var<B>, Var<B>)> {
+    fn inverse(
+        &self,
+        params: &ParamStore<B>,
+        x: &Var<B>,
+        _: Option<&Var<B>>,
+    ) -> Result<(Var<B>, Var<B>)> {
         let tape = x.tape();
         let log_scale = tape.param(params, self.log_scale)?;
         let shift = tape.param(params, self.shift)?;
         let z = x.sub(&shift)?.mul(&log_scale.neg().exp())?;
-        let log_det = log_scale.sum(Axis::All).neg().broadcast_to((x.shape().rows, 1))?;
+        let log_det = log_scale
+            .sum(Axis::All)
+            .neg()
+            .broadcast_to((x.shape().rows, 1))?;
         Ok((z, log_det))
     }
 
@@ -80,7 +96,10 @@ impl LayerKind for ElementwiseAffine {
     const NAME: &'static str = "elementwise_affine";
     type Config = ElementwiseAffineConfig;
 
-    fn build<B: Backend>(config: &Self::Config, cx: &mut BuildContext<'_, B>) -> Result<Box<dyn Flow<B>>> {
+    fn build<B: Backend>(
+        config: &Self::Config,
+        cx: &mut BuildContext<'_, B>,
+    ) -> Result<Box<dyn Flow<B>>> {
         Ok(Box::new(Self::new(cx, config)?))
     }
 

@@ -9,6 +9,7 @@ use flow_layers::{
     NormalizingFlow, Registry, ScaleMap,
 };
 use proptest::prelude::*;
+use proptest::strategy::ValueTree;
 
 fn config() -> ElementwiseAffineConfig {
     ElementwiseAffineConfig { init_std: 0.5 }
@@ -53,11 +54,21 @@ impl<B: Backend> Flow<B> for WrongLogDet {
     fn dim(&self) -> usize {
         Flow::<B>::dim(&self.0)
     }
-    fn forward(&self, p: &ParamStore<B>, z: &Var<B>, c: Option<&Var<B>>) -> flow_layers::Result<(Var<B>, Var<B>)> {
+    fn forward(
+        &self,
+        p: &ParamStore<B>,
+        z: &Var<B>,
+        c: Option<&Var<B>>,
+    ) -> flow_layers::Result<(Var<B>, Var<B>)> {
         let (x, ld) = self.0.forward(p, z, c)?;
         Ok((x, ld.add_scalar(0.01)))
     }
-    fn inverse(&self, p: &ParamStore<B>, x: &Var<B>, c: Option<&Var<B>>) -> flow_layers::Result<(Var<B>, Var<B>)> {
+    fn inverse(
+        &self,
+        p: &ParamStore<B>,
+        x: &Var<B>,
+        c: Option<&Var<B>>,
+    ) -> flow_layers::Result<(Var<B>, Var<B>)> {
         let (z, ld) = self.0.inverse(p, x, c)?;
         Ok((z, ld.add_scalar(-0.01)))
     }
@@ -69,13 +80,22 @@ impl<B: Backend> Flow<B> for WrongLogDet {
 #[test]
 fn a_wrong_log_det_fails_the_checks() {
     let mut runner = proptest::test_runner::TestRunner::deterministic();
-    let case = cases(2..=3, 2..=3, 0..=0).new_tree(&mut runner).unwrap().current();
+    let case = cases(2..=3, 2..=3, 0..=0)
+        .new_tree(&mut runner)
+        .unwrap()
+        .current();
     let (layer, params) = testing::build_layer(&case, |cx: &mut BuildContext<'_, _>| {
         Ok(Box::new(WrongLogDet(ElementwiseAffine::new(cx, &config())?)) as Box<dyn Flow<_>>)
     })
     .unwrap();
-    let err = testing::check_flow(layer.as_ref(), &params, &case.z, None, &Tolerances::default())
-        .unwrap_err();
+    let err = testing::check_flow(
+        layer.as_ref(),
+        &params,
+        &case.z,
+        None,
+        &Tolerances::default(),
+    )
+    .unwrap_err();
     assert!(
         matches!(err, CheckError::Mismatch { check, .. } if check.contains("log|det J|")),
         "{err}"
