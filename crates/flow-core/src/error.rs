@@ -34,6 +34,10 @@ pub enum Error {
     /// A parameter name or id that the store does not hold.
     #[error("unknown parameter `{0}`")]
     UnknownParameter(String),
+    /// What a backend's device reported: out of memory, a failed launch or copy, a missing
+    /// driver or library.
+    #[error("{backend}: {message}")]
+    Backend { backend: String, message: String },
     /// A value that should be finite is NaN or infinite.
     #[error("{what}: non-finite value {value} at row {row}, column {col}")]
     NonFinite {

@@ -10,11 +10,10 @@ use crate::backend::{
 };
 use crate::element::Element;
 use crate::error::{Error, Result};
+use crate::random::FlowRng;
 use crate::shape::{Axis, Shape};
 use ndarray::Array2;
 use num_traits::{Float as _, One as _, Zero as _};
-use rand::Rng;
-use rand_distr::{Distribution, StandardNormal, Uniform};
 use std::fmt;
 use std::sync::Arc;
 
@@ -37,11 +36,14 @@ impl<B: Backend> Clone for Tensor<B> {
 
 impl<B: Backend> fmt::Debug for Tensor<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Tensor")
-            .field("backend", &self.backend.name())
-            .field("shape", &self.shape)
-            .field("data", &self.to_vec())
-            .finish()
+        // Small tensors show their values; larger ones are not copied off a device to print.
+        let mut s = f.debug_struct("Tensor");
+        s.field("backend", &self.backend.name())
+            .field("shape", &self.shape);
+        if self.shape.len() <= 16 {
+            s.field("data", &self.to_vec());
+        }
+        s.finish()
     }
 }
 
@@ -98,30 +100,31 @@ impl<B: Backend> Tensor<B> {
         Tensor::full(backend, Shape::SCALAR, value)
     }
 
-    /// Standard normal draws from `rng` (seed it for reproducible results).
-    pub fn randn(backend: &B, shape: impl Into<Shape>, rng: &mut impl Rng) -> Self {
+    /// Standard normal draws from the seeded stream `rng` ([`Backend::randn`]).
+    pub fn randn(backend: &B, shape: impl Into<Shape>, rng: &mut FlowRng) -> Self {
         let shape = shape.into();
-        let data = (0..shape.len())
-            .map(|_| B::Elem::of(StandardNormal.sample(rng)))
-            .collect();
-        Tensor::from_storage(backend, backend.upload(shape, data))
+        Tensor::from_storage(backend, backend.randn(shape, rng))
     }
 
-    /// Uniform draws on `[low, high)` from `rng`.
+    /// Uniform draws on `[low, high)` from `rng` ([`Backend::rand_uniform`]).
     pub fn rand_uniform(
         backend: &B,
         shape: impl Into<Shape>,
         low: f64,
         high: f64,
-        rng: &mut impl Rng,
+        rng: &mut FlowRng,
     ) -> Result<Self> {
         let shape = shape.into();
-        let dist = Uniform::new(low, high)
-            .map_err(|e| Error::invalid("rand_uniform", format!("[{low}, {high}): {e}")))?;
-        let data = (0..shape.len())
-            .map(|_| B::Elem::of(dist.sample(rng)))
-            .collect();
-        Ok(Tensor::from_storage(backend, backend.upload(shape, data)))
+        if !(low < high && low.is_finite() && high.is_finite()) {
+            return Err(Error::invalid(
+                "rand_uniform",
+                format!("[{low}, {high}) is not a finite, non-empty interval"),
+            ));
+        }
+        Ok(Tensor::from_storage(
+            backend,
+            backend.rand_uniform(shape, low, high, rng),
+        ))
     }
 
     pub fn backend(&self) -> &B {

@@ -3,7 +3,9 @@
 //! `torch.optim` by `tests/optim.rs`).
 
 use crate::error::{Error, Result};
-use flow_core::{AdamStep, Backend, Element, Gradients, ParamId, ParamStore, Tensor, UnaryOp};
+use flow_core::{
+    AdamStep, Axis, Backend, Element, Gradients, ParamId, ParamStore, Tensor, UnaryOp,
+};
 
 /// One update rule over every parameter that has a gradient.
 pub trait Optimizer<B: Backend>: std::fmt::Debug {
@@ -389,11 +391,16 @@ pub fn clip_grad_norm<B: Backend>(grads: &mut Gradients<B>, max_norm: f64) -> Re
             "the gradient-norm bound must be positive, got {max_norm}"
         )));
     }
-    let total = grads
-        .params()
-        .map(|(_, g)| g.to_f64s().iter().map(|v| v * v).sum::<f64>())
-        .sum::<f64>()
-        .sqrt();
+    // Summed on the backend; only the total leaves it.
+    let mut squares: Option<Tensor<B>> = None;
+    for (_, g) in grads.params() {
+        let s = g.unary(UnaryOp::Square).sum(Axis::All);
+        squares = Some(match squares {
+            None => s,
+            Some(acc) => acc.add(&s)?,
+        });
+    }
+    let total = squares.map_or(0.0, |s| s.to_f64s()[0]).sqrt();
     let coef = max_norm / (total + 1e-6);
     if coef < 1.0 {
         grads.scale_params(<B::Elem as Element>::of(coef));

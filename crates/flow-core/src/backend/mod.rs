@@ -10,6 +10,7 @@
 pub mod cpu;
 
 use crate::element::Element;
+use crate::random::FlowRng;
 use crate::shape::{Axis, Shape};
 use num_traits::{Float as _, One as _, Zero as _};
 use std::fmt::Debug;
@@ -165,6 +166,38 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
     fn download(&self, s: &Self::Storage) -> Vec<Self::Elem>;
     fn full(&self, shape: Shape, value: Self::Elem) -> Self::Storage;
     fn shape(&self, s: &Self::Storage) -> Shape;
+
+    /// Waits until every operation issued so far has finished (a device backend's queue);
+    /// errors that a device reports late surface here. The CPU computes eagerly: a no-op.
+    fn synchronize(&self) -> crate::error::Result<()> {
+        Ok(())
+    }
+
+    // ---- random draws ----
+
+    /// `shape` standard normal draws (row-major) from the seeded stream `rng`, which they
+    /// advance. The default draws on the host and uploads: the CPU backend's numbers. A
+    /// device backend may draw on the device from the stream's seed, stream number and
+    /// position (`rng.get_seed()`, `get_stream()`, `get_word_pos()`), then advance `rng`
+    /// past what it used, so that draws stay reproducible per seed.
+    fn randn(&self, shape: Shape, rng: &mut FlowRng) -> Self::Storage {
+        use rand_distr::{Distribution, StandardNormal};
+        let data = (0..shape.len())
+            .map(|_| Self::Elem::of(StandardNormal.sample(rng)))
+            .collect();
+        self.upload(shape, data)
+    }
+
+    /// `shape` uniform draws on `[low, high)` from `rng` (`low < high`, both finite, checked
+    /// by the caller); as [`Backend::randn`].
+    fn rand_uniform(&self, shape: Shape, low: f64, high: f64, rng: &mut FlowRng) -> Self::Storage {
+        use rand_distr::{Distribution, Uniform};
+        let dist = Uniform::new(low, high).expect("bounds checked by the caller");
+        let data = (0..shape.len())
+            .map(|_| Self::Elem::of(dist.sample(rng)))
+            .collect();
+        self.upload(shape, data)
+    }
 
     // ---- primitives ----
     /// `op(a) @ op(b)` where `op` transposes when its flag is set.
