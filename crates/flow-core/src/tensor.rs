@@ -512,14 +512,7 @@ impl<B: Backend> Tensor<B> {
         scale: CouplingScale,
         direction: Direction,
     ) -> Result<(Self, Self)> {
-        let (v, p) = (self.shape, params.shape);
-        if p.rows != v.rows || p.cols % 2 != 0 || p.cols == 0 || p.cols / 2 > v.cols {
-            return Err(Error::ShapeMismatch {
-                op: "affine_coupling (rows x interleaved parameters: n x 2 d2, d2 <= d)",
-                lhs: v,
-                rhs: p,
-            });
-        }
+        check_coupling_shapes(self.shape, params.shape)?;
         let (out, log_det) =
             self.backend
                 .affine_coupling(&self.storage, &params.storage, scale, direction);
@@ -529,6 +522,7 @@ impl<B: Backend> Tensor<B> {
     /// Gradients of [`Tensor::affine_coupling`]'s output with respect to its rows and
     /// parameters, from the output and its gradient. Shapes follow a validated forward.
     pub(crate) fn affine_coupling_backward(
+        v: &Self,
         params: &Self,
         out: &Self,
         g: &Self,
@@ -536,6 +530,7 @@ impl<B: Backend> Tensor<B> {
         direction: Direction,
     ) -> (Self, Self) {
         let (g_v, g_params) = out.backend.affine_coupling_backward(
+            &v.storage,
             &params.storage,
             &out.storage,
             &g.storage,
@@ -548,18 +543,7 @@ impl<B: Backend> Tensor<B> {
     /// The log-density of a diagonal Gaussian with `loc` and `log_scale` (`1 x d`) at each
     /// row of `self` (`n x d`); returns `n x 1`.
     pub fn diag_normal_log_prob(&self, loc: &Self, log_scale: &Self) -> Result<Self> {
-        let row = Shape::new(1, self.shape.cols);
-        for (what, other) in [("loc", loc), ("log_scale", log_scale)] {
-            if other.shape != row {
-                return Err(Error::invalid(
-                    "diag_normal_log_prob",
-                    format!(
-                        "{what} must be 1 x {} for points {}, got {}",
-                        self.shape.cols, self.shape, other.shape
-                    ),
-                ));
-            }
-        }
+        check_diag_normal_shapes(self.shape, loc.shape, log_scale.shape)?;
         Ok(self.wrap(self.backend.diag_normal_log_prob(
             &self.storage,
             &loc.storage,
@@ -691,4 +675,32 @@ impl<E: Element> Tensor<Cpu<E>> {
     pub fn as_array(&self) -> &Array2<E> {
         &self.storage
     }
+}
+
+/// The shapes [`Tensor::affine_coupling`] accepts: rows `n x d`, parameters `n x 2 d2` with
+/// `1 <= d2 <= d`.
+pub(crate) fn check_coupling_shapes(v: Shape, p: Shape) -> Result<()> {
+    if p.rows != v.rows || p.cols % 2 != 0 || p.cols == 0 || p.cols / 2 > v.cols {
+        return Err(Error::ShapeMismatch {
+            op: "affine_coupling (rows x interleaved parameters: n x 2 d2, d2 <= d)",
+            lhs: v,
+            rhs: p,
+        });
+    }
+    Ok(())
+}
+
+/// The shapes [`Tensor::diag_normal_log_prob`] accepts: points `n x d`, `loc` and
+/// `log_scale` `1 x d`.
+pub(crate) fn check_diag_normal_shapes(z: Shape, loc: Shape, log_scale: Shape) -> Result<()> {
+    let row = Shape::new(1, z.cols);
+    for (what, other) in [("loc", loc), ("log_scale", log_scale)] {
+        if other != row {
+            return Err(Error::invalid(
+                "diag_normal_log_prob",
+                format!("{what} must be 1 x {} for points {z}, got {other}", z.cols),
+            ));
+        }
+    }
+    Ok(())
 }

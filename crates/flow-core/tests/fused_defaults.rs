@@ -131,9 +131,9 @@ proptest! {
     ) {
         let (y, _) = v.affine_coupling(&params, scale, direction).unwrap();
         let g = Tensor::randn(&CPU, y.shape(), &mut flow_core::rng(seed));
-        let (gv, gp) = CPU.affine_coupling_backward(params.storage(), y.storage(), g.storage(), scale, direction);
+        let (gv, gp) = CPU.affine_coupling_backward(v.storage(), params.storage(), y.storage(), g.storage(), scale, direction);
         let plain = Plain::default();
-        let (pgv, pgp) = plain.affine_coupling_backward(params.storage(), y.storage(), g.storage(), scale, direction);
+        let (pgv, pgp) = plain.affine_coupling_backward(v.storage(), params.storage(), y.storage(), g.storage(), scale, direction);
         prop_assert!(close(gv.as_slice().unwrap(), pgv.as_slice().unwrap()));
         prop_assert!(close(gp.as_slice().unwrap(), pgp.as_slice().unwrap()));
     }

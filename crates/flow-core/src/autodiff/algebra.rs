@@ -89,37 +89,27 @@ pub(crate) trait GradAlgebra<B: Backend> {
     {
         crate::ops::linear::composed_activation_grads(self, act, &g, out)
     }
-    /// The gradients of an affine coupling's rows and parameters (see
-    /// [`Backend::affine_coupling_backward`]), composed from the primitives above unless an
-    /// interpreter has a fused kernel.
+    /// The gradients of an affine coupling's rows `v` and parameters, given the gradient
+    /// `g` of its output node `out`: the backend's fused backward, or recorded through the
+    /// op's composition.
     fn affine_coupling_grads(
         &mut self,
-        params: &Self::T,
-        out: &Self::T,
+        v: NodeId,
+        params: NodeId,
+        out: NodeId,
         g: &Self::T,
         scale: CouplingScale,
         direction: Direction,
-    ) -> (Self::T, Self::T)
-    where
-        Self: Sized,
-    {
-        crate::ops::affine_coupling::composed_grads(self, params, out, g, scale, direction)
-    }
+    ) -> (Self::T, Self::T);
     /// The gradients of a diagonal Gaussian's log-density with respect to the points, the
-    /// mean and the log-scale, composed from the primitives unless an interpreter has a
-    /// fused kernel.
+    /// mean and the log-scale, as [`GradAlgebra::affine_coupling_grads`].
     fn diag_normal_log_prob_grads(
         &mut self,
-        z: &Self::T,
-        loc: &Self::T,
-        log_scale: &Self::T,
+        z: NodeId,
+        loc: NodeId,
+        log_scale: NodeId,
         g: &Self::T,
-    ) -> (Self::T, Self::T, Self::T)
-    where
-        Self: Sized,
-    {
-        crate::ops::diag_normal::composed_grads(self, z, loc, log_scale, g)
-    }
+    ) -> (Self::T, Self::T, Self::T);
     /// Sums away broadcast dimensions: the adjoint of broadcasting `shape` up to `a`'s shape.
     fn sum_to(&mut self, a: &Self::T, shape: Shape) -> Self::T {
         let mut t = a.clone();
@@ -221,22 +211,25 @@ impl<B: Backend> GradAlgebra<B> for RawAlgebra<'_, B> {
     }
     fn affine_coupling_grads(
         &mut self,
-        params: &Tensor<B>,
-        out: &Tensor<B>,
+        v: NodeId,
+        params: NodeId,
+        out: NodeId,
         g: &Tensor<B>,
         scale: CouplingScale,
         direction: Direction,
     ) -> (Tensor<B>, Tensor<B>) {
-        Tensor::affine_coupling_backward(params, out, g, scale, direction)
+        let (v, params, out) = (self.node(v), self.node(params), self.node(out));
+        Tensor::affine_coupling_backward(&v, &params, &out, g, scale, direction)
     }
     fn diag_normal_log_prob_grads(
         &mut self,
-        z: &Tensor<B>,
-        loc: &Tensor<B>,
-        log_scale: &Tensor<B>,
+        z: NodeId,
+        loc: NodeId,
+        log_scale: NodeId,
         g: &Tensor<B>,
     ) -> (Tensor<B>, Tensor<B>, Tensor<B>) {
-        Tensor::diag_normal_log_prob_backward(z, loc, log_scale, g)
+        let (z, loc, log_scale) = (self.node(z), self.node(loc), self.node(log_scale));
+        Tensor::diag_normal_log_prob_backward(&z, &loc, &log_scale, g)
     }
 }
 
@@ -328,5 +321,26 @@ impl<B: Backend> GradAlgebra<B> for RecordingAlgebra<'_, B> {
     ) -> (NodeId, NodeId) {
         crate::ops::rational_quadratic::recorded_grads(self.tape, x, params, *g, spec, direction)
             .expect(INVARIANT)
+    }
+    fn affine_coupling_grads(
+        &mut self,
+        v: NodeId,
+        params: NodeId,
+        _out: NodeId,
+        g: &NodeId,
+        scale: CouplingScale,
+        direction: Direction,
+    ) -> (NodeId, NodeId) {
+        crate::ops::affine_coupling::recorded_grads(self.tape, v, params, *g, scale, direction)
+            .expect(INVARIANT)
+    }
+    fn diag_normal_log_prob_grads(
+        &mut self,
+        z: NodeId,
+        loc: NodeId,
+        log_scale: NodeId,
+        g: &NodeId,
+    ) -> (NodeId, NodeId, NodeId) {
+        crate::ops::diag_normal::recorded_grads(self.tape, z, loc, log_scale, *g).expect(INVARIANT)
     }
 }

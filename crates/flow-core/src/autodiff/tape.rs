@@ -189,7 +189,7 @@ impl<B: Backend> Tape<B> {
         let inner = self.inner.borrow();
         let mut algebra = RawAlgebra::new(&inner.nodes);
         let is_leaf = |id: NodeId| matches!(inner.nodes[id].op, Op::Leaf);
-        let grads = run_backward(&mut algebra, loss.id, seed, &is_leaf);
+        let grads = run_backward(&mut algebra, loss.id, seed, &is_leaf, 0);
         Ok(Gradients {
             grads,
             params: inner.params.clone(),
@@ -215,7 +215,7 @@ impl<B: Backend> Tape<B> {
         let ids: Vec<NodeId> = if create_graph {
             let mut algebra = RecordingAlgebra::new(self);
             let seed = algebra.constant(Tensor::ones(&self.backend, Shape::SCALAR));
-            let grads = run_backward(&mut algebra, output.id, seed, &keep);
+            let grads = run_backward(&mut algebra, output.id, seed, &keep, 0);
             wanted
                 .iter()
                 .map(|&id| match &grads[id] {
@@ -228,7 +228,7 @@ impl<B: Backend> Tape<B> {
             let grads = {
                 let inner = self.inner.borrow();
                 let mut algebra = RawAlgebra::new(&inner.nodes);
-                run_backward(&mut algebra, output.id, seed, &keep)
+                run_backward(&mut algebra, output.id, seed, &keep, 0)
             };
             wanted
                 .iter()
@@ -242,19 +242,48 @@ impl<B: Backend> Tape<B> {
         };
         Ok(ids.into_iter().map(|id| self.var(id)).collect())
     }
+
+    /// The recorded gradients of the scalar `output` with respect to `wrt`, propagated only
+    /// through the nodes recorded since `floor` (`wrt` are older): the vector-Jacobian
+    /// product of a composition built after `floor` from older nodes, which must not reach
+    /// back into how those nodes were computed. What fused ops' recorded backward passes use.
+    pub(crate) fn grad_since(
+        &self,
+        output: &Var<B>,
+        wrt: &[&Var<B>],
+        floor: NodeId,
+    ) -> Result<Vec<Var<B>>> {
+        self.check_scalar(output, "grad")?;
+        let mut algebra = RecordingAlgebra::new(self);
+        let seed = algebra.constant(Tensor::ones(&self.backend, Shape::SCALAR));
+        let grads = run_backward(&mut algebra, output.id, seed, &|_| false, floor);
+        Ok(wrt
+            .iter()
+            .map(|v| {
+                let id = match &grads[v.id] {
+                    Some(g) => *g,
+                    None => algebra.constant(Tensor::zeros(&self.backend, self.shape(v.id))),
+                };
+                self.var(id)
+            })
+            .collect())
+    }
 }
 
 /// The reverse sweep, shared by both interpreters. Returns the gradient of every node for
 /// which `keep` holds (and that `root` depends on through differentiable ops).
+/// Propagates `seed` from `root` back through the nodes `floor..=root`; gradients reaching
+/// nodes below `floor` are accumulated there but not propagated further.
 fn run_backward<B: Backend, A: GradAlgebra<B>>(
     algebra: &mut A,
     root: NodeId,
     seed: A::T,
     keep: &dyn Fn(NodeId) -> bool,
+    floor: NodeId,
 ) -> Vec<Option<A::T>> {
     let mut grads: Vec<Option<A::T>> = vec![None; root + 1];
     grads[root] = Some(seed);
-    for id in (0..=root).rev() {
+    for id in (floor..=root).rev() {
         let Some(g) = grads[id].take() else { continue };
         let op = algebra.op(id);
         let kept = keep(id).then(|| g.clone());

@@ -7,6 +7,7 @@
 //! trait methods with a default built from the primitives, so that a backend may replace
 //! them with one fused kernel without any layer changing.
 
+mod composed;
 pub mod cpu;
 
 use crate::element::Element;
@@ -270,7 +271,8 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
     /// The rational-quadratic spline of every entry of `x` (`n x d`) in `direction`, entry
     /// `(r, i)`'s parameters in row `r`, columns `i P .. (i + 1) P` of `params` (`n x d P`).
     /// Returns `n x 2d` (the outputs, then each entry's log|dy/dx|) and what the backward
-    /// reads (a backend's own layout). The default runs on the host.
+    /// reads (a backend's own layout). The default is the spline's composition from
+    /// primitives ([`crate::Var::rational_quadratic_composed`]), with an empty cache.
     fn rational_quadratic(
         &self,
         x: &Self::Storage,
@@ -278,22 +280,20 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
         spec: &RationalQuadratic,
         direction: Direction,
     ) -> (Self::Storage, Self::Storage) {
-        let shape = self.shape(x);
-        let (xs, ps) = (self.download(x), self.download(params));
-        let (cache_rows, cache_cols) = cpu::spline::cache_shape(xs.len(), spec);
-        let mut y = vec![Self::Elem::zero(); xs.len()];
-        let mut ld = vec![Self::Elem::zero(); xs.len()];
-        let mut cache = vec![Self::Elem::zero(); cache_rows * cache_cols];
-        cpu::spline::forward(&xs, &ps, spec, direction, &mut y, &mut ld, &mut cache);
-        let out = interleave_halves(&y, &ld, shape.rows, shape.cols);
+        let spec = *spec;
+        let mut out = composed::evaluate(self, &[x, params], |v| {
+            let (y, log_det) = v[0].rational_quadratic_composed(&v[1], &spec, direction)?;
+            Ok(vec![crate::Var::concat_cols(&[&y, &log_det])?])
+        });
         (
-            self.upload(Shape::new(shape.rows, 2 * shape.cols), out),
-            self.upload(Shape::new(cache_rows, cache_cols), cache),
+            out.remove(0),
+            self.full(Shape::new(1, 1), Self::Elem::zero()),
         )
     }
 
     /// The gradients of [`Backend::rational_quadratic`] with respect to `x` and `params`,
-    /// given that of its output `g` (`n x 2d`) and the forward's `cache`.
+    /// given that of its output `g` (`n x 2d`) and the forward's `cache`. The default
+    /// differentiates the composition.
     fn rational_quadratic_backward(
         &self,
         x: &Self::Storage,
@@ -303,13 +303,19 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
         direction: Direction,
         g: &Self::Storage,
     ) -> (Self::Storage, Self::Storage) {
-        let (shape, p_shape) = (self.shape(x), self.shape(params));
-        let (cache, gs) = (self.download(cache), self.download(g));
-        let (g_y, g_ld) = split_halves(&gs, shape.rows, shape.cols);
-        let mut gx = vec![Self::Elem::zero(); shape.len()];
-        let mut gp = vec![Self::Elem::zero(); p_shape.len()];
-        cpu::spline::backward(spec, direction, &cache, &g_y, &g_ld, &mut gx, &mut gp);
-        (self.upload(shape, gx), self.upload(p_shape, gp))
+        let _ = cache;
+        let spec = *spec;
+        let mut grads = composed::vjp(
+            self,
+            &[x, params],
+            |v| {
+                let (y, log_det) = v[0].rational_quadratic_composed(&v[1], &spec, direction)?;
+                Ok(vec![crate::Var::concat_cols(&[&y, &log_det])?])
+            },
+            &[g],
+        );
+        let g_params = grads.pop().expect("two inputs");
+        (grads.pop().expect("two inputs"), g_params)
     }
 
     /// A linear layer `act(x @ weight^T + bias)` with `weight` stored `out x in` (as
@@ -362,6 +368,7 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
     /// (normflows' layout). The first `d - d2` columns of `v` pass through; the last `d2` are
     /// transformed in `direction` with log-scale `s = scale(raw)`. Returns the output
     /// (`n x d`) and each row's log|det J| (`n x 1`: `+sum(s)` forward, `-sum(s)` inverse).
+    /// The default is the composition [`crate::Var::affine_coupling_composed`].
     fn affine_coupling(
         &self,
         v: &Self::Storage,
@@ -369,120 +376,64 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
         scale: CouplingScale,
         direction: Direction,
     ) -> (Self::Storage, Self::Storage) {
-        let parts = CouplingParts::new(self, v, params, scale);
-        let v2 = self.slice_cols(v, parts.d1, parts.d2);
-        let sign = match direction {
-            Direction::Forward => Self::Elem::one(),
-            Direction::Inverse => -Self::Elem::one(),
-        };
-        let factor = self.unary(
-            UnaryOp::Exp,
-            &self.unary(UnaryOp::MulScalar(sign), &parts.s),
-        );
-        let y2 = match direction {
-            Direction::Forward => self.binary(
-                BinaryOp::Add,
-                &self.binary(BinaryOp::Mul, &v2, &factor),
-                &parts.shift,
-            ),
-            Direction::Inverse => self.binary(
-                BinaryOp::Mul,
-                &self.binary(BinaryOp::Sub, &v2, &parts.shift),
-                &factor,
-            ),
-        };
-        let v1 = self.slice_cols(v, 0, parts.d1);
-        let log_det = self.unary(
-            UnaryOp::MulScalar(sign),
-            &self.reduce(ReduceOp::Sum, Axis::Cols, &parts.s),
-        );
-        (self.concat_cols(&[&v1, &y2]), log_det)
+        let mut out = composed::evaluate(self, &[v, params], |x| {
+            let (out, log_det) = x[0].affine_coupling_composed(&x[1], scale, direction)?;
+            Ok(vec![out, log_det])
+        });
+        let log_det = out.pop().expect("two outputs");
+        (out.pop().expect("two outputs"), log_det)
     }
 
     /// The gradients of [`Backend::affine_coupling`]'s output (not its log-det) with respect
-    /// to `v` and `params`, given the output `out` and its gradient `g` (both `n x d`).
-    /// With `e = exp(±s)`, the factor `y2` was computed with: `dv1 = g1`, `dv2 = g2 e`; forward
-    /// `dshift = g2`, `ds = g2 (y2 - shift)`; inverse `dshift = -g2 e`, `ds = -g2 y2`; and
-    /// `draw = ds * ds/draw`.
+    /// to `v` and `params`, given the rows `v`, the output `out` and its gradient `g` (all
+    /// `n x d`). A fused kernel may read `out` rather than `v`: with `e = exp(±s)`, `dv1 =
+    /// g1`, `dv2 = g2 e`; forward `dshift = g2`, `ds = g2 (y2 - shift)`; inverse `dshift =
+    /// -g2 e`, `ds = -g2 y2`; and `draw = ds * ds/draw`. The default differentiates the
+    /// composition.
     fn affine_coupling_backward(
         &self,
+        v: &Self::Storage,
         params: &Self::Storage,
         out: &Self::Storage,
         g: &Self::Storage,
         scale: CouplingScale,
         direction: Direction,
     ) -> (Self::Storage, Self::Storage) {
-        use BinaryOp::{Mul, Sub};
-        let parts = CouplingParts::new(self, out, params, scale);
-        let (d1, d2) = (parts.d1, parts.d2);
-        let (g1, g2) = (self.slice_cols(g, 0, d1), self.slice_cols(g, d1, d2));
-        let y2 = self.slice_cols(out, d1, d2);
-        let neg = |t: &Self::Storage| self.unary(UnaryOp::Neg, t);
-        let (g_v2, g_shift, g_s) = match direction {
-            Direction::Forward => {
-                let e = self.unary(UnaryOp::Exp, &parts.s);
-                let centred = self.binary(Sub, &y2, &parts.shift);
-                (
-                    self.binary(Mul, &g2, &e),
-                    g2.clone(),
-                    self.binary(Mul, &g2, &centred),
-                )
-            }
-            Direction::Inverse => {
-                let e = self.unary(UnaryOp::Exp, &neg(&parts.s));
-                let g_v2 = self.binary(Mul, &g2, &e);
-                let g_shift = neg(&g_v2);
-                (g_v2, g_shift, neg(&self.binary(Mul, &g2, &y2)))
-            }
-        };
-        let g_raw = match scale {
-            CouplingScale::Exp => g_s,
-            // ds/draw = -sigmoid(-(raw + 2))
-            CouplingScale::Sigmoid => {
-                let d = neg(&self.unary(UnaryOp::Sigmoid, &neg(&parts.raw_plus_two)));
-                self.binary(Mul, &g_s, &d)
-            }
-        };
-        let (even, odd) = interleaved_columns(d2);
-        let g_params = self.binary(
-            BinaryOp::Add,
-            &self.scatter_add_cols(&g_shift, &even, 2 * d2),
-            &self.scatter_add_cols(&g_raw, &odd, 2 * d2),
+        let _ = out;
+        let mut grads = composed::vjp(
+            self,
+            &[v, params],
+            |x| {
+                Ok(vec![
+                    x[0].affine_coupling_composed(&x[1], scale, direction)?.0,
+                ])
+            },
+            &[g],
         );
-        (self.concat_cols(&[&g1, &g_v2]), g_params)
+        let g_params = grads.pop().expect("two inputs");
+        (grads.pop().expect("two inputs"), g_params)
     }
 
     /// The log-density of a diagonal Gaussian at each row of `z` (`n x d`), with `loc` and
     /// `log_scale` `1 x d`: `-sum_j (u_j^2 / 2 + log_scale_j) - d/2 log(2 pi)` with
-    /// `u = (z - loc) exp(-log_scale)`. Returns `n x 1`.
+    /// `u = (z - loc) exp(-log_scale)`. Returns `n x 1`. The default is the composition
+    /// [`crate::Var::diag_normal_log_prob_composed`].
     fn diag_normal_log_prob(
         &self,
         z: &Self::Storage,
         loc: &Self::Storage,
         log_scale: &Self::Storage,
     ) -> Self::Storage {
-        let u = self.binary(
-            BinaryOp::Mul,
-            &self.binary(BinaryOp::Sub, z, loc),
-            &self.unary(UnaryOp::Exp, &self.unary(UnaryOp::Neg, log_scale)),
-        );
-        let half = Self::Elem::of(0.5);
-        let quad = self.unary(
-            UnaryOp::MulScalar(half),
-            &self.reduce(ReduceOp::Sum, Axis::Cols, &self.unary(UnaryOp::Square, &u)),
-        );
-        let norm = self.reduce(ReduceOp::Sum, Axis::All, log_scale);
-        let d = self.shape(z).cols as f64;
-        let constant = Self::Elem::of(-0.5 * d * (2.0 * std::f64::consts::PI).ln());
-        self.unary(
-            UnaryOp::AddScalar(constant),
-            &self.unary(UnaryOp::Neg, &self.binary(BinaryOp::Add, &quad, &norm)),
-        )
+        composed::evaluate(self, &[z, loc, log_scale], |x| {
+            Ok(vec![x[0].diag_normal_log_prob_composed(&x[1], &x[2])?])
+        })
+        .remove(0)
     }
 
     /// The gradients of [`Backend::diag_normal_log_prob`] given `g` (`n x 1`): with
     /// `w = g u exp(-log_scale)`, `dz = -w`, `dloc = sum over rows of w`,
-    /// `dlog_scale = sum over rows of g (u^2 - 1)`.
+    /// `dlog_scale = sum over rows of g (u^2 - 1)`. The default differentiates the
+    /// composition.
     fn diag_normal_log_prob_backward(
         &self,
         z: &Self::Storage,
@@ -490,19 +441,15 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
         log_scale: &Self::Storage,
         g: &Self::Storage,
     ) -> (Self::Storage, Self::Storage, Self::Storage) {
-        use BinaryOp::{Mul, Sub};
-        let inv_scale = self.unary(UnaryOp::Exp, &self.unary(UnaryOp::Neg, log_scale));
-        let u = self.binary(Mul, &self.binary(Sub, z, loc), &inv_scale);
-        let w = self.binary(Mul, &self.binary(Mul, g, &u), &inv_scale);
-        let u2m1 = self.unary(
-            UnaryOp::AddScalar(-Self::Elem::one()),
-            &self.unary(UnaryOp::Square, &u),
+        let mut grads = composed::vjp(
+            self,
+            &[z, loc, log_scale],
+            |x| Ok(vec![x[0].diag_normal_log_prob_composed(&x[1], &x[2])?]),
+            &[g],
         );
-        (
-            self.unary(UnaryOp::Neg, &w),
-            self.reduce(ReduceOp::Sum, Axis::Rows, &w),
-            self.reduce(ReduceOp::Sum, Axis::Rows, &self.binary(Mul, g, &u2m1)),
-        )
+        let g_log_scale = grads.pop().expect("three inputs");
+        let g_loc = grads.pop().expect("three inputs");
+        (grads.pop().expect("three inputs"), g_loc, g_log_scale)
     }
 
     /// One Adam update of `param` with `grad` and moments `m`, `v`, in place. As `torch.optim.Adam`: `g = grad + wd * param`,
@@ -563,46 +510,6 @@ pub fn interleaved_columns(d2: usize) -> (Vec<usize>, Vec<usize>) {
         (0..d2).map(|j| 2 * j).collect(),
         (0..d2).map(|j| 2 * j + 1).collect(),
     )
-}
-
-/// The pieces of an affine coupling's parameters, for the default compositions.
-struct CouplingParts<S> {
-    d1: usize,
-    d2: usize,
-    shift: S,
-    raw_plus_two: S,
-    s: S,
-}
-
-impl<S> CouplingParts<S> {
-    fn new<B: Backend<Storage = S>>(
-        backend: &B,
-        rows: &S,
-        params: &S,
-        scale: CouplingScale,
-    ) -> Self {
-        let d = backend.shape(rows).cols;
-        let d2 = backend.shape(params).cols / 2;
-        let (even, odd) = interleaved_columns(d2);
-        let shift = backend.gather_cols(params, &even);
-        let raw = backend.gather_cols(params, &odd);
-        let two = B::Elem::one() + B::Elem::one();
-        let raw_plus_two = backend.unary(UnaryOp::AddScalar(two), &raw);
-        let s = match scale {
-            CouplingScale::Exp => raw,
-            CouplingScale::Sigmoid => backend.unary(
-                UnaryOp::Softplus,
-                &backend.unary(UnaryOp::Neg, &raw_plus_two),
-            ),
-        };
-        CouplingParts {
-            d1: d - d2,
-            d2,
-            shift,
-            raw_plus_two,
-            s,
-        }
-    }
 }
 
 /// Rows of `[a_r | b_r]` from two `rows x cols` row-major blocks.

@@ -5,10 +5,10 @@
 use super::GradList;
 use crate::autodiff::algebra::GradAlgebra;
 use crate::autodiff::op::Op;
-use crate::autodiff::{NodeId, Var};
+use crate::autodiff::{NodeId, Tape, Var};
 use crate::backend::{interleaved_columns, Backend, CouplingScale, Direction, UnaryOp};
 use crate::error::Result;
-use crate::shape::Shape;
+use crate::shape::{Axis, Shape};
 use num_traits::One as _;
 use std::sync::Arc;
 
@@ -47,6 +47,47 @@ impl<B: Backend> Var<B> {
         );
         Ok((tape.var(out), tape.var(log_det)))
     }
+
+    /// [`Var::affine_coupling`] composed from the tape's primitives (gathers of the shifts and
+    /// raw scales, elementwise arithmetic, a row sum): the same values to rounding, slower,
+    /// differentiable to any order through the primitives' own backward passes. It is the
+    /// op's definition for backends without a fused kernel and for recorded gradients.
+    pub fn affine_coupling_composed(
+        &self,
+        params: &Var<B>,
+        scale: CouplingScale,
+        direction: Direction,
+    ) -> Result<(Var<B>, Var<B>)> {
+        self.check_same_tape(params, "affine_coupling")?;
+        crate::tensor::check_coupling_shapes(self.shape(), params.shape())?;
+        let d = self.shape().cols;
+        let d2 = params.shape().cols / 2;
+        let d1 = d - d2;
+        let (even, odd) = interleaved_columns(d2);
+        let shift = params.gather_cols(&even)?;
+        let raw = params.gather_cols(&odd)?;
+        let s = match scale {
+            CouplingScale::Exp => raw,
+            // -log sigmoid(raw + 2) = softplus(-(raw + 2))
+            CouplingScale::Sigmoid => raw.add_scalar(2.0).neg().softplus(),
+        };
+        let sign = match direction {
+            Direction::Forward => 1.0,
+            Direction::Inverse => -1.0,
+        };
+        let factor = s.mul_scalar(sign).exp();
+        let v2 = self.slice_cols(d1, d2)?;
+        let y2 = match direction {
+            Direction::Forward => v2.mul(&factor)?.add(&shift)?,
+            Direction::Inverse => v2.sub(&shift)?.mul(&factor)?,
+        };
+        let out = if d1 == 0 {
+            y2
+        } else {
+            Var::concat_cols(&[&self.slice_cols(0, d1)?, &y2])?
+        };
+        Ok((out, s.sum(Axis::Cols).mul_scalar(sign)))
+    }
 }
 
 /// Gradients of the transformed rows with respect to the rows and the parameters.
@@ -64,8 +105,7 @@ pub(crate) fn backward<B: Backend, A: GradAlgebra<B>>(
     if !(alg.needs_grad(v) || alg.needs_grad(params)) {
         return;
     }
-    let (p, y) = (alg.node(params), alg.node(out));
-    let (g_v, g_params) = alg.affine_coupling_grads(&p, &y, g, scale, direction);
+    let (g_v, g_params) = alg.affine_coupling_grads(v, params, out, g, scale, direction);
     if alg.needs_grad(v) {
         grads.push((v, g_v));
     }
@@ -113,63 +153,20 @@ pub(crate) fn backward_log_det<B: Backend, A: GradAlgebra<B>>(
     grads.push((params, alg.scatter_add_cols(&g_raw, &odd, shape.cols)));
 }
 
-/// The composition of [`backward`]'s gradients from primitives, as recorded for higher
-/// orders (first-order passes use the backend's fused kernel instead). See
-/// [`Backend::affine_coupling_backward`] for the formulas.
-pub(crate) fn composed_grads<B: Backend, A: GradAlgebra<B>>(
-    alg: &mut A,
-    p: &A::T,
-    y: &A::T,
-    g: &A::T,
+/// The gradients of the rows and parameters recorded on `tape` (so differentiable again):
+/// those of the composition [`Var::affine_coupling_composed`], projected on `g`.
+pub(crate) fn recorded_grads<B: Backend>(
+    tape: &Tape<B>,
+    v: NodeId,
+    params: NodeId,
+    g: NodeId,
     scale: CouplingScale,
     direction: Direction,
-) -> (A::T, A::T) {
-    let d = alg.shape(y).cols;
-    let d2 = alg.shape(p).cols / 2;
-    let d1 = d - d2;
-    let one = B::Elem::one();
-    let (even, odd) = interleaved_columns(d2);
-    let (even, odd): (Arc<[usize]>, Arc<[usize]>) = (even.into(), odd.into());
-    let shift = alg.gather_cols(p, &even);
-    let raw = alg.gather_cols(p, &odd);
-    let a = alg.unary(UnaryOp::AddScalar(one + one), &raw);
-    let a = alg.neg(&a); // -(raw + 2)
-    let s = match scale {
-        CouplingScale::Exp => raw,
-        CouplingScale::Sigmoid => alg.unary(UnaryOp::Softplus, &a),
-    };
-    let g1 = alg.slice_cols(g, 0, d1);
-    let g2 = alg.slice_cols(g, d1, d2);
-    let y2 = alg.slice_cols(y, d1, d2);
-    let (g_v2, g_shift, g_s) = match direction {
-        Direction::Forward => {
-            let e = alg.unary(UnaryOp::Exp, &s);
-            let centred = alg.sub(&y2, &shift);
-            (alg.mul(&g2, &e), g2.clone(), alg.mul(&g2, &centred))
-        }
-        Direction::Inverse => {
-            let neg_s = alg.neg(&s);
-            let e = alg.unary(UnaryOp::Exp, &neg_s);
-            let g_v2 = alg.mul(&g2, &e);
-            let g_shift = alg.neg(&g_v2);
-            let gy = alg.mul(&g2, &y2);
-            (g_v2, g_shift, alg.neg(&gy))
-        }
-    };
-    let g_raw = match scale {
-        CouplingScale::Exp => g_s,
-        CouplingScale::Sigmoid => {
-            let d = alg.unary(UnaryOp::Sigmoid, &a);
-            let d = alg.neg(&d);
-            alg.mul(&g_s, &d)
-        }
-    };
-    let first: Arc<[usize]> = (0..d1).collect::<Vec<_>>().into();
-    let second: Arc<[usize]> = (d1..d).collect::<Vec<_>>().into();
-    let g_v1 = alg.scatter_add_cols(&g1, &first, d);
-    let g_v2 = alg.scatter_add_cols(&g_v2, &second, d);
-    let g_v = alg.add(&g_v1, &g_v2);
-    let g_shift = alg.scatter_add_cols(&g_shift, &even, 2 * d2);
-    let g_raw = alg.scatter_add_cols(&g_raw, &odd, 2 * d2);
-    (g_v, alg.add(&g_shift, &g_raw))
+) -> Result<(NodeId, NodeId)> {
+    let (vv, pv, gv) = (tape.var(v), tape.var(params), tape.var(g));
+    let floor = tape.len();
+    let (out, _) = vv.affine_coupling_composed(&pv, scale, direction)?;
+    let projected = out.mul(&gv)?.sum_all();
+    let grads = tape.grad_since(&projected, &[&vv, &pv], floor)?;
+    Ok((grads[0].id, grads[1].id))
 }

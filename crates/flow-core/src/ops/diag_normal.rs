@@ -4,11 +4,10 @@
 use super::GradList;
 use crate::autodiff::algebra::GradAlgebra;
 use crate::autodiff::op::Op;
-use crate::autodiff::{NodeId, Var};
-use crate::backend::{Backend, UnaryOp};
+use crate::autodiff::{NodeId, Tape, Var};
+use crate::backend::Backend;
 use crate::error::Result;
 use crate::shape::Axis;
-use num_traits::One as _;
 
 impl<B: Backend> Var<B> {
     /// `log N(row; loc, diag(exp(log_scale))^2)` for each row of `self` (`n x d`), with
@@ -26,6 +25,24 @@ impl<B: Backend> Var<B> {
         };
         Ok(self.tape.var(self.tape.push(value, op)))
     }
+
+    /// [`Var::diag_normal_log_prob`] composed from the tape's primitives: the op's
+    /// definition for backends without a fused kernel and for recorded gradients.
+    pub fn diag_normal_log_prob_composed(
+        &self,
+        loc: &Var<B>,
+        log_scale: &Var<B>,
+    ) -> Result<Var<B>> {
+        self.check_same_tape(loc, "diag_normal_log_prob")?;
+        self.check_same_tape(log_scale, "diag_normal_log_prob")?;
+        crate::tensor::check_diag_normal_shapes(self.shape(), loc.shape(), log_scale.shape())?;
+        let d = self.shape().cols as f64;
+        let u = self.sub(loc)?.mul(&log_scale.neg().exp())?;
+        let quad = u.square().sum(Axis::Cols).mul_scalar(0.5);
+        let norm = log_scale.sum_all();
+        let constant = -0.5 * d * (2.0 * std::f64::consts::PI).ln();
+        Ok(quad.add(&norm)?.neg().add_scalar(constant))
+    }
 }
 
 pub(crate) fn backward<B: Backend, A: GradAlgebra<B>>(
@@ -36,8 +53,7 @@ pub(crate) fn backward<B: Backend, A: GradAlgebra<B>>(
     g: &A::T,
     grads: &mut GradList<A::T>,
 ) {
-    let (zv, lv, sv) = (alg.node(z), alg.node(loc), alg.node(log_scale));
-    let (g_z, g_loc, g_log_scale) = alg.diag_normal_log_prob_grads(&zv, &lv, &sv, g);
+    let (g_z, g_loc, g_log_scale) = alg.diag_normal_log_prob_grads(z, loc, log_scale, g);
     for (id, grad) in [(z, g_z), (loc, g_loc), (log_scale, g_log_scale)] {
         if alg.needs_grad(id) {
             grads.push((id, grad));
@@ -45,26 +61,19 @@ pub(crate) fn backward<B: Backend, A: GradAlgebra<B>>(
     }
 }
 
-/// The gradients composed from primitives, as recorded for higher orders (see
-/// [`Backend::diag_normal_log_prob_backward`] for the formulas).
-pub(crate) fn composed_grads<B: Backend, A: GradAlgebra<B>>(
-    alg: &mut A,
-    z: &A::T,
-    loc: &A::T,
-    log_scale: &A::T,
-    g: &A::T,
-) -> (A::T, A::T, A::T) {
-    let neg = alg.neg(log_scale);
-    let inv_scale = alg.unary(UnaryOp::Exp, &neg);
-    let centred = alg.sub(z, loc);
-    let u = alg.mul(&centred, &inv_scale);
-    let gu = alg.mul(g, &u);
-    let w = alg.mul(&gu, &inv_scale);
-    let u2 = alg.unary(UnaryOp::Square, &u);
-    let u2m1 = alg.unary(UnaryOp::AddScalar(-B::Elem::one()), &u2);
-    let gs = alg.mul(g, &u2m1);
-    let g_z = alg.neg(&w);
-    let g_loc = alg.sum(&w, Axis::Rows);
-    let g_log_scale = alg.sum(&gs, Axis::Rows);
-    (g_z, g_loc, g_log_scale)
+/// The gradients recorded on `tape` (so differentiable again): those of the composition
+/// [`Var::diag_normal_log_prob_composed`], projected on `g`.
+pub(crate) fn recorded_grads<B: Backend>(
+    tape: &Tape<B>,
+    z: NodeId,
+    loc: NodeId,
+    log_scale: NodeId,
+    g: NodeId,
+) -> Result<(NodeId, NodeId, NodeId)> {
+    let (zv, lv, sv, gv) = (tape.var(z), tape.var(loc), tape.var(log_scale), tape.var(g));
+    let floor = tape.len();
+    let log_prob = zv.diag_normal_log_prob_composed(&lv, &sv)?;
+    let projected = log_prob.mul(&gv)?.sum_all();
+    let grads = tape.grad_since(&projected, &[&zv, &lv, &sv], floor)?;
+    Ok((grads[0].id, grads[1].id, grads[2].id))
 }

@@ -223,8 +223,9 @@ pub(crate) fn recorded_grads<B: Backend>(
     direction: Direction,
 ) -> Result<(NodeId, NodeId)> {
     let (xv, pv, gv) = (tape.var(x), tape.var(params), tape.var(g));
+    let floor = tape.len();
     let (y, log_det) = xv.rational_quadratic_composed(&pv, spec, direction)?;
     let projected = Var::concat_cols(&[&y, &log_det])?.mul(&gv)?.sum_all();
-    let grads = tape.grad(&projected, &[&xv, &pv], true)?;
+    let grads = tape.grad_since(&projected, &[&xv, &pv], floor)?;
     Ok((grads[0].id, grads[1].id))
 }

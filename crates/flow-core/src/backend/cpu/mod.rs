@@ -208,6 +208,7 @@ impl<E: Element> Backend for Cpu<E> {
 
     fn affine_coupling_backward(
         &self,
+        _v: &Array2<E>,
         params: &Array2<E>,
         out: &Array2<E>,
         g: &Array2<E>,
