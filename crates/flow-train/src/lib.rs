@@ -1,3 +1,5 @@
+//! # flow-train
+//!
 //! Training normalizing flows: optimizers, learning-rate schedules and gradient clipping
 //! (PyTorch's semantics), the training loop with validation, early stopping and bit-for-bit
 //! resume, safetensors checkpoints, JSON-lines metrics and normflows import.
