@@ -10,7 +10,7 @@ error (normflows' log_prob is normalised, so this is a true NLL).
 
 Run it side by side with ours, one after the other on the same machine:
 
-    cargo build --release -p flow-train && ./target/release/flows bench --repeats 3 \
+    cargo build --release -p flows-cli && ./target/release/flows bench --repeats 3 \
         && /tmp/peers/bin/python bench/normflows_two_moons.py --repeats 3
 
 (any interpreter with torch and normflows will do; /tmp/peers is just an example venv).

@@ -37,6 +37,7 @@ mod ops;
 pub mod params;
 pub mod random;
 pub mod shape;
+pub mod target;
 pub mod tensor;
 
 pub use autodiff::{Gradients, Tape, Var};
@@ -50,4 +51,5 @@ pub use error::{Error, Result};
 pub use params::{ParamId, ParamStore};
 pub use random::{rng, FlowRng};
 pub use shape::{Axis, Shape};
+pub use target::Target;
 pub use tensor::Tensor;

@@ -4,8 +4,7 @@
 //! sampled as normflows does, by rejection from the uniform proposal on `[-3, 3]^2`.
 
 use crate::ToyDensity;
-use flow_core::{Backend, FlowRng, Var};
-use flow_layers::Target;
+use flow_core::{Backend, FlowRng, Target, Var};
 use rand::Rng;
 
 /// normflows' `TwoMoons`. Sampled on `[-3, 3]^2` (where all but ~1e-7 of its mass lies).
@@ -96,7 +95,7 @@ impl<B: Backend> Target<B> for TwoMoons {
         2
     }
 
-    fn log_prob(&self, x: &Var<B>) -> flow_layers::Result<Var<B>> {
+    fn log_prob(&self, x: &Var<B>) -> flow_core::Result<Var<B>> {
         let x0 = x.slice_cols(0, 1)?;
         let a = x0.abs();
         let r = x.square().sum(flow_core::Axis::Cols).sqrt();
@@ -112,6 +111,6 @@ impl<B: Backend> Target<B> for TwoMoons {
             .mul_scalar(-0.5);
         // log(1 + exp(u)) = softplus(u)
         let bridge = a.mul_scalar(-4.0 / 0.09).softplus();
-        Ok(ring.add(&side)?.add(&bridge)?)
+        ring.add(&side)?.add(&bridge)
     }
 }

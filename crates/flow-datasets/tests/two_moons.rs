@@ -1,8 +1,7 @@
 //! TwoMoons: its normaliser and entropy by quadrature, its sampler against its density.
 
-use flow_core::{Cpu, Tape, Tensor};
+use flow_core::{Cpu, Tape, Target, Tensor};
 use flow_datasets::{ToyDensity, TwoMoons};
-use flow_layers::Target;
 
 /// Midpoint rule on [-3, 3]^2 with `n` cells per axis: (log Z, entropy).
 fn quadrature(n: usize) -> (f64, f64) {

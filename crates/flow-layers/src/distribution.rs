@@ -9,12 +9,9 @@ use flow_core::{Axis, Backend, Element, FlowRng, ParamId, ParamStore, Tape, Tens
 use rand::Rng as _;
 use std::f64::consts::PI;
 
-/// A (possibly unnormalised) log-density that can be differentiated, for `reverse_kld`.
-pub trait Target<B: Backend> {
-    fn dim(&self) -> usize;
-    /// log p(x) per row (`rows x 1`).
-    fn log_prob(&self, x: &Var<B>) -> Result<Var<B>>;
-}
+/// A (possibly unnormalised) log-density that can be differentiated, for `reverse_kld`;
+/// defined in flow-core so that data crates can provide targets without flow-layers.
+pub use flow_core::Target;
 
 /// normflows' `DiagGaussian`: a Gaussian with learnable `loc` and `log_scale` (`1 x d`,
 /// named `q0.loc` and `q0.log_scale`), starting as the standard normal.

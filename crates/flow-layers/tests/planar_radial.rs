@@ -655,13 +655,13 @@ impl Target<B> for Gaussian {
         self.loc.len()
     }
 
-    fn log_prob(&self, x: &Var<B>) -> flow_layers::Result<Var<B>> {
+    fn log_prob(&self, x: &Var<B>) -> flow_core::Result<Var<B>> {
         let tape = x.tape();
         let d = self.loc.len();
         let loc = tape.constant(Tensor::from_f64s(&CPU, (1, d), &self.loc)?);
         let log_scale: Vec<f64> = self.scale.iter().map(|s| s.ln()).collect();
         let log_scale = tape.constant(Tensor::from_f64s(&CPU, (1, d), &log_scale)?);
-        Ok(x.diag_normal_log_prob(&loc, &log_scale)?)
+        x.diag_normal_log_prob(&loc, &log_scale)
     }
 }
 
@@ -675,7 +675,7 @@ impl Target<B> for Correlated {
         2
     }
 
-    fn log_prob(&self, x: &Var<B>) -> flow_layers::Result<Var<B>> {
+    fn log_prob(&self, x: &Var<B>) -> flow_core::Result<Var<B>> {
         let rho = self.rho;
         let k = 1.0 / (1.0 - rho * rho);
         let precision = [k, -rho * k, -rho * k, k];

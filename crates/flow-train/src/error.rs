@@ -1,4 +1,4 @@
-//! Errors of training, checkpoints and the command line: each names the file involved.
+//! Errors of training, checkpoints and data: each names the file involved.
 
 use std::path::PathBuf;
 
@@ -8,8 +8,6 @@ pub enum Error {
     Core(#[from] flow_core::Error),
     #[error(transparent)]
     Layers(#[from] flow_layers::Error),
-    #[error(transparent)]
-    Plot(#[from] crate::plot::PlotError),
     /// A data file that cannot be read (the message names the file, row and column).
     #[error(transparent)]
     Data(#[from] flow_datasets::tabular::Error),
@@ -47,14 +45,16 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    /// [`Error::Io`] on `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
             source,
         }
     }
 
-    pub(crate) fn format(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+    /// [`Error::Format`]: `path` holds something other than what it should.
+    pub fn format(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         Error::Format {
             path: path.into(),
             message: message.into(),

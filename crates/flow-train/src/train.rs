@@ -28,8 +28,6 @@ pub struct TrainConfig {
     /// Stop early after this many validations in a row without a new best; 0: never.
     pub patience: usize,
     pub seed: u64,
-    /// Show a progress bar on the terminal.
-    pub progress: bool,
 }
 
 impl Default for TrainConfig {
@@ -46,7 +44,6 @@ impl Default for TrainConfig {
             validate_every: 0,
             patience: 0,
             seed: 0,
-            progress: false,
         }
     }
 }
@@ -184,7 +181,7 @@ impl<B: Backend> Progress<'_, B> {
 }
 
 /// Watches a run: [`Observer::progress`] between updates (snapshots, checkpoints, the best
-/// model), [`Observer::loss`] after each iteration (metrics). A closure taking a
+/// model), [`Observer::loss`] after each iteration (metrics, a progress bar). A closure taking a
 /// [`Progress`] is an observer.
 pub trait Observer<B: Backend> {
     fn progress(&mut self, p: &Progress<'_, B>) -> Result<()>;
@@ -379,7 +376,6 @@ impl<B: Backend> Run<'_, B> {
             first_step: first,
             ..Default::default()
         };
-        let bar = progress_bar(config, first);
         let mut seconds = 0.0;
         // Drawn before step `first`'s observer, so that it sees the initialised model; the
         // batch is still step `first`'s.
@@ -428,19 +424,10 @@ impl<B: Backend> Run<'_, B> {
             }
             seconds += start.elapsed().as_secs_f64();
             observer.loss(i, value, lr)?;
-            if let Some(bar) = &bar {
-                if i % 25 == 0 || i + 1 == config.iters {
-                    bar.set_position(i as u64 + 1);
-                    bar.set_message(format!("loss {value:.4}"));
-                }
-            }
         }
         report.seconds = seconds;
         report.skipped = self.counters.skipped;
         report.best = self.counters.best;
-        if let Some(bar) = bar {
-            bar.finish_and_clear();
-        }
         Ok(report)
     }
 
@@ -487,21 +474,6 @@ impl<B: Backend> Run<'_, B> {
         })?;
         Ok(finished)
     }
-}
-
-fn progress_bar(config: &TrainConfig, first: usize) -> Option<indicatif::ProgressBar> {
-    if !config.progress {
-        return None;
-    }
-    let bar = indicatif::ProgressBar::new(config.iters as u64);
-    bar.set_position(first as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} [{elapsed_precise}] {per_sec} {msg}",
-        )
-        .expect("valid template"),
-    );
-    Some(bar)
 }
 
 /// Mean negative log-likelihood (nats) of `n` fresh samples of `density` under `model`,

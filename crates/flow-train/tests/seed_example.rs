@@ -13,10 +13,6 @@
 //! median of a distribution this wide (sd 0.008). The closing note reports the gap.
 
 use flow_core::Cpu;
-
-// As the `flows` binary: training allocates the same buffers every step.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use flow_datasets::TwoMoons;
 use flow_layers::{NormalizingFlow, RealNvpConfig};
 use flow_train::train::{test_nll, test_rng, train, Progress, TrainConfig};

@@ -1,12 +1,12 @@
 //! Turning the data flags into a run's data, and reading data files under a checkpoint.
 
 use super::DataArgs;
-use crate::error::{Error, Result};
-use crate::preprocess::Preprocess;
-use crate::run_data::{Dequantize, RunData, SplitImages, SplitTable, TableOptions};
 use flow_datasets::images::{ImageSet, Part, MNIST_ALPHA};
 use flow_datasets::tabular::{self, ColumnSelector, CsvOptions, Table};
 use flow_datasets::RealData;
+use flow_train::preprocess::Preprocess;
+use flow_train::run_data::{Dequantize, RunData, SplitImages, SplitTable, TableOptions};
+use flow_train::{Error, Result};
 use std::path::Path;
 
 /// The default built-in data set.
@@ -236,6 +236,6 @@ pub fn read_for_model(
         ));
     }
     let mut values = table.into_data();
-    let log_det = preprocess.forward_rows(&mut values, dim, &mut crate::train::test_rng(seed));
+    let log_det = preprocess.forward_rows(&mut values, dim, &mut flow_train::train::test_rng(seed));
     Ok((values, log_det))
 }

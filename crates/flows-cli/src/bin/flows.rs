@@ -8,8 +8,8 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    let cli = flow_train::cli::Cli::parse();
-    if let Err(e) = flow_train::cli::run(cli) {
+    let cli = flows_cli::Cli::parse();
+    if let Err(e) = flows_cli::run(cli) {
         eprintln!("error: {e}");
         std::process::exit(1);
     }

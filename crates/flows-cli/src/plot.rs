@@ -5,6 +5,7 @@
 //! encoding failure as [`PlotError::Draw`], both naming the output path.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::coord::types::{RangedCoordf64, RangedCoordi64};
@@ -12,8 +13,10 @@ use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-/// Font family for all text; resolved through fontconfig by the `ttf` feature.
-const FONT: &str = "sans-serif";
+/// Font family of all text: DejaVu Sans, compiled into the program (the `dejavu` crate) and
+/// registered with plotters' ab_glyph renderer by [`png_area`], so drawing needs no system
+/// fonts, fontconfig or FreeType.
+const FONT: &str = "DejaVu Sans";
 
 /// Target side length in pixels of the square plotting area of one density panel.
 const PANEL_W: u32 = 480;
@@ -132,6 +135,25 @@ fn draw_err<E: std::fmt::Display>(path: &Path) -> impl Fn(E) -> PlotError + '_ {
     }
 }
 
+/// The drawing area of a PNG of `size` pixels at `path`, [`FONT`] registered (once per
+/// process) before anything is drawn on it.
+fn png_area(
+    path: &Path,
+    size: (u32, u32),
+) -> Result<DrawingArea<BitMapBackend<'_>, Shift>, PlotError> {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    let registered = *REGISTERED.get_or_init(|| {
+        plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular()).is_ok()
+    });
+    if !registered {
+        return Err(PlotError::Draw {
+            path: path.to_path_buf(),
+            message: format!("the built-in font {FONT} could not be loaded"),
+        });
+    }
+    Ok(BitMapBackend::new(path, size).into_drawing_area())
+}
+
 /// Rejects ranges plotters cannot map (empty, reversed or non-finite).
 fn check_range(path: &Path, axis: &str, (lo, hi): (f64, f64)) -> Result<(), PlotError> {
     if lo.is_finite() && hi.is_finite() && lo < hi && (hi - lo).is_finite() {
@@ -202,7 +224,7 @@ pub fn density_panels(path: &Path, panels: &[(String, DensityGrid)]) -> Result<(
         .ok()
         .and_then(|k| k.checked_mul(PANEL_W))
         .ok_or_else(|| input_err(path, "too many panels"))?;
-    let root = BitMapBackend::new(path, (width, PANEL_H)).into_drawing_area();
+    let root = png_area(path, (width, PANEL_H))?;
     root.fill(&WHITE).map_err(draw_err(path))?;
     let areas = root.split_evenly((1, panels.len()));
     for (area, (title, grid)) in areas.iter().zip(panels) {
@@ -508,7 +530,7 @@ pub fn training_curves(
         .max(last_step)
         .max(1);
 
-    let root = BitMapBackend::new(path, LOSS_SIZE).into_drawing_area();
+    let root = png_area(path, LOSS_SIZE)?;
     let mut chart = captioned_chart(
         &root,
         path,
@@ -572,7 +594,7 @@ pub fn samples_scatter(
         (x_range.0..=x_range.1).contains(&p[0]) && (y_range.0..=y_range.1).contains(&p[1])
     };
 
-    let root = BitMapBackend::new(path, SCATTER_SIZE).into_drawing_area();
+    let root = png_area(path, SCATTER_SIZE)?;
     let mut chart = captioned_chart(
         &root,
         path,
@@ -755,7 +777,7 @@ pub fn pairwise_scatter(
         .filter(|&side| side + PAIR_HEADER <= MAX_SIDE)
         .ok_or_else(|| input_err(path, format!("too many features to draw ({k})")))?;
 
-    let root = BitMapBackend::new(path, (side, side + PAIR_HEADER)).into_drawing_area();
+    let root = png_area(path, (side, side + PAIR_HEADER))?;
     root.fill(&WHITE).map_err(draw_err(path))?;
     let (header, body) = root.split_vertically(PAIR_HEADER);
     let shown = if k < dim {
@@ -1046,7 +1068,7 @@ pub fn image_grid(
         (tiles_w + 2 * IMAGE_MARGIN).max(IMAGE_MIN_WIDTH),
         tiles_h + IMAGE_CAPTION + IMAGE_MARGIN,
     );
-    let root = BitMapBackend::new(path, canvas).into_drawing_area();
+    let root = png_area(path, canvas)?;
     root.fill(&WHITE).map_err(draw_err(path))?;
     let size = fitting_font_size(&root, title, 22, canvas.0.saturating_sub(20));
     root.draw(&Text::new(

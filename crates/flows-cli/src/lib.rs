@@ -1,14 +1,28 @@
-//! The `flows` command line: `train`, `log-prob`, `import-normflows`, `bench`.
+//! # flows-cli
+//!
+//! The `flows` command, the command line over the `flows` crates: `flows train` fits a flow
+//! (RealNVP, Glow, MAF, IAF, NSF, planar, radial) to a built-in density, a CSV or .npy table
+//! or an image set, with validation, early stopping, checkpoints that resume bit for bit,
+//! a metrics log and PNG plots; `log-prob`, `sample` and `eval` use a checkpoint;
+//! `import-normflows` converts a normflows RealNVP; `bench` times training; `datasets` lists
+//! the data sets. Run `flows --help`, or from a checkout
+//! `cargo run --release -p flows-cli --bin flows -- train`.
+//!
+//! The library half holds what the binary runs ([`Cli`], [`run`]) and the plots it draws
+//! ([`plot`]); training itself is flow-train's.
 
-use crate::checkpoint;
-use crate::data::write_csv;
-use crate::error::{Error, Result};
-use crate::import::{import_normflows, ImportOptions};
-use crate::optim::{Decay, LrSchedule, OptimizerKind};
+pub mod error;
+pub mod plot;
+
 use crate::plot::DensityGrid;
-use crate::preprocess::Preprocess;
-use crate::train::{mean_and_se, train_on, Progress, TrainConfig};
 use data::read_for_model;
+use flow_train::checkpoint;
+use flow_train::data::write_csv;
+use flow_train::import::{import_normflows, ImportOptions};
+use flow_train::optim::{Decay, LrSchedule, OptimizerKind};
+use flow_train::preprocess::Preprocess;
+use flow_train::train::{mean_and_se, train_on, Progress, TrainConfig};
+use flow_train::{Error, Result};
 
 mod data;
 mod train;
@@ -413,7 +427,7 @@ impl ModelArgs {
         })
     }
 
-    fn train_config(&self, iters: usize, batch: usize, progress: bool) -> TrainConfig {
+    fn train_config(&self, iters: usize, batch: usize) -> TrainConfig {
         TrainConfig {
             iters,
             batch,
@@ -443,7 +457,6 @@ impl ModelArgs {
             validate_every: 0,
             patience: 0,
             seed: self.seed,
-            progress,
         }
     }
 
@@ -545,7 +558,8 @@ pub fn datasets_table() -> String {
 /// cell of the 200 x 200 grid where the mass is.
 const TARGET_HISTOGRAM_SAMPLES: usize = 1_000_000;
 
-pub fn run(cli: Cli) -> Result<()> {
+/// Runs one `flows` command.
+pub fn run(cli: Cli) -> error::Result<()> {
     match cli.command {
         Command::Train(args) => train::run_train(args),
         Command::LogProb {
@@ -565,7 +579,7 @@ pub fn run(cli: Cli) -> Result<()> {
             n,
             out,
             seed,
-        } => run_sample(&checkpoint, n, &out, seed),
+        } => Ok(run_sample(&checkpoint, n, &out, seed)?),
         Command::Eval {
             checkpoint,
             data,
@@ -588,7 +602,7 @@ pub fn run(cli: Cli) -> Result<()> {
             leaky,
             scale_map,
             no_trailing_permute,
-        } => run_import(
+        } => Ok(run_import(
             &weights,
             &out,
             ImportOptions {
@@ -596,14 +610,14 @@ pub fn run(cli: Cli) -> Result<()> {
                 scale_map: scale_map.into(),
                 trailing_swap: !no_trailing_permute,
             },
-        ),
+        )?),
         Command::Bench {
             data,
             model,
             iters,
             batch,
             repeats,
-        } => run_bench(&data, &model, iters, batch, repeats),
+        } => Ok(run_bench(&data, &model, iters, batch, repeats)?),
         Command::Datasets => {
             print!("{}", datasets_table());
             Ok(())
@@ -713,7 +727,7 @@ fn run_bench(
     let mut rates = Vec::new();
     for r in 0..repeats.max(1) {
         let mut model = args.build(run_data.dim())?;
-        let config = args.train_config(iters, batch, false);
+        let config = args.train_config(iters, batch);
         let mut no_observer = |_: &Progress<'_, B>| Ok(());
         let source = run_data.source(args.seed)?;
         let report = train_on(&mut model, source, &config, None, None, &mut no_observer)?;

@@ -1,4 +1,4 @@
-//! Integration tests for `flow_train::plot`: each plot is written to a temporary directory and
+//! Integration tests for `flows_cli::plot`: each plot is written to a temporary directory and
 //! checked to be a non-trivial PNG; bad input must give `PlotError::Input`, never a panic.
 //!
 //! Set `FLOW_PLOT_CHECK_DIR=/some/dir` to also keep copies of the images for eyeballing.
@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use flow_train::plot::{
+use flows_cli::plot::{
     density_panels, image_grid, image_grid_pixels, loss_curve, pairwise_scatter, samples_scatter,
     training_curves, DensityGrid, PlotError,
 };

@@ -1,21 +1,22 @@
 //! `flows train`: a run from flags, or `--resume DIR` from the configuration stored there.
 
 use super::{density_grid, good, TrainArgs, B, CPU, GRID, TARGET_HISTOGRAM_SAMPLES};
-use crate::checkpoint::{self, RunCheckpoint};
-use crate::data::write_csv;
-use crate::error::{Error, Result};
-use crate::metrics::{History, MetricsLog};
 use crate::plot::{
     density_panels, image_grid, pairwise_scatter, samples_scatter, training_curves, DensityGrid,
-};
-use crate::preprocess::Preprocess;
-use crate::run_data::RunData;
-use crate::train::{
-    mean_and_se, test_nll, test_rng, train_on, Observer, Progress, ResumeState, TrainReport,
 };
 use clap::Parser;
 use flow_core::Tensor;
 use flow_layers::NormalizingFlow;
+use flow_train::checkpoint::{self, RunCheckpoint};
+use flow_train::data::write_csv;
+use flow_train::metrics::{History, MetricsLog};
+use flow_train::preprocess::Preprocess;
+use flow_train::run_data::RunData;
+use flow_train::train::{
+    mean_and_se, test_nll, test_rng, train_on, Observer, Progress, ResumeState, TrainReport,
+};
+use flow_train::{Error, Result};
+use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 
 const CHECKPOINT: &str = "checkpoint.safetensors";
@@ -26,7 +27,7 @@ const PAIRWISE_FEATURES: usize = 6;
 /// Samples drawn (and plotted as a grid) from a model of images.
 const IMAGE_SAMPLES: usize = 64;
 
-pub(super) fn run_train(args: TrainArgs) -> Result<()> {
+pub(super) fn run_train(args: TrainArgs) -> crate::error::Result<()> {
     let (args, resumed) = match args.resume.clone() {
         Some(dir) => {
             let (stored, checkpoint) = resume_args(&args, &dir)?;
@@ -53,7 +54,8 @@ pub(super) fn run_train(args: TrainArgs) -> Result<()> {
                     "the data of this run ({}) changed since it was checkpointed; \
                      resuming would not continue the same run",
                     args.data.name()
-                )));
+                ))
+                .into());
             }
             if model.dim() != dim || model.spec() != args.model.build(dim)?.spec() {
                 return Err(Error::Config(format!(
@@ -64,7 +66,8 @@ pub(super) fn run_train(args: TrainArgs) -> Result<()> {
                     model.dim(),
                     args.model.flow_name(),
                     args.model.hidden
-                )));
+                ))
+                .into());
             }
             (model, resume)
         }
@@ -78,7 +81,7 @@ pub(super) fn run_train(args: TrainArgs) -> Result<()> {
         ))
     });
     std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
-    let mut config = args.model.train_config(args.iters, args.batch, !args.quiet);
+    let mut config = args.model.train_config(args.iters, args.batch);
     config.validate_every = args.validate_every;
     config.patience = args.patience;
     let validation = data.validation(&CPU, args.validation_samples, seed)?;
@@ -132,6 +135,7 @@ pub(super) fn run_train(args: TrainArgs) -> Result<()> {
         snapshots: Vec::new(),
         grid_range: (dim == 2).then_some(range),
         final_state: None,
+        bar: (!args.quiet).then(|| progress_bar(config.iters, first)),
     };
     let report = train_on(
         &mut model,
@@ -141,6 +145,9 @@ pub(super) fn run_train(args: TrainArgs) -> Result<()> {
         resume,
         &mut observer,
     )?;
+    if let Some(bar) = observer.bar.take() {
+        bar.finish_and_clear();
+    }
     print_report(&report);
     let losses: Vec<f64> = history
         .losses
@@ -397,6 +404,8 @@ struct RunObserver<'a> {
     snapshots: Vec<(String, DensityGrid)>,
     grid_range: Option<(f64, f64)>,
     final_state: Option<ResumeState<B>>,
+    /// The progress bar on the terminal (none with `--quiet`).
+    bar: Option<ProgressBar>,
 }
 
 impl Observer<B> for RunObserver<'_> {
@@ -442,8 +451,25 @@ impl Observer<B> for RunObserver<'_> {
     }
 
     fn loss(&mut self, step: usize, loss: f64, lr: f64) -> Result<()> {
+        if let Some(bar) = &self.bar {
+            if step % 25 == 0 || step + 1 == self.args.iters {
+                bar.set_position(step as u64 + 1);
+                bar.set_message(format!("loss {loss:.4}"));
+            }
+        }
         self.metrics.loss(step, loss, lr)
     }
+}
+
+/// A bar over `iters` iterations that starts at `first` (a resumed run's step).
+fn progress_bar(iters: usize, first: usize) -> ProgressBar {
+    let bar = ProgressBar::new(iters as u64);
+    bar.set_position(first as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} [{elapsed_precise}] {per_sec} {msg}")
+            .expect("valid template"),
+    );
+    bar
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -456,7 +482,7 @@ fn plot_2d(
     out: &Path,
     seed: u64,
     args: &TrainArgs,
-) -> Result<()> {
+) -> crate::error::Result<()> {
     let range = plot_range(data);
     if snapshots.last().map(|(t, _)| t.as_str()) != Some(&format!("iteration {}", args.iters)) {
         snapshots.push((

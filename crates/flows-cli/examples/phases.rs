@@ -1,7 +1,7 @@
 //! Where a training step of the seed example spends its time: sampling, forward, backward,
 //! Adam, and dropping the tape, in microseconds per iteration over 3201 iterations.
 //!
-//! `cargo run --release -p flow-train --example phases`
+//! `cargo run --release -p flows-cli --example phases`
 
 use flow_core::{Cpu, Tape, Tensor};
 use flow_datasets::{ToyDensity, TwoMoons};
