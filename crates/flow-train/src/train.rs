@@ -219,7 +219,7 @@ pub fn train<B: Backend>(
 ///
 /// A fresh run (no `resume`) of a model with ActNorm layers (Glow) first initialises them
 /// from the first training batch, as Glow does
-/// ([`NormalizingFlow::initialize_actnorm`]: each maps that batch to zero mean and unit
+/// ([`NormalizingFlow::init_from_data`]: each maps that batch to zero mean and unit
 /// variance per feature); then the run starts, that same batch its first step's. The
 /// observer sees the initialised model from step 0 on, so every checkpoint holds the
 /// initialised parameters and a resumed run does not initialise again.
@@ -289,7 +289,7 @@ pub fn train_on<B: Backend, S: BatchSource>(
         .optimizer
         .build::<B>(config.lr, config.weight_decay)?;
     let resumed = resume.is_some();
-    let model_has_actnorm = model.wants_data_init();
+    let wants_data_init = model.wants_data_init();
     let (first, counters) = match resume {
         Some(state) => {
             optimizer.load_state(model.params(), state.optimizer)?;
@@ -330,7 +330,7 @@ pub fn train_on<B: Backend, S: BatchSource>(
             position: start_position,
             // The checkpoint was written after this step's validation.
             validated: resumed.then_some(first),
-            initialize_actnorm: !resumed && model_has_actnorm,
+            init_from_data: !resumed && wants_data_init,
         };
         run.train(first, observer, move || {
             batches
@@ -360,7 +360,7 @@ struct Run<'a, B: Backend> {
     /// A step whose validation is already done (in the run a resumed one continues).
     validated: Option<usize>,
     /// Initialise the model's ActNorm layers from the first batch before the first step.
-    initialize_actnorm: bool,
+    init_from_data: bool,
 }
 
 impl<B: Backend> Run<'_, B> {
@@ -380,7 +380,7 @@ impl<B: Backend> Run<'_, B> {
         // Drawn before step `first`'s observer, so that it sees the initialised model; the
         // batch is still step `first`'s.
         let mut first_batch = None;
-        if self.initialize_actnorm && first < config.iters {
+        if self.init_from_data && first < config.iters {
             let batch = next_batch()?;
             self.model.init_from_data(&batch.x, None)?;
             first_batch = Some(batch);

@@ -1,7 +1,7 @@
 //! A conditional neural spline flow learns a density that moves with its context: data
 //! `x | c` are two moons turned by the angle `c` (uniform on [0, pi]), the flow is trained by
-//! forward KL with `forward_kld_given`, and then, for contexts it never saw, its samples
-//! (`sample_given`) have the mean and second moments of the turned moons, and `log_prob_given` of
+//! forward KL with `forward_kld`, and then, for contexts it never saw, its samples
+//! (`sample`) have the mean and second moments of the turned moons, and `log_prob` of
 //! fresh data given the right context beats the wrong one. This is the README's conditional
 //! example, run as a test.
 
