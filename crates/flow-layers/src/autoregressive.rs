@@ -149,9 +149,8 @@ impl MaskedAutoregressive {
             spline.validate()?;
         }
         let made = Made::new(
-            cx.params,
-            cx.backend,
-            &cx.name("made"),
+            cx,
+            "made",
             &MadeConfig {
                 dim: cx.dim,
                 hidden: config.hidden.clone(),
@@ -162,8 +161,6 @@ impl MaskedAutoregressive {
                 context: cx.context,
                 leaky: config.leaky,
             },
-            cx.init_zeros(),
-            cx.rng,
         )?;
         Ok(MaskedAutoregressive {
             made,

@@ -94,15 +94,7 @@ impl Coupling {
             d2.checked_mul(transformer.params_per_feature()),
         )
         .ok_or_else(|| Error::Config("conditioner sizes overflow".into()))?;
-        let net = Mlp::new(
-            cx.params,
-            cx.backend,
-            &cx.name(net_name),
-            &sizes,
-            leaky,
-            cx.init_zeros(),
-            cx.rng,
-        )?;
+        let net = Mlp::new(cx, net_name, &sizes, leaky)?;
         Ok(Coupling {
             dim,
             context,

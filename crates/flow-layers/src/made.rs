@@ -4,6 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::mlp::{add_linear, fused_activation};
+use crate::registry::BuildContext;
 use flow_core::{Backend, FlowRng, ParamId, ParamStore, Tensor, Var};
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
@@ -85,15 +86,14 @@ pub struct MadeConfig {
 }
 
 impl Made {
-    /// Registers a MADE in `params`; the last layer starts at zero when `init_zeros`.
+    /// Registers a MADE in `cx.params` under `{cx.prefix}.{name}`; with
+    /// [`crate::Init::Identity`] the last layer starts at zero.
     pub fn new<B: Backend>(
-        params: &mut ParamStore<B>,
-        backend: &B,
-        prefix: &str,
+        cx: &mut BuildContext<'_, B>,
+        name: &str,
         config: &MadeConfig,
-        init_zeros: bool,
-        rng: &mut FlowRng,
     ) -> Result<Self> {
+        let (prefix, init_zeros) = (cx.name(name), cx.init_zeros());
         let MadeConfig {
             dim,
             ref hidden,
@@ -160,7 +160,7 @@ impl Made {
                 })
                 .collect();
             let zero = k == last && init_zeros;
-            let (w, b) = add_linear(params, backend, prefix, k, fan_in, fan_out, zero, rng)?;
+            let (w, b) = add_linear(cx, &prefix, k, (fan_in, fan_out), zero)?;
             layers.push((w, b));
             masks.push(((fan_out, fan_in), mask));
         }

@@ -2,7 +2,8 @@
 //! between them (leaky = 0 is ReLU), optionally zero-initialised last layer.
 
 use crate::error::{Error, Result};
-use flow_core::{Activation, Backend, Element, FlowRng, ParamId, ParamStore, Tensor, Var};
+use crate::registry::BuildContext;
+use flow_core::{Activation, Backend, Element, ParamId, ParamStore, Tensor, Var};
 
 /// An MLP whose parameters are named `{prefix}.net.{2k}.weight` (`out x in`) and
 /// `{prefix}.net.{2k}.bias` (`1 x out`), as in a normflows state_dict.
@@ -14,18 +15,18 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    /// Registers the layers of an MLP with `sizes` (input, hidden..., output) in `params`.
-    /// Weights and biases start as PyTorch's `nn.Linear` does, uniform on
-    /// `[-1/sqrt(fan_in), 1/sqrt(fan_in)]`; `init_zeros` zeroes the last layer.
+    /// Registers the layers of an MLP with `sizes` (input, hidden..., output) in
+    /// `cx.params`, named `{cx.prefix}.{name}.net.{2k}.weight` and `.bias`. Weights and biases
+    /// start as PyTorch's `nn.Linear` does, uniform on `[-1/sqrt(fan_in), 1/sqrt(fan_in)]`;
+    /// with [`crate::Init::Identity`] the last layer starts at zero.
     pub fn new<B: Backend>(
-        params: &mut ParamStore<B>,
-        backend: &B,
-        prefix: &str,
+        cx: &mut BuildContext<'_, B>,
+        name: &str,
         sizes: &[usize],
         leaky: f64,
-        init_zeros: bool,
-        rng: &mut FlowRng,
     ) -> Result<Self> {
+        let prefix = cx.name(name);
+        let init_zeros = cx.init_zeros();
         if sizes.len() < 2 || sizes.contains(&0) {
             return Err(Error::Config(format!(
                 "MLP sizes {sizes:?}: need an input and an output size, all positive"
@@ -34,9 +35,7 @@ impl Mlp {
         let mut layers = Vec::with_capacity(sizes.len() - 1);
         for (k, w) in sizes.windows(2).enumerate() {
             let zero = init_zeros && k + 2 == sizes.len();
-            layers.push(add_linear(
-                params, backend, prefix, k, w[0], w[1], zero, rng,
-            )?);
+            layers.push(add_linear(cx, &prefix, k, (w[0], w[1]), zero)?);
         }
         Ok(Mlp {
             sizes: sizes.to_vec(),
@@ -76,17 +75,14 @@ impl Mlp {
 /// Registers layer `k` of an MLP (`{prefix}.net.{2k}.weight`, `out x in`, and `.bias`),
 /// initialised as PyTorch's `nn.Linear` (uniform on `[-1/sqrt(fan_in), 1/sqrt(fan_in)]`), or
 /// at zero.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn add_linear<B: Backend>(
-    params: &mut ParamStore<B>,
-    backend: &B,
+    cx: &mut BuildContext<'_, B>,
     prefix: &str,
     k: usize,
-    fan_in: usize,
-    fan_out: usize,
+    (fan_in, fan_out): (usize, usize),
     zero: bool,
-    rng: &mut FlowRng,
 ) -> Result<(ParamId, ParamId)> {
+    let (backend, rng) = (cx.backend, &mut *cx.rng);
     let bound = 1.0 / (fan_in as f64).sqrt();
     let (weight, bias) = if zero {
         (
@@ -99,8 +95,12 @@ pub(crate) fn add_linear<B: Backend>(
             Tensor::rand_uniform(backend, (1, fan_out), -bound, bound, rng)?,
         )
     };
-    let w = params.add(format!("{prefix}.net.{}.weight", 2 * k), weight)?;
-    let b = params.add(format!("{prefix}.net.{}.bias", 2 * k), bias)?;
+    let w = cx
+        .params
+        .add(format!("{prefix}.net.{}.weight", 2 * k), weight)?;
+    let b = cx
+        .params
+        .add(format!("{prefix}.net.{}.bias", 2 * k), bias)?;
     Ok((w, b))
 }
 

@@ -122,9 +122,14 @@ impl<'a, B: Backend> BuildContext<'a, B> {
         self
     }
 
-    /// `{prefix}.{suffix}`: the full name of one of the layer's parameters.
+    /// `{prefix}.{suffix}` (`suffix` alone under an empty prefix): the full name of one of
+    /// the layer's parameters.
     pub fn name(&self, suffix: &str) -> String {
-        format!("{}.{suffix}", self.prefix)
+        if self.prefix.is_empty() {
+            suffix.to_string()
+        } else {
+            format!("{}.{suffix}", self.prefix)
+        }
     }
 
     /// Whether the layer should start as the identity ([`Init::Identity`]).

@@ -3,6 +3,7 @@
 //! every output.
 
 use flow_core::{Axis, Cpu, ParamStore, Tape, Tensor};
+use flow_layers::{BuildContext, Init};
 use flow_layers::{Made, MadeConfig, Ordering};
 use proptest::prelude::*;
 
@@ -59,7 +60,7 @@ proptest! {
         let degrees = ordering.degrees(dim, &mut rng);
         let mut params = ParamStore::new();
         let config = MadeConfig { dim, hidden: hidden.clone(), degrees: degrees.clone(), outputs_per_input, feature_major, context, leaky: 0.1 };
-        let made = Made::new(&mut params, &CPU, "made", &config, false, &mut rng).unwrap();
+        let made = Made::new(&mut BuildContext::new(&CPU, &mut params, "", config.dim, &mut rng).with_init(Init::Random), "made", &config).unwrap();
         let x = Tensor::rand_uniform(&CPU, (3, dim), -2.0, 2.0, &mut rng).unwrap();
         let c = (context > 0).then(|| Tensor::rand_uniform(&CPU, (3, context), -2.0, 2.0, &mut rng).unwrap());
         let (dx, dc) = jacobian(&made, &params, &x, c.as_ref());
@@ -121,7 +122,13 @@ fn bad_configurations_are_errors() {
         },
     ] {
         assert!(
-            Made::new(&mut params, &CPU, "m", &config, false, &mut rng).is_err(),
+            Made::new(
+                &mut BuildContext::new(&CPU, &mut params, "", config.dim, &mut rng)
+                    .with_init(Init::Random),
+                "m",
+                &config
+            )
+            .is_err(),
             "{config:?}"
         );
     }
@@ -134,7 +141,12 @@ fn bad_configurations_are_errors() {
         context: 1,
         leaky: 0.0,
     };
-    let made = Made::new(&mut params, &CPU, "ok", &config, false, &mut rng).unwrap();
+    let made = Made::new(
+        &mut BuildContext::new(&CPU, &mut params, "", config.dim, &mut rng).with_init(Init::Random),
+        "ok",
+        &config,
+    )
+    .unwrap();
     let tape = Tape::new(&CPU);
     let x = tape.constant(Tensor::zeros(&CPU, (2, 2)));
     let err = made.forward(&params, &x, None).unwrap_err();

@@ -227,16 +227,19 @@ fn image(layer: &dyn Flow<B>, params: &ParamStore<B>, z: &Tensor<B>) -> Tensor<B
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
+    // Near-singular parameters (down to w·u = -8) and the leaky ReLU's kink defeat central
+    // differences; the round trip and the autodiff Jacobians are checked here, the
+    // finite-difference log-dets in `whole_planar_radial_flow`.
     #[test]
     fn planar_tanh(z in batch(1..=8), p in planar_params(-8.0)) {
         let (layer, params) = planar_layer(z.cols(), PlanarActivation::Tanh, p)?;
-        check_layer(&layer, &params, &z)?;
+        check_layer_without_fd(&layer, &params, &z)?;
     }
 
     #[test]
     fn planar_leaky_relu(z in batch(1..=8), p in planar_params(-8.0)) {
         let (layer, params) = planar_layer(z.cols(), PlanarActivation::LeakyRelu, p)?;
-        check_layer(&layer, &params, &z)?;
+        check_layer_without_fd(&layer, &params, &z)?;
     }
 
     // The gradient checks keep the layers further from singular (w·u >= -4, beta >= -3):
@@ -257,7 +260,7 @@ proptest! {
     #[test]
     fn radial(z in batch(1..=8), p in radial_params(-8.0)) {
         let (layer, params) = radial_layer(z.cols(), p);
-        check_layer(&layer, &params, &z)?;
+        check_layer_without_fd(&layer, &params, &z)?;
     }
 
     #[test]
