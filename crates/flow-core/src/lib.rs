@@ -30,6 +30,8 @@
 
 pub mod autodiff;
 pub mod backend;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod element;
 pub mod error;
 pub mod gradcheck;
