@@ -318,6 +318,7 @@ impl Backend for Broken {
     }
     fn affine_coupling_backward(
         &self,
+        v: &S,
         params: &S,
         out: &S,
         g: &S,
@@ -326,7 +327,7 @@ impl Backend for Broken {
     ) -> (S, S) {
         let (gv, gp) = self
             .cpu
-            .affine_coupling_backward(params, out, g, scale, direction);
+            .affine_coupling_backward(v, params, out, g, scale, direction);
         if self.is(Fault::CouplingBackward) {
             return (gv, bump_last(gp, 1e-6));
         }

@@ -172,3 +172,14 @@ proptest! {
         prop_assert!(close(&fv.to_vec(), &pv.to_vec()));
     }
 }
+
+/// A backend with primitives only (the trait's defaults for every fused op, and for the
+/// per-row indexing and random draws) passes the conformance suite: the defaults are
+/// complete compositions, with nothing of the CPU backend's kernels in them.
+#[test]
+fn a_primitives_only_backend_passes_the_conformance_suite() {
+    let plain = Plain::default();
+    let tol = flow_core::conformance::Tolerances::for_backend(&plain);
+    let report = flow_core::conformance::run(&plain, tol).unwrap_or_else(|e| panic!("{e}"));
+    assert!(report.ops().len() > 20, "{report}");
+}
