@@ -50,6 +50,7 @@ pub use backend::{
 };
 pub use element::Element;
 pub use error::{Error, Result};
+pub use ops::custom::CustomOp;
 pub use params::{ParamId, ParamStore};
 pub use random::{rng, FlowRng};
 pub use shape::{Axis, Shape};

@@ -215,6 +215,7 @@ pub struct AffineCouplingConfig {
 
 impl AffineCouplingBlock {
     /// The block over `cx.dim >= 2` features, reading `cx.context` more.
+    #[allow(clippy::new_ret_no_self)] // a kind's constructor gives the layer it names
     pub fn new<B: Backend>(
         cx: &mut BuildContext<'_, B>,
         config: &AffineCouplingConfig,
@@ -264,6 +265,7 @@ pub struct SplineCouplingConfig {
 
 impl SplineCoupling {
     /// The layer over `cx.dim >= 2` features, reading `cx.context` more.
+    #[allow(clippy::new_ret_no_self)] // a kind's constructor gives the layer it names
     pub fn new<B: Backend>(
         cx: &mut BuildContext<'_, B>,
         config: &SplineCouplingConfig,

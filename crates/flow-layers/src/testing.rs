@@ -292,7 +292,8 @@ pub fn assert_close(
 ) -> Result<(), CheckError> {
     expect_len(check, got.len(), expected.len())?;
     for (index, (&g, &e)) in got.iter().zip(expected).enumerate() {
-        if !((g - e).abs() <= tol * (1.0 + e.abs())) {
+        let close = (g - e).abs() <= tol * (1.0 + e.abs()); // NaN is never close
+        if !close {
             return Err(CheckError::Mismatch {
                 check,
                 index,

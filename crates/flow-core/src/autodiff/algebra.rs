@@ -10,6 +10,7 @@ use super::tape::{Node, NodeId, Tape};
 use crate::backend::{
     Activation, Backend, BinaryOp, CouplingScale, Direction, RationalQuadratic, UnaryOp,
 };
+use crate::ops::custom::CustomOp;
 use crate::shape::{Axis, Shape};
 use crate::tensor::Tensor;
 use std::sync::Arc;
@@ -101,6 +102,17 @@ pub(crate) trait GradAlgebra<B: Backend> {
         scale: CouplingScale,
         direction: Direction,
     ) -> (Self::T, Self::T);
+    /// The gradients of a custom op's inputs (`None` where it gives none). An error of the
+    /// op's own backward is kept for [`GradAlgebra::take_error`] and gives no gradients.
+    fn custom_grads(
+        &mut self,
+        op: &Arc<dyn CustomOp<B>>,
+        inputs: &[NodeId],
+        out: NodeId,
+        g: &Self::T,
+    ) -> Vec<Option<Self::T>>;
+    /// The first error a user-defined backward reported during the pass.
+    fn take_error(&mut self) -> Option<crate::error::Error>;
     /// The gradients of a diagonal Gaussian's log-density with respect to the points, the
     /// mean and the log-scale, as [`GradAlgebra::affine_coupling_grads`].
     fn diag_normal_log_prob_grads(
@@ -127,11 +139,12 @@ pub(crate) trait GradAlgebra<B: Backend> {
 /// Backward on tensors: nothing is recorded.
 pub(crate) struct RawAlgebra<'a, B: Backend> {
     nodes: &'a [Node<B>],
+    error: Option<crate::error::Error>,
 }
 
 impl<'a, B: Backend> RawAlgebra<'a, B> {
     pub(crate) fn new(nodes: &'a [Node<B>]) -> Self {
-        RawAlgebra { nodes }
+        RawAlgebra { nodes, error: None }
     }
 }
 
@@ -221,6 +234,26 @@ impl<B: Backend> GradAlgebra<B> for RawAlgebra<'_, B> {
         let (v, params, out) = (self.node(v), self.node(params), self.node(out));
         Tensor::affine_coupling_backward(&v, &params, &out, g, scale, direction)
     }
+    fn custom_grads(
+        &mut self,
+        op: &Arc<dyn CustomOp<B>>,
+        inputs: &[NodeId],
+        out: NodeId,
+        g: &Tensor<B>,
+    ) -> Vec<Option<Tensor<B>>> {
+        let values: Vec<Tensor<B>> = inputs.iter().map(|&id| self.node(id)).collect();
+        let out = self.node(out);
+        match crate::ops::custom::value_grads(op, &values, &out, g) {
+            Ok(grads) => grads,
+            Err(e) => {
+                self.error.get_or_insert(e);
+                vec![None; inputs.len()]
+            }
+        }
+    }
+    fn take_error(&mut self) -> Option<crate::error::Error> {
+        self.error.take()
+    }
     fn diag_normal_log_prob_grads(
         &mut self,
         z: NodeId,
@@ -236,11 +269,12 @@ impl<B: Backend> GradAlgebra<B> for RawAlgebra<'_, B> {
 /// Backward recorded onto the tape: every gradient is a node, differentiable again.
 pub(crate) struct RecordingAlgebra<'a, B: Backend> {
     tape: &'a Tape<B>,
+    error: Option<crate::error::Error>,
 }
 
 impl<'a, B: Backend> RecordingAlgebra<'a, B> {
     pub(crate) fn new(tape: &'a Tape<B>) -> Self {
-        RecordingAlgebra { tape }
+        RecordingAlgebra { tape, error: None }
     }
 }
 
@@ -333,6 +367,24 @@ impl<B: Backend> GradAlgebra<B> for RecordingAlgebra<'_, B> {
     ) -> (NodeId, NodeId) {
         crate::ops::affine_coupling::recorded_grads(self.tape, v, params, *g, scale, direction)
             .expect(INVARIANT)
+    }
+    fn custom_grads(
+        &mut self,
+        op: &Arc<dyn CustomOp<B>>,
+        inputs: &[NodeId],
+        out: NodeId,
+        g: &NodeId,
+    ) -> Vec<Option<NodeId>> {
+        match crate::ops::custom::recorded_grads(self.tape, op, inputs, out, *g) {
+            Ok(grads) => grads,
+            Err(e) => {
+                self.error.get_or_insert(e);
+                vec![None; inputs.len()]
+            }
+        }
+    }
+    fn take_error(&mut self) -> Option<crate::error::Error> {
+        self.error.take()
     }
     fn diag_normal_log_prob_grads(
         &mut self,

@@ -105,6 +105,11 @@ pub(crate) enum Op<B: Backend> {
         spec: RationalQuadratic,
         direction: Direction,
     },
+    /// A [`crate::CustomOp`] of `inputs`.
+    Custom {
+        op: Arc<dyn crate::ops::custom::CustomOp<B>>,
+        inputs: Vec<NodeId>,
+    },
     /// The log-det of the same coupling, a function of `params` only.
     AffineCouplingLogDet {
         params: NodeId,
@@ -118,6 +123,10 @@ impl<B: Backend> Clone for Op<B> {
     fn clone(&self) -> Self {
         match self {
             Op::Leaf => Op::Leaf,
+            Op::Custom { op, inputs } => Op::Custom {
+                op: Arc::clone(op),
+                inputs: inputs.clone(),
+            },
             Op::Matmul { a, ta, b, tb } => Op::Matmul {
                 a: *a,
                 ta: *ta,
@@ -248,6 +257,7 @@ impl<B: Backend> Op<B> {
             | Op::TakePerRow { x, .. }
             | Op::PutPerRow { x, .. } => f(*x),
             Op::ConcatCols { parts } => parts.iter().any(|&p| f(p)),
+            Op::Custom { inputs, .. } => inputs.iter().any(|&p| f(p)),
         }
     }
 
@@ -333,6 +343,9 @@ impl<B: Backend> Op<B> {
                 ),
                 Op::DiagNormalLogProb { z, loc, log_scale } => {
                     ops::diag_normal::backward(alg, *z, *loc, *log_scale, &g, &mut grads)
+                }
+                Op::Custom { op, inputs } => {
+                    ops::custom::backward(alg, op, inputs, out, &g, &mut grads)
                 }
                 Op::AffineCouplingLogDet {
                     params,

@@ -190,6 +190,9 @@ impl<B: Backend> Tape<B> {
         let mut algebra = RawAlgebra::new(&inner.nodes);
         let is_leaf = |id: NodeId| matches!(inner.nodes[id].op, Op::Leaf);
         let grads = run_backward(&mut algebra, loss.id, seed, &is_leaf, 0);
+        if let Some(e) = algebra.take_error() {
+            return Err(e);
+        }
         Ok(Gradients {
             grads,
             params: inner.params.clone(),
@@ -216,6 +219,9 @@ impl<B: Backend> Tape<B> {
             let mut algebra = RecordingAlgebra::new(self);
             let seed = algebra.constant(Tensor::ones(&self.backend, Shape::SCALAR));
             let grads = run_backward(&mut algebra, output.id, seed, &keep, 0);
+            if let Some(e) = algebra.take_error() {
+                return Err(e);
+            }
             wanted
                 .iter()
                 .map(|&id| match &grads[id] {
@@ -228,7 +234,11 @@ impl<B: Backend> Tape<B> {
             let grads = {
                 let inner = self.inner.borrow();
                 let mut algebra = RawAlgebra::new(&inner.nodes);
-                run_backward(&mut algebra, output.id, seed, &keep, 0)
+                let grads = run_backward(&mut algebra, output.id, seed, &keep, 0);
+                if let Some(e) = algebra.take_error() {
+                    return Err(e);
+                }
+                grads
             };
             wanted
                 .iter()
@@ -257,6 +267,9 @@ impl<B: Backend> Tape<B> {
         let mut algebra = RecordingAlgebra::new(self);
         let seed = algebra.constant(Tensor::ones(&self.backend, Shape::SCALAR));
         let grads = run_backward(&mut algebra, output.id, seed, &|_| false, floor);
+        if let Some(e) = algebra.take_error() {
+            return Err(e);
+        }
         Ok(wrt
             .iter()
             .map(|v| {

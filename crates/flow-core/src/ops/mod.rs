@@ -5,6 +5,7 @@
 pub(crate) mod affine_coupling;
 pub(crate) mod binary;
 pub(crate) mod columns;
+pub(crate) mod custom;
 pub(crate) mod diag_normal;
 pub(crate) mod linear;
 pub(crate) mod matmul;
