@@ -243,13 +243,8 @@ impl<B: Backend> GradAlgebra<B> for RawAlgebra<'_, B> {
     ) -> Vec<Option<Tensor<B>>> {
         let values: Vec<Tensor<B>> = inputs.iter().map(|&id| self.node(id)).collect();
         let out = self.node(out);
-        match crate::ops::custom::value_grads(op, &values, &out, g) {
-            Ok(grads) => grads,
-            Err(e) => {
-                self.error.get_or_insert(e);
-                vec![None; inputs.len()]
-            }
-        }
+        let grads = crate::ops::custom::value_grads(op, &values, &out, g);
+        keep_error(&mut self.error, grads, inputs.len())
     }
     fn take_error(&mut self) -> Option<crate::error::Error> {
         self.error.take()
@@ -375,13 +370,8 @@ impl<B: Backend> GradAlgebra<B> for RecordingAlgebra<'_, B> {
         out: NodeId,
         g: &NodeId,
     ) -> Vec<Option<NodeId>> {
-        match crate::ops::custom::recorded_grads(self.tape, op, inputs, out, *g) {
-            Ok(grads) => grads,
-            Err(e) => {
-                self.error.get_or_insert(e);
-                vec![None; inputs.len()]
-            }
-        }
+        let grads = crate::ops::custom::recorded_grads(self.tape, op, inputs, out, *g);
+        keep_error(&mut self.error, grads, inputs.len())
     }
     fn take_error(&mut self) -> Option<crate::error::Error> {
         self.error.take()
@@ -395,4 +385,17 @@ impl<B: Backend> GradAlgebra<B> for RecordingAlgebra<'_, B> {
     ) -> (NodeId, NodeId, NodeId) {
         crate::ops::diag_normal::recorded_grads(self.tape, z, loc, log_scale, *g).expect(INVARIANT)
     }
+}
+
+/// A custom op's gradients, or no gradient for its `n` inputs with the first error kept for
+/// the end of the pass.
+fn keep_error<T: Clone>(
+    slot: &mut Option<crate::error::Error>,
+    grads: crate::error::Result<Vec<Option<T>>>,
+    n: usize,
+) -> Vec<Option<T>> {
+    grads.unwrap_or_else(|e| {
+        slot.get_or_insert(e);
+        vec![None; n]
+    })
 }
