@@ -5,7 +5,7 @@
 use crate::error::Result;
 use crate::flow::Flow;
 use crate::made::{Made, MadeConfig};
-use crate::registry::{conditioner_sizes, mlp_scalars, BuildContext, LayerKind, LayerSpec};
+use crate::registry::{conditioner_scalars, BuildContext, LayerKind, LayerSpec};
 use crate::spline::{self, SplineConfig};
 use flow_core::{Axis, Backend, Direction, ParamStore, Tensor, Var};
 use serde::{Deserialize, Serialize};
@@ -93,7 +93,7 @@ impl LayerKind for MaskedAffineAutoregressive {
     }
 
     fn num_scalars(config: &Self::Config, dim: usize, context: usize) -> Option<usize> {
-        made_scalars(config, dim, context, 2)
+        conditioner_scalars(dim, context, &config.hidden, dim.checked_mul(2))
     }
 }
 
@@ -114,24 +114,9 @@ impl LayerKind for MaskedSplineAutoregressive {
     }
 
     fn num_scalars(config: &Self::Config, dim: usize, context: usize) -> Option<usize> {
-        let per_feature = config.spline.bins.checked_mul(3)?.checked_sub(1)?;
-        made_scalars(&config.made, dim, context, per_feature)
+        let outputs = dim.checked_mul(config.spline.checked_params_per_feature()?);
+        conditioner_scalars(dim, context, &config.made.hidden, outputs)
     }
-}
-
-/// A MADE's weights and biases: `dim + context -> hidden... -> dim * per_feature`.
-fn made_scalars(
-    config: &AutoregressiveConfig,
-    dim: usize,
-    context: usize,
-    per_feature: usize,
-) -> Option<usize> {
-    mlp_scalars(&conditioner_sizes(
-        dim,
-        context,
-        &config.hidden,
-        dim.checked_mul(per_feature),
-    )?)
 }
 
 /// `ln 1000`: the bound of `|log s|`.

@@ -8,7 +8,7 @@
 use crate::error::{Error, Result};
 use crate::flow::{check_width, with_context, Flow};
 use crate::mlp::Mlp;
-use crate::registry::{conditioner_sizes, mlp_scalars, BuildContext, LayerKind, LayerSpec};
+use crate::registry::{conditioner_scalars, conditioner_sizes, BuildContext, LayerKind, LayerSpec};
 use crate::spline::{self, SplineConfig};
 use flow_core::{Backend, CouplingScale, Direction, ParamStore, Var};
 use serde::{Deserialize, Serialize};
@@ -243,7 +243,7 @@ impl LayerKind for AffineCouplingBlock {
     }
 
     fn num_scalars(config: &Self::Config, dim: usize, context: usize) -> Option<usize> {
-        coupling_scalars(&config.hidden, dim, context, 2)
+        coupling_scalars(&config.hidden, dim, context, Some(2))
     }
 }
 
@@ -287,7 +287,7 @@ impl LayerKind for SplineCoupling {
     }
 
     fn num_scalars(config: &Self::Config, dim: usize, context: usize) -> Option<usize> {
-        let per_feature = config.spline.bins.checked_mul(3)?.checked_sub(1)?;
+        let per_feature = config.spline.checked_params_per_feature();
         coupling_scalars(&config.hidden, dim, context, per_feature)
     }
 }
@@ -297,13 +297,8 @@ fn coupling_scalars(
     hidden: &[usize],
     dim: usize,
     context: usize,
-    per_feature: usize,
+    per_feature: Option<usize>,
 ) -> Option<usize> {
     let (d1, d2) = split(dim);
-    mlp_scalars(&conditioner_sizes(
-        d1,
-        context,
-        hidden,
-        d2.checked_mul(per_feature),
-    )?)
+    conditioner_scalars(d1, context, hidden, d2.checked_mul(per_feature?))
 }

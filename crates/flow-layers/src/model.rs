@@ -79,12 +79,17 @@ impl<B: Backend> FlowBuilder<B> {
     /// A flow over `dim` features, unconditional, over normflows' learnable `DiagGaussian`,
     /// with the built-in layer kinds and [`Init::Identity`].
     pub fn new(dim: usize) -> Self {
+        Self::with_registry(dim, Registry::builtin())
+    }
+
+    /// As [`FlowBuilder::new`], its layer kinds from `registry`.
+    pub fn with_registry(dim: usize, registry: Registry<B>) -> Self {
         FlowBuilder {
             dim,
             context: 0,
             base: BaseSpec::DiagGaussian,
             init: Init::Identity,
-            registry: Registry::builtin(),
+            registry,
             layers: Vec::new(),
             error: None,
         }
@@ -103,13 +108,6 @@ impl<B: Backend> FlowBuilder<B> {
 
     pub fn init(mut self, init: Init) -> Self {
         self.init = init;
-        self
-    }
-
-    /// The layer kinds [`FlowBuilder::spec_layer`] builds from (the built-in ones unless
-    /// replaced).
-    pub fn registry(mut self, registry: Registry<B>) -> Self {
-        self.registry = registry;
         self
     }
 
@@ -233,10 +231,9 @@ impl<B: Backend> NormalizingFlow<B> {
 
     /// A builder holding `spec`'s base and layers, built with `registry`.
     pub fn builder_from(registry: Registry<B>, spec: FlowSpec) -> FlowBuilder<B> {
-        let builder = FlowBuilder::new(spec.dim)
+        let builder = FlowBuilder::with_registry(spec.dim, registry)
             .context(spec.context)
-            .base(spec.base)
-            .registry(registry);
+            .base(spec.base);
         spec.layers
             .into_iter()
             .fold(builder, |b, layer| b.spec_layer(layer))
@@ -514,7 +511,7 @@ impl<B: Backend> NormalizingFlow<B> {
             });
             v = y;
         }
-        let log_det = log_det.unwrap_or_else(|| zeros_like_rows(&v));
+        let log_det = log_det.unwrap_or_else(|| crate::flow::zero_log_det(&v));
         Ok((v, log_det))
     }
 }
@@ -550,9 +547,4 @@ impl<B: Backend> FlowValue<B> for Tensor<B> {
     fn from_var(v: Var<B>) -> Self {
         v.value()
     }
-}
-
-fn zeros_like_rows<B: Backend>(v: &Var<B>) -> Var<B> {
-    v.tape()
-        .constant(Tensor::zeros(v.tape().backend(), (v.shape().rows, 1)))
 }

@@ -397,8 +397,15 @@ impl<B: Backend> Registry<B> {
     }
 }
 
-/// Weights and biases of an MLP with layer `sizes`; `None` on overflow.
-pub(crate) fn mlp_scalars(sizes: &[usize]) -> Option<usize> {
+/// Weights and biases of a conditioner MLP `input + context -> hidden... -> outputs`
+/// (`None` in, or an overflow: `None`), for [`LayerKind::num_scalars`].
+pub(crate) fn conditioner_scalars(
+    input: usize,
+    context: usize,
+    hidden: &[usize],
+    outputs: Option<usize>,
+) -> Option<usize> {
+    let sizes = conditioner_sizes(input, context, hidden, outputs)?;
     sizes.windows(2).try_fold(0usize, |n, w| {
         n.checked_add(w[0].checked_mul(w[1])?.checked_add(w[1])?)
     })

@@ -46,6 +46,12 @@ impl SplineConfig {
         3 * self.bins - 1
     }
 
+    /// [`SplineConfig::params_per_feature`] of a configuration not yet validated (a stored
+    /// architecture): `None` for no bins or an overflow.
+    pub fn checked_params_per_feature(&self) -> Option<usize> {
+        self.bins.checked_mul(3)?.checked_sub(1)
+    }
+
     /// Checks the configuration; every constructor of a spline layer calls it.
     pub fn validate(&self) -> Result<()> {
         let ok = self.bins >= 1

@@ -181,19 +181,7 @@ pub fn check_flow(
     let (fwd_ld, inv_ld) = (fwd_ld.value().to_f64s(), inv_ld.value().to_f64s());
     expect_len("forward log-det rows", fwd_ld.len(), rows)?;
     expect_len("inverse log-det rows", inv_ld.len(), rows)?;
-    assert_close(
-        "inverse(forward(z)) = z",
-        &z_back.value().to_f64s(),
-        &z.to_f64s(),
-        tol.round_trip,
-    )?;
-    let minus_inv: Vec<f64> = inv_ld.iter().map(|v| -v).collect();
-    assert_close(
-        "forward log-det = -inverse log-det",
-        &fwd_ld,
-        &minus_inv,
-        tol.log_det,
-    )?;
+    check_inverse_pair(z, &z_back.value(), &fwd_ld, &inv_ld, tol)?;
     let d = z.cols();
     // Each direction's log-det against its own autodiff Jacobian, at its own input.
     let x = x.value();
@@ -221,27 +209,17 @@ pub fn check_flow(
         let from_jac = log_abs_dets(jacobians(&map, at)?, d);
         assert_close(check, log_dets, &from_jac, tol.jacobian)?;
     }
-    if let Some(fd_tol) = tol.finite_difference {
-        let forward_values = |t: &Tensor<TestBackend>| -> crate::Result<Tensor<TestBackend>> {
-            let tape = Tape::new(&CPU);
-            let v = tape.constant(t.clone());
-            Ok(layer.forward(params, &v, ctx(&v).as_ref())?.0.value())
-        };
-        let from_fd = log_abs_dets(jacobians_fd(&forward_values, z, tol.step)?, d);
-        assert_close(
-            "forward log-det = log|det J| (central differences)",
-            &fwd_ld,
-            &from_fd,
-            fd_tol,
-        )?;
-    }
-    Ok(())
+    let forward_values = |t: &Tensor<TestBackend>| -> crate::Result<Tensor<TestBackend>> {
+        let tape = Tape::new(&CPU);
+        let v = tape.constant(t.clone());
+        Ok(layer.forward(params, &v, ctx(&v).as_ref())?.0.value())
+    };
+    check_finite_differences(&forward_values, z, &fwd_ld, tol)
 }
 
 /// The properties for a whole model at `z` (latent side) and a context: `inverse(forward(z))
-/// = z`, forward log-det = -inverse log-det, the forward log-det against log|det J| of a
-/// central-difference Jacobian, and `log_prob` of the samples against the base density minus
-/// the log-det. Returns the forward log-dets, for further checks.
+/// = z`, forward log-det = -inverse log-det, and the forward log-det against log|det J| of
+/// a central-difference Jacobian. Returns the forward log-dets, for further checks.
 pub fn check_model(
     model: &NormalizingFlow<TestBackend>,
     z: &Tensor<TestBackend>,
@@ -250,26 +228,54 @@ pub fn check_model(
 ) -> Result<Vec<f64>, CheckError> {
     let (x, fwd_ld) = model.forward(z, context)?;
     let (z_back, inv_ld) = model.inverse(&x, context)?;
+    let fwd_ld = fwd_ld.to_f64s();
+    check_inverse_pair(z, &z_back, &fwd_ld, &inv_ld.to_f64s(), tol)?;
+    let forward = |t: &Tensor<TestBackend>| Ok(model.forward(t, context)?.0);
+    check_finite_differences(&forward, z, &fwd_ld, tol)?;
+    Ok(fwd_ld)
+}
+
+/// `inverse(forward(z)) = z` and forward log-det = -inverse log-det.
+fn check_inverse_pair(
+    z: &Tensor<TestBackend>,
+    z_back: &Tensor<TestBackend>,
+    fwd_ld: &[f64],
+    inv_ld: &[f64],
+    tol: &Tolerances,
+) -> Result<(), CheckError> {
     assert_close(
-        "round trip",
+        "inverse(forward(z)) = z",
         &z_back.to_f64s(),
         &z.to_f64s(),
         tol.round_trip,
     )?;
-    let fwd_ld = fwd_ld.to_f64s();
-    let minus_inv: Vec<f64> = inv_ld.to_f64s().iter().map(|v| -v).collect();
-    assert_close("log-dets", &fwd_ld, &minus_inv, tol.log_det)?;
-    if let Some(fd_tol) = tol.finite_difference {
-        let forward = |t: &Tensor<TestBackend>| Ok(model.forward(t, context)?.0);
-        let from_fd = log_abs_dets(jacobians_fd(&forward, z, tol.step)?, z.cols());
-        assert_close(
-            "forward log-det = log|det J| (central differences)",
-            &fwd_ld,
-            &from_fd,
-            fd_tol,
-        )?;
-    }
-    Ok(fwd_ld)
+    let minus_inv: Vec<f64> = inv_ld.iter().map(|v| -v).collect();
+    assert_close(
+        "forward log-det = -inverse log-det",
+        fwd_ld,
+        &minus_inv,
+        tol.log_det,
+    )
+}
+
+/// The forward log-dets at `z` against log|det J| of a central-difference Jacobian of
+/// `forward`, unless the tolerances leave that comparison out.
+fn check_finite_differences(
+    forward: &dyn Fn(&Tensor<TestBackend>) -> crate::Result<Tensor<TestBackend>>,
+    z: &Tensor<TestBackend>,
+    fwd_ld: &[f64],
+    tol: &Tolerances,
+) -> Result<(), CheckError> {
+    let Some(fd_tol) = tol.finite_difference else {
+        return Ok(());
+    };
+    let from_fd = log_abs_dets(jacobians_fd(forward, z, tol.step)?, z.cols());
+    assert_close(
+        "forward log-det = log|det J| (central differences)",
+        fwd_ld,
+        &from_fd,
+        fd_tol,
+    )
 }
 
 fn expect_len(check: &'static str, got: usize, expected: usize) -> Result<(), CheckError> {

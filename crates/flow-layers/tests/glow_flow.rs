@@ -5,7 +5,7 @@
 //! unconditional and conditional flows; the spec's structure (normflows' `GlowBlock` order);
 //! and ActNorm's data-dependent initialisation through `NormalizingFlow::initialize_actnorm`.
 
-use flow_core::{Tape, Tensor, Var};
+use flow_core::{Tape, Tensor};
 use flow_layers::{FlowSpec, GlowConfig, LayerSpec, NormalizingFlow, RealNvpConfig, ScaleMap};
 use proptest::prelude::*;
 
@@ -30,31 +30,7 @@ fn check_flow(
     context: Option<&Tensor<B>>,
     seed: u64,
 ) -> Result<(), TestCaseError> {
-    let ctx = |v: &Var<B>| context.map(|c| v.tape().constant(c.clone()));
-    let tape = Tape::new(&CPU);
-    let zv = tape.constant(z.clone());
-    let (x, fwd_ld) = model.forward(&zv, ctx(&zv).as_ref()).unwrap();
-    let (z_back, inv_ld) = model.inverse(&x, ctx(&x).as_ref()).unwrap();
-    assert_close(&z_back.value().to_vec(), &z.to_vec(), TOL, "round trip")?;
-    let minus_inv: Vec<f64> = inv_ld.value().to_vec().iter().map(|v| -v).collect();
-    assert_close(&fwd_ld.value().to_vec(), &minus_inv, TOL, "log-dets")?;
-
-    let d = z.cols();
-    let forward = |t: &Tensor<B>| {
-        let tape = Tape::new(&CPU);
-        let tv = tape.constant(t.clone());
-        model.forward(&tv, ctx(&tv).as_ref()).unwrap().0.value()
-    };
-    let from_fd: Vec<f64> = jacobians_fd(&forward, z)
-        .into_iter()
-        .map(|j| log_abs_det(j, d))
-        .collect();
-    assert_close(
-        &fwd_ld.value().to_vec(),
-        &from_fd,
-        1e-6,
-        "forward log-det vs finite-difference log|det J|",
-    )?;
+    check_model_given(model, z, context)?;
 
     // log q(x) of the flow's own samples, by the inverse, equals the sampler's log q.
     let n = 6;

@@ -204,22 +204,9 @@ proptest! {
         .unwrap();
         let model = NormalizingFlow::new_random(&CPU, spec, seed).unwrap();
         let c = (context > 0).then(|| Tensor::rand_uniform(&CPU, (z.rows(), context), -1.0, 1.0, &mut flow_core::rng(seed)).unwrap());
-        let forward = |t: &Tensor<B>| {
-            let tape = Tape::new(&CPU);
-            let cv = c.as_ref().map(|c| tape.constant(c.clone()));
-            model.forward(&tape.constant(t.clone()), cv.as_ref()).unwrap()
-        };
-        let (x, fwd_ld) = forward(&z);
-        let tape = x.tape();
-        let cv = c.as_ref().map(|c| tape.constant(c.clone()));
-        let (z_back, inv_ld) = model.inverse(&x, cv.as_ref()).unwrap();
-        assert_close(&z_back.value().to_vec(), &z.to_vec(), TOL, "round trip")?;
-        let minus_inv: Vec<f64> = inv_ld.value().to_vec().iter().map(|v| -v).collect();
-        assert_close(&fwd_ld.value().to_vec(), &minus_inv, TOL, "log-dets")?;
-        let d = z.cols();
-        let from_fd: Vec<f64> = jacobians_fd(&|t| forward(t).0.value(), &z).into_iter().map(|j| log_abs_det(j, d)).collect();
-        assert_close(&fwd_ld.value().to_vec(), &from_fd, 1e-6, "forward log-det vs finite-difference log|det J|")?;
-        let log_p = model.log_prob(&x.value(), c.as_ref()).unwrap();
+        check_model_given(&model, &z, c.as_ref())?;
+        let (x, _) = model.forward(&z, c.as_ref()).unwrap();
+        let log_p = model.log_prob(&x, c.as_ref()).unwrap();
         let (samples, log_q) = model.sample(z.rows(), c.as_ref(), &mut flow_core::rng(seed + 1)).unwrap();
         let log_p_samples = model.log_prob(&samples, c.as_ref()).unwrap();
         assert_close(&log_p_samples.to_vec(), &log_q.to_vec(), 1e-9, "sample log q vs log_prob")?;

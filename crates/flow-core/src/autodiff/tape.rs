@@ -189,10 +189,7 @@ impl<B: Backend> Tape<B> {
         let inner = self.inner.borrow();
         let mut algebra = RawAlgebra::new(&inner.nodes);
         let is_leaf = |id: NodeId| matches!(inner.nodes[id].op, Op::Leaf);
-        let grads = run_backward(&mut algebra, loss.id, seed, &is_leaf, 0);
-        if let Some(e) = algebra.take_error() {
-            return Err(e);
-        }
+        let grads = run_backward(&mut algebra, loss.id, seed, &is_leaf, 0)?;
         Ok(Gradients {
             grads,
             params: inner.params.clone(),
@@ -216,29 +213,13 @@ impl<B: Backend> Tape<B> {
         let wanted: Vec<NodeId> = wrt.iter().map(|v| v.id).collect();
         let keep = |id: NodeId| wanted.contains(&id);
         let ids: Vec<NodeId> = if create_graph {
-            let mut algebra = RecordingAlgebra::new(self);
-            let seed = algebra.constant(Tensor::ones(&self.backend, Shape::SCALAR));
-            let grads = run_backward(&mut algebra, output.id, seed, &keep, 0);
-            if let Some(e) = algebra.take_error() {
-                return Err(e);
-            }
-            wanted
-                .iter()
-                .map(|&id| match &grads[id] {
-                    Some(g) => *g,
-                    None => algebra.constant(Tensor::zeros(&self.backend, self.shape(id))),
-                })
-                .collect()
+            self.recorded_grads(output, &wanted, &keep, 0)?
         } else {
             let seed = Tensor::ones(&self.backend, Shape::SCALAR);
             let grads = {
                 let inner = self.inner.borrow();
                 let mut algebra = RawAlgebra::new(&inner.nodes);
-                let grads = run_backward(&mut algebra, output.id, seed, &keep, 0);
-                if let Some(e) = algebra.take_error() {
-                    return Err(e);
-                }
-                grads
+                run_backward(&mut algebra, output.id, seed, &keep, 0)?
             };
             wanted
                 .iter()
@@ -264,36 +245,45 @@ impl<B: Backend> Tape<B> {
         floor: NodeId,
     ) -> Result<Vec<Var<B>>> {
         self.check_scalar(output, "grad")?;
+        let wanted: Vec<NodeId> = wrt.iter().map(|v| v.id).collect();
+        let ids = self.recorded_grads(output, &wanted, &|_| false, floor)?;
+        Ok(ids.into_iter().map(|id| self.var(id)).collect())
+    }
+
+    /// The recorded reverse sweep from `output` through the nodes `floor..`: the gradient
+    /// node of each of `wanted` (a zero constant where `output` does not depend on it).
+    fn recorded_grads(
+        &self,
+        output: &Var<B>,
+        wanted: &[NodeId],
+        keep: &dyn Fn(NodeId) -> bool,
+        floor: NodeId,
+    ) -> Result<Vec<NodeId>> {
         let mut algebra = RecordingAlgebra::new(self);
         let seed = algebra.constant(Tensor::ones(&self.backend, Shape::SCALAR));
-        let grads = run_backward(&mut algebra, output.id, seed, &|_| false, floor);
-        if let Some(e) = algebra.take_error() {
-            return Err(e);
-        }
-        Ok(wrt
+        let grads = run_backward(&mut algebra, output.id, seed, keep, floor)?;
+        Ok(wanted
             .iter()
-            .map(|v| {
-                let id = match &grads[v.id] {
-                    Some(g) => *g,
-                    None => algebra.constant(Tensor::zeros(&self.backend, self.shape(v.id))),
-                };
-                self.var(id)
+            .map(|&id| match &grads[id] {
+                Some(g) => *g,
+                None => algebra.constant(Tensor::zeros(&self.backend, self.shape(id))),
             })
             .collect())
     }
 }
 
-/// The reverse sweep, shared by both interpreters. Returns the gradient of every node for
-/// which `keep` holds (and that `root` depends on through differentiable ops).
-/// Propagates `seed` from `root` back through the nodes `floor..=root`; gradients reaching
-/// nodes below `floor` are accumulated there but not propagated further.
+/// The reverse sweep, shared by both interpreters: propagates `seed` from `root` back
+/// through the nodes `floor..=root` (gradients reaching nodes below `floor` are accumulated
+/// there but not propagated further). Returns the gradient of every node for which `keep`
+/// holds (and that `root` depends on through differentiable ops), or the first error a
+/// user-defined backward reported.
 fn run_backward<B: Backend, A: GradAlgebra<B>>(
     algebra: &mut A,
     root: NodeId,
     seed: A::T,
     keep: &dyn Fn(NodeId) -> bool,
     floor: NodeId,
-) -> Vec<Option<A::T>> {
+) -> Result<Vec<Option<A::T>>> {
     let mut grads: Vec<Option<A::T>> = vec![None; root + 1];
     grads[root] = Some(seed);
     for id in (floor..=root).rev() {
@@ -309,7 +299,10 @@ fn run_backward<B: Backend, A: GradAlgebra<B>>(
         }
         grads[id] = kept;
     }
-    grads
+    match algebra.take_error() {
+        Some(e) => Err(e),
+        None => Ok(grads),
+    }
 }
 
 /// Gradients from [`Tape::backward`], by variable or by parameter.

@@ -8,6 +8,7 @@
 //! them with one fused kernel without any layer changing.
 
 mod composed;
+use crate::ops::rational_quadratic::composed_side_by_side as composed_spline;
 pub mod cpu;
 
 use crate::element::Element;
@@ -282,8 +283,7 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
     ) -> (Self::Storage, Self::Storage) {
         let spec = *spec;
         let mut out = composed::evaluate(self, &[x, params], |v| {
-            let (y, log_det) = v[0].rational_quadratic_composed(&v[1], &spec, direction)?;
-            Ok(vec![crate::Var::concat_cols(&[&y, &log_det])?])
+            Ok(vec![composed_spline(&v[0], &v[1], &spec, direction)?])
         });
         (
             out.remove(0),
@@ -308,10 +308,7 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
         let mut grads = composed::vjp(
             self,
             &[x, params],
-            |v| {
-                let (y, log_det) = v[0].rational_quadratic_composed(&v[1], &spec, direction)?;
-                Ok(vec![crate::Var::concat_cols(&[&y, &log_det])?])
-            },
+            |v| Ok(vec![composed_spline(&v[0], &v[1], &spec, direction)?]),
             &[g],
         );
         let g_params = grads.pop().expect("two inputs");

@@ -206,12 +206,14 @@ impl Op {
     pub(super) fn composed<X: Backend>(&self, v: &[Var<X>]) -> Option<Result<Vec<Var<X>>>> {
         match self {
             Op::Linear(act) => Some(linear_composed(v, *act).map(|y| vec![y])),
-            Op::AffineCoupling(scale, direction) => {
-                Some(affine_coupling_composed(&v[0], &v[1], *scale, *direction))
-            }
-            Op::DiagNormalLogProb => {
-                Some(diag_normal_composed(&v[0], &v[1], &v[2]).map(|y| vec![y]))
-            }
+            Op::AffineCoupling(scale, direction) => Some(
+                v[0].affine_coupling_composed(&v[1], *scale, *direction)
+                    .map(|(y, log_det)| vec![y, log_det]),
+            ),
+            Op::DiagNormalLogProb => Some(
+                v[0].diag_normal_log_prob_composed(&v[1], &v[2])
+                    .map(|y| vec![y]),
+            ),
             Op::RationalQuadratic(spec, direction) => Some(
                 v[0].rational_quadratic_composed(&v[1], spec, *direction)
                     .map(|(y, log_det)| vec![y, log_det]),
@@ -280,55 +282,6 @@ fn linear_composed<X: Backend>(v: &[Var<X>], act: Activation<f64>) -> Result<Var
         Activation::Relu => pre.relu(),
         Activation::LeakyRelu(slope) => pre.leaky_relu(slope),
     })
-}
-
-/// The affine coupling's formulas (see `Backend::affine_coupling`) from gathers, slices and
-/// elementwise maps.
-fn affine_coupling_composed<X: Backend>(
-    v: &Var<X>,
-    params: &Var<X>,
-    scale: CouplingScale,
-    direction: Direction,
-) -> Result<Vec<Var<X>>> {
-    let (d, d2) = (v.shape().cols, params.shape().cols / 2);
-    let d1 = d - d2;
-    let even: Vec<usize> = (0..d2).map(|j| 2 * j).collect();
-    let odd: Vec<usize> = (0..d2).map(|j| 2 * j + 1).collect();
-    let shift = params.gather_cols(&even)?;
-    let raw = params.gather_cols(&odd)?;
-    let s = match scale {
-        CouplingScale::Exp => raw,
-        CouplingScale::Sigmoid => raw.add_scalar(2.0).neg().softplus(),
-    };
-    let v2 = v.slice_cols(d1, d2)?;
-    let (y2, log_det) = match direction {
-        Direction::Forward => (v2.mul(&s.exp())?.add(&shift)?, s.sum(Axis::Cols)),
-        Direction::Inverse => (
-            v2.sub(&shift)?.mul(&s.neg().exp())?,
-            s.sum(Axis::Cols).neg(),
-        ),
-    };
-    let y = if d1 == 0 {
-        y2
-    } else {
-        Var::concat_cols(&[&v.slice_cols(0, d1)?, &y2])?
-    };
-    Ok(vec![y, log_det])
-}
-
-/// `-sum_j (u_j^2 / 2 + log_scale_j) - d/2 log(2 pi)` with `u = (z - loc) exp(-log_scale)`.
-fn diag_normal_composed<X: Backend>(
-    z: &Var<X>,
-    loc: &Var<X>,
-    log_scale: &Var<X>,
-) -> Result<Var<X>> {
-    let d = z.shape().cols as f64;
-    let u = z.sub(loc)?.mul(&log_scale.neg().exp())?;
-    let quad = u.square().sum(Axis::Cols).mul_scalar(0.5);
-    Ok(quad
-        .add(&log_scale.sum_all())?
-        .neg()
-        .add_scalar(-0.5 * d * (2.0 * std::f64::consts::PI).ln()))
 }
 
 // ---- inputs ----

@@ -187,9 +187,10 @@ pub(crate) fn recorded_grads<B: Backend>(
 ) -> Result<Vec<Option<NodeId>>> {
     let vars: Vec<Var<B>> = inputs.iter().map(|&id| tape.var(id)).collect();
     let refs: Vec<&Var<B>> = vars.iter().collect();
-    let grads = op.backward(&refs, &tape.var(out), &tape.var(g))?;
+    let out = tape.var(out);
+    let grads = op.backward(&refs, &out, &tape.var(g))?;
     for v in grads.iter().flatten() {
-        tape.var(out).check_same_tape(v, "custom")?;
+        out.check_same_tape(v, "custom")?;
     }
     let shapes: Vec<_> = vars.iter().map(|v| v.shape()).collect();
     check_grads(op.as_ref(), &grads, &shapes, |v| v.shape())?;

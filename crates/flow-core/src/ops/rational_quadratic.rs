@@ -224,8 +224,21 @@ pub(crate) fn recorded_grads<B: Backend>(
 ) -> Result<(NodeId, NodeId)> {
     let (xv, pv, gv) = (tape.var(x), tape.var(params), tape.var(g));
     let floor = tape.len();
-    let (y, log_det) = xv.rational_quadratic_composed(&pv, spec, direction)?;
-    let projected = Var::concat_cols(&[&y, &log_det])?.mul(&gv)?.sum_all();
+    let projected = composed_side_by_side(&xv, &pv, spec, direction)?
+        .mul(&gv)?
+        .sum_all();
     let grads = tape.grad_since(&projected, &[&xv, &pv], floor)?;
     Ok((grads[0].id, grads[1].id))
+}
+
+/// [`Var::rational_quadratic_composed`] with its outputs and log-dets side by side (`n x 2d`),
+/// the layout of the fused op's node.
+pub(crate) fn composed_side_by_side<B: Backend>(
+    x: &Var<B>,
+    params: &Var<B>,
+    spec: &RationalQuadratic,
+    direction: Direction,
+) -> Result<Var<B>> {
+    let (y, log_det) = x.rational_quadratic_composed(params, spec, direction)?;
+    Var::concat_cols(&[&y, &log_det])
 }

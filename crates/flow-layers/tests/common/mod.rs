@@ -77,10 +77,19 @@ pub fn check_layer_given(
 
 /// `flow_layers::testing::check_model` at `z`: returns the forward log-dets.
 pub fn check_model(model: &NormalizingFlow<B>, z: &Tensor<B>) -> Result<Vec<f64>, TestCaseError> {
+    check_model_given(model, z, None)
+}
+
+/// The same, given a context (`rows x c`) held fixed.
+pub fn check_model_given(
+    model: &NormalizingFlow<B>,
+    z: &Tensor<B>,
+    context: Option<&Tensor<B>>,
+) -> Result<Vec<f64>, TestCaseError> {
     Ok(testing::check_model(
         model,
         z,
-        None,
+        context,
         &Tolerances::default(),
     )?)
 }
