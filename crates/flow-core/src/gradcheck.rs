@@ -115,15 +115,15 @@ impl GradCheck {
         let directions: Vec<Tensor<B>> = inputs
             .iter()
             .map(|x| Tensor::randn(backend, x.shape(), &mut r))
-            .collect();
+            .collect::<Result<_>>()?;
         // <dL/dx, V>, with the gradient recorded (create_graph) when `record` is set.
         let directional = |x: &[Tensor<B>], record: bool| -> Result<Recorded<B>> {
             let (tape, vars, loss) = projected_loss(backend, x, &f, &weights)?;
             let refs: Vec<&Var<B>> = vars.iter().collect();
             let grads = tape.grad(&loss, &refs, record)?;
-            let mut total = tape.constant(Tensor::zeros(backend, Shape::SCALAR));
+            let mut total = tape.constant(Tensor::zeros(backend, Shape::SCALAR)?);
             for (g, v) in grads.iter().zip(&directions) {
-                total = total.add(&g.mul(&tape.constant(v.clone()))?.sum_all())?;
+                total = total.add(&g.mul(&tape.constant(v.clone()))?.sum_all()?)?;
             }
             Ok((tape, vars, total))
         };
@@ -142,7 +142,7 @@ impl GradCheck {
         let tape = Tape::new(backend);
         let vars: Vec<Var<B>> = inputs.iter().map(|x| tape.constant(x.clone())).collect();
         let shape = f(&vars)?.shape();
-        Ok(Tensor::randn(backend, shape, &mut rng(self.seed)))
+        Ok(Tensor::randn(backend, shape, &mut rng(self.seed))?)
     }
 
     fn compare<B: Backend<Elem = f64>>(
@@ -154,7 +154,7 @@ impl GradCheck {
     ) -> Result<GradCheckReport, GradCheckError> {
         let mut report = GradCheckReport::default();
         for (i, x) in inputs.iter().enumerate() {
-            let base = x.to_vec();
+            let base = x.to_vec()?;
             for k in 0..base.len() {
                 let at = |delta: f64| -> Result<f64> {
                     let mut moved = base.clone();
@@ -194,7 +194,7 @@ fn gradient_values<B: Backend<Elem = f64>>(
         .grad(&scalar, &refs, false)?
         .iter()
         .map(|g| g.value().to_vec())
-        .collect())
+        .collect::<Result<_>>()?)
 }
 
 /// `sum(f(x) * W)` on a fresh tape whose inputs ask for gradients.
@@ -208,5 +208,5 @@ fn projected_loss<B: Backend<Elem = f64>>(
     let vars: Vec<Var<B>> = inputs.iter().map(|x| tape.input(x.clone())).collect();
     let out = f(&vars)?;
     let loss = out.mul(&tape.constant(weights.clone()))?.sum_all();
-    Ok((tape, vars, loss))
+    Ok((tape, vars, loss?))
 }

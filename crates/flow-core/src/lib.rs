@@ -35,6 +35,7 @@ pub mod conformance;
 pub mod element;
 pub mod error;
 pub mod gradcheck;
+pub mod index;
 mod ops;
 pub mod params;
 pub mod random;
@@ -45,11 +46,12 @@ pub mod tensor;
 pub use autodiff::{Gradients, Tape, Var};
 pub use backend::cpu::Cpu;
 pub use backend::{
-    Activation, AdamStep, Backend, BinaryOp, CouplingScale, Direction, RationalQuadratic, ReduceOp,
-    UnaryOp,
+    backend_error, Activation, AdamStep, Backend, BinaryOp, CouplingScale, Direction,
+    RationalQuadratic, ReduceOp, UnaryOp,
 };
 pub use element::Element;
 pub use error::{Error, Result};
+pub use index::IndexTensor;
 pub use ops::custom::CustomOp;
 pub use params::{ParamId, ParamStore};
 pub use random::{rng, FlowRng};

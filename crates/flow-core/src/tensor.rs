@@ -10,6 +10,7 @@ use crate::backend::{
 };
 use crate::element::Element;
 use crate::error::{Error, Result};
+use crate::index::IndexTensor;
 use crate::random::FlowRng;
 use crate::shape::{Axis, Shape};
 use ndarray::Array2;
@@ -41,7 +42,10 @@ impl<B: Backend> fmt::Debug for Tensor<B> {
         s.field("backend", &self.backend.name())
             .field("shape", &self.shape);
         if self.shape.len() <= 16 {
-            s.field("data", &self.to_vec());
+            match self.to_vec() {
+                Ok(values) => s.field("data", &values),
+                Err(e) => s.field("data", &e),
+            };
         }
         s.finish()
     }
@@ -58,8 +62,8 @@ impl<B: Backend> Tensor<B> {
         }
     }
 
-    fn wrap(&self, storage: B::Storage) -> Self {
-        Tensor::from_storage(&self.backend, storage)
+    fn wrap(&self, storage: Result<B::Storage>) -> Result<Self> {
+        Ok(Tensor::from_storage(&self.backend, storage?))
     }
 
     /// A `rows x cols` tensor from row-major values.
@@ -72,7 +76,7 @@ impl<B: Backend> Tensor<B> {
                 shape,
             });
         }
-        Ok(Tensor::from_storage(backend, backend.upload(shape, data)))
+        Ok(Tensor::from_storage(backend, backend.upload(shape, data)?))
     }
 
     /// A tensor from f64 values, converted to the backend's element type.
@@ -84,26 +88,29 @@ impl<B: Backend> Tensor<B> {
         )
     }
 
-    pub fn full(backend: &B, shape: impl Into<Shape>, value: B::Elem) -> Self {
-        Tensor::from_storage(backend, backend.full(shape.into(), value))
+    pub fn full(backend: &B, shape: impl Into<Shape>, value: B::Elem) -> Result<Self> {
+        Ok(Tensor::from_storage(
+            backend,
+            backend.full(shape.into(), value)?,
+        ))
     }
 
-    pub fn zeros(backend: &B, shape: impl Into<Shape>) -> Self {
+    pub fn zeros(backend: &B, shape: impl Into<Shape>) -> Result<Self> {
         Tensor::full(backend, shape, B::Elem::zero())
     }
 
-    pub fn ones(backend: &B, shape: impl Into<Shape>) -> Self {
+    pub fn ones(backend: &B, shape: impl Into<Shape>) -> Result<Self> {
         Tensor::full(backend, shape, B::Elem::one())
     }
 
-    pub fn scalar(backend: &B, value: B::Elem) -> Self {
+    pub fn scalar(backend: &B, value: B::Elem) -> Result<Self> {
         Tensor::full(backend, Shape::SCALAR, value)
     }
 
     /// Standard normal draws from the seeded stream `rng` ([`Backend::randn`]).
-    pub fn randn(backend: &B, shape: impl Into<Shape>, rng: &mut FlowRng) -> Self {
+    pub fn randn(backend: &B, shape: impl Into<Shape>, rng: &mut FlowRng) -> Result<Self> {
         let shape = shape.into();
-        Tensor::from_storage(backend, backend.randn(shape, rng))
+        Ok(Tensor::from_storage(backend, backend.randn(shape, rng)?))
     }
 
     /// Uniform draws on `[low, high)` from `rng` ([`Backend::rand_uniform`]).
@@ -123,7 +130,7 @@ impl<B: Backend> Tensor<B> {
         }
         Ok(Tensor::from_storage(
             backend,
-            backend.rand_uniform(shape, low, high, rng),
+            backend.rand_uniform(shape, low, high, rng)?,
         ))
     }
 
@@ -148,13 +155,13 @@ impl<B: Backend> Tensor<B> {
     }
 
     /// The values, row-major, copied to the host.
-    pub fn to_vec(&self) -> Vec<B::Elem> {
+    pub fn to_vec(&self) -> Result<Vec<B::Elem>> {
         self.backend.download(&self.storage)
     }
 
     /// The values widened to f64, row-major.
-    pub fn to_f64s(&self) -> Vec<f64> {
-        self.to_vec().into_iter().map(Element::as_f64).collect()
+    pub fn to_f64s(&self) -> Result<Vec<f64>> {
+        Ok(self.to_vec()?.into_iter().map(Element::as_f64).collect())
     }
 
     /// The value of a 1x1 tensor.
@@ -165,18 +172,23 @@ impl<B: Backend> Tensor<B> {
                 shape: self.shape,
             });
         }
-        Ok(self.to_vec()[0])
+        Ok(self.to_vec()?[0])
     }
 
-    /// The value at (`row`, `col`), or `None` when out of range.
-    pub fn get(&self, row: usize, col: usize) -> Option<B::Elem> {
-        (row < self.shape.rows && col < self.shape.cols)
-            .then(|| self.to_vec()[row * self.shape.cols + col])
+    /// The value at (`row`, `col`); an error when out of range.
+    pub fn get(&self, row: usize, col: usize) -> Result<B::Elem> {
+        if row >= self.shape.rows || col >= self.shape.cols {
+            return Err(Error::invalid(
+                "get",
+                format!("entry ({row}, {col}) of shape {}", self.shape),
+            ));
+        }
+        Ok(self.to_vec()?[row * self.shape.cols + col])
     }
 
     /// `Err(NonFinite)` naming the first NaN or infinite entry; `what` says whose values these are.
     pub fn check_finite(&self, what: &str) -> Result<()> {
-        let values = self.to_vec();
+        let values = self.to_vec()?;
         match values.iter().position(|x| !x.is_finite()) {
             None => Ok(()),
             Some(i) => Err(Error::NonFinite {
@@ -202,14 +214,14 @@ impl<B: Backend> Tensor<B> {
                 rhs: if tb { Shape::new(sb.cols, sb.rows) } else { sb },
             });
         }
-        Ok(self.wrap(self.backend.matmul(&self.storage, ta, &other.storage, tb)))
+        self.wrap(self.backend.matmul(&self.storage, ta, &other.storage, tb))
     }
 
     pub fn matmul(&self, other: &Self) -> Result<Self> {
         self.matmul_t(false, other, false)
     }
 
-    pub fn unary(&self, op: UnaryOp<B::Elem>) -> Self {
+    pub fn unary(&self, op: UnaryOp<B::Elem>) -> Result<Self> {
         self.wrap(self.backend.unary(op, &self.storage))
     }
 
@@ -221,7 +233,7 @@ impl<B: Backend> Tensor<B> {
                 rhs: other.shape,
             });
         }
-        Ok(self.wrap(self.backend.binary(op, &self.storage, &other.storage)))
+        self.wrap(self.backend.binary(op, &self.storage, &other.storage))
     }
 
     pub fn add(&self, other: &Self) -> Result<Self> {
@@ -240,27 +252,27 @@ impl<B: Backend> Tensor<B> {
         self.binary(BinaryOp::Div, other)
     }
 
-    pub fn reduce(&self, op: ReduceOp, axis: Axis) -> Self {
+    pub fn reduce(&self, op: ReduceOp, axis: Axis) -> Result<Self> {
         self.wrap(self.backend.reduce(op, axis, &self.storage))
     }
 
-    pub fn sum(&self, axis: Axis) -> Self {
+    pub fn sum(&self, axis: Axis) -> Result<Self> {
         self.reduce(ReduceOp::Sum, axis)
     }
 
-    pub fn max(&self, axis: Axis) -> Self {
+    pub fn max(&self, axis: Axis) -> Result<Self> {
         self.reduce(ReduceOp::Max, axis)
     }
 
-    pub fn argmax_mask(&self, axis: Axis) -> Self {
+    pub fn argmax_mask(&self, axis: Axis) -> Result<Self> {
         self.wrap(self.backend.argmax_mask(axis, &self.storage))
     }
 
-    pub fn logsumexp_cols(&self) -> Self {
+    pub fn logsumexp_cols(&self) -> Result<Self> {
         self.wrap(self.backend.logsumexp_cols(&self.storage))
     }
 
-    pub fn softmax_cols(&self) -> Self {
+    pub fn softmax_cols(&self) -> Result<Self> {
         self.wrap(self.backend.softmax_cols(&self.storage))
     }
 
@@ -277,7 +289,7 @@ impl<B: Backend> Tensor<B> {
         if shape == self.shape {
             return Ok(self.clone());
         }
-        Ok(self.wrap(self.backend.broadcast_to(&self.storage, shape)))
+        self.wrap(self.backend.broadcast_to(&self.storage, shape))
     }
 
     /// Sums away broadcast dimensions so that the result has `shape`: the adjoint of
@@ -293,10 +305,10 @@ impl<B: Backend> Tensor<B> {
         }
         let mut t = self.clone();
         if shape.rows == 1 && t.shape.rows != 1 {
-            t = t.sum(Axis::Rows);
+            t = t.sum(Axis::Rows)?;
         }
         if shape.cols == 1 && t.shape.cols != 1 {
-            t = t.sum(Axis::Cols);
+            t = t.sum(Axis::Cols)?;
         }
         Ok(t)
     }
@@ -309,7 +321,7 @@ impl<B: Backend> Tensor<B> {
                 format!("columns {start}..{} of shape {}", start + len, self.shape),
             ));
         }
-        Ok(self.wrap(self.backend.slice_cols(&self.storage, start, len)))
+        self.wrap(self.backend.slice_cols(&self.storage, start, len))
     }
 
     /// Side-by-side concatenation of tensors with equal row counts.
@@ -327,26 +339,29 @@ impl<B: Backend> Tensor<B> {
             }
         }
         let storages: Vec<&B::Storage> = parts.iter().map(|p| &*p.storage).collect();
-        Ok(first.wrap(first.backend.concat_cols(&storages)))
+        first.wrap(first.backend.concat_cols(&storages))
     }
 
     /// Output column `j` is column `index[j]` (a permutation, a selection or repeats).
-    pub fn gather_cols(&self, index: &[usize]) -> Result<Self> {
-        check_index("gather_cols", index, self.shape.cols)?;
-        Ok(self.wrap(self.backend.gather_cols(&self.storage, index)))
+    pub fn gather_cols(&self, index: &IndexTensor<B>) -> Result<Self> {
+        index.check_bound("gather_cols", self.shape.cols)?;
+        self.wrap(self.backend.gather_cols(&self.storage, index.storage()))
     }
 
     /// Adds column `j` into column `index[j]` of a zero `rows x width` tensor: the adjoint
     /// of [`Tensor::gather_cols`].
-    pub fn scatter_add_cols(&self, index: &[usize], width: usize) -> Result<Self> {
+    pub fn scatter_add_cols(&self, index: &IndexTensor<B>, width: usize) -> Result<Self> {
         if index.len() != self.shape.cols {
             return Err(Error::invalid(
                 "scatter_add_cols",
                 format!("{} indices for shape {}", index.len(), self.shape),
             ));
         }
-        check_index("scatter_add_cols", index, width)?;
-        Ok(self.wrap(self.backend.scatter_add_cols(&self.storage, index, width)))
+        index.check_bound("scatter_add_cols", width)?;
+        self.wrap(
+            self.backend
+                .scatter_add_cols(&self.storage, index.storage(), width),
+        )
     }
 
     /// The same row-major values as a `rows x cols` tensor of equal length.
@@ -358,18 +373,18 @@ impl<B: Backend> Tensor<B> {
                 format!("{} cannot be viewed as {shape}", self.shape),
             ));
         }
-        Ok(self.wrap(self.backend.reshape(&self.storage, shape)))
+        self.wrap(self.backend.reshape(&self.storage, shape))
     }
 
     /// `rows x 1`: entry `index[r]` of each row `r` (one index per row).
-    pub fn take_per_row(&self, index: &[usize]) -> Result<Self> {
+    pub fn take_per_row(&self, index: &IndexTensor<B>) -> Result<Self> {
         check_per_row("take_per_row", index, self.shape.rows, self.shape.cols)?;
-        Ok(self.wrap(self.backend.take_per_row(&self.storage, index)))
+        self.wrap(self.backend.take_per_row(&self.storage, index.storage()))
     }
 
     /// `rows x width`, zero except entry `index[r]` of row `r`, which is this `rows x 1`
     /// tensor's row `r`: the adjoint of [`Tensor::take_per_row`].
-    pub fn put_per_row(&self, index: &[usize], width: usize) -> Result<Self> {
+    pub fn put_per_row(&self, index: &IndexTensor<B>, width: usize) -> Result<Self> {
         if self.shape.cols != 1 {
             return Err(Error::invalid(
                 "put_per_row",
@@ -377,21 +392,31 @@ impl<B: Backend> Tensor<B> {
             ));
         }
         check_per_row("put_per_row", index, self.shape.rows, width)?;
-        Ok(self.wrap(self.backend.put_per_row(&self.storage, index, width)))
+        self.wrap(
+            self.backend
+                .put_per_row(&self.storage, index.storage(), width),
+        )
     }
 
     /// For each row `r`, how many entries of row `r` of this tensor (ascending along the row)
     /// are `<= x[r]`, where `x` is `rows x 1`: the bin of `x[r]` among knots, as
     /// `torch.searchsorted(sorted, x, right=True)`. A NaN in `x` counts no entries. Piecewise
-    /// constant: it has no gradient, and is not recorded on a tape.
-    pub fn search_sorted_rows(&self, x: &Self) -> Result<Vec<usize>> {
+    /// constant: it has no gradient, and is not recorded on a tape. The counts stay in the
+    /// backend's index storage (each at most the row length).
+    pub fn search_sorted_rows(&self, x: &Self) -> Result<IndexTensor<B>> {
         if x.shape != Shape::new(self.shape.rows, 1) {
             return Err(Error::invalid(
                 "search_sorted_rows",
                 format!("values of shape {} for sorted rows {}", x.shape, self.shape),
             ));
         }
-        Ok(self.backend.search_sorted_rows(&self.storage, &x.storage))
+        let found = self.backend.search_sorted_rows(&self.storage, &x.storage)?;
+        Ok(IndexTensor::from_storage(
+            &self.backend,
+            found,
+            self.shape.rows,
+            self.shape.cols + 1,
+        ))
     }
 
     /// The rational-quadratic spline of every entry (see [`RationalQuadratic`]) in
@@ -416,8 +441,8 @@ impl<B: Backend> Tensor<B> {
         check_spline_shapes(self.shape, params.shape, spec)?;
         let (out, cache) =
             self.backend
-                .rational_quadratic(&self.storage, &params.storage, spec, direction);
-        Ok((self.wrap(out), self.wrap(cache)))
+                .rational_quadratic(&self.storage, &params.storage, spec, direction)?;
+        Ok((self.wrap(Ok(out))?, self.wrap(Ok(cache))?))
     }
 
     pub(crate) fn rational_quadratic_backward(
@@ -427,7 +452,7 @@ impl<B: Backend> Tensor<B> {
         spec: &RationalQuadratic,
         direction: Direction,
         g: &Self,
-    ) -> (Self, Self) {
+    ) -> Result<(Self, Self)> {
         let (gx, gp) = self.backend.rational_quadratic_backward(
             &self.storage,
             &params.storage,
@@ -435,8 +460,8 @@ impl<B: Backend> Tensor<B> {
             spec,
             direction,
             &g.storage,
-        );
-        (self.wrap(gx), self.wrap(gp))
+        )?;
+        Ok((self.wrap(Ok(gx))?, self.wrap(Ok(gp))?))
     }
 
     /// `a` where `mask` is non-zero, else `b`.
@@ -450,7 +475,7 @@ impl<B: Backend> Tensor<B> {
                 });
             }
         }
-        Ok(a.wrap(a.backend.select(&mask.storage, &a.storage, &b.storage)))
+        a.wrap(a.backend.select(&mask.storage, &a.storage, &b.storage))
     }
 
     /// `x @ weight^T + bias`, with `weight` stored `out x in` and `bias` `1 x out`.
@@ -479,10 +504,10 @@ impl<B: Backend> Tensor<B> {
                 rhs: bias.shape,
             });
         }
-        Ok(self.wrap(
+        self.wrap(
             self.backend
                 .linear(&self.storage, &weight.storage, &bias.storage, act),
-        ))
+        )
     }
 
     /// See [`Backend::activation_backward`]: returns the gradient at the pre-activation
@@ -492,15 +517,15 @@ impl<B: Backend> Tensor<B> {
         act: Activation<B::Elem>,
         mut g: Self,
         out: &Self,
-    ) -> (Self, Self) {
+    ) -> Result<(Self, Self)> {
         if act == Activation::Identity {
-            let row_sum = g.sum(Axis::Rows);
-            return (g, row_sum);
+            let row_sum = g.sum(Axis::Rows)?;
+            return Ok((g, row_sum));
         }
         let backend = g.backend.clone();
         let row_sum = backend.activation_backward(act, Arc::make_mut(&mut g.storage), &out.storage);
-        let row_sum = g.wrap(row_sum);
-        (g, row_sum)
+        let row_sum = g.wrap(row_sum)?;
+        Ok((g, row_sum))
     }
 
     /// The affine coupling of [`Backend::affine_coupling`]: `self` is `n x d`, `params`
@@ -515,8 +540,8 @@ impl<B: Backend> Tensor<B> {
         check_coupling_shapes(self.shape, params.shape)?;
         let (out, log_det) =
             self.backend
-                .affine_coupling(&self.storage, &params.storage, scale, direction);
-        Ok((self.wrap(out), self.wrap(log_det)))
+                .affine_coupling(&self.storage, &params.storage, scale, direction)?;
+        Ok((self.wrap(Ok(out))?, self.wrap(Ok(log_det))?))
     }
 
     /// Gradients of [`Tensor::affine_coupling`]'s output with respect to its rows and
@@ -528,7 +553,7 @@ impl<B: Backend> Tensor<B> {
         g: &Self,
         scale: CouplingScale,
         direction: Direction,
-    ) -> (Self, Self) {
+    ) -> Result<(Self, Self)> {
         let (g_v, g_params) = out.backend.affine_coupling_backward(
             &v.storage,
             &params.storage,
@@ -536,19 +561,19 @@ impl<B: Backend> Tensor<B> {
             &g.storage,
             scale,
             direction,
-        );
-        (out.wrap(g_v), out.wrap(g_params))
+        )?;
+        Ok((out.wrap(Ok(g_v))?, out.wrap(Ok(g_params))?))
     }
 
     /// The log-density of a diagonal Gaussian with `loc` and `log_scale` (`1 x d`) at each
     /// row of `self` (`n x d`); returns `n x 1`.
     pub fn diag_normal_log_prob(&self, loc: &Self, log_scale: &Self) -> Result<Self> {
         check_diag_normal_shapes(self.shape, loc.shape, log_scale.shape)?;
-        Ok(self.wrap(self.backend.diag_normal_log_prob(
+        self.wrap(self.backend.diag_normal_log_prob(
             &self.storage,
             &loc.storage,
             &log_scale.storage,
-        )))
+        ))
     }
 
     /// Gradients of [`Tensor::diag_normal_log_prob`] (shapes follow a validated forward).
@@ -557,19 +582,19 @@ impl<B: Backend> Tensor<B> {
         loc: &Self,
         log_scale: &Self,
         g: &Self,
-    ) -> (Self, Self, Self) {
+    ) -> Result<(Self, Self, Self)> {
         let (gz, gl, gs) = z.backend.diag_normal_log_prob_backward(
             &z.storage,
             &loc.storage,
             &log_scale.storage,
             &g.storage,
-        );
-        (z.wrap(gz), z.wrap(gl), z.wrap(gs))
+        )?;
+        Ok((z.wrap(Ok(gz))?, z.wrap(Ok(gl))?, z.wrap(Ok(gs))?))
     }
 
     /// One Adam update of `self` (see [`Backend::adam_update`]) with the moments `m` and `v`
     /// updated too, in place where the storage is not shared (copied first where it is).
-    /// All four tensors of one shape.
+    /// All four tensors of one shape. On an error the three tensors keep their values.
     pub fn adam_update(
         &mut self,
         grad: &Self,
@@ -592,8 +617,7 @@ impl<B: Backend> Tensor<B> {
             Arc::make_mut(&mut m.storage),
             Arc::make_mut(&mut v.storage),
             step,
-        );
-        Ok(())
+        )
     }
 
     /// Largest absolute difference to `other` (shapes must agree).
@@ -606,9 +630,9 @@ impl<B: Backend> Tensor<B> {
             });
         }
         Ok(self
-            .to_vec()
+            .to_vec()?
             .iter()
-            .zip(other.to_vec())
+            .zip(other.to_vec()?)
             .map(|(a, b)| (a.as_f64() - b.as_f64()).abs())
             .fold(0.0, f64::max))
     }
@@ -640,24 +664,19 @@ pub(crate) fn check_spline_shapes(x: Shape, params: Shape, spec: &RationalQuadra
 }
 
 /// One index per row, each within `width`.
-fn check_per_row(op: &'static str, index: &[usize], rows: usize, width: usize) -> Result<()> {
+fn check_per_row<B: Backend>(
+    op: &'static str,
+    index: &IndexTensor<B>,
+    rows: usize,
+    width: usize,
+) -> Result<()> {
     if index.len() != rows {
         return Err(Error::invalid(
             op,
             format!("{} indices for {rows} rows", index.len()),
         ));
     }
-    check_index(op, index, width)
-}
-
-fn check_index(op: &'static str, index: &[usize], width: usize) -> Result<()> {
-    match index.iter().find(|&&j| j >= width) {
-        Some(j) => Err(Error::invalid(
-            op,
-            format!("column index {j} out of range for width {width}"),
-        )),
-        None => Ok(()),
-    }
+    index.check_bound(op, width)
 }
 
 impl<E: Element> Tensor<Cpu<E>> {

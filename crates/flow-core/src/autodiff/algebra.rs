@@ -2,24 +2,26 @@
 //! [`RawAlgebra`] computes on tensors (first-order, nothing recorded) and
 //! [`RecordingAlgebra`] records onto the tape (so gradients are differentiable).
 //!
-//! Shapes inside a backward pass follow from shapes validated in the forward pass, so a
-//! failure here is a broken invariant and panics.
+//! Shapes inside a backward pass follow from shapes validated in the forward pass; what can
+//! fail is the backend (a device out of memory) or a user's [`CustomOp`] backward, and
+//! either error ends the pass.
 
 use super::op::Op;
 use super::tape::{Node, NodeId, Tape};
 use crate::backend::{
     Activation, Backend, BinaryOp, CouplingScale, Direction, RationalQuadratic, UnaryOp,
 };
+use crate::error::Result;
+use crate::index::IndexTensor;
 use crate::ops::custom::CustomOp;
 use crate::shape::{Axis, Shape};
 use crate::tensor::Tensor;
 use std::sync::Arc;
 
-const INVARIANT: &str = "backward shapes follow from validated forward shapes";
-
 pub(crate) trait GradAlgebra<B: Backend> {
     type T: Clone;
 
+    fn backend(&self) -> &B;
     /// The op that produced node `id`.
     fn op(&self, id: NodeId) -> Op<B>;
     /// Whether gradients must flow into node `id`.
@@ -29,18 +31,24 @@ pub(crate) trait GradAlgebra<B: Backend> {
     fn constant(&mut self, value: Tensor<B>) -> Self::T;
     fn shape(&self, t: &Self::T) -> Shape;
 
-    fn matmul(&mut self, a: &Self::T, ta: bool, b: &Self::T, tb: bool) -> Self::T;
-    fn unary(&mut self, op: UnaryOp<B::Elem>, a: &Self::T) -> Self::T;
-    fn binary(&mut self, op: BinaryOp, a: &Self::T, b: &Self::T) -> Self::T;
-    fn sum(&mut self, a: &Self::T, axis: Axis) -> Self::T;
-    fn broadcast_to(&mut self, a: &Self::T, shape: Shape) -> Self::T;
-    fn slice_cols(&mut self, a: &Self::T, start: usize, len: usize) -> Self::T;
-    fn gather_cols(&mut self, a: &Self::T, index: &Arc<[usize]>) -> Self::T;
-    fn scatter_add_cols(&mut self, a: &Self::T, index: &Arc<[usize]>, width: usize) -> Self::T;
-    fn select(&mut self, mask: &Tensor<B>, a: &Self::T, b: &Self::T) -> Self::T;
-    fn reshape(&mut self, a: &Self::T, shape: Shape) -> Self::T;
-    fn take_per_row(&mut self, a: &Self::T, index: &Arc<[usize]>) -> Self::T;
-    fn put_per_row(&mut self, a: &Self::T, index: &Arc<[usize]>, width: usize) -> Self::T;
+    fn matmul(&mut self, a: &Self::T, ta: bool, b: &Self::T, tb: bool) -> Result<Self::T>;
+    fn unary(&mut self, op: UnaryOp<B::Elem>, a: &Self::T) -> Result<Self::T>;
+    fn binary(&mut self, op: BinaryOp, a: &Self::T, b: &Self::T) -> Result<Self::T>;
+    fn sum(&mut self, a: &Self::T, axis: Axis) -> Result<Self::T>;
+    fn broadcast_to(&mut self, a: &Self::T, shape: Shape) -> Result<Self::T>;
+    fn slice_cols(&mut self, a: &Self::T, start: usize, len: usize) -> Result<Self::T>;
+    fn gather_cols(&mut self, a: &Self::T, index: &IndexTensor<B>) -> Result<Self::T>;
+    fn scatter_add_cols(
+        &mut self,
+        a: &Self::T,
+        index: &IndexTensor<B>,
+        width: usize,
+    ) -> Result<Self::T>;
+    fn select(&mut self, mask: &Tensor<B>, a: &Self::T, b: &Self::T) -> Result<Self::T>;
+    fn reshape(&mut self, a: &Self::T, shape: Shape) -> Result<Self::T>;
+    fn take_per_row(&mut self, a: &Self::T, index: &IndexTensor<B>) -> Result<Self::T>;
+    fn put_per_row(&mut self, a: &Self::T, index: &IndexTensor<B>, width: usize)
+        -> Result<Self::T>;
     /// The gradients of a rational-quadratic spline node's inputs `x` and `params`, given the
     /// gradient `g` of its output.
     fn rational_quadratic_grads(
@@ -51,28 +59,28 @@ pub(crate) trait GradAlgebra<B: Backend> {
         g: &Self::T,
         spec: &RationalQuadratic,
         direction: Direction,
-    ) -> (Self::T, Self::T);
+    ) -> Result<(Self::T, Self::T)>;
 
-    fn add(&mut self, a: &Self::T, b: &Self::T) -> Self::T {
+    fn add(&mut self, a: &Self::T, b: &Self::T) -> Result<Self::T> {
         self.binary(BinaryOp::Add, a, b)
     }
-    fn sub(&mut self, a: &Self::T, b: &Self::T) -> Self::T {
+    fn sub(&mut self, a: &Self::T, b: &Self::T) -> Result<Self::T> {
         self.binary(BinaryOp::Sub, a, b)
     }
-    fn mul(&mut self, a: &Self::T, b: &Self::T) -> Self::T {
+    fn mul(&mut self, a: &Self::T, b: &Self::T) -> Result<Self::T> {
         self.binary(BinaryOp::Mul, a, b)
     }
-    fn div(&mut self, a: &Self::T, b: &Self::T) -> Self::T {
+    fn div(&mut self, a: &Self::T, b: &Self::T) -> Result<Self::T> {
         self.binary(BinaryOp::Div, a, b)
     }
-    fn scale(&mut self, a: &Self::T, s: B::Elem) -> Self::T {
+    fn scale(&mut self, a: &Self::T, s: B::Elem) -> Result<Self::T> {
         self.unary(UnaryOp::MulScalar(s), a)
     }
-    fn neg(&mut self, a: &Self::T) -> Self::T {
+    fn neg(&mut self, a: &Self::T) -> Result<Self::T> {
         self.unary(UnaryOp::Neg, a)
     }
     /// Multiplies by a constant tensor (a mask or a fixed factor).
-    fn mul_const(&mut self, a: &Self::T, c: Tensor<B>) -> Self::T {
+    fn mul_const(&mut self, a: &Self::T, c: Tensor<B>) -> Result<Self::T> {
         let c = self.constant(c);
         self.mul(a, &c)
     }
@@ -84,11 +92,13 @@ pub(crate) trait GradAlgebra<B: Backend> {
         act: Activation<B::Elem>,
         g: Self::T,
         out: &Self::T,
-    ) -> (Self::T, Self::T)
+    ) -> Result<(Self::T, Self::T)>
     where
         Self: Sized,
     {
-        crate::ops::linear::composed_activation_grads(self, act, &g, out)
+        Ok(crate::ops::linear::composed_activation_grads(
+            self, act, &g, out,
+        )?)
     }
     /// The gradients of an affine coupling's rows `v` and parameters, given the gradient
     /// `g` of its output node `out`: the backend's fused backward, or recorded through the
@@ -101,18 +111,16 @@ pub(crate) trait GradAlgebra<B: Backend> {
         g: &Self::T,
         scale: CouplingScale,
         direction: Direction,
-    ) -> (Self::T, Self::T);
-    /// The gradients of a custom op's inputs (`None` where it gives none). An error of the
-    /// op's own backward is kept for [`GradAlgebra::take_error`] and gives no gradients.
+    ) -> Result<(Self::T, Self::T)>;
+    /// The gradients of a custom op's inputs (`None` where it gives none), or the error of
+    /// the op's own backward.
     fn custom_grads(
         &mut self,
         op: &Arc<dyn CustomOp<B>>,
         inputs: &[NodeId],
         out: NodeId,
         g: &Self::T,
-    ) -> Vec<Option<Self::T>>;
-    /// The first error a user-defined backward reported during the pass.
-    fn take_error(&mut self) -> Option<crate::error::Error>;
+    ) -> Result<Vec<Option<Self::T>>>;
     /// The gradients of a diagonal Gaussian's log-density with respect to the points, the
     /// mean and the log-scale, as [`GradAlgebra::affine_coupling_grads`].
     fn diag_normal_log_prob_grads(
@@ -121,36 +129,39 @@ pub(crate) trait GradAlgebra<B: Backend> {
         loc: NodeId,
         log_scale: NodeId,
         g: &Self::T,
-    ) -> (Self::T, Self::T, Self::T);
+    ) -> Result<(Self::T, Self::T, Self::T)>;
     /// Sums away broadcast dimensions: the adjoint of broadcasting `shape` up to `a`'s shape.
-    fn sum_to(&mut self, a: &Self::T, shape: Shape) -> Self::T {
+    fn sum_to(&mut self, a: &Self::T, shape: Shape) -> Result<Self::T> {
         let mut t = a.clone();
         let s = self.shape(&t);
         if shape.rows == 1 && s.rows != 1 {
-            t = self.sum(&t, Axis::Rows);
+            t = self.sum(&t, Axis::Rows)?;
         }
         if shape.cols == 1 && s.cols != 1 {
-            t = self.sum(&t, Axis::Cols);
+            t = self.sum(&t, Axis::Cols)?;
         }
-        t
+        Ok(t)
     }
 }
 
 /// Backward on tensors: nothing is recorded.
 pub(crate) struct RawAlgebra<'a, B: Backend> {
+    backend: &'a B,
     nodes: &'a [Node<B>],
-    error: Option<crate::error::Error>,
 }
 
 impl<'a, B: Backend> RawAlgebra<'a, B> {
-    pub(crate) fn new(nodes: &'a [Node<B>]) -> Self {
-        RawAlgebra { nodes, error: None }
+    pub(crate) fn new(backend: &'a B, nodes: &'a [Node<B>]) -> Self {
+        RawAlgebra { backend, nodes }
     }
 }
 
 impl<B: Backend> GradAlgebra<B> for RawAlgebra<'_, B> {
     type T = Tensor<B>;
 
+    fn backend(&self) -> &B {
+        self.backend
+    }
     fn op(&self, id: NodeId) -> Op<B> {
         self.nodes[id].op.clone()
     }
@@ -166,41 +177,51 @@ impl<B: Backend> GradAlgebra<B> for RawAlgebra<'_, B> {
     fn shape(&self, t: &Tensor<B>) -> Shape {
         t.shape()
     }
-    fn matmul(&mut self, a: &Tensor<B>, ta: bool, b: &Tensor<B>, tb: bool) -> Tensor<B> {
-        a.matmul_t(ta, b, tb).expect(INVARIANT)
+    fn matmul(&mut self, a: &Tensor<B>, ta: bool, b: &Tensor<B>, tb: bool) -> Result<Tensor<B>> {
+        a.matmul_t(ta, b, tb)
     }
-    fn unary(&mut self, op: UnaryOp<B::Elem>, a: &Tensor<B>) -> Tensor<B> {
+    fn unary(&mut self, op: UnaryOp<B::Elem>, a: &Tensor<B>) -> Result<Tensor<B>> {
         a.unary(op)
     }
-    fn binary(&mut self, op: BinaryOp, a: &Tensor<B>, b: &Tensor<B>) -> Tensor<B> {
-        a.binary(op, b).expect(INVARIANT)
+    fn binary(&mut self, op: BinaryOp, a: &Tensor<B>, b: &Tensor<B>) -> Result<Tensor<B>> {
+        a.binary(op, b)
     }
-    fn sum(&mut self, a: &Tensor<B>, axis: Axis) -> Tensor<B> {
+    fn sum(&mut self, a: &Tensor<B>, axis: Axis) -> Result<Tensor<B>> {
         a.sum(axis)
     }
-    fn broadcast_to(&mut self, a: &Tensor<B>, shape: Shape) -> Tensor<B> {
-        a.broadcast_to(shape).expect(INVARIANT)
+    fn broadcast_to(&mut self, a: &Tensor<B>, shape: Shape) -> Result<Tensor<B>> {
+        a.broadcast_to(shape)
     }
-    fn slice_cols(&mut self, a: &Tensor<B>, start: usize, len: usize) -> Tensor<B> {
-        a.slice_cols(start, len).expect(INVARIANT)
+    fn slice_cols(&mut self, a: &Tensor<B>, start: usize, len: usize) -> Result<Tensor<B>> {
+        a.slice_cols(start, len)
     }
-    fn gather_cols(&mut self, a: &Tensor<B>, index: &Arc<[usize]>) -> Tensor<B> {
-        a.gather_cols(index).expect(INVARIANT)
+    fn gather_cols(&mut self, a: &Tensor<B>, index: &IndexTensor<B>) -> Result<Tensor<B>> {
+        a.gather_cols(index)
     }
-    fn scatter_add_cols(&mut self, a: &Tensor<B>, index: &Arc<[usize]>, width: usize) -> Tensor<B> {
-        a.scatter_add_cols(index, width).expect(INVARIANT)
+    fn scatter_add_cols(
+        &mut self,
+        a: &Tensor<B>,
+        index: &IndexTensor<B>,
+        width: usize,
+    ) -> Result<Tensor<B>> {
+        a.scatter_add_cols(index, width)
     }
-    fn select(&mut self, mask: &Tensor<B>, a: &Tensor<B>, b: &Tensor<B>) -> Tensor<B> {
-        Tensor::select(mask, a, b).expect(INVARIANT)
+    fn select(&mut self, mask: &Tensor<B>, a: &Tensor<B>, b: &Tensor<B>) -> Result<Tensor<B>> {
+        Tensor::select(mask, a, b)
     }
-    fn reshape(&mut self, a: &Tensor<B>, shape: Shape) -> Tensor<B> {
-        a.reshape(shape).expect(INVARIANT)
+    fn reshape(&mut self, a: &Tensor<B>, shape: Shape) -> Result<Tensor<B>> {
+        a.reshape(shape)
     }
-    fn take_per_row(&mut self, a: &Tensor<B>, index: &Arc<[usize]>) -> Tensor<B> {
-        a.take_per_row(index).expect(INVARIANT)
+    fn take_per_row(&mut self, a: &Tensor<B>, index: &IndexTensor<B>) -> Result<Tensor<B>> {
+        a.take_per_row(index)
     }
-    fn put_per_row(&mut self, a: &Tensor<B>, index: &Arc<[usize]>, width: usize) -> Tensor<B> {
-        a.put_per_row(index, width).expect(INVARIANT)
+    fn put_per_row(
+        &mut self,
+        a: &Tensor<B>,
+        index: &IndexTensor<B>,
+        width: usize,
+    ) -> Result<Tensor<B>> {
+        a.put_per_row(index, width)
     }
     fn rational_quadratic_grads(
         &mut self,
@@ -210,7 +231,7 @@ impl<B: Backend> GradAlgebra<B> for RawAlgebra<'_, B> {
         g: &Tensor<B>,
         spec: &RationalQuadratic,
         direction: Direction,
-    ) -> (Tensor<B>, Tensor<B>) {
+    ) -> Result<(Tensor<B>, Tensor<B>)> {
         let (xv, pv) = (self.node(x), self.node(params));
         xv.rational_quadratic_backward(&pv, cache, spec, direction, g)
     }
@@ -219,7 +240,7 @@ impl<B: Backend> GradAlgebra<B> for RawAlgebra<'_, B> {
         act: Activation<B::Elem>,
         g: Tensor<B>,
         out: &Tensor<B>,
-    ) -> (Tensor<B>, Tensor<B>) {
+    ) -> Result<(Tensor<B>, Tensor<B>)> {
         Tensor::activation_backward(act, g, out)
     }
     fn affine_coupling_grads(
@@ -230,7 +251,7 @@ impl<B: Backend> GradAlgebra<B> for RawAlgebra<'_, B> {
         g: &Tensor<B>,
         scale: CouplingScale,
         direction: Direction,
-    ) -> (Tensor<B>, Tensor<B>) {
+    ) -> Result<(Tensor<B>, Tensor<B>)> {
         let (v, params, out) = (self.node(v), self.node(params), self.node(out));
         Tensor::affine_coupling_backward(&v, &params, &out, g, scale, direction)
     }
@@ -240,14 +261,10 @@ impl<B: Backend> GradAlgebra<B> for RawAlgebra<'_, B> {
         inputs: &[NodeId],
         out: NodeId,
         g: &Tensor<B>,
-    ) -> Vec<Option<Tensor<B>>> {
+    ) -> Result<Vec<Option<Tensor<B>>>> {
         let values: Vec<Tensor<B>> = inputs.iter().map(|&id| self.node(id)).collect();
         let out = self.node(out);
-        let grads = crate::ops::custom::value_grads(op, &values, &out, g);
-        keep_error(&mut self.error, grads, inputs.len())
-    }
-    fn take_error(&mut self) -> Option<crate::error::Error> {
-        self.error.take()
+        crate::ops::custom::value_grads(op, &values, &out, g)
     }
     fn diag_normal_log_prob_grads(
         &mut self,
@@ -255,7 +272,7 @@ impl<B: Backend> GradAlgebra<B> for RawAlgebra<'_, B> {
         loc: NodeId,
         log_scale: NodeId,
         g: &Tensor<B>,
-    ) -> (Tensor<B>, Tensor<B>, Tensor<B>) {
+    ) -> Result<(Tensor<B>, Tensor<B>, Tensor<B>)> {
         let (z, loc, log_scale) = (self.node(z), self.node(loc), self.node(log_scale));
         Tensor::diag_normal_log_prob_backward(&z, &loc, &log_scale, g)
     }
@@ -264,18 +281,20 @@ impl<B: Backend> GradAlgebra<B> for RawAlgebra<'_, B> {
 /// Backward recorded onto the tape: every gradient is a node, differentiable again.
 pub(crate) struct RecordingAlgebra<'a, B: Backend> {
     tape: &'a Tape<B>,
-    error: Option<crate::error::Error>,
 }
 
 impl<'a, B: Backend> RecordingAlgebra<'a, B> {
     pub(crate) fn new(tape: &'a Tape<B>) -> Self {
-        RecordingAlgebra { tape, error: None }
+        RecordingAlgebra { tape }
     }
 }
 
 impl<B: Backend> GradAlgebra<B> for RecordingAlgebra<'_, B> {
     type T = NodeId;
 
+    fn backend(&self) -> &B {
+        self.tape.backend()
+    }
     fn op(&self, id: NodeId) -> Op<B> {
         self.tape.nodes().nodes[id].op.clone()
     }
@@ -291,53 +310,46 @@ impl<B: Backend> GradAlgebra<B> for RecordingAlgebra<'_, B> {
     fn shape(&self, t: &NodeId) -> Shape {
         self.tape.shape(*t)
     }
-    fn matmul(&mut self, a: &NodeId, ta: bool, b: &NodeId, tb: bool) -> NodeId {
-        self.tape.record_matmul(*a, ta, *b, tb).expect(INVARIANT)
+    fn matmul(&mut self, a: &NodeId, ta: bool, b: &NodeId, tb: bool) -> Result<NodeId> {
+        self.tape.record_matmul(*a, ta, *b, tb)
     }
-    fn unary(&mut self, op: UnaryOp<B::Elem>, a: &NodeId) -> NodeId {
+    fn unary(&mut self, op: UnaryOp<B::Elem>, a: &NodeId) -> Result<NodeId> {
         self.tape.record_unary(op, *a)
     }
-    fn binary(&mut self, op: BinaryOp, a: &NodeId, b: &NodeId) -> NodeId {
-        self.tape.record_binary(op, *a, *b).expect(INVARIANT)
+    fn binary(&mut self, op: BinaryOp, a: &NodeId, b: &NodeId) -> Result<NodeId> {
+        self.tape.record_binary(op, *a, *b)
     }
-    fn sum(&mut self, a: &NodeId, axis: Axis) -> NodeId {
+    fn sum(&mut self, a: &NodeId, axis: Axis) -> Result<NodeId> {
         self.tape.record_sum(*a, axis)
     }
-    fn broadcast_to(&mut self, a: &NodeId, shape: Shape) -> NodeId {
-        self.tape.record_broadcast_to(*a, shape).expect(INVARIANT)
+    fn broadcast_to(&mut self, a: &NodeId, shape: Shape) -> Result<NodeId> {
+        self.tape.record_broadcast_to(*a, shape)
     }
-    fn slice_cols(&mut self, a: &NodeId, start: usize, len: usize) -> NodeId {
-        self.tape
-            .record_slice_cols(*a, start, len)
-            .expect(INVARIANT)
+    fn slice_cols(&mut self, a: &NodeId, start: usize, len: usize) -> Result<NodeId> {
+        self.tape.record_slice_cols(*a, start, len)
     }
-    fn gather_cols(&mut self, a: &NodeId, index: &Arc<[usize]>) -> NodeId {
-        self.tape
-            .record_gather_cols(*a, Arc::clone(index))
-            .expect(INVARIANT)
+    fn gather_cols(&mut self, a: &NodeId, index: &IndexTensor<B>) -> Result<NodeId> {
+        self.tape.record_gather_cols(*a, index.clone())
     }
-    fn scatter_add_cols(&mut self, a: &NodeId, index: &Arc<[usize]>, width: usize) -> NodeId {
-        self.tape
-            .record_scatter_add_cols(*a, Arc::clone(index), width)
-            .expect(INVARIANT)
+    fn scatter_add_cols(
+        &mut self,
+        a: &NodeId,
+        index: &IndexTensor<B>,
+        width: usize,
+    ) -> Result<NodeId> {
+        self.tape.record_scatter_add_cols(*a, index.clone(), width)
     }
-    fn select(&mut self, mask: &Tensor<B>, a: &NodeId, b: &NodeId) -> NodeId {
-        self.tape
-            .record_select(mask.clone(), *a, *b)
-            .expect(INVARIANT)
+    fn select(&mut self, mask: &Tensor<B>, a: &NodeId, b: &NodeId) -> Result<NodeId> {
+        self.tape.record_select(mask.clone(), *a, *b)
     }
-    fn reshape(&mut self, a: &NodeId, shape: Shape) -> NodeId {
-        self.tape.record_reshape(*a, shape).expect(INVARIANT)
+    fn reshape(&mut self, a: &NodeId, shape: Shape) -> Result<NodeId> {
+        self.tape.record_reshape(*a, shape)
     }
-    fn take_per_row(&mut self, a: &NodeId, index: &Arc<[usize]>) -> NodeId {
-        self.tape
-            .record_take_per_row(*a, Arc::clone(index))
-            .expect(INVARIANT)
+    fn take_per_row(&mut self, a: &NodeId, index: &IndexTensor<B>) -> Result<NodeId> {
+        self.tape.record_take_per_row(*a, index.clone())
     }
-    fn put_per_row(&mut self, a: &NodeId, index: &Arc<[usize]>, width: usize) -> NodeId {
-        self.tape
-            .record_put_per_row(*a, Arc::clone(index), width)
-            .expect(INVARIANT)
+    fn put_per_row(&mut self, a: &NodeId, index: &IndexTensor<B>, width: usize) -> Result<NodeId> {
+        self.tape.record_put_per_row(*a, index.clone(), width)
     }
     fn rational_quadratic_grads(
         &mut self,
@@ -347,9 +359,8 @@ impl<B: Backend> GradAlgebra<B> for RecordingAlgebra<'_, B> {
         g: &NodeId,
         spec: &RationalQuadratic,
         direction: Direction,
-    ) -> (NodeId, NodeId) {
+    ) -> Result<(NodeId, NodeId)> {
         crate::ops::rational_quadratic::recorded_grads(self.tape, x, params, *g, spec, direction)
-            .expect(INVARIANT)
     }
     fn affine_coupling_grads(
         &mut self,
@@ -359,9 +370,8 @@ impl<B: Backend> GradAlgebra<B> for RecordingAlgebra<'_, B> {
         g: &NodeId,
         scale: CouplingScale,
         direction: Direction,
-    ) -> (NodeId, NodeId) {
+    ) -> Result<(NodeId, NodeId)> {
         crate::ops::affine_coupling::recorded_grads(self.tape, v, params, *g, scale, direction)
-            .expect(INVARIANT)
     }
     fn custom_grads(
         &mut self,
@@ -369,12 +379,8 @@ impl<B: Backend> GradAlgebra<B> for RecordingAlgebra<'_, B> {
         inputs: &[NodeId],
         out: NodeId,
         g: &NodeId,
-    ) -> Vec<Option<NodeId>> {
-        let grads = crate::ops::custom::recorded_grads(self.tape, op, inputs, out, *g);
-        keep_error(&mut self.error, grads, inputs.len())
-    }
-    fn take_error(&mut self) -> Option<crate::error::Error> {
-        self.error.take()
+    ) -> Result<Vec<Option<NodeId>>> {
+        crate::ops::custom::recorded_grads(self.tape, op, inputs, out, *g)
     }
     fn diag_normal_log_prob_grads(
         &mut self,
@@ -382,20 +388,7 @@ impl<B: Backend> GradAlgebra<B> for RecordingAlgebra<'_, B> {
         loc: NodeId,
         log_scale: NodeId,
         g: &NodeId,
-    ) -> (NodeId, NodeId, NodeId) {
-        crate::ops::diag_normal::recorded_grads(self.tape, z, loc, log_scale, *g).expect(INVARIANT)
+    ) -> Result<(NodeId, NodeId, NodeId)> {
+        crate::ops::diag_normal::recorded_grads(self.tape, z, loc, log_scale, *g)
     }
-}
-
-/// A custom op's gradients, or no gradient for its `n` inputs with the first error kept for
-/// the end of the pass.
-fn keep_error<T: Clone>(
-    slot: &mut Option<crate::error::Error>,
-    grads: crate::error::Result<Vec<Option<T>>>,
-    n: usize,
-) -> Vec<Option<T>> {
-    grads.unwrap_or_else(|e| {
-        slot.get_or_insert(e);
-        vec![None; n]
-    })
 }

@@ -6,6 +6,8 @@ use super::tape::NodeId;
 use crate::backend::{
     Activation, Backend, BinaryOp, CouplingScale, Direction, RationalQuadratic, UnaryOp,
 };
+use crate::error::Result;
+use crate::index::IndexTensor;
 use crate::ops;
 use crate::shape::Axis;
 use crate::tensor::Tensor;
@@ -62,11 +64,11 @@ pub(crate) enum Op<B: Backend> {
     },
     GatherCols {
         x: NodeId,
-        index: Arc<[usize]>,
+        index: IndexTensor<B>,
     },
     ScatterAddCols {
         x: NodeId,
-        index: Arc<[usize]>,
+        index: IndexTensor<B>,
     },
     Select {
         mask: Tensor<B>,
@@ -78,11 +80,11 @@ pub(crate) enum Op<B: Backend> {
     },
     TakePerRow {
         x: NodeId,
-        index: Arc<[usize]>,
+        index: IndexTensor<B>,
     },
     PutPerRow {
         x: NodeId,
-        index: Arc<[usize]>,
+        index: IndexTensor<B>,
     },
     /// The transformed rows of an affine coupling.
     AffineCoupling {
@@ -167,11 +169,11 @@ impl<B: Backend> Clone for Op<B> {
             },
             Op::GatherCols { x, index } => Op::GatherCols {
                 x: *x,
-                index: Arc::clone(index),
+                index: index.clone(),
             },
             Op::ScatterAddCols { x, index } => Op::ScatterAddCols {
                 x: *x,
-                index: Arc::clone(index),
+                index: index.clone(),
             },
             Op::Select { mask, a, b } => Op::Select {
                 mask: mask.clone(),
@@ -181,11 +183,11 @@ impl<B: Backend> Clone for Op<B> {
             Op::Reshape { x } => Op::Reshape { x: *x },
             Op::TakePerRow { x, index } => Op::TakePerRow {
                 x: *x,
-                index: Arc::clone(index),
+                index: index.clone(),
             },
             Op::PutPerRow { x, index } => Op::PutPerRow {
                 x: *x,
-                index: Arc::clone(index),
+                index: index.clone(),
             },
             Op::AffineCoupling {
                 v,
@@ -270,59 +272,59 @@ impl<B: Backend> Op<B> {
         alg: &mut A,
         out: NodeId,
         g: A::T,
-    ) -> Vec<(NodeId, A::T)> {
+    ) -> Result<Vec<(NodeId, A::T)>> {
         let mut grads = Vec::new();
         {
             match self {
                 Op::Leaf => {}
                 Op::Matmul { a, ta, b, tb } => {
-                    ops::matmul::backward(alg, *a, *ta, *b, *tb, &g, &mut grads)
+                    ops::matmul::backward(alg, *a, *ta, *b, *tb, &g, &mut grads)?
                 }
                 Op::Linear {
                     x,
                     weight,
                     bias,
                     act,
-                } => ops::linear::backward(alg, *x, *weight, *bias, *act, out, g, &mut grads),
+                } => ops::linear::backward(alg, *x, *weight, *bias, *act, out, g, &mut grads)?,
                 Op::Unary { op, x } => {
                     if alg.needs_grad(*x) && !op.is_piecewise_constant() {
-                        let gx = ops::unary::backward(alg, *op, *x, out, &g);
+                        let gx = ops::unary::backward(alg, *op, *x, out, &g)?;
                         grads.push((*x, gx));
                     }
                 }
                 Op::Binary { op, a, b } => {
-                    ops::binary::backward(alg, *op, *a, *b, out, &g, &mut grads)
+                    ops::binary::backward(alg, *op, *a, *b, out, &g, &mut grads)?
                 }
-                Op::Sum { x, .. } => ops::reduce::backward_sum(alg, *x, &g, &mut grads),
-                Op::BroadcastTo { x } => ops::reduce::backward_broadcast(alg, *x, &g, &mut grads),
-                Op::Max { x, mask } => ops::reduce::backward_max(alg, *x, mask, &g, &mut grads),
+                Op::Sum { x, .. } => ops::reduce::backward_sum(alg, *x, &g, &mut grads)?,
+                Op::BroadcastTo { x } => ops::reduce::backward_broadcast(alg, *x, &g, &mut grads)?,
+                Op::Max { x, mask } => ops::reduce::backward_max(alg, *x, mask, &g, &mut grads)?,
                 Op::LogSumExpCols { x } => {
-                    ops::softmax::backward_logsumexp(alg, *x, out, &g, &mut grads)
+                    ops::softmax::backward_logsumexp(alg, *x, out, &g, &mut grads)?
                 }
                 Op::SoftmaxCols { x } => {
-                    ops::softmax::backward_softmax(alg, *x, out, &g, &mut grads)
+                    ops::softmax::backward_softmax(alg, *x, out, &g, &mut grads)?
                 }
                 Op::SliceCols { x, start } => {
-                    ops::columns::backward_slice(alg, *x, *start, &g, &mut grads)
+                    ops::columns::backward_slice(alg, *x, *start, &g, &mut grads)?
                 }
                 Op::ConcatCols { parts } => {
-                    ops::columns::backward_concat(alg, parts, &g, &mut grads)
+                    ops::columns::backward_concat(alg, parts, &g, &mut grads)?
                 }
                 Op::GatherCols { x, index } => {
-                    ops::columns::backward_gather(alg, *x, index, &g, &mut grads)
+                    ops::columns::backward_gather(alg, *x, index, &g, &mut grads)?
                 }
                 Op::ScatterAddCols { x, index } => {
-                    ops::columns::backward_scatter_add(alg, *x, index, &g, &mut grads)
+                    ops::columns::backward_scatter_add(alg, *x, index, &g, &mut grads)?
                 }
                 Op::Select { mask, a, b } => {
-                    ops::select::backward(alg, mask, *a, *b, &g, &mut grads)
+                    ops::select::backward(alg, mask, *a, *b, &g, &mut grads)?
                 }
-                Op::Reshape { x } => ops::per_row::backward_reshape(alg, *x, &g, &mut grads),
+                Op::Reshape { x } => ops::per_row::backward_reshape(alg, *x, &g, &mut grads)?,
                 Op::TakePerRow { x, index } => {
-                    ops::per_row::backward_take(alg, *x, index, &g, &mut grads)
+                    ops::per_row::backward_take(alg, *x, index, &g, &mut grads)?
                 }
                 Op::PutPerRow { x, index } => {
-                    ops::per_row::backward_put(alg, *x, index, &g, &mut grads)
+                    ops::per_row::backward_put(alg, *x, index, &g, &mut grads)?
                 }
                 Op::AffineCoupling {
                     v,
@@ -331,7 +333,7 @@ impl<B: Backend> Op<B> {
                     direction,
                 } => ops::affine_coupling::backward(
                     alg, *v, *params, *scale, *direction, out, &g, &mut grads,
-                ),
+                )?,
                 Op::RationalQuadratic {
                     x,
                     params,
@@ -340,12 +342,12 @@ impl<B: Backend> Op<B> {
                     direction,
                 } => ops::rational_quadratic::backward(
                     alg, *x, *params, cache, spec, *direction, &g, &mut grads,
-                ),
+                )?,
                 Op::DiagNormalLogProb { z, loc, log_scale } => {
-                    ops::diag_normal::backward(alg, *z, *loc, *log_scale, &g, &mut grads)
+                    ops::diag_normal::backward(alg, *z, *loc, *log_scale, &g, &mut grads)?
                 }
                 Op::Custom { op, inputs } => {
-                    ops::custom::backward(alg, op, inputs, out, &g, &mut grads)
+                    ops::custom::backward(alg, op, inputs, out, &g, &mut grads)?
                 }
                 Op::AffineCouplingLogDet {
                     params,
@@ -353,9 +355,9 @@ impl<B: Backend> Op<B> {
                     direction,
                 } => ops::affine_coupling::backward_log_det(
                     alg, *params, *scale, *direction, &g, &mut grads,
-                ),
+                )?,
             }
         }
-        grads
+        Ok(grads)
     }
 }

@@ -185,9 +185,9 @@ impl<B: Backend> Tape<B> {
     /// asked for one. Nothing is recorded.
     pub fn backward(&self, loss: &Var<B>) -> Result<Gradients<B>> {
         self.check_scalar(loss, "backward")?;
-        let seed = Tensor::ones(&self.backend, Shape::SCALAR);
+        let seed = Tensor::ones(&self.backend, Shape::SCALAR)?;
         let inner = self.inner.borrow();
-        let mut algebra = RawAlgebra::new(&inner.nodes);
+        let mut algebra = RawAlgebra::new(&self.backend, &inner.nodes);
         let is_leaf = |id: NodeId| matches!(inner.nodes[id].op, Op::Leaf);
         let grads = run_backward(&mut algebra, loss.id, seed, &is_leaf, 0)?;
         Ok(Gradients {
@@ -215,21 +215,22 @@ impl<B: Backend> Tape<B> {
         let ids: Vec<NodeId> = if create_graph {
             self.recorded_grads(output, &wanted, &keep, 0)?
         } else {
-            let seed = Tensor::ones(&self.backend, Shape::SCALAR);
+            let seed = Tensor::ones(&self.backend, Shape::SCALAR)?;
             let grads = {
                 let inner = self.inner.borrow();
-                let mut algebra = RawAlgebra::new(&inner.nodes);
+                let mut algebra = RawAlgebra::new(&self.backend, &inner.nodes);
                 run_backward(&mut algebra, output.id, seed, &keep, 0)?
             };
             wanted
                 .iter()
                 .map(|&id| {
-                    let g = grads[id]
-                        .clone()
-                        .unwrap_or_else(|| Tensor::zeros(&self.backend, self.shape(id)));
-                    self.push_leaf(g, false)
+                    let g = match &grads[id] {
+                        Some(g) => g.clone(),
+                        None => Tensor::zeros(&self.backend, self.shape(id))?,
+                    };
+                    Ok(self.push_leaf(g, false))
                 })
-                .collect()
+                .collect::<Result<_>>()?
         };
         Ok(ids.into_iter().map(|id| self.var(id)).collect())
     }
@@ -260,23 +261,23 @@ impl<B: Backend> Tape<B> {
         floor: NodeId,
     ) -> Result<Vec<NodeId>> {
         let mut algebra = RecordingAlgebra::new(self);
-        let seed = algebra.constant(Tensor::ones(&self.backend, Shape::SCALAR));
+        let seed = algebra.constant(Tensor::ones(&self.backend, Shape::SCALAR)?);
         let grads = run_backward(&mut algebra, output.id, seed, keep, floor)?;
-        Ok(wanted
+        wanted
             .iter()
             .map(|&id| match &grads[id] {
-                Some(g) => *g,
-                None => algebra.constant(Tensor::zeros(&self.backend, self.shape(id))),
+                Some(g) => Ok(*g),
+                None => Ok(algebra.constant(Tensor::zeros(&self.backend, self.shape(id))?)),
             })
-            .collect())
+            .collect()
     }
 }
 
 /// The reverse sweep, shared by both interpreters: propagates `seed` from `root` back
 /// through the nodes `floor..=root` (gradients reaching nodes below `floor` are accumulated
 /// there but not propagated further). Returns the gradient of every node for which `keep`
-/// holds (and that `root` depends on through differentiable ops), or the first error a
-/// user-defined backward reported.
+/// holds (and that `root` depends on through differentiable ops), or the first error (of
+/// the backend, or of a user-defined backward).
 fn run_backward<B: Backend, A: GradAlgebra<B>>(
     algebra: &mut A,
     root: NodeId,
@@ -290,19 +291,16 @@ fn run_backward<B: Backend, A: GradAlgebra<B>>(
         let Some(g) = grads[id].take() else { continue };
         let op = algebra.op(id);
         let kept = keep(id).then(|| g.clone());
-        for (input, gi) in op.backward(algebra, id, g) {
+        for (input, gi) in op.backward(algebra, id, g)? {
             let acc = match grads[input].take() {
                 None => gi,
-                Some(prev) => algebra.add(&prev, &gi),
+                Some(prev) => algebra.add(&prev, &gi)?,
             };
             grads[input] = Some(acc);
         }
         grads[id] = kept;
     }
-    match algebra.take_error() {
-        Some(e) => Err(e),
-        None => Ok(grads),
-    }
+    Ok(grads)
 }
 
 /// Gradients from [`Tape::backward`], by variable or by parameter.
@@ -341,12 +339,13 @@ impl<B: Backend> Gradients<B> {
     }
 
     /// Multiplies every parameter gradient by `factor` (for gradient clipping).
-    pub fn scale_params(&mut self, factor: B::Elem) {
+    pub fn scale_params(&mut self, factor: B::Elem) -> Result<()> {
         for &n in self.params.values() {
             if let Some(g) = self.grads.get_mut(n).and_then(Option::as_mut) {
-                *g = g.unary(crate::backend::UnaryOp::MulScalar(factor));
+                *g = g.unary(crate::backend::UnaryOp::MulScalar(factor))?;
             }
         }
+        Ok(())
     }
 }
 

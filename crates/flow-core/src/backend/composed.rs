@@ -4,32 +4,29 @@
 //! backend that does not override a fused op still computes it on its own device, and the
 //! op's math lives in one place: the composition (a backend's fused kernel is its own).
 //!
-//! Shapes were validated by the `Tensor` method that called the backend, so a failure here
-//! is a broken invariant.
+//! Shapes were validated by the `Tensor` method that called the backend, so an error here
+//! is the backend's own (a device's), passed on.
 
 use super::Backend;
 use crate::autodiff::{Tape, Var};
 use crate::error::Result;
 use crate::tensor::Tensor;
 
-const INVARIANT: &str = "a fused op's composition runs on shapes its caller validated";
-
 /// The outputs of `f` on `inputs`.
 pub(crate) fn evaluate<B: Backend>(
     backend: &B,
     inputs: &[&B::Storage],
     f: impl FnOnce(&[Var<B>]) -> Result<Vec<Var<B>>>,
-) -> Vec<B::Storage> {
+) -> Result<Vec<B::Storage>> {
     let tape = Tape::new(backend);
     let vars: Vec<Var<B>> = inputs
         .iter()
         .map(|s| tape.constant(Tensor::from_storage(backend, (*s).clone())))
         .collect();
-    f(&vars)
-        .expect(INVARIANT)
+    Ok(f(&vars)?
         .into_iter()
         .map(|v| v.value().storage().clone())
-        .collect()
+        .collect())
 }
 
 /// The gradient of `sum_k <f(inputs)_k, grads_k>` with respect to each input: the
@@ -39,30 +36,29 @@ pub(crate) fn vjp<B: Backend>(
     inputs: &[&B::Storage],
     f: impl FnOnce(&[Var<B>]) -> Result<Vec<Var<B>>>,
     grads: &[&B::Storage],
-) -> Vec<B::Storage> {
+) -> Result<Vec<B::Storage>> {
     let tape = Tape::new(backend);
     let vars: Vec<Var<B>> = inputs
         .iter()
         .map(|s| tape.input(Tensor::from_storage(backend, (*s).clone())))
         .collect();
-    let projected = (|| -> Result<Var<B>> {
+    let projected = {
         let outputs = f(&vars)?;
         let mut total: Option<Var<B>> = None;
         for (out, g) in outputs.iter().zip(grads) {
             let g = tape.constant(Tensor::from_storage(backend, (*g).clone()));
-            let term = out.mul(&g)?.sum_all();
+            let term = out.mul(&g)?.sum_all()?;
             total = Some(match total {
                 None => term,
                 Some(t) => t.add(&term)?,
             });
         }
-        Ok(total.expect("a fused op has an output"))
-    })()
-    .expect(INVARIANT);
+        total.expect("a fused op has an output")
+    };
     let refs: Vec<&Var<B>> = vars.iter().collect();
-    tape.grad(&projected, &refs, false)
-        .expect(INVARIANT)
+    Ok(tape
+        .grad(&projected, &refs, false)?
         .into_iter()
         .map(|v| v.value().storage().clone())
-        .collect()
+        .collect())
 }

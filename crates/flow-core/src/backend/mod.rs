@@ -12,6 +12,7 @@ use crate::ops::rational_quadratic::composed_side_by_side as composed_spline;
 pub mod cpu;
 
 use crate::element::Element;
+use crate::error::Result;
 use crate::random::FlowRng;
 use crate::shape::{Axis, Shape};
 use num_traits::{Float as _, One as _, Zero as _};
@@ -153,9 +154,17 @@ pub struct AdamStep<E> {
 }
 
 /// Storage and primitive operations of one device and element type.
+///
+/// Every method that touches storage is fallible: a device may run out of memory, fail a
+/// launch or a copy, or report an earlier asynchronous failure. Such failures come back as
+/// [`Error::Backend`](crate::Error::Backend) (built with [`backend_error`]); arguments were
+/// validated by [`crate::Tensor`] before a backend sees them.
 pub trait Backend: Clone + Debug + Send + Sync + 'static {
     type Elem: Element;
     type Storage: Clone + Debug + Send + Sync;
+    /// Storage of a list of indices on the device: column permutations, per-row positions,
+    /// bin numbers ([`crate::IndexTensor`] wraps it with its length and bound).
+    type Index: Clone + Debug + Send + Sync;
 
     /// A short name for reports ("cpu-f32").
     fn name(&self) -> String;
@@ -163,15 +172,21 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
     // ---- creation and transfer ----
     /// Moves row-major host values into storage; `data.len() == shape.len()` is
     /// guaranteed by the caller.
-    fn upload(&self, shape: Shape, data: Vec<Self::Elem>) -> Self::Storage;
+    fn upload(&self, shape: Shape, data: Vec<Self::Elem>) -> Result<Self::Storage>;
     /// Copies storage back to row-major host values.
-    fn download(&self, s: &Self::Storage) -> Vec<Self::Elem>;
-    fn full(&self, shape: Shape, value: Self::Elem) -> Self::Storage;
+    fn download(&self, s: &Self::Storage) -> Result<Vec<Self::Elem>>;
+    fn full(&self, shape: Shape, value: Self::Elem) -> Result<Self::Storage>;
+    /// The shape storage carries (host metadata: never fails).
     fn shape(&self, s: &Self::Storage) -> Shape;
+
+    /// Moves host indices into index storage.
+    fn upload_index(&self, index: &[usize]) -> Result<Self::Index>;
+    /// Copies index storage back to the host.
+    fn download_index(&self, index: &Self::Index) -> Result<Vec<usize>>;
 
     /// Waits until every operation issued so far has finished (a device backend's queue);
     /// errors that a device reports late surface here. The CPU computes eagerly: a no-op.
-    fn synchronize(&self) -> crate::error::Result<()> {
+    fn synchronize(&self) -> Result<()> {
         Ok(())
     }
 
@@ -182,7 +197,7 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
     /// device backend may draw on the device from the stream's seed, stream number and
     /// position (`rng.get_seed()`, `get_stream()`, `get_word_pos()`), then advance `rng`
     /// past what it used, so that draws stay reproducible per seed.
-    fn randn(&self, shape: Shape, rng: &mut FlowRng) -> Self::Storage {
+    fn randn(&self, shape: Shape, rng: &mut FlowRng) -> Result<Self::Storage> {
         use rand_distr::{Distribution, StandardNormal};
         let data = (0..shape.len())
             .map(|_| Self::Elem::of(StandardNormal.sample(rng)))
@@ -192,7 +207,13 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
 
     /// `shape` uniform draws on `[low, high)` from `rng` (`low < high`, both finite, checked
     /// by the caller); as [`Backend::randn`].
-    fn rand_uniform(&self, shape: Shape, low: f64, high: f64, rng: &mut FlowRng) -> Self::Storage {
+    fn rand_uniform(
+        &self,
+        shape: Shape,
+        low: f64,
+        high: f64,
+        rng: &mut FlowRng,
+    ) -> Result<Self::Storage> {
         use rand_distr::{Distribution, Uniform};
         let dist = Uniform::new(low, high).expect("bounds checked by the caller");
         let data = (0..shape.len())
@@ -203,39 +224,56 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
 
     // ---- primitives ----
     /// `op(a) @ op(b)` where `op` transposes when its flag is set.
-    fn matmul(&self, a: &Self::Storage, ta: bool, b: &Self::Storage, tb: bool) -> Self::Storage;
-    fn unary(&self, op: UnaryOp<Self::Elem>, a: &Self::Storage) -> Self::Storage;
+    fn matmul(
+        &self,
+        a: &Self::Storage,
+        ta: bool,
+        b: &Self::Storage,
+        tb: bool,
+    ) -> Result<Self::Storage>;
+    fn unary(&self, op: UnaryOp<Self::Elem>, a: &Self::Storage) -> Result<Self::Storage>;
     /// Broadcasting: each dimension equal, or 1 on one side.
-    fn binary(&self, op: BinaryOp, a: &Self::Storage, b: &Self::Storage) -> Self::Storage;
+    fn binary(&self, op: BinaryOp, a: &Self::Storage, b: &Self::Storage) -> Result<Self::Storage>;
     /// Reduces along `axis`, keeping both dimensions.
-    fn reduce(&self, op: ReduceOp, axis: Axis, a: &Self::Storage) -> Self::Storage;
+    fn reduce(&self, op: ReduceOp, axis: Axis, a: &Self::Storage) -> Result<Self::Storage>;
     /// One-hot mask (same shape as `a`) of the first maximum along `axis`.
-    fn argmax_mask(&self, axis: Axis, a: &Self::Storage) -> Self::Storage;
+    fn argmax_mask(&self, axis: Axis, a: &Self::Storage) -> Result<Self::Storage>;
     /// `log(sum(exp(a)))` over the columns of each row, computed stably: `r x 1`.
-    fn logsumexp_cols(&self, a: &Self::Storage) -> Self::Storage;
+    fn logsumexp_cols(&self, a: &Self::Storage) -> Result<Self::Storage>;
     /// Softmax over the columns of each row.
-    fn softmax_cols(&self, a: &Self::Storage) -> Self::Storage;
-    fn broadcast_to(&self, a: &Self::Storage, shape: Shape) -> Self::Storage;
-    fn slice_cols(&self, a: &Self::Storage, start: usize, len: usize) -> Self::Storage;
-    fn concat_cols(&self, parts: &[&Self::Storage]) -> Self::Storage;
+    fn softmax_cols(&self, a: &Self::Storage) -> Result<Self::Storage>;
+    fn broadcast_to(&self, a: &Self::Storage, shape: Shape) -> Result<Self::Storage>;
+    fn slice_cols(&self, a: &Self::Storage, start: usize, len: usize) -> Result<Self::Storage>;
+    fn concat_cols(&self, parts: &[&Self::Storage]) -> Result<Self::Storage>;
     /// Output column `j` is input column `index[j]`.
-    fn gather_cols(&self, a: &Self::Storage, index: &[usize]) -> Self::Storage;
+    fn gather_cols(&self, a: &Self::Storage, index: &Self::Index) -> Result<Self::Storage>;
     /// Output has `width` columns; input column `j` is added into output column `index[j]`.
-    fn scatter_add_cols(&self, a: &Self::Storage, index: &[usize], width: usize) -> Self::Storage;
+    fn scatter_add_cols(
+        &self,
+        a: &Self::Storage,
+        index: &Self::Index,
+        width: usize,
+    ) -> Result<Self::Storage>;
     /// `a` where `mask != 0`, else `b`; all three of one shape.
-    fn select(&self, mask: &Self::Storage, a: &Self::Storage, b: &Self::Storage) -> Self::Storage;
+    fn select(
+        &self,
+        mask: &Self::Storage,
+        a: &Self::Storage,
+        b: &Self::Storage,
+    ) -> Result<Self::Storage>;
 
     // ---- per-row indexing, with host-side defaults (a device backend replaces them) ----
 
     /// The same row-major values seen as `shape` (`shape.len()` equals `a`'s length).
-    fn reshape(&self, a: &Self::Storage, shape: Shape) -> Self::Storage {
-        self.upload(shape, self.download(a))
+    fn reshape(&self, a: &Self::Storage, shape: Shape) -> Result<Self::Storage> {
+        self.upload(shape, self.download(a)?)
     }
 
     /// `rows x 1`: entry `index[r]` of each row `r`.
-    fn take_per_row(&self, a: &Self::Storage, index: &[usize]) -> Self::Storage {
+    fn take_per_row(&self, a: &Self::Storage, index: &Self::Index) -> Result<Self::Storage> {
         let cols = self.shape(a).cols;
-        let values = self.download(a);
+        let values = self.download(a)?;
+        let index = self.download_index(index)?;
         let picked = index
             .iter()
             .enumerate()
@@ -246,8 +284,14 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
 
     /// `rows x width`, zero except entry `index[r]` of row `r`, which is `a[r]` (`a` is
     /// `rows x 1`): the adjoint of [`Backend::take_per_row`].
-    fn put_per_row(&self, a: &Self::Storage, index: &[usize], width: usize) -> Self::Storage {
-        let values = self.download(a);
+    fn put_per_row(
+        &self,
+        a: &Self::Storage,
+        index: &Self::Index,
+        width: usize,
+    ) -> Result<Self::Storage> {
+        let values = self.download(a)?;
+        let index = self.download_index(index)?;
         let mut out = vec![Self::Elem::zero(); index.len() * width];
         for (r, (&j, &v)) in index.iter().zip(&values).enumerate() {
             out[r * width + j] = v;
@@ -257,14 +301,16 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
 
     /// For each row `r`, how many entries of row `r` of `sorted` (ascending) are `<= x[r]`
     /// (`x` is `rows x 1`): `torch.searchsorted(sorted, x, right=True)`. A NaN counts none.
-    fn search_sorted_rows(&self, sorted: &Self::Storage, x: &Self::Storage) -> Vec<usize> {
+    fn search_sorted_rows(&self, sorted: &Self::Storage, x: &Self::Storage) -> Result<Self::Index> {
         let cols = self.shape(sorted).cols;
-        let sorted = self.download(sorted);
-        let x = self.download(x);
-        x.iter()
+        let sorted = self.download(sorted)?;
+        let x = self.download(x)?;
+        let found: Vec<usize> = x
+            .iter()
             .enumerate()
             .map(|(r, &v)| sorted[r * cols..(r + 1) * cols].partition_point(|&k| k <= v))
-            .collect()
+            .collect();
+        self.upload_index(&found)
     }
 
     // ---- fused operations with default compositions ----
@@ -280,15 +326,15 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
         params: &Self::Storage,
         spec: &RationalQuadratic,
         direction: Direction,
-    ) -> (Self::Storage, Self::Storage) {
+    ) -> Result<(Self::Storage, Self::Storage)> {
         let spec = *spec;
         let mut out = composed::evaluate(self, &[x, params], |v| {
             Ok(vec![composed_spline(&v[0], &v[1], &spec, direction)?])
-        });
-        (
+        })?;
+        Ok((
             out.remove(0),
-            self.full(Shape::new(1, 1), Self::Elem::zero()),
-        )
+            self.full(Shape::new(1, 1), Self::Elem::zero())?,
+        ))
     }
 
     /// The gradients of [`Backend::rational_quadratic`] with respect to `x` and `params`,
@@ -302,7 +348,7 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
         spec: &RationalQuadratic,
         direction: Direction,
         g: &Self::Storage,
-    ) -> (Self::Storage, Self::Storage) {
+    ) -> Result<(Self::Storage, Self::Storage)> {
         let _ = cache;
         let spec = *spec;
         let mut grads = composed::vjp(
@@ -310,9 +356,9 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
             &[x, params],
             |v| Ok(vec![composed_spline(&v[0], &v[1], &spec, direction)?]),
             &[g],
-        );
+        )?;
         let g_params = grads.pop().expect("two inputs");
-        (grads.pop().expect("two inputs"), g_params)
+        Ok((grads.pop().expect("two inputs"), g_params))
     }
 
     /// A linear layer `act(x @ weight^T + bias)` with `weight` stored `out x in` (as
@@ -323,12 +369,12 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
         weight: &Self::Storage,
         bias: &Self::Storage,
         act: Activation<Self::Elem>,
-    ) -> Self::Storage {
-        let xw = self.matmul(x, false, weight, true);
-        let pre = self.binary(BinaryOp::Add, &xw, bias);
+    ) -> Result<Self::Storage> {
+        let xw = self.matmul(x, false, weight, true)?;
+        let pre = self.binary(BinaryOp::Add, &xw, bias)?;
         match act.unary() {
             Some(op) => self.unary(op, &pre),
-            None => pre,
+            None => Ok(pre),
         }
     }
 
@@ -341,20 +387,20 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
         act: Activation<Self::Elem>,
         g: &mut Self::Storage,
         out: &Self::Storage,
-    ) -> Self::Storage {
+    ) -> Result<Self::Storage> {
         match act {
             Activation::Identity => {}
-            Activation::Relu => *g = self.binary(BinaryOp::Gate, g, out),
+            Activation::Relu => *g = self.binary(BinaryOp::Gate, g, out)?,
             Activation::LeakyRelu(slope) => {
                 // step(out) (1 - slope) + slope
                 let d = self.unary(
                     UnaryOp::AddScalar(slope),
                     &self.unary(
                         UnaryOp::MulScalar(Self::Elem::one() - slope),
-                        &self.unary(UnaryOp::Step, out),
-                    ),
-                );
-                *g = self.binary(BinaryOp::Mul, g, &d);
+                        &self.unary(UnaryOp::Step, out)?,
+                    )?,
+                )?;
+                *g = self.binary(BinaryOp::Mul, g, &d)?;
             }
         }
         self.reduce(ReduceOp::Sum, Axis::Rows, g)
@@ -372,13 +418,13 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
         params: &Self::Storage,
         scale: CouplingScale,
         direction: Direction,
-    ) -> (Self::Storage, Self::Storage) {
+    ) -> Result<(Self::Storage, Self::Storage)> {
         let mut out = composed::evaluate(self, &[v, params], |x| {
             let (out, log_det) = x[0].affine_coupling_composed(&x[1], scale, direction)?;
             Ok(vec![out, log_det])
-        });
+        })?;
         let log_det = out.pop().expect("two outputs");
-        (out.pop().expect("two outputs"), log_det)
+        Ok((out.pop().expect("two outputs"), log_det))
     }
 
     /// The gradients of [`Backend::affine_coupling`]'s output (not its log-det) with respect
@@ -395,7 +441,7 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
         g: &Self::Storage,
         scale: CouplingScale,
         direction: Direction,
-    ) -> (Self::Storage, Self::Storage) {
+    ) -> Result<(Self::Storage, Self::Storage)> {
         let _ = out;
         let mut grads = composed::vjp(
             self,
@@ -406,9 +452,9 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
                 ])
             },
             &[g],
-        );
+        )?;
         let g_params = grads.pop().expect("two inputs");
-        (grads.pop().expect("two inputs"), g_params)
+        Ok((grads.pop().expect("two inputs"), g_params))
     }
 
     /// The log-density of a diagonal Gaussian at each row of `z` (`n x d`), with `loc` and
@@ -420,11 +466,11 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
         z: &Self::Storage,
         loc: &Self::Storage,
         log_scale: &Self::Storage,
-    ) -> Self::Storage {
-        composed::evaluate(self, &[z, loc, log_scale], |x| {
+    ) -> Result<Self::Storage> {
+        Ok(composed::evaluate(self, &[z, loc, log_scale], |x| {
             Ok(vec![x[0].diag_normal_log_prob_composed(&x[1], &x[2])?])
-        })
-        .remove(0)
+        })?
+        .remove(0))
     }
 
     /// The gradients of [`Backend::diag_normal_log_prob`] given `g` (`n x 1`): with
@@ -437,22 +483,23 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
         loc: &Self::Storage,
         log_scale: &Self::Storage,
         g: &Self::Storage,
-    ) -> (Self::Storage, Self::Storage, Self::Storage) {
+    ) -> Result<(Self::Storage, Self::Storage, Self::Storage)> {
         let mut grads = composed::vjp(
             self,
             &[z, loc, log_scale],
             |x| Ok(vec![x[0].diag_normal_log_prob_composed(&x[1], &x[2])?]),
             &[g],
-        );
+        )?;
         let g_log_scale = grads.pop().expect("three inputs");
         let g_loc = grads.pop().expect("three inputs");
-        (grads.pop().expect("three inputs"), g_loc, g_log_scale)
+        Ok((grads.pop().expect("three inputs"), g_loc, g_log_scale))
     }
 
     /// One Adam update of `param` with `grad` and moments `m`, `v`, in place. As `torch.optim.Adam`: `g = grad + wd * param`,
     /// `m = b1 m + (1 - b1) g`, `v = b2 v + (1 - b2) g^2`,
     /// `param -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)`. Backends may flush subnormal
-    /// results to zero (the CPU backend does, for speed).
+    /// results to zero (the CPU backend does, for speed). On an error the three buffers are
+    /// left as they were.
     fn adam_update(
         &self,
         param: &mut Self::Storage,
@@ -460,10 +507,8 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
         m: &mut Self::Storage,
         v: &mut Self::Storage,
         h: &AdamStep<Self::Elem>,
-    ) {
+    ) -> Result<()> {
         use UnaryOp::{AddScalar, MulScalar, Sqrt, Square};
-        let (m_ref, v_ref) = (m, v);
-        let (m, v) = (&*m_ref, &*v_ref);
         let one = Self::Elem::one();
         let g = if h.weight_decay == Self::Elem::zero() {
             grad.clone()
@@ -471,33 +516,42 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
             self.binary(
                 BinaryOp::Add,
                 grad,
-                &self.unary(MulScalar(h.weight_decay), param),
-            )
+                &self.unary(MulScalar(h.weight_decay), param)?,
+            )?
         };
-        let m = self.binary(
+        let m_new = self.binary(
             BinaryOp::Add,
-            &self.unary(MulScalar(h.beta1), m),
-            &self.unary(MulScalar(one - h.beta1), &g),
-        );
-        let v = self.binary(
+            &self.unary(MulScalar(h.beta1), m)?,
+            &self.unary(MulScalar(one - h.beta1), &g)?,
+        )?;
+        let v_new = self.binary(
             BinaryOp::Add,
-            &self.unary(MulScalar(h.beta2), v),
-            &self.unary(MulScalar(one - h.beta2), &self.unary(Square, &g)),
-        );
+            &self.unary(MulScalar(h.beta2), v)?,
+            &self.unary(MulScalar(one - h.beta2), &self.unary(Square, &g)?)?,
+        )?;
         let denom = self.unary(
             AddScalar(h.eps),
             &self.unary(
                 MulScalar(one / h.bias_correction2.sqrt()),
-                &self.unary(Sqrt, &v),
-            ),
-        );
+                &self.unary(Sqrt, &v_new)?,
+            )?,
+        )?;
         let step = self.unary(
             MulScalar(h.lr / h.bias_correction1),
-            &self.binary(BinaryOp::Div, &m, &denom),
-        );
-        *param = self.binary(BinaryOp::Sub, param, &step);
-        *m_ref = m;
-        *v_ref = v;
+            &self.binary(BinaryOp::Div, &m_new, &denom)?,
+        )?;
+        *param = self.binary(BinaryOp::Sub, param, &step)?;
+        *m = m_new;
+        *v = v_new;
+        Ok(())
+    }
+}
+
+/// A [`Error::Backend`](crate::Error::Backend) from `backend`: what a device reported.
+pub fn backend_error<B: Backend>(backend: &B, message: impl std::fmt::Display) -> crate::Error {
+    crate::Error::Backend {
+        backend: backend.name(),
+        message: message.to_string(),
     }
 }
 

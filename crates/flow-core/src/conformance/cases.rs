@@ -7,6 +7,7 @@ use crate::backend::{
 };
 use crate::element::Element;
 use crate::error::Result;
+use crate::index::IndexTensor;
 use crate::random::{rng, FlowRng};
 use crate::shape::{Axis, Shape};
 use crate::tensor::Tensor;
@@ -164,27 +165,32 @@ impl Op {
 
     /// The op on `v` (the case's inputs, recorded on one tape), through the public API.
     pub(super) fn eval<X: Backend>(&self, v: &[Var<X>]) -> Result<Vec<Var<X>>> {
+        let b = v[0].tape().backend();
         Ok(match self {
-            Op::Unary(op) => vec![v[0].unary(unary_op(*op))],
+            Op::Unary(op) => vec![v[0].unary(unary_op(*op))?],
             Op::Binary(op) => vec![v[0].binary(*op, &v[1])?],
             Op::Matmul { ta, tb } => vec![v[0].matmul_t(*ta, &v[1], *tb)?],
-            Op::Reduce(ReduceOp::Sum, axis) => vec![v[0].sum(*axis)],
-            Op::Reduce(ReduceOp::Max, axis) => vec![v[0].max(*axis)],
-            Op::ArgmaxMask(axis) => vec![v[0].tape().constant(v[0].value().argmax_mask(*axis))],
-            Op::LogSumExpCols => vec![v[0].logsumexp_cols()],
-            Op::SoftmaxCols => vec![v[0].softmax_cols()],
+            Op::Reduce(ReduceOp::Sum, axis) => vec![v[0].sum(*axis)?],
+            Op::Reduce(ReduceOp::Max, axis) => vec![v[0].max(*axis)?],
+            Op::ArgmaxMask(axis) => vec![v[0].tape().constant(v[0].value().argmax_mask(*axis)?)],
+            Op::LogSumExpCols => vec![v[0].logsumexp_cols()?],
+            Op::SoftmaxCols => vec![v[0].softmax_cols()?],
             Op::BroadcastTo(shape) => vec![v[0].broadcast_to(*shape)?],
             Op::SliceCols { start, len } => vec![v[0].slice_cols(*start, *len)?],
             Op::ConcatCols => vec![Var::concat_cols(&v.iter().collect::<Vec<_>>())?],
-            Op::GatherCols(index) => vec![v[0].gather_cols(index)?],
-            Op::ScatterAddCols(index, width) => vec![v[0].scatter_add_cols(index, *width)?],
+            Op::GatherCols(index) => vec![v[0].gather_cols(&IndexTensor::new(b, index)?)?],
+            Op::ScatterAddCols(index, width) => {
+                vec![v[0].scatter_add_cols(&IndexTensor::new(b, index)?, *width)?]
+            }
             Op::Select => vec![Var::select(&v[0], &v[1], &v[2])?],
             Op::Reshape(shape) => vec![v[0].reshape(*shape)?],
-            Op::TakePerRow(index) => vec![v[0].take_per_row(index)?],
-            Op::PutPerRow(index, width) => vec![v[0].put_per_row(index, *width)?],
+            Op::TakePerRow(index) => vec![v[0].take_per_row(&IndexTensor::new(b, index)?)?],
+            Op::PutPerRow(index, width) => {
+                vec![v[0].put_per_row(&IndexTensor::new(b, index)?, *width)?]
+            }
             Op::SearchSortedRows => {
                 let counts = v[0].value().search_sorted_rows(&v[1].value())?;
-                let counts: Vec<f64> = counts.iter().map(|&c| c as f64).collect();
+                let counts: Vec<f64> = counts.to_vec()?.iter().map(|&c| c as f64).collect();
                 let tape = v[0].tape();
                 let t = Tensor::from_f64s(tape.backend(), (counts.len(), 1), &counts)?;
                 vec![tape.constant(t)]
@@ -279,8 +285,8 @@ fn linear_composed<X: Backend>(v: &[Var<X>], act: Activation<f64>) -> Result<Var
     let pre = v[0].matmul_t(false, &v[1], true)?.add(&v[2])?;
     Ok(match act {
         Activation::Identity => pre,
-        Activation::Relu => pre.relu(),
-        Activation::LeakyRelu(slope) => pre.leaky_relu(slope),
+        Activation::Relu => pre.relu()?,
+        Activation::LeakyRelu(slope) => pre.leaky_relu(slope)?,
     })
 }
 

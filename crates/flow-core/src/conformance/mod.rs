@@ -340,7 +340,7 @@ fn projection<X: Backend>(
             continue;
         }
         let w = tape.constant(Tensor::from_f64s(tape.backend(), out.shape(), w)?);
-        let term = out.mul(&w)?.sum_all();
+        let term = out.mul(&w)?.sum_all()?;
         total = Some(match total {
             None => term,
             Some(t) => t.add(&term)?,
@@ -406,7 +406,8 @@ impl<B: Backend> Suite<'_, B> {
         if shape != reference {
             return Err(at.error(Failure::Shape { shape, reference }));
         }
-        let (a, r) = (got.to_f64s(), want.to_f64s());
+        let a = got.to_f64s().map_err(|e| at.fail(Side::Backend, e))?;
+        let r = want.to_f64s().map_err(|e| at.fail(Side::Reference, e))?;
         let scale = r
             .iter()
             .filter(|x| x.is_finite())
@@ -492,8 +493,10 @@ impl<B: Backend> Suite<'_, B> {
                     case: &case,
                     what: format!("every entry {value}"),
                 };
-                let got = Tensor::full(self.backend, shape, B::Elem::of(value));
-                let want = Tensor::full(&self.reference, shape, value);
+                let got = Tensor::full(self.backend, shape, B::Elem::of(value))
+                    .map_err(|e| at.fail(Side::Backend, e))?;
+                let want = Tensor::full(&self.reference, shape, value)
+                    .map_err(|e| at.fail(Side::Reference, e))?;
                 self.compare(&at, &got, &want, Allowance::EXACT)?;
             }
         }
@@ -740,13 +743,11 @@ fn gradients<X: Backend>(
     let grads = tape.backward(&loss)?;
     let grads = differentiable(case, &vars)
         .iter()
-        .map(|v| {
-            grads
-                .get(v)
-                .cloned()
-                .unwrap_or_else(|| Tensor::zeros(backend, v.shape()))
+        .map(|v| match grads.get(v) {
+            Some(g) => Ok(g.clone()),
+            None => Tensor::zeros(backend, v.shape()),
         })
-        .collect();
+        .collect::<crate::Result<_>>()?;
     Ok(Some(grads))
 }
 
@@ -776,7 +777,7 @@ fn hessian_products<X: Backend>(
     let mut total: Option<Var<X>> = None;
     for (g, d) in grads.iter().zip(&directions) {
         let d = tape.constant(Tensor::from_f64s(backend, g.shape(), d)?);
-        let term = g.mul(&d)?.sum_all();
+        let term = g.mul(&d)?.sum_all()?;
         total = Some(match total {
             None => term,
             Some(t) => t.add(&term)?,

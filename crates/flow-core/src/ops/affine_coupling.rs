@@ -8,9 +8,9 @@ use crate::autodiff::op::Op;
 use crate::autodiff::{NodeId, Tape, Var};
 use crate::backend::{interleaved_columns, Backend, CouplingScale, Direction, UnaryOp};
 use crate::error::Result;
+use crate::index::IndexTensor;
 use crate::shape::{Axis, Shape};
 use num_traits::One as _;
-use std::sync::Arc;
 
 impl<B: Backend> Var<B> {
     /// Affine coupling of `self` (`n x d`) by the conditioner output `params` (`n x 2 d2`,
@@ -63,19 +63,21 @@ impl<B: Backend> Var<B> {
         let d = self.shape().cols;
         let d2 = params.shape().cols / 2;
         let d1 = d - d2;
-        let (even, odd) = interleaved_columns(d2);
-        let shift = params.gather_cols(&even)?;
-        let raw = params.gather_cols(&odd)?;
+        // The interleaved pairs as rows of two: column 0 the shifts, column 1 the raw scales.
+        let n = params.shape().rows;
+        let pairs = params.reshape((n * d2, 2))?;
+        let shift = pairs.slice_cols(0, 1)?.reshape((n, d2))?;
+        let raw = pairs.slice_cols(1, 1)?.reshape((n, d2))?;
         let s = match scale {
             CouplingScale::Exp => raw,
             // -log sigmoid(raw + 2) = softplus(-(raw + 2))
-            CouplingScale::Sigmoid => raw.add_scalar(2.0).neg().softplus(),
+            CouplingScale::Sigmoid => raw.add_scalar(2.0)?.neg()?.softplus()?,
         };
         let sign = match direction {
             Direction::Forward => 1.0,
             Direction::Inverse => -1.0,
         };
-        let factor = s.mul_scalar(sign).exp();
+        let factor = s.mul_scalar(sign)?.exp()?;
         let v2 = self.slice_cols(d1, d2)?;
         let y2 = match direction {
             Direction::Forward => v2.mul(&factor)?.add(&shift)?,
@@ -86,7 +88,7 @@ impl<B: Backend> Var<B> {
         } else {
             Var::concat_cols(&[&self.slice_cols(0, d1)?, &y2])?
         };
-        Ok((out, s.sum(Axis::Cols).mul_scalar(sign)))
+        Ok((out, s.sum(Axis::Cols)?.mul_scalar(sign)?))
     }
 }
 
@@ -101,17 +103,18 @@ pub(crate) fn backward<B: Backend, A: GradAlgebra<B>>(
     out: NodeId,
     g: &A::T,
     grads: &mut GradList<A::T>,
-) {
+) -> Result<()> {
     if !(alg.needs_grad(v) || alg.needs_grad(params)) {
-        return;
+        return Ok(());
     }
-    let (g_v, g_params) = alg.affine_coupling_grads(v, params, out, g, scale, direction);
+    let (g_v, g_params) = alg.affine_coupling_grads(v, params, out, g, scale, direction)?;
     if alg.needs_grad(v) {
         grads.push((v, g_v));
     }
     if alg.needs_grad(params) {
         grads.push((params, g_params));
     }
+    Ok(())
 }
 
 /// The log-det `±sum(s(raw))` depends on the raw scales only: `draw = ±g ds/draw`.
@@ -122,9 +125,9 @@ pub(crate) fn backward_log_det<B: Backend, A: GradAlgebra<B>>(
     direction: Direction,
     g: &A::T,
     grads: &mut GradList<A::T>,
-) {
+) -> Result<()> {
     if !alg.needs_grad(params) {
-        return;
+        return Ok(());
     }
     let p = alg.node(params);
     let shape = alg.shape(&p);
@@ -134,23 +137,24 @@ pub(crate) fn backward_log_det<B: Backend, A: GradAlgebra<B>>(
         Direction::Forward => one,
         Direction::Inverse => -one,
     };
-    let g_s = alg.broadcast_to(g, Shape::new(shape.rows, d2));
-    let g_s = alg.scale(&g_s, sign);
+    let g_s = alg.broadcast_to(g, Shape::new(shape.rows, d2))?;
+    let g_s = alg.scale(&g_s, sign)?;
     let (_, odd) = interleaved_columns(d2);
-    let odd: Arc<[usize]> = odd.into();
+    let odd = IndexTensor::new(alg.backend(), &odd)?;
     let g_raw = match scale {
         CouplingScale::Exp => g_s,
         CouplingScale::Sigmoid => {
             // ds/draw = -sigmoid(-(raw + 2))
-            let raw = alg.gather_cols(&p, &odd);
-            let a = alg.unary(UnaryOp::AddScalar(one + one), &raw);
-            let a = alg.neg(&a);
-            let d = alg.unary(UnaryOp::Sigmoid, &a);
-            let d = alg.neg(&d);
-            alg.mul(&g_s, &d)
+            let raw = alg.gather_cols(&p, &odd)?;
+            let a = alg.unary(UnaryOp::AddScalar(one + one), &raw)?;
+            let a = alg.neg(&a)?;
+            let d = alg.unary(UnaryOp::Sigmoid, &a)?;
+            let d = alg.neg(&d)?;
+            alg.mul(&g_s, &d)?
         }
     };
-    grads.push((params, alg.scatter_add_cols(&g_raw, &odd, shape.cols)));
+    grads.push((params, alg.scatter_add_cols(&g_raw, &odd, shape.cols)?));
+    Ok(())
 }
 
 /// The gradients of the rows and parameters recorded on `tape` (so differentiable again):
@@ -166,7 +170,7 @@ pub(crate) fn recorded_grads<B: Backend>(
     let (vv, pv, gv) = (tape.var(v), tape.var(params), tape.var(g));
     let floor = tape.len();
     let (out, _) = vv.affine_coupling_composed(&pv, scale, direction)?;
-    let projected = out.mul(&gv)?.sum_all();
+    let projected = out.mul(&gv)?.sum_all()?;
     let grads = tape.grad_since(&projected, &[&vv, &pv], floor)?;
     Ok((grads[0].id, grads[1].id))
 }

@@ -48,32 +48,33 @@ pub(crate) fn backward<B: Backend, A: GradAlgebra<B>>(
     out: NodeId,
     g: &A::T,
     grads: &mut GradList<A::T>,
-) {
+) -> Result<()> {
     let (av, bv) = (alg.node(a), alg.node(b));
     let (sa, sb) = (alg.shape(&av), alg.shape(&bv));
     if alg.needs_grad(a) {
         let ga = match op {
             BinaryOp::Add | BinaryOp::Sub => g.clone(),
-            BinaryOp::Mul => alg.mul(g, &bv),
-            BinaryOp::Div => alg.div(g, &bv),
-            BinaryOp::Gate => alg.binary(BinaryOp::Gate, g, &bv),
+            BinaryOp::Mul => alg.mul(g, &bv)?,
+            BinaryOp::Div => alg.div(g, &bv)?,
+            BinaryOp::Gate => alg.binary(BinaryOp::Gate, g, &bv)?,
         };
-        grads.push((a, alg.sum_to(&ga, sa)));
+        grads.push((a, alg.sum_to(&ga, sa)?));
     }
     if alg.needs_grad(b) && op != BinaryOp::Gate {
         let gb = match op {
             BinaryOp::Add => g.clone(),
-            BinaryOp::Sub => alg.neg(g),
-            BinaryOp::Mul => alg.mul(g, &av),
+            BinaryOp::Sub => alg.neg(g)?,
+            BinaryOp::Mul => alg.mul(g, &av)?,
             BinaryOp::Div => {
                 // -g a / b^2 = -(g y) / b
                 let y = alg.node(out);
-                let gy = alg.mul(g, &y);
-                let q = alg.div(&gy, &bv);
-                alg.neg(&q)
+                let gy = alg.mul(g, &y)?;
+                let q = alg.div(&gy, &bv)?;
+                alg.neg(&q)?
             }
             BinaryOp::Gate => unreachable!("the gate is piecewise constant in b"),
         };
-        grads.push((b, alg.sum_to(&gb, sb)));
+        grads.push((b, alg.sum_to(&gb, sb)?));
     }
+    Ok(())
 }

@@ -7,8 +7,8 @@ use crate::autodiff::op::Op;
 use crate::autodiff::{NodeId, Tape, Var};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
+use crate::index::IndexTensor;
 use crate::tensor::Tensor;
-use std::sync::Arc;
 
 impl<B: Backend> Tape<B> {
     pub(crate) fn record_slice_cols(&self, x: NodeId, start: usize, len: usize) -> Result<NodeId> {
@@ -16,7 +16,7 @@ impl<B: Backend> Tape<B> {
         Ok(self.push(value, Op::SliceCols { x, start }))
     }
 
-    pub(crate) fn record_gather_cols(&self, x: NodeId, index: Arc<[usize]>) -> Result<NodeId> {
+    pub(crate) fn record_gather_cols(&self, x: NodeId, index: IndexTensor<B>) -> Result<NodeId> {
         let value = self.value(x).gather_cols(&index)?;
         Ok(self.push(value, Op::GatherCols { x, index }))
     }
@@ -24,7 +24,7 @@ impl<B: Backend> Tape<B> {
     pub(crate) fn record_scatter_add_cols(
         &self,
         x: NodeId,
-        index: Arc<[usize]>,
+        index: IndexTensor<B>,
         width: usize,
     ) -> Result<NodeId> {
         let value = self.value(x).scatter_add_cols(&index, width)?;
@@ -57,17 +57,17 @@ impl<B: Backend> Var<B> {
     }
 
     /// Output column `j` is column `index[j]`: a permutation, a selection or repeats.
-    pub fn gather_cols(&self, index: &[usize]) -> Result<Var<B>> {
+    pub fn gather_cols(&self, index: &IndexTensor<B>) -> Result<Var<B>> {
         Ok(self
             .tape
-            .var(self.tape.record_gather_cols(self.id, index.into())?))
+            .var(self.tape.record_gather_cols(self.id, index.clone())?))
     }
 
     /// Adds column `j` into column `index[j]` of a zero `rows x width` result.
-    pub fn scatter_add_cols(&self, index: &[usize], width: usize) -> Result<Var<B>> {
+    pub fn scatter_add_cols(&self, index: &IndexTensor<B>, width: usize) -> Result<Var<B>> {
         let id = self
             .tape
-            .record_scatter_add_cols(self.id, index.into(), width)?;
+            .record_scatter_add_cols(self.id, index.clone(), width)?;
         Ok(self.tape.var(id))
     }
 }
@@ -78,14 +78,16 @@ pub(crate) fn backward_slice<B: Backend, A: GradAlgebra<B>>(
     start: usize,
     g: &A::T,
     grads: &mut GradList<A::T>,
-) {
+) -> Result<()> {
     if alg.needs_grad(x) {
         let xv = alg.node(x);
         let width = alg.shape(&xv).cols;
         let len = alg.shape(g).cols;
-        let index: Arc<[usize]> = (start..start + len).collect();
-        grads.push((x, alg.scatter_add_cols(g, &index, width)));
+        let columns: Vec<usize> = (start..start + len).collect();
+        let index = IndexTensor::new(alg.backend(), &columns)?;
+        grads.push((x, alg.scatter_add_cols(g, &index, width)?));
     }
+    Ok(())
 }
 
 pub(crate) fn backward_concat<B: Backend, A: GradAlgebra<B>>(
@@ -93,40 +95,43 @@ pub(crate) fn backward_concat<B: Backend, A: GradAlgebra<B>>(
     parts: &[NodeId],
     g: &A::T,
     grads: &mut GradList<A::T>,
-) {
+) -> Result<()> {
     let mut offset = 0;
     for &p in parts {
         let pv = alg.node(p);
         let width = alg.shape(&pv).cols;
         if alg.needs_grad(p) {
-            grads.push((p, alg.slice_cols(g, offset, width)));
+            grads.push((p, alg.slice_cols(g, offset, width)?));
         }
         offset += width;
     }
+    Ok(())
 }
 
 pub(crate) fn backward_gather<B: Backend, A: GradAlgebra<B>>(
     alg: &mut A,
     x: NodeId,
-    index: &Arc<[usize]>,
+    index: &IndexTensor<B>,
     g: &A::T,
     grads: &mut GradList<A::T>,
-) {
+) -> Result<()> {
     if alg.needs_grad(x) {
         let xv = alg.node(x);
         let width = alg.shape(&xv).cols;
-        grads.push((x, alg.scatter_add_cols(g, index, width)));
+        grads.push((x, alg.scatter_add_cols(g, index, width)?));
     }
+    Ok(())
 }
 
 pub(crate) fn backward_scatter_add<B: Backend, A: GradAlgebra<B>>(
     alg: &mut A,
     x: NodeId,
-    index: &Arc<[usize]>,
+    index: &IndexTensor<B>,
     g: &A::T,
     grads: &mut GradList<A::T>,
-) {
+) -> Result<()> {
     if alg.needs_grad(x) {
-        grads.push((x, alg.gather_cols(g, index)));
+        grads.push((x, alg.gather_cols(g, index)?));
     }
+    Ok(())
 }

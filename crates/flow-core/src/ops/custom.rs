@@ -115,17 +115,18 @@ pub(crate) fn backward<B: Backend, A: GradAlgebra<B>>(
     out: NodeId,
     g: &A::T,
     grads: &mut GradList<A::T>,
-) {
+) -> Result<()> {
     if !inputs.iter().any(|&id| alg.needs_grad(id)) {
-        return;
+        return Ok(());
     }
-    for (&id, grad) in inputs.iter().zip(alg.custom_grads(op, inputs, out, g)) {
+    for (&id, grad) in inputs.iter().zip(alg.custom_grads(op, inputs, out, g)?) {
         if let Some(grad) = grad {
             if alg.needs_grad(id) {
                 grads.push((id, grad));
             }
         }
     }
+    Ok(())
 }
 
 /// Checks that `op` gave one gradient per input, each of its input's shape.

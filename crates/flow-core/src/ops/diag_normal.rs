@@ -37,11 +37,11 @@ impl<B: Backend> Var<B> {
         self.check_same_tape(log_scale, "diag_normal_log_prob")?;
         crate::tensor::check_diag_normal_shapes(self.shape(), loc.shape(), log_scale.shape())?;
         let d = self.shape().cols as f64;
-        let u = self.sub(loc)?.mul(&log_scale.neg().exp())?;
-        let quad = u.square().sum(Axis::Cols).mul_scalar(0.5);
-        let norm = log_scale.sum_all();
+        let u = self.sub(loc)?.mul(&log_scale.neg()?.exp()?)?;
+        let quad = u.square()?.sum(Axis::Cols)?.mul_scalar(0.5);
+        let norm = log_scale.sum_all()?;
         let constant = -0.5 * d * (2.0 * std::f64::consts::PI).ln();
-        Ok(quad.add(&norm)?.neg().add_scalar(constant))
+        Ok(quad?.add(&norm)?.neg()?.add_scalar(constant)?)
     }
 }
 
@@ -52,13 +52,14 @@ pub(crate) fn backward<B: Backend, A: GradAlgebra<B>>(
     log_scale: NodeId,
     g: &A::T,
     grads: &mut GradList<A::T>,
-) {
-    let (g_z, g_loc, g_log_scale) = alg.diag_normal_log_prob_grads(z, loc, log_scale, g);
+) -> Result<()> {
+    let (g_z, g_loc, g_log_scale) = alg.diag_normal_log_prob_grads(z, loc, log_scale, g)?;
     for (id, grad) in [(z, g_z), (loc, g_loc), (log_scale, g_log_scale)] {
         if alg.needs_grad(id) {
             grads.push((id, grad));
         }
     }
+    Ok(())
 }
 
 /// The gradients recorded on `tape` (so differentiable again): those of the composition
@@ -73,7 +74,7 @@ pub(crate) fn recorded_grads<B: Backend>(
     let (zv, lv, sv, gv) = (tape.var(z), tape.var(loc), tape.var(log_scale), tape.var(g));
     let floor = tape.len();
     let log_prob = zv.diag_normal_log_prob_composed(&lv, &sv)?;
-    let projected = log_prob.mul(&gv)?.sum_all();
+    let projected = log_prob.mul(&gv)?.sum_all()?;
     let grads = tape.grad_since(&projected, &[&zv, &lv, &sv], floor)?;
     Ok((grads[0].id, grads[1].id, grads[2].id))
 }

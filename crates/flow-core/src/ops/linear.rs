@@ -58,22 +58,23 @@ pub(crate) fn backward<B: Backend, A: GradAlgebra<B>>(
     out: NodeId,
     g: A::T,
     grads: &mut GradList<A::T>,
-) {
+) -> Result<()> {
     let y = alg.node(out);
-    let (g, g_bias) = alg.activation_grads(act, g, &y);
+    let (g, g_bias) = alg.activation_grads(act, g, &y)?;
     if alg.needs_grad(x) {
         let w = alg.node(weight);
-        let gx = alg.matmul(&g, false, &w, false);
+        let gx = alg.matmul(&g, false, &w, false)?;
         grads.push((x, gx));
     }
     if alg.needs_grad(weight) {
         let xv = alg.node(x);
-        let gw = alg.matmul(&g, true, &xv, false);
+        let gw = alg.matmul(&g, true, &xv, false)?;
         grads.push((weight, gw));
     }
     if alg.needs_grad(bias) {
         grads.push((bias, g_bias));
     }
+    Ok(())
 }
 
 /// The gradient at the pre-activation and its row sum, composed from primitives. Both
@@ -84,18 +85,18 @@ pub(crate) fn composed_activation_grads<B: Backend, A: GradAlgebra<B>>(
     act: Activation<B::Elem>,
     g: &A::T,
     y: &A::T,
-) -> (A::T, A::T) {
+) -> Result<(A::T, A::T)> {
     let g_pre = match act {
         Activation::Identity => g.clone(),
-        Activation::Relu => alg.binary(BinaryOp::Gate, g, y),
+        Activation::Relu => alg.binary(BinaryOp::Gate, g, y)?,
         Activation::LeakyRelu(slope) => {
             // step(y) (1 - slope) + slope
-            let d = alg.unary(UnaryOp::Step, y);
-            let d = alg.scale(&d, B::Elem::one() - slope);
-            let d = alg.unary(UnaryOp::AddScalar(slope), &d);
-            alg.mul(g, &d)
+            let d = alg.unary(UnaryOp::Step, y)?;
+            let d = alg.scale(&d, B::Elem::one() - slope)?;
+            let d = alg.unary(UnaryOp::AddScalar(slope), &d)?;
+            alg.mul(g, &d)?
         }
     };
-    let row_sum = alg.sum(&g_pre, Axis::Rows);
-    (g_pre, row_sum)
+    let row_sum = alg.sum(&g_pre, Axis::Rows)?;
+    Ok((g_pre, row_sum))
 }

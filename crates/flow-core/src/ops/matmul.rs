@@ -38,23 +38,24 @@ pub(crate) fn backward<B: Backend, A: GradAlgebra<B>>(
     tb: bool,
     g: &A::T,
     grads: &mut GradList<A::T>,
-) {
+) -> Result<()> {
     if alg.needs_grad(a) {
         let bv = alg.node(b);
         let ga = if ta {
-            alg.matmul(&bv, tb, g, true)
+            alg.matmul(&bv, tb, g, true)?
         } else {
-            alg.matmul(g, false, &bv, !tb)
+            alg.matmul(g, false, &bv, !tb)?
         };
         grads.push((a, ga));
     }
     if alg.needs_grad(b) {
         let av = alg.node(a);
         let gb = if tb {
-            alg.matmul(g, true, &av, ta)
+            alg.matmul(g, true, &av, ta)?
         } else {
-            alg.matmul(&av, !ta, g, false)
+            alg.matmul(&av, !ta, g, false)?
         };
         grads.push((b, gb));
     }
+    Ok(())
 }

@@ -9,8 +9,8 @@ use crate::autodiff::op::Op;
 use crate::autodiff::{NodeId, Tape, Var};
 use crate::backend::Backend;
 use crate::error::Result;
+use crate::index::IndexTensor;
 use crate::shape::Shape;
-use std::sync::Arc;
 
 impl<B: Backend> Tape<B> {
     pub(crate) fn record_reshape(&self, x: NodeId, shape: Shape) -> Result<NodeId> {
@@ -18,7 +18,7 @@ impl<B: Backend> Tape<B> {
         Ok(self.push(value, Op::Reshape { x }))
     }
 
-    pub(crate) fn record_take_per_row(&self, x: NodeId, index: Arc<[usize]>) -> Result<NodeId> {
+    pub(crate) fn record_take_per_row(&self, x: NodeId, index: IndexTensor<B>) -> Result<NodeId> {
         let value = self.value(x).take_per_row(&index)?;
         Ok(self.push(value, Op::TakePerRow { x, index }))
     }
@@ -26,7 +26,7 @@ impl<B: Backend> Tape<B> {
     pub(crate) fn record_put_per_row(
         &self,
         x: NodeId,
-        index: Arc<[usize]>,
+        index: IndexTensor<B>,
         width: usize,
     ) -> Result<NodeId> {
         let value = self.value(x).put_per_row(&index, width)?;
@@ -44,16 +44,18 @@ impl<B: Backend> Var<B> {
     }
 
     /// `rows x 1`: entry `index[r]` of each row `r`.
-    pub fn take_per_row(&self, index: &[usize]) -> Result<Var<B>> {
+    pub fn take_per_row(&self, index: &IndexTensor<B>) -> Result<Var<B>> {
         Ok(self
             .tape
-            .var(self.tape.record_take_per_row(self.id, index.into())?))
+            .var(self.tape.record_take_per_row(self.id, index.clone())?))
     }
 
     /// `rows x width`, zero except entry `index[r]` of row `r`, which is this `rows x 1`
     /// variable's row `r`.
-    pub fn put_per_row(&self, index: &[usize], width: usize) -> Result<Var<B>> {
-        let id = self.tape.record_put_per_row(self.id, index.into(), width)?;
+    pub fn put_per_row(&self, index: &IndexTensor<B>, width: usize) -> Result<Var<B>> {
+        let id = self
+            .tape
+            .record_put_per_row(self.id, index.clone(), width)?;
         Ok(self.tape.var(id))
     }
 }
@@ -63,36 +65,39 @@ pub(crate) fn backward_reshape<B: Backend, A: GradAlgebra<B>>(
     x: NodeId,
     g: &A::T,
     grads: &mut GradList<A::T>,
-) {
+) -> Result<()> {
     if alg.needs_grad(x) {
         let xv = alg.node(x);
         let shape = alg.shape(&xv);
-        grads.push((x, alg.reshape(g, shape)));
+        grads.push((x, alg.reshape(g, shape)?));
     }
+    Ok(())
 }
 
 pub(crate) fn backward_take<B: Backend, A: GradAlgebra<B>>(
     alg: &mut A,
     x: NodeId,
-    index: &Arc<[usize]>,
+    index: &IndexTensor<B>,
     g: &A::T,
     grads: &mut GradList<A::T>,
-) {
+) -> Result<()> {
     if alg.needs_grad(x) {
         let xv = alg.node(x);
         let width = alg.shape(&xv).cols;
-        grads.push((x, alg.put_per_row(g, index, width)));
+        grads.push((x, alg.put_per_row(g, index, width)?));
     }
+    Ok(())
 }
 
 pub(crate) fn backward_put<B: Backend, A: GradAlgebra<B>>(
     alg: &mut A,
     x: NodeId,
-    index: &Arc<[usize]>,
+    index: &IndexTensor<B>,
     g: &A::T,
     grads: &mut GradList<A::T>,
-) {
+) -> Result<()> {
     if alg.needs_grad(x) {
-        grads.push((x, alg.take_per_row(g, index)));
+        grads.push((x, alg.take_per_row(g, index)?));
     }
+    Ok(())
 }

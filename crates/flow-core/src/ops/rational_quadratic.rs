@@ -9,6 +9,7 @@ use crate::autodiff::op::Op;
 use crate::autodiff::{NodeId, Tape, Var};
 use crate::backend::{Backend, Direction, RationalQuadratic};
 use crate::error::Result;
+use crate::index::IndexTensor;
 use crate::tensor::Tensor;
 
 impl<B: Backend> Var<B> {
@@ -80,12 +81,12 @@ fn composed_rows<B: Backend>(
     // (and no NaN gradient leaves) the branch that `select` discards.
     let inside: Vec<f64> = x
         .value()
-        .to_f64s()
+        .to_f64s()?
         .iter()
         .map(|&t| f64::from(u8::from(t.abs() <= bound)))
         .collect();
     let inside = tape.constant(Tensor::from_f64s(backend, (rows, 1), &inside)?);
-    let zero = tape.constant(Tensor::zeros(backend, (rows, 1)));
+    let zero = tape.constant(Tensor::zeros(backend, (rows, 1))?);
     let x_in = Var::select(&inside, x, &zero)?;
 
     // Knots: cumulative sums of the floored softmaxes, scaled onto [-B, B].
@@ -95,26 +96,26 @@ fn composed_rows<B: Backend>(
     let cumulative = tape.constant(Tensor::from_f64s(backend, (k, k + 1), &cumulative)?);
     let knots = |raw: &Var<B>, min: f64| -> Result<Var<B>> {
         let fractions = raw
-            .softmax_cols()
-            .mul_scalar(1.0 - min * k as f64)
-            .add_scalar(min);
+            .softmax_cols()?
+            .mul_scalar(1.0 - min * k as f64)?
+            .add_scalar(min)?;
         Ok(fractions
             .matmul(&cumulative)?
-            .mul_scalar(2.0 * bound)
-            .add_scalar(-bound))
+            .mul_scalar(2.0 * bound)?
+            .add_scalar(-bound)?)
     };
     let knots_x = knots(&params.slice_cols(0, k)?, spec.min_bin_width)?;
     let knots_y = knots(&params.slice_cols(k, k)?, spec.min_bin_height)?;
-    let ones = tape.constant(Tensor::ones(backend, (rows, 1)));
+    let ones = tape.constant(Tensor::ones(backend, (rows, 1))?);
     let derivatives = if k > 1 {
         let raw = params.slice_cols(2 * k, k - 1)?;
         let inner = raw
             .div(
-                &raw.abs()
-                    .mul_scalar(1.0 / spec.log_derivative_bound())
-                    .add_scalar(1.0),
+                &raw.abs()?
+                    .mul_scalar(1.0 / spec.log_derivative_bound())?
+                    .add_scalar(1.0)?,
             )?
-            .exp();
+            .exp()?;
         Var::concat_cols(&[&ones, &inner, &ones])?
     } else {
         Var::concat_cols(&[&ones, &ones])?
@@ -125,29 +126,30 @@ fn composed_rows<B: Backend>(
         Direction::Forward => &knots_x,
         Direction::Inverse => &knots_y,
     };
-    let bin: Vec<usize> = if k == 1 {
-        vec![0; rows]
+    let bin = if k == 1 {
+        IndexTensor::new(backend, &vec![0; rows])?
     } else {
         search
             .value()
             .slice_cols(1, k - 1)?
             .search_sorted_rows(&x_in.value())?
     };
-    let next: Vec<usize> = bin.iter().map(|b| b + 1).collect();
+    // Knot `bin + 1` of each row is knot `bin` of the row without its first knot.
+    let at_next = |v: &Var<B>| v.slice_cols(1, k)?.take_per_row(&bin);
     let x0 = knots_x.take_per_row(&bin)?;
-    let width = knots_x.take_per_row(&next)?.sub(&x0)?;
+    let width = at_next(&knots_x)?.sub(&x0)?;
     let y0 = knots_y.take_per_row(&bin)?;
-    let height = knots_y.take_per_row(&next)?.sub(&y0)?;
+    let height = at_next(&knots_y)?.sub(&y0)?;
     let d0 = derivatives.take_per_row(&bin)?;
-    let d1 = derivatives.take_per_row(&next)?;
+    let d1 = at_next(&derivatives)?;
     let slope = height.div(&width)?;
-    let curvature = d0.add(&d1)?.sub(&slope.mul_scalar(2.0))?;
+    let curvature = d0.add(&d1)?.sub(&slope.mul_scalar(2.0)?)?;
 
     let (theta, out) = match direction {
         Direction::Forward => {
             let theta = x_in.sub(&x0)?.div(&width)?;
-            let t = theta.mul(&theta.neg().add_scalar(1.0))?;
-            let numerator = slope.mul(&theta.square())?.add(&d0.mul(&t)?)?;
+            let t = theta.mul(&theta.neg()?.add_scalar(1.0)?)?;
+            let numerator = slope.mul(&theta.square()?)?.add(&d0.mul(&t)?)?;
             let denominator = slope.add(&curvature.mul(&t)?)?;
             let y = y0.add(&height.mul(&numerator)?.div(&denominator)?)?;
             (theta, y)
@@ -160,28 +162,30 @@ fn composed_rows<B: Backend>(
                 .mul(&slope.sub(&d0)?)?
                 .add(&offset.mul(&curvature)?)?;
             let b = height.mul(&d0)?.sub(&offset.mul(&curvature)?)?;
-            let c = slope.mul(&offset)?.neg();
+            let c = slope.mul(&offset)?.neg()?;
             // b^2 - 4ac >= 0 exactly; rounding may take it just below.
-            let discriminant = b.square().sub(&a.mul(&c)?.mul_scalar(4.0))?.relu();
-            let theta = c.mul_scalar(2.0).div(&b.neg().sub(&discriminant.sqrt())?)?;
+            let discriminant = b.square()?.sub(&a.mul(&c)?.mul_scalar(4.0)?)?.relu()?;
+            let theta = c
+                .mul_scalar(2.0)?
+                .div(&b.neg()?.sub(&discriminant.sqrt()?)?)?;
             (theta.clone(), theta.mul(&width)?.add(&x0)?)
         }
     };
-    let one_minus = theta.neg().add_scalar(1.0);
+    let one_minus = theta.neg()?.add_scalar(1.0)?;
     let t = theta.mul(&one_minus)?;
     let m = d1
-        .mul(&theta.square())?
-        .add(&slope.mul(&t)?.mul_scalar(2.0))?
-        .add(&d0.mul(&one_minus.square())?)?;
+        .mul(&theta.square()?)?
+        .add(&slope.mul(&t)?.mul_scalar(2.0)?)?
+        .add(&d0.mul(&one_minus.square()?)?)?;
     let denominator = slope.add(&curvature.mul(&t)?)?;
     let log_derivative = slope
-        .log()
-        .mul_scalar(2.0)
-        .add(&m.log())?
-        .sub(&denominator.log().mul_scalar(2.0))?;
+        .log()?
+        .mul_scalar(2.0)?
+        .add(&m.log()?)?
+        .sub(&denominator.log()?.mul_scalar(2.0)?)?;
     let log_det = match direction {
         Direction::Forward => log_derivative,
-        Direction::Inverse => log_derivative.neg(),
+        Direction::Inverse => log_derivative.neg()?,
     };
     Ok((
         Var::select(&inside, &out, x)?,
@@ -199,17 +203,18 @@ pub(crate) fn backward<B: Backend, A: GradAlgebra<B>>(
     direction: Direction,
     g: &A::T,
     grads: &mut GradList<A::T>,
-) {
+) -> Result<()> {
     if !(alg.needs_grad(x) || alg.needs_grad(params)) {
-        return;
+        return Ok(());
     }
-    let (gx, gp) = alg.rational_quadratic_grads(x, params, cache, g, spec, direction);
+    let (gx, gp) = alg.rational_quadratic_grads(x, params, cache, g, spec, direction)?;
     if alg.needs_grad(x) {
         grads.push((x, gx));
     }
     if alg.needs_grad(params) {
         grads.push((params, gp));
     }
+    Ok(())
 }
 
 /// The recorded backward: the composed spline of the same inputs, differentiated on the tape
@@ -226,7 +231,7 @@ pub(crate) fn recorded_grads<B: Backend>(
     let floor = tape.len();
     let projected = composed_side_by_side(&xv, &pv, spec, direction)?
         .mul(&gv)?
-        .sum_all();
+        .sum_all()?;
     let grads = tape.grad_since(&projected, &[&xv, &pv], floor)?;
     Ok((grads[0].id, grads[1].id))
 }

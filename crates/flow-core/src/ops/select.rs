@@ -35,12 +35,13 @@ pub(crate) fn backward<B: Backend, A: GradAlgebra<B>>(
     b: NodeId,
     g: &A::T,
     grads: &mut GradList<A::T>,
-) {
-    let zeros = alg.constant(Tensor::zeros(mask.backend(), mask.shape()));
+) -> Result<()> {
+    let zeros = alg.constant(Tensor::zeros(mask.backend(), mask.shape())?);
     if alg.needs_grad(a) {
-        grads.push((a, alg.select(mask, g, &zeros)));
+        grads.push((a, alg.select(mask, g, &zeros)?));
     }
     if alg.needs_grad(b) {
-        grads.push((b, alg.select(mask, &zeros, g)));
+        grads.push((b, alg.select(mask, &zeros, g)?));
     }
+    Ok(())
 }

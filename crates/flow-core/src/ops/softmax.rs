@@ -10,22 +10,24 @@ use crate::shape::Axis;
 
 impl<B: Backend> Var<B> {
     /// `log(sum_j exp(x_ij))` per row, computed stably: `r x 1`.
-    pub fn logsumexp_cols(&self) -> Var<B> {
+    pub fn logsumexp_cols(&self) -> Result<Var<B>> {
         let value = self.value().logsumexp_cols();
-        self.tape
-            .var(self.tape.push(value, Op::LogSumExpCols { x: self.id }))
+        Ok(self
+            .tape
+            .var(self.tape.push(value?, Op::LogSumExpCols { x: self.id })))
     }
 
     /// Softmax over the columns of each row.
-    pub fn softmax_cols(&self) -> Var<B> {
+    pub fn softmax_cols(&self) -> Result<Var<B>> {
         let value = self.value().softmax_cols();
-        self.tape
-            .var(self.tape.push(value, Op::SoftmaxCols { x: self.id }))
+        Ok(self
+            .tape
+            .var(self.tape.push(value?, Op::SoftmaxCols { x: self.id })))
     }
 
     /// `x - logsumexp(x)` per row.
     pub fn log_softmax_cols(&self) -> Result<Var<B>> {
-        self.sub(&self.logsumexp_cols())
+        self.sub(&self.logsumexp_cols()?)
     }
 }
 
@@ -36,13 +38,14 @@ pub(crate) fn backward_logsumexp<B: Backend, A: GradAlgebra<B>>(
     out: NodeId,
     g: &A::T,
     grads: &mut GradList<A::T>,
-) {
+) -> Result<()> {
     if alg.needs_grad(x) {
         let (xv, y) = (alg.node(x), alg.node(out));
-        let centred = alg.sub(&xv, &y);
-        let p = alg.unary(UnaryOp::Exp, &centred);
-        grads.push((x, alg.mul(&p, g)));
+        let centred = alg.sub(&xv, &y)?;
+        let p = alg.unary(UnaryOp::Exp, &centred)?;
+        grads.push((x, alg.mul(&p, g)?));
     }
+    Ok(())
 }
 
 /// `y * (g - sum_j g_j y_j)` per row.
@@ -52,12 +55,13 @@ pub(crate) fn backward_softmax<B: Backend, A: GradAlgebra<B>>(
     out: NodeId,
     g: &A::T,
     grads: &mut GradList<A::T>,
-) {
+) -> Result<()> {
     if alg.needs_grad(x) {
         let y = alg.node(out);
-        let gy = alg.mul(g, &y);
-        let dot = alg.sum(&gy, Axis::Cols);
-        let centred = alg.sub(g, &dot);
-        grads.push((x, alg.mul(&y, &centred)));
+        let gy = alg.mul(g, &y)?;
+        let dot = alg.sum(&gy, Axis::Cols)?;
+        let centred = alg.sub(g, &dot)?;
+        grads.push((x, alg.mul(&y, &centred)?));
     }
+    Ok(())
 }

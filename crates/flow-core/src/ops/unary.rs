@@ -5,76 +5,77 @@ use crate::autodiff::op::Op;
 use crate::autodiff::{NodeId, Tape, Var};
 use crate::backend::{Backend, BinaryOp, UnaryOp};
 use crate::element::Element;
+use crate::error::Result;
 use num_traits::One as _;
 
 impl<B: Backend> Tape<B> {
-    pub(crate) fn record_unary(&self, op: UnaryOp<B::Elem>, x: NodeId) -> NodeId {
-        let value = self.value(x).unary(op);
-        self.push(value, Op::Unary { op, x })
+    pub(crate) fn record_unary(&self, op: UnaryOp<B::Elem>, x: NodeId) -> Result<NodeId> {
+        let value = self.value(x).unary(op)?;
+        Ok(self.push(value, Op::Unary { op, x }))
     }
 }
 
 impl<B: Backend> Var<B> {
-    pub fn unary(&self, op: UnaryOp<B::Elem>) -> Var<B> {
-        self.tape.var(self.tape.record_unary(op, self.id))
+    pub fn unary(&self, op: UnaryOp<B::Elem>) -> Result<Var<B>> {
+        Ok(self.tape.var(self.tape.record_unary(op, self.id)?))
     }
-    pub fn neg(&self) -> Var<B> {
+    pub fn neg(&self) -> Result<Var<B>> {
         self.unary(UnaryOp::Neg)
     }
-    pub fn exp(&self) -> Var<B> {
+    pub fn exp(&self) -> Result<Var<B>> {
         self.unary(UnaryOp::Exp)
     }
-    pub fn log(&self) -> Var<B> {
+    pub fn log(&self) -> Result<Var<B>> {
         self.unary(UnaryOp::Log)
     }
-    pub fn log1p(&self) -> Var<B> {
+    pub fn log1p(&self) -> Result<Var<B>> {
         self.unary(UnaryOp::Log1p)
     }
-    pub fn sqrt(&self) -> Var<B> {
+    pub fn sqrt(&self) -> Result<Var<B>> {
         self.unary(UnaryOp::Sqrt)
     }
-    pub fn square(&self) -> Var<B> {
+    pub fn square(&self) -> Result<Var<B>> {
         self.unary(UnaryOp::Square)
     }
-    pub fn abs(&self) -> Var<B> {
+    pub fn abs(&self) -> Result<Var<B>> {
         self.unary(UnaryOp::Abs)
     }
-    pub fn tanh(&self) -> Var<B> {
+    pub fn tanh(&self) -> Result<Var<B>> {
         self.unary(UnaryOp::Tanh)
     }
-    pub fn sigmoid(&self) -> Var<B> {
+    pub fn sigmoid(&self) -> Result<Var<B>> {
         self.unary(UnaryOp::Sigmoid)
     }
     /// `log(1 + exp(x))`, computed without overflow.
-    pub fn softplus(&self) -> Var<B> {
+    pub fn softplus(&self) -> Result<Var<B>> {
         self.unary(UnaryOp::Softplus)
     }
-    pub fn relu(&self) -> Var<B> {
+    pub fn relu(&self) -> Result<Var<B>> {
         self.unary(UnaryOp::Relu)
     }
     /// `x` for `x > 0`, `slope * x` otherwise (PyTorch's LeakyReLU).
-    pub fn leaky_relu(&self, slope: f64) -> Var<B> {
+    pub fn leaky_relu(&self, slope: f64) -> Result<Var<B>> {
         self.unary(UnaryOp::LeakyRelu(B::Elem::of(slope)))
     }
     /// `x` for `x > 0`, `alpha * (exp(x) - 1)` otherwise.
-    pub fn elu(&self, alpha: f64) -> Var<B> {
+    pub fn elu(&self, alpha: f64) -> Result<Var<B>> {
         self.unary(UnaryOp::Elu(B::Elem::of(alpha)))
     }
-    pub fn add_scalar(&self, s: f64) -> Var<B> {
+    pub fn add_scalar(&self, s: f64) -> Result<Var<B>> {
         self.unary(UnaryOp::AddScalar(B::Elem::of(s)))
     }
-    pub fn mul_scalar(&self, s: f64) -> Var<B> {
+    pub fn mul_scalar(&self, s: f64) -> Result<Var<B>> {
         self.unary(UnaryOp::MulScalar(B::Elem::of(s)))
     }
-    pub fn powi(&self, n: i32) -> Var<B> {
+    pub fn powi(&self, n: i32) -> Result<Var<B>> {
         self.unary(UnaryOp::Powi(n))
     }
     /// -1, 0 or 1; gradients do not flow through it.
-    pub fn sign(&self) -> Var<B> {
+    pub fn sign(&self) -> Result<Var<B>> {
         self.unary(UnaryOp::Sign)
     }
     /// 1 where `x > 0`, else 0; gradients do not flow through it.
-    pub fn step(&self) -> Var<B> {
+    pub fn step(&self) -> Result<Var<B>> {
         self.unary(UnaryOp::Step)
     }
 }
@@ -87,92 +88,92 @@ pub(crate) fn backward<B: Backend, A: GradAlgebra<B>>(
     x: NodeId,
     out: NodeId,
     g: &A::T,
-) -> A::T {
+) -> Result<A::T> {
     let one = B::Elem::one();
-    match op {
-        UnaryOp::Neg => alg.neg(g),
+    Ok(match op {
+        UnaryOp::Neg => alg.neg(g)?,
         UnaryOp::AddScalar(_) => g.clone(),
-        UnaryOp::MulScalar(s) => alg.scale(g, s),
+        UnaryOp::MulScalar(s) => alg.scale(g, s)?,
         UnaryOp::Exp => {
             let y = alg.node(out);
-            alg.mul(g, &y)
+            alg.mul(g, &y)?
         }
         UnaryOp::Log => {
             let x = alg.node(x);
-            alg.div(g, &x)
+            alg.div(g, &x)?
         }
         UnaryOp::Log1p => {
             let x = alg.node(x);
-            let x1 = alg.unary(UnaryOp::AddScalar(one), &x);
-            alg.div(g, &x1)
+            let x1 = alg.unary(UnaryOp::AddScalar(one), &x)?;
+            alg.div(g, &x1)?
         }
         UnaryOp::Sqrt => {
             let y = alg.node(out);
-            let two_y = alg.scale(&y, one + one);
-            alg.div(g, &two_y)
+            let two_y = alg.scale(&y, one + one)?;
+            alg.div(g, &two_y)?
         }
         UnaryOp::Square => {
             let x = alg.node(x);
-            let two_x = alg.scale(&x, one + one);
-            alg.mul(g, &two_x)
+            let two_x = alg.scale(&x, one + one)?;
+            alg.mul(g, &two_x)?
         }
         UnaryOp::Powi(n) => {
             let x = alg.node(x);
-            let d = alg.unary(UnaryOp::Powi(n - 1), &x);
-            let d = alg.scale(&d, B::Elem::of(n as f64));
-            alg.mul(g, &d)
+            let d = alg.unary(UnaryOp::Powi(n - 1), &x)?;
+            let d = alg.scale(&d, B::Elem::of(n as f64))?;
+            alg.mul(g, &d)?
         }
         UnaryOp::Abs => {
             let x = alg.node(x);
-            let sign = alg.unary(UnaryOp::Sign, &x);
-            alg.mul(g, &sign)
+            let sign = alg.unary(UnaryOp::Sign, &x)?;
+            alg.mul(g, &sign)?
         }
         UnaryOp::Tanh => {
             // 1 - y^2
             let y = alg.node(out);
-            let y2 = alg.unary(UnaryOp::Square, &y);
-            let d = alg.unary(UnaryOp::MulScalar(-one), &y2);
-            let d = alg.unary(UnaryOp::AddScalar(one), &d);
-            alg.mul(g, &d)
+            let y2 = alg.unary(UnaryOp::Square, &y)?;
+            let d = alg.unary(UnaryOp::MulScalar(-one), &y2)?;
+            let d = alg.unary(UnaryOp::AddScalar(one), &d)?;
+            alg.mul(g, &d)?
         }
         UnaryOp::Sigmoid => {
             // y (1 - y)
             let y = alg.node(out);
-            let one_minus = alg.unary(UnaryOp::MulScalar(-one), &y);
-            let one_minus = alg.unary(UnaryOp::AddScalar(one), &one_minus);
-            let d = alg.mul(&y, &one_minus);
-            alg.mul(g, &d)
+            let one_minus = alg.unary(UnaryOp::MulScalar(-one), &y)?;
+            let one_minus = alg.unary(UnaryOp::AddScalar(one), &one_minus)?;
+            let d = alg.mul(&y, &one_minus)?;
+            alg.mul(g, &d)?
         }
         UnaryOp::Softplus => {
             let x = alg.node(x);
-            let d = alg.unary(UnaryOp::Sigmoid, &x);
-            alg.mul(g, &d)
+            let d = alg.unary(UnaryOp::Sigmoid, &x)?;
+            alg.mul(g, &d)?
         }
         UnaryOp::Relu => {
             let x = alg.node(x);
-            alg.binary(BinaryOp::Gate, g, &x)
+            alg.binary(BinaryOp::Gate, g, &x)?
         }
         UnaryOp::LeakyRelu(slope) => {
             // step(x) (1 - slope) + slope
             let x = alg.node(x);
-            let d = alg.unary(UnaryOp::Step, &x);
-            let d = alg.unary(UnaryOp::MulScalar(one - slope), &d);
-            let d = alg.unary(UnaryOp::AddScalar(slope), &d);
-            alg.mul(g, &d)
+            let d = alg.unary(UnaryOp::Step, &x)?;
+            let d = alg.unary(UnaryOp::MulScalar(one - slope), &d)?;
+            let d = alg.unary(UnaryOp::AddScalar(slope), &d)?;
+            alg.mul(g, &d)?
         }
         UnaryOp::Elu(alpha) => {
             // step(x) + (1 - step(x)) (y + alpha): 1 above zero, alpha exp(x) below, and
             // differentiable through y so that the second derivative is alpha exp(x).
             let x = alg.node(x);
             let y = alg.node(out);
-            let step = alg.unary(UnaryOp::Step, &x);
-            let below = alg.unary(UnaryOp::MulScalar(-one), &step);
-            let below = alg.unary(UnaryOp::AddScalar(one), &below);
-            let y_alpha = alg.unary(UnaryOp::AddScalar(alpha), &y);
-            let neg_part = alg.mul(&below, &y_alpha);
-            let d = alg.add(&step, &neg_part);
-            alg.mul(g, &d)
+            let step = alg.unary(UnaryOp::Step, &x)?;
+            let below = alg.unary(UnaryOp::MulScalar(-one), &step)?;
+            let below = alg.unary(UnaryOp::AddScalar(one), &below)?;
+            let y_alpha = alg.unary(UnaryOp::AddScalar(alpha), &y)?;
+            let neg_part = alg.mul(&below, &y_alpha)?;
+            let d = alg.add(&step, &neg_part)?;
+            alg.mul(g, &d)?
         }
         UnaryOp::Sign | UnaryOp::Step => unreachable!("piecewise-constant ops have no backward"),
-    }
+    })
 }

@@ -17,6 +17,7 @@ use super::{
     UnaryOp,
 };
 use crate::element::Element;
+use crate::error::Result;
 use crate::shape::{Axis, Shape};
 use ndarray::Array2;
 use std::marker::PhantomData;
@@ -49,93 +50,107 @@ pub(crate) fn from_shape_vec<E>(shape: Shape, data: Vec<E>) -> Array2<E> {
 impl<E: Element> Backend for Cpu<E> {
     type Elem = E;
     type Storage = Array2<E>;
+    type Index = Vec<usize>;
 
     fn name(&self) -> String {
         format!("cpu-{}", E::NAME)
     }
 
-    fn upload(&self, shape: Shape, data: Vec<E>) -> Array2<E> {
-        from_shape_vec(shape, data)
+    fn upload(&self, shape: Shape, data: Vec<E>) -> Result<Array2<E>> {
+        Ok(from_shape_vec(shape, data))
     }
 
-    fn download(&self, s: &Array2<E>) -> Vec<E> {
-        slice_of(s).to_vec()
+    fn download(&self, s: &Array2<E>) -> Result<Vec<E>> {
+        Ok(slice_of(s).to_vec())
     }
 
-    fn full(&self, shape: Shape, value: E) -> Array2<E> {
-        Array2::from_elem((shape.rows, shape.cols), value)
+    fn full(&self, shape: Shape, value: E) -> Result<Array2<E>> {
+        Ok(Array2::from_elem((shape.rows, shape.cols), value))
     }
 
     fn shape(&self, s: &Array2<E>) -> Shape {
         shape_of(s)
     }
 
-    fn matmul(&self, a: &Array2<E>, ta: bool, b: &Array2<E>, tb: bool) -> Array2<E> {
-        matmul::matmul(a, ta, b, tb, None)
+    fn upload_index(&self, index: &[usize]) -> Result<Vec<usize>> {
+        Ok(index.to_vec())
     }
 
-    fn unary(&self, op: UnaryOp<E>, a: &Array2<E>) -> Array2<E> {
-        elementwise::unary(op, a)
+    fn download_index(&self, index: &Vec<usize>) -> Result<Vec<usize>> {
+        Ok(index.clone())
     }
 
-    fn binary(&self, op: BinaryOp, a: &Array2<E>, b: &Array2<E>) -> Array2<E> {
-        elementwise::binary(op, a, b)
+    fn matmul(&self, a: &Array2<E>, ta: bool, b: &Array2<E>, tb: bool) -> Result<Array2<E>> {
+        Ok(matmul::matmul(a, ta, b, tb, None))
     }
 
-    fn reduce(&self, op: ReduceOp, axis: Axis, a: &Array2<E>) -> Array2<E> {
-        reduce::reduce(op, axis, a)
+    fn unary(&self, op: UnaryOp<E>, a: &Array2<E>) -> Result<Array2<E>> {
+        Ok(elementwise::unary(op, a))
     }
 
-    fn argmax_mask(&self, axis: Axis, a: &Array2<E>) -> Array2<E> {
-        reduce::argmax_mask(axis, a)
+    fn binary(&self, op: BinaryOp, a: &Array2<E>, b: &Array2<E>) -> Result<Array2<E>> {
+        Ok(elementwise::binary(op, a, b))
     }
 
-    fn logsumexp_cols(&self, a: &Array2<E>) -> Array2<E> {
-        reduce::logsumexp_cols(a)
+    fn reduce(&self, op: ReduceOp, axis: Axis, a: &Array2<E>) -> Result<Array2<E>> {
+        Ok(reduce::reduce(op, axis, a))
     }
 
-    fn softmax_cols(&self, a: &Array2<E>) -> Array2<E> {
-        reduce::softmax_cols(a)
+    fn argmax_mask(&self, axis: Axis, a: &Array2<E>) -> Result<Array2<E>> {
+        Ok(reduce::argmax_mask(axis, a))
     }
 
-    fn broadcast_to(&self, a: &Array2<E>, shape: Shape) -> Array2<E> {
-        reduce::broadcast_to(a, shape)
+    fn logsumexp_cols(&self, a: &Array2<E>) -> Result<Array2<E>> {
+        Ok(reduce::logsumexp_cols(a))
     }
 
-    fn slice_cols(&self, a: &Array2<E>, start: usize, len: usize) -> Array2<E> {
-        columns::slice_cols(a, start, len)
+    fn softmax_cols(&self, a: &Array2<E>) -> Result<Array2<E>> {
+        Ok(reduce::softmax_cols(a))
     }
 
-    fn concat_cols(&self, parts: &[&Array2<E>]) -> Array2<E> {
-        columns::concat_cols(parts)
+    fn broadcast_to(&self, a: &Array2<E>, shape: Shape) -> Result<Array2<E>> {
+        Ok(reduce::broadcast_to(a, shape))
     }
 
-    fn gather_cols(&self, a: &Array2<E>, index: &[usize]) -> Array2<E> {
-        columns::gather_cols(a, index)
+    fn slice_cols(&self, a: &Array2<E>, start: usize, len: usize) -> Result<Array2<E>> {
+        Ok(columns::slice_cols(a, start, len))
     }
 
-    fn scatter_add_cols(&self, a: &Array2<E>, index: &[usize], width: usize) -> Array2<E> {
-        columns::scatter_add_cols(a, index, width)
+    fn concat_cols(&self, parts: &[&Array2<E>]) -> Result<Array2<E>> {
+        Ok(columns::concat_cols(parts))
     }
 
-    fn select(&self, mask: &Array2<E>, a: &Array2<E>, b: &Array2<E>) -> Array2<E> {
-        columns::select(mask, a, b)
+    fn gather_cols(&self, a: &Array2<E>, index: &Vec<usize>) -> Result<Array2<E>> {
+        Ok(columns::gather_cols(a, index))
     }
 
-    fn reshape(&self, a: &Array2<E>, shape: Shape) -> Array2<E> {
-        from_shape_vec(shape, slice_of(a).to_vec())
+    fn scatter_add_cols(
+        &self,
+        a: &Array2<E>,
+        index: &Vec<usize>,
+        width: usize,
+    ) -> Result<Array2<E>> {
+        Ok(columns::scatter_add_cols(a, index, width))
     }
 
-    fn take_per_row(&self, a: &Array2<E>, index: &[usize]) -> Array2<E> {
-        columns::take_per_row(a, index)
+    fn select(&self, mask: &Array2<E>, a: &Array2<E>, b: &Array2<E>) -> Result<Array2<E>> {
+        Ok(columns::select(mask, a, b))
     }
 
-    fn put_per_row(&self, a: &Array2<E>, index: &[usize], width: usize) -> Array2<E> {
-        columns::put_per_row(a, index, width)
+    fn reshape(&self, a: &Array2<E>, shape: Shape) -> Result<Array2<E>> {
+        Ok(from_shape_vec(shape, slice_of(a).to_vec()))
     }
 
-    fn search_sorted_rows(&self, sorted: &Array2<E>, x: &Array2<E>) -> Vec<usize> {
-        columns::search_sorted_rows(sorted, x)
+    fn take_per_row(&self, a: &Array2<E>, index: &Vec<usize>) -> Result<Array2<E>> {
+        Ok(columns::take_per_row(a, index))
+    }
+
+    fn put_per_row(&self, a: &Array2<E>, index: &Vec<usize>, width: usize) -> Result<Array2<E>> {
+        Ok(columns::put_per_row(a, index, width))
+    }
+
+    fn search_sorted_rows(&self, sorted: &Array2<E>, x: &Array2<E>) -> Result<Vec<usize>> {
+        Ok(columns::search_sorted_rows(sorted, x))
     }
 
     fn rational_quadratic(
@@ -144,7 +159,7 @@ impl<E: Element> Backend for Cpu<E> {
         params: &Array2<E>,
         spec: &RationalQuadratic,
         direction: Direction,
-    ) -> (Array2<E>, Array2<E>) {
+    ) -> Result<(Array2<E>, Array2<E>)> {
         let s = shape_of(x);
         let (cache_rows, cache_cols) = spline::cache_shape(s.len(), spec);
         let mut y = vec![E::zero(); s.len()];
@@ -153,10 +168,10 @@ impl<E: Element> Backend for Cpu<E> {
         let (xs, ps) = (slice_of(x), slice_of(params));
         spline::forward(xs, ps, spec, direction, &mut y, &mut ld, &mut cache);
         let out = super::interleave_halves(&y, &ld, s.rows, s.cols);
-        (
+        Ok((
             from_shape_vec(Shape::new(s.rows, 2 * s.cols), out),
             from_shape_vec(Shape::new(cache_rows, cache_cols), cache),
-        )
+        ))
     }
 
     fn rational_quadratic_backward(
@@ -167,14 +182,14 @@ impl<E: Element> Backend for Cpu<E> {
         spec: &RationalQuadratic,
         direction: Direction,
         g: &Array2<E>,
-    ) -> (Array2<E>, Array2<E>) {
+    ) -> Result<(Array2<E>, Array2<E>)> {
         let s = shape_of(x);
         let (g_y, g_ld) = super::split_halves(slice_of(g), s.rows, s.cols);
         let mut gx = vec![E::zero(); s.len()];
         let mut gp = vec![E::zero(); params.len()];
         let cache = slice_of(cache);
         spline::backward(spec, direction, cache, &g_y, &g_ld, &mut gx, &mut gp);
-        (from_shape_vec(s, gx), from_shape_vec(shape_of(params), gp))
+        Ok((from_shape_vec(s, gx), from_shape_vec(shape_of(params), gp)))
     }
 
     fn linear(
@@ -183,8 +198,8 @@ impl<E: Element> Backend for Cpu<E> {
         weight: &Array2<E>,
         bias: &Array2<E>,
         act: Activation<E>,
-    ) -> Array2<E> {
-        fused::linear(x, weight, bias, act)
+    ) -> Result<Array2<E>> {
+        Ok(fused::linear(x, weight, bias, act))
     }
 
     fn activation_backward(
@@ -192,8 +207,8 @@ impl<E: Element> Backend for Cpu<E> {
         act: Activation<E>,
         g: &mut Array2<E>,
         out: &Array2<E>,
-    ) -> Array2<E> {
-        fused::activation_backward(act, g, out)
+    ) -> Result<Array2<E>> {
+        Ok(fused::activation_backward(act, g, out))
     }
 
     fn affine_coupling(
@@ -202,8 +217,8 @@ impl<E: Element> Backend for Cpu<E> {
         params: &Array2<E>,
         scale: CouplingScale,
         direction: Direction,
-    ) -> (Array2<E>, Array2<E>) {
-        fused::affine_coupling(v, params, scale, direction)
+    ) -> Result<(Array2<E>, Array2<E>)> {
+        Ok(fused::affine_coupling(v, params, scale, direction))
     }
 
     fn affine_coupling_backward(
@@ -214,8 +229,10 @@ impl<E: Element> Backend for Cpu<E> {
         g: &Array2<E>,
         scale: CouplingScale,
         direction: Direction,
-    ) -> (Array2<E>, Array2<E>) {
-        fused::affine_coupling_backward(params, out, g, scale, direction)
+    ) -> Result<(Array2<E>, Array2<E>)> {
+        Ok(fused::affine_coupling_backward(
+            params, out, g, scale, direction,
+        ))
     }
 
     fn diag_normal_log_prob(
@@ -223,8 +240,8 @@ impl<E: Element> Backend for Cpu<E> {
         z: &Array2<E>,
         loc: &Array2<E>,
         log_scale: &Array2<E>,
-    ) -> Array2<E> {
-        fused::diag_normal_log_prob(z, loc, log_scale)
+    ) -> Result<Array2<E>> {
+        Ok(fused::diag_normal_log_prob(z, loc, log_scale))
     }
 
     fn diag_normal_log_prob_backward(
@@ -233,8 +250,8 @@ impl<E: Element> Backend for Cpu<E> {
         loc: &Array2<E>,
         log_scale: &Array2<E>,
         g: &Array2<E>,
-    ) -> (Array2<E>, Array2<E>, Array2<E>) {
-        fused::diag_normal_log_prob_backward(z, loc, log_scale, g)
+    ) -> Result<(Array2<E>, Array2<E>, Array2<E>)> {
+        Ok(fused::diag_normal_log_prob_backward(z, loc, log_scale, g))
     }
 
     fn adam_update(
@@ -244,7 +261,8 @@ impl<E: Element> Backend for Cpu<E> {
         m: &mut Array2<E>,
         v: &mut Array2<E>,
         h: &AdamStep<E>,
-    ) {
-        fused::adam_update(param, grad, m, v, h)
+    ) -> Result<()> {
+        fused::adam_update(param, grad, m, v, h);
+        Ok(())
     }
 }
