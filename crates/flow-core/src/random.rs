@@ -9,3 +9,10 @@ pub use rand_chacha::ChaCha8Rng as FlowRng;
 pub fn rng(seed: u64) -> FlowRng {
     FlowRng::seed_from_u64(seed)
 }
+
+/// `n` standard normal draws on the host from `rng`, in order: the numbers the CPU
+/// backend's [`crate::Backend::randn`] gives (as f64), for host-side initialisations.
+pub fn standard_normals(n: usize, rng: &mut FlowRng) -> Vec<f64> {
+    use rand_distr::{Distribution, StandardNormal};
+    (0..n).map(|_| StandardNormal.sample(rng)).collect()
+}

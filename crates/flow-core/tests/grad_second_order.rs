@@ -145,7 +145,7 @@ fn clear_of_knots(
 ) -> bool {
     let (k, bound) = (spec.bins, spec.tail_bound);
     let per = spec.params_per_feature();
-    let (xs, ps) = (x.to_f64s(), params.to_f64s());
+    let (xs, ps) = (x.to_f64s()?, params.to_f64s()?);
     let (offset, min) = match direction {
         flow_core::Direction::Forward => (0, spec.min_bin_width),
         flow_core::Direction::Inverse => (k, spec.min_bin_height),

@@ -69,7 +69,7 @@ fn mlp_fits_a_regression_task_by_gradient_descent() {
     // Baseline: the mean squared error of predicting each target's mean.
     let mean = y
         .sum(Axis::Rows)
-        .to_f64s()
+        .to_f64s()?
         .iter()
         .map(|s| s / n as f64)
         .collect::<Vec<_>>();

@@ -36,13 +36,13 @@ impl ActNorm {
             if init_zeros {
                 Tensor::zeros(backend, (1, dim))
             } else {
-                Tensor::randn(backend, (1, dim), rng).unary(flow_core::UnaryOp::MulScalar(
+                Tensor::randn(backend, (1, dim), rng)?.unary(flow_core::UnaryOp::MulScalar(
                     <B::Elem as flow_core::Element>::of(0.5),
                 ))
             }
         };
-        let loc = cx.params.add(cx.name("loc"), init(cx.rng))?;
-        let log_scale = cx.params.add(cx.name("log_scale"), init(cx.rng))?;
+        let loc = cx.params.add(cx.name("loc"), init(cx.rng)?)?;
+        let log_scale = cx.params.add(cx.name("log_scale"), init(cx.rng)?)?;
         Ok(ActNorm {
             dim,
             loc,
@@ -76,7 +76,7 @@ impl ActNorm {
                 "ActNorm::initialize needs at least one sample".into(),
             ));
         }
-        let v = x.to_f64s();
+        let v = x.to_f64s()?;
         if let Some(bad) = v.iter().position(|e| !e.is_finite()) {
             return Err(Error::Config(format!(
                 "ActNorm initialisation: the batch reaches the layer with a non-finite value \
@@ -110,8 +110,8 @@ impl ActNorm {
     /// `sum(log_scale)` as a `rows x 1` column, times `sign`.
     fn log_det<B: Backend>(log_scale: &Var<B>, rows: usize, sign: f64) -> Result<Var<B>> {
         Ok(log_scale
-            .sum(Axis::All)
-            .mul_scalar(sign)
+            .sum(Axis::All)?
+            .mul_scalar(sign)?
             .broadcast_to((rows, 1))?)
     }
 }
@@ -131,7 +131,7 @@ impl<B: Backend> Flow<B> for ActNorm {
         let tape = z.tape();
         let loc = tape.param(params, self.loc)?;
         let log_scale = tape.param(params, self.log_scale)?;
-        let x = z.mul(&log_scale.exp())?.add(&loc)?;
+        let x = z.mul(&log_scale.exp()?)?.add(&loc)?;
         Ok((x, Self::log_det(&log_scale, z.shape().rows, 1.0)?))
     }
 
@@ -145,7 +145,7 @@ impl<B: Backend> Flow<B> for ActNorm {
         let tape = x.tape();
         let loc = tape.param(params, self.loc)?;
         let log_scale = tape.param(params, self.log_scale)?;
-        let z = x.sub(&loc)?.mul(&log_scale.neg().exp())?;
+        let z = x.sub(&loc)?.mul(&log_scale.neg()?.exp()?)?;
         Ok((z, Self::log_det(&log_scale, x.shape().rows, -1.0)?))
     }
 

@@ -189,16 +189,19 @@ impl MaskedAutoregressive {
             Transformer::Affine => {
                 let shift = out.slice_cols(0, d)?;
                 let raw = out.slice_cols(d, d)?;
-                let log_scale =
-                    raw.div(&raw.abs().mul_scalar(1.0 / LOG_SCALE_BOUND).add_scalar(1.0))?;
+                let log_scale = raw.div(
+                    &raw.abs()?
+                        .mul_scalar(1.0 / LOG_SCALE_BOUND)?
+                        .add_scalar(1.0)?,
+                )?;
                 Ok(match direction {
                     Direction::Forward => (
-                        v.mul(&log_scale.exp())?.add(&shift)?,
-                        log_scale.sum(Axis::Cols),
+                        v.mul(&log_scale.exp()?)?.add(&shift)?,
+                        log_scale.sum(Axis::Cols)?,
                     ),
                     Direction::Inverse => (
-                        v.sub(&shift)?.mul(&log_scale.neg().exp())?,
-                        log_scale.sum(Axis::Cols).neg(),
+                        v.sub(&shift)?.mul(&log_scale.neg()?.exp()?)?,
+                        log_scale.sum(Axis::Cols)?.neg()?,
                     ),
                 })
             }
@@ -229,7 +232,7 @@ impl MaskedAutoregressive {
         context: Option<&Var<B>>,
     ) -> Result<(Var<B>, Var<B>)> {
         let tape = y.tape();
-        let mut u = tape.constant(Tensor::zeros(tape.backend(), y.shape()));
+        let mut u = tape.constant(Tensor::zeros(tape.backend(), y.shape())?);
         let mut log_det = None;
         for _ in 0..self.made.dim() {
             // Pass k reads features of degree < k, exact since pass k - 1: so the last

@@ -43,8 +43,8 @@ impl DiagGaussian {
                 "a distribution needs at least one dimension".into(),
             ));
         }
-        let loc = params.add("q0.loc", Tensor::zeros(backend, (1, dim)))?;
-        let log_scale = params.add("q0.log_scale", Tensor::zeros(backend, (1, dim)))?;
+        let loc = params.add("q0.loc", Tensor::zeros(backend, (1, dim))?)?;
+        let log_scale = params.add("q0.log_scale", Tensor::zeros(backend, (1, dim))?)?;
         Ok(DiagGaussian {
             dim,
             loc,
@@ -77,16 +77,16 @@ impl DiagGaussian {
         n: usize,
         rng: &mut FlowRng,
     ) -> Result<(Var<B>, Var<B>)> {
-        let eps = Tensor::randn(tape.backend(), (n, self.dim), rng);
+        let eps = Tensor::randn(tape.backend(), (n, self.dim), rng)?;
         let loc = tape.param(params, self.loc)?;
         let log_scale = tape.param(params, self.log_scale)?;
         let eps = tape.constant(eps);
-        let z = eps.mul(&log_scale.exp())?.add(&loc)?;
-        let quad = eps.square().sum(Axis::Cols).mul_scalar(0.5);
+        let z = eps.mul(&log_scale.exp()?)?.add(&loc)?;
+        let quad = eps.square()?.sum(Axis::Cols)?.mul_scalar(0.5)?;
         let log_p = quad
-            .add(&log_scale.sum_all())?
-            .neg()
-            .add_scalar(self.constant());
+            .add(&log_scale.sum_all()?)?
+            .neg()?
+            .add_scalar(self.constant())?;
         Ok((z, log_p))
     }
 }
@@ -200,14 +200,14 @@ pub struct StandardNormal {
 
 impl StandardNormal {
     /// Zero mean and log-scale, as constants on `like`'s tape.
-    fn moments<B: Backend>(&self, tape: &Tape<B>) -> (Var<B>, Var<B>) {
-        let zeros = || tape.constant(Tensor::zeros(tape.backend(), (1, self.dim)));
-        (zeros(), zeros())
+    fn moments<B: Backend>(&self, tape: &Tape<B>) -> Result<(Var<B>, Var<B>)> {
+        let zeros = tape.constant(Tensor::zeros(tape.backend(), (1, self.dim))?);
+        Ok((zeros.clone(), zeros))
     }
 
     /// log N(z; 0, I) per row (`rows x 1`).
     pub fn log_prob<B: Backend>(&self, z: &Var<B>) -> Result<Var<B>> {
-        let (loc, log_scale) = self.moments(z.tape());
+        let (loc, log_scale) = self.moments(z.tape())?;
         Ok(z.diag_normal_log_prob(&loc, &log_scale)?)
     }
 
@@ -218,7 +218,7 @@ impl StandardNormal {
         n: usize,
         rng: &mut FlowRng,
     ) -> Result<(Var<B>, Var<B>)> {
-        let z = tape.constant(Tensor::randn(tape.backend(), (n, self.dim), rng));
+        let z = tape.constant(Tensor::randn(tape.backend(), (n, self.dim), rng)?);
         let log_p = self.log_prob(&z)?;
         Ok((z, log_p))
     }
@@ -293,18 +293,18 @@ impl GaussianMixture {
                 "a Gaussian mixture needs at least one component".into(),
             ));
         }
-        let loc = Tensor::randn(backend, (components, dim), rng);
+        let loc = Tensor::randn(backend, (components, dim), rng)?;
         let weight_scores = Tensor::full(
             backend,
             (1, components),
             B::Elem::of(-(components as f64).ln()),
-        );
+        )?;
         Ok(GaussianMixture {
             dim,
             components,
             trainable,
             loc: params.add("q0.loc", loc)?,
-            log_scale: params.add("q0.log_scale", Tensor::zeros(backend, (components, dim)))?,
+            log_scale: params.add("q0.log_scale", Tensor::zeros(backend, (components, dim))?)?,
             weight_scores: params.add("q0.weight_scores", weight_scores)?,
         })
     }
@@ -325,7 +325,7 @@ impl GaussianMixture {
 
     /// The mixture weights `softmax(weight_scores)`, in f64.
     pub fn weights<B: Backend>(&self, params: &ParamStore<B>) -> Result<Vec<f64>> {
-        let scores = params.get(self.weight_scores)?.to_f64s();
+        let scores = params.get(self.weight_scores)?.to_f64s()?;
         let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let exp: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
         let total: f64 = exp.iter().sum();
@@ -399,7 +399,7 @@ impl GaussianMixture {
             .collect::<Result<Vec<_>>>()?;
         let refs: Vec<&Var<B>> = components.iter().collect();
         let joint = Var::concat_cols(&refs)?.add(&log_weights)?;
-        Ok(joint.logsumexp_cols())
+        Ok(joint.logsumexp_cols()?)
     }
 
     /// `n` draws on `tape` and their mixture log-density. Each draw's component is picked by
@@ -415,12 +415,12 @@ impl GaussianMixture {
     ) -> Result<(Var<B>, Var<B>)> {
         let weights = self.weights(params)?;
         let picks: Vec<usize> = (0..n).map(|_| categorical(&weights, rng)).collect();
-        let eps = Tensor::randn(tape.backend(), (n, self.dim), rng);
+        let eps = Tensor::randn(tape.backend(), (n, self.dim), rng)?;
         let (loc, log_scale, weight_scores) = self.bound(params, tape)?;
         let pick = tape.constant(one_hot(tape.backend(), n, self.components, &picks)?);
         let z = tape
             .constant(eps)
-            .mul(&pick.matmul(&log_scale.exp())?)?
+            .mul(&pick.matmul(&log_scale.exp()?)?)?
             .add(&pick.matmul(&loc)?)?;
         let log_q = Self::log_density(&z, &loc, &log_scale, &weight_scores)?;
         Ok((z, log_q))
@@ -548,7 +548,7 @@ impl Uniform {
         }
         let (low, high) = self.bounds::<B>()?;
         let inside = self.log_density_inside();
-        let values = z.value().to_f64s();
+        let values = z.value().to_f64s()?;
         let log_q: Vec<f64> = values
             .chunks(cols)
             .map(|row| {
@@ -579,7 +579,7 @@ impl Uniform {
             tape.backend(),
             (n, 1),
             B::Elem::of(self.log_density_inside()),
-        );
+        )?;
         Ok((tape.constant(z), tape.constant(log_q)))
     }
 }

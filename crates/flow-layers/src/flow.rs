@@ -73,10 +73,11 @@ pub fn check_width<B: Backend>(what: &'static str, expected: usize, v: &Var<B>) 
 }
 
 /// A `rows x 1` zero log-determinant on `like`'s tape, for volume-preserving layers.
-pub fn zero_log_det<B: Backend>(like: &Var<B>) -> Var<B> {
+pub fn zero_log_det<B: Backend>(like: &Var<B>) -> Result<Var<B>> {
     let rows = like.shape().rows;
-    like.tape()
-        .constant(flow_core::Tensor::zeros(like.tape().backend(), (rows, 1)))
+    Ok(like
+        .tape()
+        .constant(flow_core::Tensor::zeros(like.tape().backend(), (rows, 1))?))
 }
 
 /// The conditioner's input: `v`, with `context` appended as further columns when the layer

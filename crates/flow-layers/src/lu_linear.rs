@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::flow::{check_width, Flow};
 use crate::registry::{BuildContext, LayerKind, LayerSpec};
-use flow_core::{Axis, Backend, Cpu, FlowRng, ParamId, ParamStore, Tape, Tensor, Var};
+use flow_core::{Axis, Backend, FlowRng, ParamId, ParamStore, Resident, Shape, Tape, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 /// An [`InvertibleLinearLu`]'s fixed parts (stored as `"invertible_linear_lu"`): the
@@ -31,9 +31,11 @@ pub struct InvertibleLinearLuConfig {
 #[derive(Clone, Debug)]
 pub struct InvertibleLinearLu {
     dim: usize,
-    perm: Vec<usize>,
-    inverse_perm: Vec<usize>,
-    sign: Vec<f64>,
+    perm: Resident<Vec<usize>>,
+    inverse_perm: Resident<Vec<usize>>,
+    sign: Resident<(Shape, Vec<f64>)>,
+    /// The identity and the strictly lower and upper 0/1 masks, `dim x dim`.
+    masks: [Resident<(Shape, Vec<f64>)>; 3],
     lower: ParamId,
     upper: ParamId,
     log_s: ParamId,
@@ -98,9 +100,8 @@ pub fn lu_decompose(a: &[f64], n: usize) -> Option<LuFactors> {
 /// A random `n x n` orthogonal matrix (row-major): the `Q` of a QR decomposition of a
 /// standard Gaussian matrix (modified Gram-Schmidt on its columns, twice), in `f64`.
 pub fn random_orthogonal(n: usize, rng: &mut FlowRng) -> Vec<f64> {
-    let cpu = Cpu::<f64>::new();
     loop {
-        let g = Tensor::randn(&cpu, (n, n), rng).to_vec();
+        let g = flow_core::standard_normals(n * n, rng);
         // Columns of g.
         let mut cols: Vec<Vec<f64>> = (0..n)
             .map(|j| (0..n).map(|i| g[i * n + j]).collect())
@@ -188,10 +189,8 @@ impl InvertibleLinearLu {
         let (lower, upper, log_s) = if init_zeros {
             (vec![0.0; dim * dim], vec![0.0; dim * dim], vec![0.0; dim])
         } else {
-            let cpu = Cpu::<f64>::new();
             let mut draw = |n: usize| -> Vec<f64> {
-                Tensor::randn(&cpu, (1, n), rng)
-                    .to_vec()
+                flow_core::standard_normals(n, rng)
                     .into_iter()
                     .map(|v| 0.3 * v)
                     .collect()
@@ -247,11 +246,18 @@ impl InvertibleLinearLu {
             cx.name("log_s"),
             Tensor::from_f64s(backend, (1, dim), log_s)?,
         )?;
+        let mask = |keep: fn(usize, usize) -> bool| {
+            let v: Vec<f64> = (0..dim * dim)
+                .map(|k| if keep(k / dim, k % dim) { 1.0 } else { 0.0 })
+                .collect();
+            Resident::new((Shape::new(dim, dim), v))
+        };
         Ok(InvertibleLinearLu {
             dim,
-            perm,
-            inverse_perm,
-            sign,
+            perm: Resident::new(perm),
+            inverse_perm: Resident::new(inverse_perm),
+            sign: Resident::new((Shape::new(1, dim), sign)),
+            masks: [mask(|i, j| i == j), mask(|i, j| i > j), mask(|i, j| i < j)],
             lower,
             upper,
             log_s,
@@ -259,11 +265,11 @@ impl InvertibleLinearLu {
     }
 
     pub fn perm(&self) -> &[usize] {
-        &self.perm
+        self.perm.host()
     }
 
     pub fn sign(&self) -> &[f64] {
-        &self.sign
+        &self.sign.host().1
     }
 
     /// Handles of `lower`, `upper` and `log_s`.
@@ -278,34 +284,29 @@ impl InvertibleLinearLu {
         let parts = self.parts(params, &tape)?;
         // P M: row perm[j] of the product is row j of M.
         let lu = parts.lower.matmul(&parts.upper_diag()?)?.value();
-        let lu = lu.to_f64s();
+        let lu = lu.to_f64s()?;
         let d = self.dim;
         let mut w = vec![0.0; d * d];
         for j in 0..d {
-            w[self.perm[j] * d..(self.perm[j] + 1) * d].copy_from_slice(&lu[j * d..(j + 1) * d]);
+            let p = self.perm.host()[j];
+            w[p * d..(p + 1) * d].copy_from_slice(&lu[j * d..(j + 1) * d]);
         }
         Ok(Tensor::from_f64s(&backend, (d, d), &w)?)
     }
 
     /// The masked factors bound on `tape`.
     fn parts<B: Backend>(&self, params: &ParamStore<B>, tape: &Tape<B>) -> Result<Parts<B>> {
-        let d = self.dim;
         let backend = tape.backend();
-        let mask = |keep: fn(usize, usize) -> bool| -> Result<Tensor<B>> {
-            let v: Vec<f64> = (0..d * d)
-                .map(|k| if keep(k / d, k % d) { 1.0 } else { 0.0 })
-                .collect();
-            Ok(Tensor::from_f64s(backend, (d, d), &v)?)
-        };
-        let eye = tape.constant(mask(|i, j| i == j)?);
+        let [eye, lower_mask, upper_mask] = &self.masks;
+        let eye = tape.constant(eye.tensor(backend)?);
         let strict_lower = tape
             .param(params, self.lower)?
-            .mul(&tape.constant(mask(|i, j| i > j)?))?;
+            .mul(&tape.constant(lower_mask.tensor(backend)?))?;
         let strict_upper = tape
             .param(params, self.upper)?
-            .mul(&tape.constant(mask(|i, j| i < j)?))?;
+            .mul(&tape.constant(upper_mask.tensor(backend)?))?;
         let log_s = tape.param(params, self.log_s)?;
-        let sign = tape.constant(Tensor::from_f64s(backend, (1, d), &self.sign)?);
+        let sign = tape.constant(self.sign.tensor(backend)?);
         Ok(Parts {
             lower: strict_lower.add(&eye)?,
             strict_lower,
@@ -330,7 +331,7 @@ struct Parts<B: Backend> {
 impl<B: Backend> Parts<B> {
     /// `U + diag(sign * exp(log_s))`.
     fn upper_diag(&self) -> Result<Var<B>> {
-        let s = self.sign.mul(&self.log_s.exp())?;
+        let s = self.sign.mul(&self.log_s.exp()?)?;
         Ok(self.strict_upper.add(&self.eye.mul(&s)?)?)
     }
 
@@ -348,8 +349,8 @@ impl<B: Backend> Parts<B> {
     fn log_det(&self, rows: usize, sign: f64) -> Result<Var<B>> {
         Ok(self
             .log_s
-            .sum(Axis::All)
-            .mul_scalar(sign)
+            .sum(Axis::All)?
+            .mul_scalar(sign)?
             .broadcast_to((rows, 1))?)
     }
 }
@@ -372,7 +373,7 @@ impl<B: Backend> Flow<B> for InvertibleLinearLu {
             z.matmul_t(false, &parts.upper_diag()?, true)?
                 .matmul_t(false, &parts.lower, true)?;
         // y P^T: column j is column inverse_perm[j] of y.
-        let x = y.gather_cols(&self.inverse_perm)?;
+        let x = y.gather_cols(&self.inverse_perm.index(z.tape().backend())?)?;
         Ok((x, parts.log_det(z.shape().rows, 1.0)?))
     }
 
@@ -386,11 +387,11 @@ impl<B: Backend> Flow<B> for InvertibleLinearLu {
         check_width("InvertibleLinearLu inverse", self.dim, x)?;
         let parts = self.parts(params, x.tape())?;
         // 1 / (sign * exp(log_s)) = sign * exp(-log_s).
-        let inv_s = parts.sign.mul(&parts.log_s.neg().exp())?;
+        let inv_s = parts.sign.mul(&parts.log_s.neg()?.exp()?)?;
         let lower_inv = parts.unit_inverse(&parts.strict_lower)?;
         let upper_inv = parts.unit_inverse(&parts.strict_upper.mul(&inv_s)?)?;
         let z = x
-            .gather_cols(&self.perm)?
+            .gather_cols(&self.perm.index(x.tape().backend())?)?
             .matmul_t(false, &lower_inv, true)?
             .matmul_t(false, &upper_inv, true)?
             .mul(&inv_s)?;
@@ -399,8 +400,8 @@ impl<B: Backend> Flow<B> for InvertibleLinearLu {
 
     fn spec(&self) -> LayerSpec {
         LayerSpec::of::<Self>(&InvertibleLinearLuConfig {
-            perm: self.perm.clone(),
-            sign: self.sign.clone(),
+            perm: self.perm.host().clone(),
+            sign: self.sign.host().1.clone(),
         })
     }
 }

@@ -5,7 +5,7 @@
 use crate::error::{Error, Result};
 use crate::mlp::{add_linear, fused_activation};
 use crate::registry::BuildContext;
-use flow_core::{Backend, FlowRng, ParamId, ParamStore, Tensor, Var};
+use flow_core::{Backend, FlowRng, ParamId, ParamStore, Resident, Shape, Var};
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
@@ -67,8 +67,8 @@ pub struct Made {
     degrees: Vec<usize>,
     leaky: f64,
     layers: Vec<(ParamId, ParamId)>,
-    /// Per layer: `(out, in)` and the 0/1 mask, row-major like the weight.
-    masks: Vec<((usize, usize), Vec<f64>)>,
+    /// Per layer: the `out x in` 0/1 mask, row-major like the weight.
+    masks: Vec<Resident<(Shape, Vec<f64>)>>,
 }
 
 /// What [`Made::new`] needs.
@@ -162,7 +162,7 @@ impl Made {
             let zero = k == last && init_zeros;
             let (w, b) = add_linear(cx, &prefix, k, (fan_in, fan_out), zero)?;
             layers.push((w, b));
-            masks.push(((fan_out, fan_in), mask));
+            masks.push(Resident::new((Shape::new(fan_out, fan_in), mask)));
         }
         Ok(Made {
             dim,
@@ -232,14 +232,14 @@ impl Made {
         };
         let act = fused_activation::<B>(self.leaky);
         for (k, (&(w, b), mask)) in self.layers.iter().zip(&self.masks).enumerate() {
-            let mask = tape.constant(Tensor::from_f64s(tape.backend(), mask.0, &mask.1)?);
+            let mask = tape.constant(mask.tensor(tape.backend())?);
             let w = tape.param(params, w)?.mul(&mask)?;
             let b = tape.param(params, b)?;
             let hidden = k + 1 < self.layers.len();
             h = match (hidden, act) {
                 (false, _) => h.linear(&w, &b)?,
                 (true, Some(act)) => h.linear_activated(&w, &b, act)?,
-                (true, None) => h.linear(&w, &b)?.leaky_relu(self.leaky),
+                (true, None) => h.linear(&w, &b)?.leaky_relu(self.leaky)?,
             };
         }
         Ok(h)

@@ -65,7 +65,7 @@ impl Mlp {
             h = match (hidden, act) {
                 (false, _) => h.linear(&w, &b)?,
                 (true, Some(act)) => h.linear_activated(&w, &b, act)?,
-                (true, None) => h.linear(&w, &b)?.leaky_relu(self.leaky),
+                (true, None) => h.linear(&w, &b)?.leaky_relu(self.leaky)?,
             };
         }
         Ok(h)
@@ -86,8 +86,8 @@ pub(crate) fn add_linear<B: Backend>(
     let bound = 1.0 / (fan_in as f64).sqrt();
     let (weight, bias) = if zero {
         (
-            Tensor::zeros(backend, (fan_out, fan_in)),
-            Tensor::zeros(backend, (1, fan_out)),
+            Tensor::zeros(backend, (fan_out, fan_in))?,
+            Tensor::zeros(backend, (1, fan_out))?,
         )
     } else {
         (

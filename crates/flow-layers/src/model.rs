@@ -410,7 +410,7 @@ impl<B: Backend> NormalizingFlow<B> {
     pub fn forward_kld<X: FlowValue<B>>(&self, x: &X, context: Option<&X>) -> Result<X> {
         let (x, context) = self.onto_tape(x, context);
         Ok(X::from_var(
-            self.log_prob_var(&x, context.as_ref())?.mean_all().neg(),
+            self.log_prob_var(&x, context.as_ref())?.mean_all()?.neg()?,
         ))
     }
 
@@ -426,7 +426,9 @@ impl<B: Backend> NormalizingFlow<B> {
     ) -> Result<Var<B>> {
         let (x, log_q) = self.sample_on(tape, n, None, rng)?;
         let log_p = target.log_prob(&x)?;
-        Ok(log_q.mean_all().sub(&log_p.mean_all().mul_scalar(beta))?)
+        Ok(log_q
+            .mean_all()?
+            .sub(&log_p.mean_all()?.mul_scalar(beta)?)?)
     }
 
     /// `n` samples on `tape` given a context (one row shared by all samples, or `n` rows;
@@ -511,7 +513,10 @@ impl<B: Backend> NormalizingFlow<B> {
             });
             v = y;
         }
-        let log_det = log_det.unwrap_or_else(|| crate::flow::zero_log_det(&v));
+        let log_det = match log_det {
+            Some(log_det) => log_det,
+            None => crate::flow::zero_log_det(&v)?,
+        };
         Ok((v, log_det))
     }
 }

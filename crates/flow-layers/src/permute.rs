@@ -3,7 +3,7 @@
 use crate::error::{Error, Result};
 use crate::flow::{zero_log_det, Flow};
 use crate::registry::{BuildContext, LayerKind, LayerSpec};
-use flow_core::{Backend, ParamStore, Var};
+use flow_core::{Backend, ParamStore, Resident, Var};
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
@@ -30,8 +30,8 @@ pub struct PermuteConfig {
 /// A fixed permutation: output column `j` of `forward` is input column `perm[j]`.
 #[derive(Clone, Debug)]
 pub struct Permute {
-    perm: Vec<usize>,
-    inverse: Vec<usize>,
+    perm: Resident<Vec<usize>>,
+    inverse: Resident<Vec<usize>>,
     mode: PermuteMode,
 }
 
@@ -61,20 +61,20 @@ impl Permute {
             inverse[p] = j;
         }
         Ok(Permute {
-            perm,
-            inverse,
+            perm: Resident::new(perm),
+            inverse: Resident::new(inverse),
             mode,
         })
     }
 
     pub fn perm(&self) -> &[usize] {
-        &self.perm
+        self.perm.host()
     }
 }
 
 impl<B: Backend> Flow<B> for Permute {
     fn dim(&self) -> usize {
-        self.perm.len()
+        self.perm.host().len()
     }
 
     fn forward(
@@ -83,7 +83,8 @@ impl<B: Backend> Flow<B> for Permute {
         z: &Var<B>,
         _: Option<&Var<B>>,
     ) -> Result<(Var<B>, Var<B>)> {
-        Ok((z.gather_cols(&self.perm)?, zero_log_det(z)))
+        let perm = self.perm.index(z.tape().backend())?;
+        Ok((z.gather_cols(&perm)?, zero_log_det(z)?))
     }
 
     fn inverse(
@@ -92,13 +93,14 @@ impl<B: Backend> Flow<B> for Permute {
         x: &Var<B>,
         _: Option<&Var<B>>,
     ) -> Result<(Var<B>, Var<B>)> {
-        Ok((x.gather_cols(&self.inverse)?, zero_log_det(x)))
+        let inverse = self.inverse.index(x.tape().backend())?;
+        Ok((x.gather_cols(&inverse)?, zero_log_det(x)?))
     }
 
     fn spec(&self) -> LayerSpec {
         LayerSpec::of::<Self>(&PermuteConfig {
             mode: self.mode,
-            perm: self.perm.clone(),
+            perm: self.perm.host().clone(),
         })
     }
 }

@@ -132,7 +132,7 @@ impl Planar {
         let w = cx.params.add(cx.name("w"), w)?;
         let b = cx
             .params
-            .add(cx.name("b"), Tensor::zeros(backend, (1, 1)))?;
+            .add(cx.name("b"), Tensor::zeros(backend, (1, 1))?)?;
         Ok(Planar {
             dim,
             activation,
@@ -160,7 +160,7 @@ impl Planar {
     }
 
     fn bind<B: Backend>(&self, params: &ParamStore<B>, tape: &Tape<B>) -> Result<Bound<B>> {
-        let w_sq: f64 = params.get(self.w)?.to_f64s().iter().map(|v| v * v).sum();
+        let w_sq: f64 = params.get(self.w)?.to_f64s()?.iter().map(|v| v * v).sum();
         if !(w_sq > 0.0 && w_sq.is_finite()) {
             return Err(Error::NotInvertible {
                 layer: "Planar",
@@ -170,10 +170,13 @@ impl Planar {
         let u = tape.param(params, self.u)?;
         let w = tape.param(params, self.w)?;
         let b = tape.param(params, self.b)?;
-        let inner = w.mul(&u)?.sum_all();
-        let s = inner.softplus();
+        let inner = w.mul(&u)?.sum_all()?;
+        let s = inner.softplus()?;
         // u_hat = u + (m(w·u) - w·u) w / |w|^2, m(a) = softplus(a) - 1.
-        let coef = s.add_scalar(-1.0).sub(&inner)?.div(&w.square().sum_all())?;
+        let coef = s
+            .add_scalar(-1.0)?
+            .sub(&inner)?
+            .div(&w.square()?.sum_all()?)?;
         let u_hat = u.add(&w.mul(&coef)?)?;
         Ok(Bound { u_hat, w, b, s })
     }
@@ -185,12 +188,12 @@ impl Planar {
 
     /// `h`, `h'` and `1 - h'` at `lambda`. The leaky ReLU's slope is normflows'
     /// `(lambda < 0) * (slope - 1) + 1` (1 at 0), a constant of the tape.
-    fn slopes<B: Backend>(&self, lambda: &Var<B>) -> Slopes<B> {
-        match self.activation {
+    fn slopes<B: Backend>(&self, lambda: &Var<B>) -> Result<Slopes<B>> {
+        Ok(match self.activation {
             PlanarActivation::Tanh => {
-                let h = lambda.tanh();
-                let one_minus_dh = h.square();
-                let dh = one_minus_dh.neg().add_scalar(1.0);
+                let h = lambda.tanh()?;
+                let one_minus_dh = h.square()?;
+                let dh = one_minus_dh.neg()?.add_scalar(1.0)?;
                 Slopes {
                     h,
                     dh,
@@ -199,39 +202,39 @@ impl Planar {
             }
             PlanarActivation::LeakyRelu => {
                 let tape = lambda.tape();
-                let (dh, one_minus_dh) = leaky_slopes(&lambda.value());
+                let (dh, one_minus_dh) = leaky_slopes(&lambda.value())?;
                 Slopes {
-                    h: lambda.leaky_relu(PLANAR_LEAKY_SLOPE),
+                    h: lambda.leaky_relu(PLANAR_LEAKY_SLOPE)?,
                     dh: tape.constant(dh),
                     one_minus_dh: tape.constant(one_minus_dh),
                 }
             }
-        }
+        })
     }
 
     /// `log(1 + h' w·u_hat) = log((1 - h') + softplus(w·u) h')`.
     fn log_det<B: Backend>(bound: &Bound<B>, slopes: &Slopes<B>) -> Result<Var<B>> {
-        Ok(slopes.one_minus_dh.add(&slopes.dh.mul(&bound.s)?)?.log())
+        Ok(slopes.one_minus_dh.add(&slopes.dh.mul(&bound.s)?)?.log()?)
     }
 }
 
 /// `h'` and `1 - h'` of the leaky ReLU at each entry of `lambda` (normflows' convention:
 /// slope 1 at 0).
-fn leaky_slopes<B: Backend>(lambda: &Tensor<B>) -> (Tensor<B>, Tensor<B>) {
+fn leaky_slopes<B: Backend>(lambda: &Tensor<B>) -> Result<(Tensor<B>, Tensor<B>)> {
     let of = <B::Elem as Element>::of;
     // 1 where lambda < 0, else 0.
-    let negative = lambda.unary(UnaryOp::Neg).unary(UnaryOp::Step);
+    let negative = lambda.unary(UnaryOp::Neg)?.unary(UnaryOp::Step)?;
     let dh = negative
-        .unary(UnaryOp::MulScalar(of(PLANAR_LEAKY_SLOPE - 1.0)))
-        .unary(UnaryOp::AddScalar(of(1.0)));
-    let one_minus_dh = negative.unary(UnaryOp::MulScalar(of(1.0 - PLANAR_LEAKY_SLOPE)));
-    (dh, one_minus_dh)
+        .unary(UnaryOp::MulScalar(of(PLANAR_LEAKY_SLOPE - 1.0)))?
+        .unary(UnaryOp::AddScalar(of(1.0)))?;
+    let one_minus_dh = negative.unary(UnaryOp::MulScalar(of(1.0 - PLANAR_LEAKY_SLOPE)))?;
+    Ok((dh, one_minus_dh))
 }
 
 /// `Err(NotInvertible)` naming the first non-finite entry of `v`.
 pub(crate) fn check_finite_input<B: Backend>(layer: &'static str, v: &Var<B>) -> Result<()> {
     let cols = v.shape().cols.max(1);
-    match v.value().to_f64s().iter().position(|x| !x.is_finite()) {
+    match v.value().to_f64s()?.iter().position(|x| !x.is_finite()) {
         None => Ok(()),
         Some(i) => Err(Error::NotInvertible {
             layer,
@@ -292,7 +295,7 @@ impl<B: Backend> Flow<B> for Planar {
         check_width("Planar forward", self.dim, z)?;
         let bound = self.bind(params, z.tape())?;
         let lambda = Self::linear(&bound, z)?;
-        let slopes = self.slopes(&lambda);
+        let slopes = self.slopes(&lambda)?;
         let x = z.add(&slopes.h.mul(&bound.u_hat)?)?;
         Ok((x, Self::log_det(&bound, &slopes)?))
     }
@@ -309,7 +312,7 @@ impl<B: Backend> Flow<B> for Planar {
         let bound = self.bind(params, tape)?;
         // l = w·x + b = lambda + (w·u_hat) h(lambda), lambda = w·z + b.
         let l = Self::linear(&bound, x)?;
-        let s = bound.s.value().to_f64s()[0];
+        let s = bound.s.value().to_f64s()?[0];
         if !(s.is_finite() && s > 0.0) {
             return Err(Error::NotInvertible {
                 layer: "Planar",
@@ -317,7 +320,7 @@ impl<B: Backend> Flow<B> for Planar {
             });
         }
         let rows = x.shape().rows;
-        let ls = l.value().to_f64s();
+        let ls = l.value().to_f64s()?;
         if let Some(r) = ls.iter().position(|v| !v.is_finite()) {
             return Err(Error::NotInvertible {
                 layer: "Planar",
@@ -347,21 +350,21 @@ impl<B: Backend> Flow<B> for Planar {
                 // One Newton step from the (constant) root: its value is the root, its
                 // gradient that of the implicit function, -dF / F'.
                 let residual = root
-                    .add(&root.tanh().mul(&bound.s.add_scalar(-1.0))?)?
+                    .add(&root.tanh()?.mul(&bound.s.add_scalar(-1.0)?)?)?
                     .sub(&l)?;
                 let lambda = root.sub(&residual.div(&slope)?)?;
-                let slopes = self.slopes(&lambda);
-                let log_det = Self::log_det(&bound, &slopes)?.neg();
+                let slopes = self.slopes(&lambda)?;
+                let log_det = Self::log_det(&bound, &slopes)?.neg()?;
                 (slopes.h, log_det)
             }
             PlanarActivation::LeakyRelu => {
                 // On l's side of 0 (that of lambda), l = lambda (1 + a w·u_hat), so
                 // h(lambda) = a lambda = a l / (1 + a w·u_hat), with
                 // 1 + a w·u_hat = (1 - a) + a softplus(w·u) > 0.
-                let (a, one_minus_a) = leaky_slopes(&l.value());
+                let (a, one_minus_a) = leaky_slopes(&l.value())?;
                 let (a, one_minus_a) = (tape.constant(a), tape.constant(one_minus_a));
                 let scale = one_minus_a.add(&a.mul(&bound.s)?)?;
-                (a.mul(&l)?.div(&scale)?, scale.log().neg())
+                (a.mul(&l)?.div(&scale)?, scale.log()?.neg()?)
             }
         };
         let z = x.sub(&h.mul(&bound.u_hat)?)?;

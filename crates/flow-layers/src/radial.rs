@@ -84,7 +84,7 @@ impl Radial {
         let alpha = params.add(format!("{prefix}.alpha"), alpha)?;
         let z_0 = params.add(
             format!("{prefix}.z_0"),
-            Tensor::randn(backend, (1, dim), rng),
+            Tensor::randn(backend, (1, dim), rng)?,
         )?;
         Ok(Radial {
             dim,
@@ -101,8 +101,8 @@ impl Radial {
 
     fn bind<B: Backend>(&self, params: &ParamStore<B>, tape: &Tape<B>) -> Result<Bound<B>> {
         Ok(Bound {
-            a: tape.param(params, self.alpha)?.abs(),
-            s: tape.param(params, self.beta)?.softplus(),
+            a: tape.param(params, self.alpha)?.abs()?,
+            s: tape.param(params, self.beta)?.softplus()?,
             z_0: tape.param(params, self.z_0)?,
         })
     }
@@ -110,19 +110,19 @@ impl Radial {
     /// log|det dx/dz| at radius `r` (`rows x 1`).
     fn log_det<B: Backend>(&self, bound: &Bound<B>, r: &Var<B>) -> Result<Var<B>> {
         let a_r = r.add(&bound.a)?;
-        let log_a_r = a_r.log();
+        let log_a_r = a_r.log()?;
         // log(1 + beta_hat h + beta_hat h' r) = log(r (r + 2a) + s a) - 2 log(a + r).
         let radial = r
-            .mul(&r.add(&bound.a.mul_scalar(2.0))?)?
+            .mul(&r.add(&bound.a.mul_scalar(2.0)?)?)?
             .add(&bound.s.mul(&bound.a)?)?
-            .log()
-            .sub(&log_a_r.mul_scalar(2.0))?;
+            .log()?
+            .sub(&log_a_r.mul_scalar(2.0)?)?;
         if self.dim == 1 {
             return Ok(radial);
         }
         // (d - 1) log(1 + beta_hat h) = (d - 1) (log(r + s) - log(a + r)).
-        let tangential = r.add(&bound.s)?.log().sub(&log_a_r)?;
-        Ok(radial.add(&tangential.mul_scalar((self.dim - 1) as f64))?)
+        let tangential = r.add(&bound.s)?.log()?.sub(&log_a_r)?;
+        Ok(radial.add(&tangential.mul_scalar((self.dim - 1) as f64)?)?)
     }
 }
 
@@ -130,12 +130,12 @@ impl Radial {
 /// plain `sqrt` would give NaN).
 fn row_norms<B: Backend>(v: &Var<B>) -> Result<Var<B>> {
     let tape = v.tape();
-    let squares = v.square().sum(Axis::Cols);
+    let squares = v.square()?.sum(Axis::Cols)?;
     let shape = squares.shape();
-    let positive = tape.constant(squares.value().unary(UnaryOp::Step));
-    let ones = tape.constant(Tensor::ones(tape.backend(), shape));
-    let zeros = tape.constant(Tensor::zeros(tape.backend(), shape));
-    let safe = Var::select(&positive, &squares, &ones)?.sqrt();
+    let positive = tape.constant(squares.value().unary(UnaryOp::Step)?);
+    let ones = tape.constant(Tensor::ones(tape.backend(), shape)?);
+    let zeros = tape.constant(Tensor::zeros(tape.backend(), shape)?);
+    let safe = Var::select(&positive, &squares, &ones)?.sqrt()?;
     Ok(Var::select(&positive, &safe, &zeros)?)
 }
 
@@ -182,7 +182,7 @@ impl<B: Backend> Flow<B> for Radial {
         check_finite_input("Radial", x)?;
         let tape = x.tape();
         let bound = self.bind(params, tape)?;
-        let (a, s) = (bound.a.value().to_f64s()[0], bound.s.value().to_f64s()[0]);
+        let (a, s) = (bound.a.value().to_f64s()?[0], bound.s.value().to_f64s()?[0]);
         if !(a.is_finite() && s.is_finite() && s > 0.0) {
             return Err(Error::NotInvertible {
                 layer: "Radial",
@@ -194,7 +194,7 @@ impl<B: Backend> Flow<B> for Radial {
         let rows = x.shape().rows;
         let mut roots = Vec::with_capacity(rows);
         let mut slopes = Vec::with_capacity(rows);
-        for (row, &rx) in r_x.value().to_f64s().iter().enumerate() {
+        for (row, &rx) in r_x.value().to_f64s()?.iter().enumerate() {
             let r = solve_radius(rx, a, s);
             if !r.is_finite() || (a == 0.0 && rx <= s) {
                 return Err(Error::NotInvertible {
@@ -221,7 +221,7 @@ impl<B: Backend> Flow<B> for Radial {
         let r = root.sub(&residual.div(&slope)?)?;
         let ratio = r.add(&bound.a)?.div(&r.add(&bound.s)?)?;
         let z = bound.z_0.add(&dx.mul(&ratio)?)?;
-        Ok((z, self.log_det(&bound, &r)?.neg()))
+        Ok((z, self.log_det(&bound, &r)?.neg()?))
     }
 
     fn spec(&self) -> LayerSpec {

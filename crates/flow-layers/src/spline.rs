@@ -104,5 +104,5 @@ pub fn rational_quadratic<B: Backend>(
     direction: Direction,
 ) -> Result<(Var<B>, Var<B>)> {
     let (y, log_det) = v.rational_quadratic(params, &config.op(), direction)?;
-    Ok((y, log_det.sum(Axis::Cols)))
+    Ok((y, log_det.sum(Axis::Cols)?))
 }

@@ -178,7 +178,7 @@ pub fn check_flow(
     let (x, fwd_ld) = layer.forward(params, &zv, ctx(&zv).as_ref())?;
     let (z_back, inv_ld) = layer.inverse(params, &x, ctx(&x).as_ref())?;
     let rows = z.rows();
-    let (fwd_ld, inv_ld) = (fwd_ld.value().to_f64s(), inv_ld.value().to_f64s());
+    let (fwd_ld, inv_ld) = (fwd_ld.value().to_f64s()?, inv_ld.value().to_f64s()?);
     expect_len("forward log-det rows", fwd_ld.len(), rows)?;
     expect_len("inverse log-det rows", inv_ld.len(), rows)?;
     check_inverse_pair(z, &z_back.value(), &fwd_ld, &inv_ld, tol)?;
@@ -228,8 +228,8 @@ pub fn check_model(
 ) -> Result<Vec<f64>, CheckError> {
     let (x, fwd_ld) = model.forward(z, context)?;
     let (z_back, inv_ld) = model.inverse(&x, context)?;
-    let fwd_ld = fwd_ld.to_f64s();
-    check_inverse_pair(z, &z_back, &fwd_ld, &inv_ld.to_f64s(), tol)?;
+    let fwd_ld = fwd_ld.to_f64s()?;
+    check_inverse_pair(z, &z_back, &fwd_ld, &inv_ld.to_f64s()?, tol)?;
     let forward = |t: &Tensor<TestBackend>| Ok(model.forward(t, context)?.0);
     check_finite_differences(&forward, z, &fwd_ld, tol)?;
     Ok(fwd_ld)
@@ -245,8 +245,8 @@ fn check_inverse_pair(
 ) -> Result<(), CheckError> {
     assert_close(
         "inverse(forward(z)) = z",
-        &z_back.to_f64s(),
-        &z.to_f64s(),
+        &z_back.to_f64s()?,
+        &z.to_f64s()?,
         tol.round_trip,
     )?;
     let minus_inv: Vec<f64> = inv_ld.iter().map(|v| -v).collect();
@@ -352,8 +352,8 @@ pub fn jacobians(
     let y = f(&zv)?;
     let mut jac = vec![vec![0.0; d * d]; rows];
     for j in 0..d {
-        let yj = y.slice_cols(j, 1)?.sum(Axis::All);
-        let g = tape.grad(&yj, &[&zv], false)?.remove(0).value().to_f64s();
+        let yj = y.slice_cols(j, 1)?.sum(Axis::All)?;
+        let g = tape.grad(&yj, &[&zv], false)?.remove(0).value().to_f64s()?;
         for (r, jr) in jac.iter_mut().enumerate() {
             for i in 0..d {
                 jr[j * d + i] = g[r * d + i];
@@ -374,11 +374,11 @@ pub fn jacobians_fd(
     let mut jac = vec![vec![0.0; d * d]; rows];
     for i in 0..d {
         let shifted = |delta: f64| -> crate::Result<Vec<f64>> {
-            let mut v = z.to_f64s();
+            let mut v = z.to_f64s()?;
             for r in 0..rows {
                 v[r * d + i] += delta;
             }
-            Ok(f(&Tensor::from_f64s(&CPU, (rows, d), &v)?)?.to_f64s())
+            Ok(f(&Tensor::from_f64s(&CPU, (rows, d), &v)?)?.to_f64s()?)
         };
         let (up, down) = (shifted(eps)?, shifted(-eps)?);
         for (r, jr) in jac.iter_mut().enumerate() {

@@ -377,7 +377,7 @@ fn initialize_actnorm_works_in_f32() {
     // The initialised model puts the batch near the standard normal: its NLL per feature is
     // close to the standard normal's entropy (1.42 nats), far below the untrained model's.
     let nll = |m: &NormalizingFlow<flow_core::Cpu<f32>>| {
-        let lp = m.log_prob(&x, None).unwrap().to_f64s();
+        let lp = m.log_prob(&x, None).unwrap().to_f64s()?;
         -lp.iter().sum::<f64>() / lp.len() as f64
     };
     let fresh = NormalizingFlow::new(&cpu, glow(2, 3, 0, 5).spec().unwrap(), 5).unwrap();

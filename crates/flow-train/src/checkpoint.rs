@@ -218,7 +218,7 @@ pub fn save_run<B: Backend>(
     let mut put = |name: String, value: &Tensor<B>| {
         let s = value.shape();
         let shape = stored_shape(&name, s.rows, s.cols);
-        file.tensors.insert(name, (shape, value.to_f64s()));
+        file.tensors.insert(name, (shape, value.to_f64s()?));
     };
     for (_, name, value) in model.params().iter() {
         put(name.to_string(), value);

@@ -400,7 +400,7 @@ pub fn clip_grad_norm<B: Backend>(grads: &mut Gradients<B>, max_norm: f64) -> Re
             Some(acc) => acc.add(&s)?,
         });
     }
-    let total = squares.map_or(0.0, |s| s.to_f64s()[0]).sqrt();
+    let total = squares.map_or(0.0, |s| s.to_f64s()?[0]).sqrt();
     let coef = max_norm / (total + 1e-6);
     if coef < 1.0 {
         grads.scale_params(<B::Elem as Element>::of(coef));

@@ -102,7 +102,7 @@ impl<B: Backend> Validation<B> {
     /// The NLL of every row under `model`, in chunks.
     pub fn nll_of_rows(&self, model: &NormalizingFlow<B>) -> Result<Vec<f64>> {
         let (rows, dim) = (self.x.shape().rows, self.x.shape().cols);
-        let values = self.x.to_f64s();
+        let values = self.x.to_f64s()?;
         let mut nll = Vec::with_capacity(rows);
         for start in (0..rows).step_by(VALIDATION_CHUNK) {
             let end = (start + VALIDATION_CHUNK).min(rows);
@@ -111,7 +111,7 @@ impl<B: Backend> Validation<B> {
                 (end - start, dim),
                 &values[start * dim..end * dim],
             )?;
-            let lp = model.log_prob(&x, None)?.to_f64s();
+            let lp = model.log_prob(&x, None)?.to_f64s()?;
             nll.extend(
                 lp.iter()
                     .zip(&self.log_det[start..end])
@@ -490,7 +490,7 @@ pub fn test_nll<B: Backend>(
     while left > 0 {
         let m = left.min(chunk);
         let x = Tensor::from_f64s(model.backend(), (m, density.dim()), &density.sample(m, rng))?;
-        nll.extend(model.log_prob(&x, None)?.to_f64s().into_iter().map(|v| -v));
+        nll.extend(model.log_prob(&x, None)?.to_f64s()?.into_iter().map(|v| -v));
         left -= m;
     }
     Ok(mean_and_se(&nll))

@@ -75,7 +75,7 @@ fn a_user_layer_trains_checkpoints_and_reloads() {
     let shift_id = model.params().id("flows.1.shift").unwrap();
     let data = TwoMoons.sample(2000, &mut flow_core::rng(1));
     let x = Tensor::from_f64s(&cpu, (2000, 2), &data).unwrap();
-    let before = model.forward_kld(&x, None).unwrap().to_f64s()[0];
+    let before = model.forward_kld(&x, None).unwrap().to_f64s()?[0];
     let source = flow_train::source::DensitySource::new(&TwoMoons, flow_core::rng(2));
     let config = TrainConfig {
         iters: 150,
@@ -85,14 +85,14 @@ fn a_user_layer_trains_checkpoints_and_reloads() {
     };
     let mut quiet = |_: &Progress<'_, Cpu<f64>>| Ok(());
     train_on(&mut model, source, &config, None, None, &mut quiet).unwrap();
-    let after = model.forward_kld(&x, None).unwrap().to_f64s()[0];
+    let after = model.forward_kld(&x, None).unwrap().to_f64s()?[0];
     assert!(after < before - 0.3, "NLL {before} -> {after}");
     // The user's parameter moved with the rest.
     assert!(model
         .params()
         .get(shift_id)
         .unwrap()
-        .to_f64s()
+        .to_f64s()?
         .iter()
         .any(|v| v.abs() > 1e-3));
 
@@ -109,5 +109,5 @@ fn a_user_layer_trains_checkpoints_and_reloads() {
         loaded.log_prob(&x, None).unwrap(),
         model.log_prob(&x, None).unwrap(),
     );
-    assert_eq!(a.to_f64s(), b.to_f64s());
+    assert_eq!(a.to_f64s()?, b.to_f64s()?);
 }

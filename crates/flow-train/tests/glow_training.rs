@@ -62,7 +62,7 @@ fn actnorm_outputs(model: &NormalizingFlow<B>, x: &Tensor<B>) -> Vec<Tensor<B>> 
 
 fn assert_standardised(t: &Tensor<B>, what: &str) {
     let (rows, d) = (t.rows(), t.cols());
-    let v = t.to_f64s();
+    let v = t.to_f64s()?;
     for j in 0..d {
         let mean = (0..rows).map(|r| v[r * d + j]).sum::<f64>() / rows as f64;
         let var = (0..rows)
@@ -95,7 +95,7 @@ fn check_first_batch_initialisation(data: &RunData, batch: usize, seed: u64) {
             for (k, out) in outputs.iter().enumerate() {
                 assert_standardised(out, &format!("{}: ActNorm {k} from the data", data.name()));
             }
-            let lp = p.model.log_prob(&x, None)?.to_f64s();
+            let lp = p.model.log_prob(&x, None)?.to_f64s()?;
             nll_at_step_0 = Some(-lp.iter().sum::<f64>() / lp.len() as f64 - log_det);
         }
         Ok(())

@@ -639,7 +639,7 @@ fn density_grid(
         .collect();
     let log_det = preprocess.map_rows(&mut points, 2);
     let x = Tensor::from_f64s(&CPU, (GRID * GRID, 2), &points)?;
-    let log_q = model.log_prob(&x, None)?.to_f64s();
+    let log_q = model.log_prob(&x, None)?.to_f64s()?;
     Ok(DensityGrid {
         x_range: range,
         y_range: range,
@@ -668,7 +668,7 @@ fn log_prob_of_file(checkpoint: &Path, data: &Path, seed: u64) -> Result<(Vec<f6
         seed,
     )?;
     let x = Tensor::from_f64s(&CPU, (values.len() / dim, dim), &values)?;
-    let log_q = stored.model.log_prob(&x, None)?.to_f64s();
+    let log_q = stored.model.log_prob(&x, None)?.to_f64s()?;
     let log_p = log_q.iter().zip(&log_det).map(|(q, d)| q + d).collect();
     Ok((log_p, stored.preprocess))
 }
@@ -681,7 +681,7 @@ fn run_sample(checkpoint: &Path, n: usize, out: &Path, seed: u64) -> Result<()> 
     let dim = stored.model.dim();
     let (samples, _) = stored.model.sample(n, None, &mut flow_core::rng(seed))?;
     // In the data's units and under the data's column names.
-    let mut samples = samples.to_f64s();
+    let mut samples = samples.to_f64s()?;
     stored.preprocess.inverse_rows(&mut samples, dim);
     let header: Vec<String> = stored
         .metadata

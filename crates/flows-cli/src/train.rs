@@ -115,7 +115,7 @@ pub(super) fn run_train(args: TrainArgs) -> crate::error::Result<()> {
     let probe = Tensor::from_f64s(
         &CPU,
         (validation.x.shape().rows.min(256), dim),
-        &validation.x.to_f64s()[..validation.x.shape().rows.min(256) * dim],
+        &validation.x.to_f64s()?[..validation.x.shape().rows.min(256) * dim],
     )?;
     let mut observer = RunObserver {
         args: &args,
@@ -217,7 +217,7 @@ pub(super) fn run_train(args: TrainArgs) -> crate::error::Result<()> {
     let drawn = if image.is_some() { IMAGE_SAMPLES } else { 2000 };
     let shown = best_model.as_ref().unwrap_or(&model);
     let (samples, _) = shown.sample(drawn, None, &mut flow_core::rng(seed ^ 0x5a))?;
-    let mut samples = samples.to_f64s();
+    let mut samples = samples.to_f64s()?;
     preprocess.inverse_rows(&mut samples, dim);
     let header = column_names(&data);
     write_csv(

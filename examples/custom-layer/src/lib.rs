@@ -33,7 +33,7 @@ impl ElementwiseAffine {
                 Init::Identity => Tensor::zeros(cx.backend, shape),
                 Init::Random => {
                     let values: Vec<f64> = Tensor::randn(cx.backend, shape, cx.rng)
-                        .to_f64s()
+                        .to_f64s()?
                         .iter()
                         .map(|v| v * config.init_std)
                         .collect();

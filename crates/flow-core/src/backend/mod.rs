@@ -198,9 +198,9 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
     /// position (`rng.get_seed()`, `get_stream()`, `get_word_pos()`), then advance `rng`
     /// past what it used, so that draws stay reproducible per seed.
     fn randn(&self, shape: Shape, rng: &mut FlowRng) -> Result<Self::Storage> {
-        use rand_distr::{Distribution, StandardNormal};
-        let data = (0..shape.len())
-            .map(|_| Self::Elem::of(StandardNormal.sample(rng)))
+        let data = crate::random::standard_normals(shape.len(), rng)
+            .into_iter()
+            .map(Self::Elem::of)
             .collect();
         self.upload(shape, data)
     }
