@@ -97,20 +97,20 @@ impl<B: Backend> Target<B> for TwoMoons {
 
     fn log_prob(&self, x: &Var<B>) -> flow_core::Result<Var<B>> {
         let x0 = x.slice_cols(0, 1)?;
-        let a = x0.abs();
-        let r = x.square().sum(flow_core::Axis::Cols).sqrt();
+        let a = x0.abs()?;
+        let r = x.square()?.sum(flow_core::Axis::Cols)?.sqrt()?;
         let ring = r
-            .add_scalar(-2.0)
-            .mul_scalar(1.0 / 0.2)
-            .square()
-            .mul_scalar(-0.5);
+            .add_scalar(-2.0)?
+            .mul_scalar(1.0 / 0.2)?
+            .square()?
+            .mul_scalar(-0.5)?;
         let side = a
-            .add_scalar(-2.0)
-            .mul_scalar(1.0 / 0.3)
-            .square()
-            .mul_scalar(-0.5);
+            .add_scalar(-2.0)?
+            .mul_scalar(1.0 / 0.3)?
+            .square()?
+            .mul_scalar(-0.5)?;
         // log(1 + exp(u)) = softplus(u)
-        let bridge = a.mul_scalar(-4.0 / 0.09).softplus();
+        let bridge = a.mul_scalar(-4.0 / 0.09)?.softplus()?;
         ring.add(&side)?.add(&bridge)
     }
 }

@@ -215,17 +215,18 @@ pub fn save_run<B: Backend>(
     extra: &[(&str, String)],
 ) -> Result<()> {
     let mut file = TensorFile::default();
-    let mut put = |name: String, value: &Tensor<B>| {
+    let mut put = |name: String, value: &Tensor<B>| -> Result<()> {
         let s = value.shape();
         let shape = stored_shape(&name, s.rows, s.cols);
         file.tensors.insert(name, (shape, value.to_f64s()?));
+        Ok(())
     };
     for (_, name, value) in model.params().iter() {
-        put(name.to_string(), value);
+        put(name.to_string(), value)?;
     }
     if let Some(state) = resume {
         for (name, value) in &state.optimizer.buffers {
-            put(format!("{OPTIMIZER_PREFIX}{name}"), value);
+            put(format!("{OPTIMIZER_PREFIX}{name}"), value)?;
         }
         let stored = StoredState {
             step: state.step,

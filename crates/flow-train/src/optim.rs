@@ -153,12 +153,12 @@ impl<B: Backend> Optimizer<B> for Adam<B> {
             let param = params.get(id)?;
             let (mut m, mut v) = match self.moments[id.index()].take() {
                 Some(mv) => mv,
-                None => (zeros_like(param), zeros_like(param)),
+                None => (zeros_like(param)?, zeros_like(param)?),
             };
             // In place unless a tape still holds the parameter (then it is copied first).
             params.update(id, |p| {
                 if let Some(shrink) = shrink {
-                    *p = p.unary(shrink);
+                    *p = p.unary(shrink)?;
                 }
                 p.adam_update(grad, &mut m, &mut v, &h)
             })?;
@@ -257,21 +257,21 @@ impl<B: Backend> Optimizer<B> for Sgd<B> {
             let param = params.get(id)?;
             let mut g = grad.clone();
             if self.weight_decay != 0.0 {
-                g = g.add(&param.unary(UnaryOp::MulScalar(e(self.weight_decay))))?;
+                g = g.add(&param.unary(UnaryOp::MulScalar(e(self.weight_decay)))?)?;
             }
             if self.momentum != 0.0 {
                 let buf = match self.buffers[id.index()].take() {
                     None => g.clone(),
-                    Some(b) => b.unary(UnaryOp::MulScalar(e(self.momentum))).add(&g)?,
+                    Some(b) => b.unary(UnaryOp::MulScalar(e(self.momentum)))?.add(&g)?,
                 };
                 g = if self.nesterov {
-                    g.add(&buf.unary(UnaryOp::MulScalar(e(self.momentum))))?
+                    g.add(&buf.unary(UnaryOp::MulScalar(e(self.momentum)))?)?
                 } else {
                     buf.clone()
                 };
                 self.buffers[id.index()] = Some(buf);
             }
-            let update = g.unary(UnaryOp::MulScalar(e(self.lr)));
+            let update = g.unary(UnaryOp::MulScalar(e(self.lr)))?;
             params.update(id, |p| {
                 *p = p.sub(&update)?;
                 Ok(())
@@ -394,16 +394,19 @@ pub fn clip_grad_norm<B: Backend>(grads: &mut Gradients<B>, max_norm: f64) -> Re
     // Summed on the backend; only the total leaves it.
     let mut squares: Option<Tensor<B>> = None;
     for (_, g) in grads.params() {
-        let s = g.unary(UnaryOp::Square).sum(Axis::All);
+        let s = g.unary(UnaryOp::Square)?.sum(Axis::All)?;
         squares = Some(match squares {
             None => s,
             Some(acc) => acc.add(&s)?,
         });
     }
-    let total = squares.map_or(0.0, |s| s.to_f64s()?[0]).sqrt();
+    let total = match squares {
+        Some(s) => s.to_f64s()?[0].sqrt(),
+        None => 0.0,
+    };
     let coef = max_norm / (total + 1e-6);
     if coef < 1.0 {
-        grads.scale_params(<B::Elem as Element>::of(coef));
+        grads.scale_params(<B::Elem as Element>::of(coef))?;
     }
     Ok(total)
 }
@@ -418,6 +421,6 @@ fn grow<T>(state: &mut Vec<Option<T>>, len: usize) {
     }
 }
 
-fn zeros_like<B: Backend>(t: &Tensor<B>) -> Tensor<B> {
-    Tensor::zeros(t.backend(), t.shape())
+fn zeros_like<B: Backend>(t: &Tensor<B>) -> Result<Tensor<B>> {
+    Ok(Tensor::zeros(t.backend(), t.shape())?)
 }

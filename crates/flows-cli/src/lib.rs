@@ -504,8 +504,13 @@ impl ModelArgs {
 /// Whether `model` is worth a checkpoint: every parameter finite, and a finite
 /// log-density at every `probe` point (a diverging run can have huge but finite weights).
 fn good(model: &NormalizingFlow<B>, probe: &Tensor<B>) -> Result<bool> {
-    let finite = |t: &Tensor<B>| t.to_vec().iter().all(|v| v.is_finite());
-    Ok(model.params().iter().all(|(_, _, t)| finite(t)) && finite(&model.log_prob(probe, None)?))
+    let finite = |t: &Tensor<B>| -> Result<bool> { Ok(t.to_vec()?.iter().all(|v| v.is_finite())) };
+    for (_, _, t) in model.params().iter() {
+        if !finite(t)? {
+            return Ok(false);
+        }
+    }
+    finite(&model.log_prob(probe, None)?)
 }
 
 /// The table `flows datasets` prints.
