@@ -7,7 +7,7 @@ use flow_core::backend::{
     UnaryOp,
 };
 use flow_core::conformance::{self, ConformanceError, Failure, Tolerances};
-use flow_core::{Axis, Cpu, Shape};
+use flow_core::{backend_error, Axis, Cpu, Error, IndexTensor, Shape, Tape, Tensor};
 use ndarray::Array2;
 use std::time::Instant;
 
@@ -112,6 +112,8 @@ enum Fault {
     DiagNormalBackward,
     /// Adam: the second moment off by 1e-9 relative.
     AdamSecondMoment,
+    /// A device error: every scatter-add (the backward of a gather) reports out of memory.
+    ScatterAddOutOfMemory,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -121,6 +123,7 @@ struct Broken {
 }
 
 type S = Array2<f64>;
+type R<T> = flow_core::Result<T>;
 
 /// `a` with its last entry increased by `delta` (when it has one).
 fn bump_last(mut a: S, delta: f64) -> S {
@@ -143,111 +146,124 @@ impl Broken {
 impl Backend for Broken {
     type Elem = f64;
     type Storage = S;
+    type Index = Vec<usize>;
 
     fn name(&self) -> String {
         format!("broken ({:?})", self.fault)
     }
-    fn upload(&self, shape: Shape, data: Vec<f64>) -> S {
-        let out = self.cpu.upload(shape, data);
+    fn upload(&self, shape: Shape, data: Vec<f64>) -> R<S> {
+        let out = self.cpu.upload(shape, data)?;
         if self.is(Fault::UploadLastEntry) {
-            return bump_last(out, 1e-12);
+            return Ok(bump_last(out, 1e-12));
         }
-        out
+        Ok(out)
     }
-    fn download(&self, s: &S) -> Vec<f64> {
+    fn download(&self, s: &S) -> R<Vec<f64>> {
         self.cpu.download(s)
     }
-    fn full(&self, shape: Shape, value: f64) -> S {
+    fn full(&self, shape: Shape, value: f64) -> R<S> {
         self.cpu.full(shape, value)
     }
     fn shape(&self, s: &S) -> Shape {
         self.cpu.shape(s)
     }
-    fn matmul(&self, a: &S, ta: bool, b: &S, tb: bool) -> S {
-        let out = self.cpu.matmul(a, ta, b, tb);
+    fn upload_index(&self, index: &[usize]) -> R<Vec<usize>> {
+        self.cpu.upload_index(index)
+    }
+    fn download_index(&self, index: &Vec<usize>) -> R<Vec<usize>> {
+        self.cpu.download_index(index)
+    }
+    fn matmul(&self, a: &S, ta: bool, b: &S, tb: bool) -> R<S> {
+        let out = self.cpu.matmul(a, ta, b, tb)?;
         if self.is(Fault::MatmulOneEntry) {
             let last = out.iter().last().copied().unwrap_or(0.0);
-            return bump_last(out, last * 1e-9);
+            return Ok(bump_last(out, last * 1e-9));
         }
-        out
+        Ok(out)
     }
-    fn unary(&self, op: UnaryOp<f64>, a: &S) -> S {
+    fn unary(&self, op: UnaryOp<f64>, a: &S) -> R<S> {
         self.cpu.unary(op, a)
     }
-    fn binary(&self, op: BinaryOp, a: &S, b: &S) -> S {
-        let out = self.cpu.binary(op, a, b);
+    fn binary(&self, op: BinaryOp, a: &S, b: &S) -> R<S> {
+        let out = self.cpu.binary(op, a, b)?;
         if self.is(Fault::DivScaled) && op == BinaryOp::Div {
-            return scaled(out, 1.0 + 1e-10);
+            return Ok(scaled(out, 1.0 + 1e-10));
         }
-        out
+        Ok(out)
     }
-    fn reduce(&self, op: ReduceOp, axis: Axis, a: &S) -> S {
-        let out = self.cpu.reduce(op, axis, a);
+    fn reduce(&self, op: ReduceOp, axis: Axis, a: &S) -> R<S> {
+        let out = self.cpu.reduce(op, axis, a)?;
         if self.is(Fault::SumRowsLastEntry) && op == ReduceOp::Sum && axis == Axis::Rows {
-            return bump_last(out, 1e-10);
+            return Ok(bump_last(out, 1e-10));
         }
         let long = a.ncols() > 4096;
         if self.is(Fault::SumColsOfLongRows) && op == ReduceOp::Sum && axis == Axis::Cols && long {
-            return bump_last(out, 1e-7);
+            return Ok(bump_last(out, 1e-7));
         }
-        out
+        Ok(out)
     }
-    fn argmax_mask(&self, axis: Axis, a: &S) -> S {
+    fn argmax_mask(&self, axis: Axis, a: &S) -> R<S> {
         self.cpu.argmax_mask(axis, a)
     }
-    fn logsumexp_cols(&self, a: &S) -> S {
+    fn logsumexp_cols(&self, a: &S) -> R<S> {
         self.cpu.logsumexp_cols(a)
     }
-    fn softmax_cols(&self, a: &S) -> S {
-        let out = self.cpu.softmax_cols(a);
+    fn softmax_cols(&self, a: &S) -> R<S> {
+        let out = self.cpu.softmax_cols(a)?;
         if self.is(Fault::SoftmaxScaled) {
-            return scaled(out, 1.0 + 1e-6);
+            return Ok(scaled(out, 1.0 + 1e-6));
         }
-        out
+        Ok(out)
     }
-    fn broadcast_to(&self, a: &S, shape: Shape) -> S {
+    fn broadcast_to(&self, a: &S, shape: Shape) -> R<S> {
         self.cpu.broadcast_to(a, shape)
     }
-    fn slice_cols(&self, a: &S, start: usize, len: usize) -> S {
+    fn slice_cols(&self, a: &S, start: usize, len: usize) -> R<S> {
         self.cpu.slice_cols(a, start, len)
     }
-    fn concat_cols(&self, parts: &[&S]) -> S {
+    fn concat_cols(&self, parts: &[&S]) -> R<S> {
         self.cpu.concat_cols(parts)
     }
-    fn gather_cols(&self, a: &S, index: &[usize]) -> S {
-        let out = self.cpu.gather_cols(a, index);
+    fn gather_cols(&self, a: &S, index: &Vec<usize>) -> R<S> {
+        let out = self.cpu.gather_cols(a, index)?;
         if self.is(Fault::GatherOneEntry) {
-            return bump_last(out, 1e-3);
+            return Ok(bump_last(out, 1e-3));
         }
-        out
+        Ok(out)
     }
-    fn scatter_add_cols(&self, a: &S, index: &[usize], width: usize) -> S {
-        let out = self.cpu.scatter_add_cols(a, index, width);
+    fn scatter_add_cols(&self, a: &S, index: &Vec<usize>, width: usize) -> R<S> {
+        if self.is(Fault::ScatterAddOutOfMemory) {
+            return Err(backend_error(
+                self,
+                "out of memory allocating the scatter's output",
+            ));
+        }
+        let out = self.cpu.scatter_add_cols(a, index, width)?;
         if self.is(Fault::ScatterAddLastEntry) {
-            return bump_last(out, 1e-9);
+            return Ok(bump_last(out, 1e-9));
         }
-        out
+        Ok(out)
     }
-    fn select(&self, mask: &S, a: &S, b: &S) -> S {
+    fn select(&self, mask: &S, a: &S, b: &S) -> R<S> {
         self.cpu.select(mask, a, b)
     }
-    fn reshape(&self, a: &S, shape: Shape) -> S {
+    fn reshape(&self, a: &S, shape: Shape) -> R<S> {
         self.cpu.reshape(a, shape)
     }
-    fn take_per_row(&self, a: &S, index: &[usize]) -> S {
+    fn take_per_row(&self, a: &S, index: &Vec<usize>) -> R<S> {
         self.cpu.take_per_row(a, index)
     }
-    fn put_per_row(&self, a: &S, index: &[usize], width: usize) -> S {
+    fn put_per_row(&self, a: &S, index: &Vec<usize>, width: usize) -> R<S> {
         self.cpu.put_per_row(a, index, width)
     }
-    fn search_sorted_rows(&self, sorted: &S, x: &S) -> Vec<usize> {
-        let mut counts = self.cpu.search_sorted_rows(sorted, x);
+    fn search_sorted_rows(&self, sorted: &S, x: &S) -> R<Vec<usize>> {
+        let mut counts = self.cpu.search_sorted_rows(sorted, x)?;
         if self.is(Fault::SearchSortedOffByOne) {
             if let Some(c) = counts.last_mut() {
                 *c += 1;
             }
         }
-        counts
+        Ok(counts)
     }
     fn rational_quadratic(
         &self,
@@ -255,8 +271,8 @@ impl Backend for Broken {
         params: &S,
         spec: &RationalQuadratic,
         direction: Direction,
-    ) -> (S, S) {
-        let (mut out, cache) = self.cpu.rational_quadratic(x, params, spec, direction);
+    ) -> R<(S, S)> {
+        let (mut out, cache) = self.cpu.rational_quadratic(x, params, spec, direction)?;
         if self.is(Fault::SplineLogDet) {
             // The log-dets are the second half of each row.
             let d = x.ncols();
@@ -270,7 +286,7 @@ impl Backend for Broken {
                 out[[e / d, e % d]] *= 1.0 + 1e-9;
             }
         }
-        (out, cache)
+        Ok((out, cache))
     }
     fn rational_quadratic_backward(
         &self,
@@ -280,28 +296,28 @@ impl Backend for Broken {
         spec: &RationalQuadratic,
         direction: Direction,
         g: &S,
-    ) -> (S, S) {
+    ) -> R<(S, S)> {
         let (gx, gp) = self
             .cpu
-            .rational_quadratic_backward(x, params, cache, spec, direction, g);
+            .rational_quadratic_backward(x, params, cache, spec, direction, g)?;
         if self.is(Fault::SplineBackward) {
-            return (scaled(gx, 1.0 + 1e-8), scaled(gp, 1.0 + 1e-8));
+            return Ok((scaled(gx, 1.0 + 1e-8), scaled(gp, 1.0 + 1e-8)));
         }
-        (gx, gp)
+        Ok((gx, gp))
     }
-    fn linear(&self, x: &S, weight: &S, bias: &S, act: Activation<f64>) -> S {
-        let out = self.cpu.linear(x, weight, bias, act);
+    fn linear(&self, x: &S, weight: &S, bias: &S, act: Activation<f64>) -> R<S> {
+        let out = self.cpu.linear(x, weight, bias, act)?;
         if self.is(Fault::LinearLastEntry) {
-            return bump_last(out, 1e-9);
+            return Ok(bump_last(out, 1e-9));
         }
-        out
+        Ok(out)
     }
-    fn activation_backward(&self, act: Activation<f64>, g: &mut S, out: &S) -> S {
-        let row_sum = self.cpu.activation_backward(act, g, out);
+    fn activation_backward(&self, act: Activation<f64>, g: &mut S, out: &S) -> R<S> {
+        let row_sum = self.cpu.activation_backward(act, g, out)?;
         if self.is(Fault::ActivationBackward) {
-            return scaled(row_sum, 1.0 + 1e-6);
+            return Ok(scaled(row_sum, 1.0 + 1e-6));
         }
-        row_sum
+        Ok(row_sum)
     }
     fn affine_coupling(
         &self,
@@ -309,12 +325,12 @@ impl Backend for Broken {
         params: &S,
         scale: CouplingScale,
         direction: Direction,
-    ) -> (S, S) {
-        let (out, log_det) = self.cpu.affine_coupling(v, params, scale, direction);
+    ) -> R<(S, S)> {
+        let (out, log_det) = self.cpu.affine_coupling(v, params, scale, direction)?;
         if self.is(Fault::CouplingLogDet) {
-            return (out, scaled(log_det, 1.0 + 1e-9));
+            return Ok((out, scaled(log_det, 1.0 + 1e-9)));
         }
-        (out, log_det)
+        Ok((out, log_det))
     }
     fn affine_coupling_backward(
         &self,
@@ -324,30 +340,40 @@ impl Backend for Broken {
         g: &S,
         scale: CouplingScale,
         direction: Direction,
-    ) -> (S, S) {
+    ) -> R<(S, S)> {
         let (gv, gp) = self
             .cpu
-            .affine_coupling_backward(v, params, out, g, scale, direction);
+            .affine_coupling_backward(v, params, out, g, scale, direction)?;
         if self.is(Fault::CouplingBackward) {
-            return (gv, bump_last(gp, 1e-6));
+            return Ok((gv, bump_last(gp, 1e-6)));
         }
-        (gv, gp)
+        Ok((gv, gp))
     }
-    fn diag_normal_log_prob(&self, z: &S, loc: &S, log_scale: &S) -> S {
+    fn diag_normal_log_prob(&self, z: &S, loc: &S, log_scale: &S) -> R<S> {
         self.cpu.diag_normal_log_prob(z, loc, log_scale)
     }
-    fn diag_normal_log_prob_backward(&self, z: &S, loc: &S, log_scale: &S, g: &S) -> (S, S, S) {
-        let (gz, gl, gs) = self.cpu.diag_normal_log_prob_backward(z, loc, log_scale, g);
+    fn diag_normal_log_prob_backward(&self, z: &S, loc: &S, log_scale: &S, g: &S) -> R<(S, S, S)> {
+        let (gz, gl, gs) = self
+            .cpu
+            .diag_normal_log_prob_backward(z, loc, log_scale, g)?;
         if self.is(Fault::DiagNormalBackward) {
-            return (gz, gl, bump_last(gs, 1e-9));
+            return Ok((gz, gl, bump_last(gs, 1e-9)));
         }
-        (gz, gl, gs)
+        Ok((gz, gl, gs))
     }
-    fn adam_update(&self, param: &mut S, grad: &S, m: &mut S, v: &mut S, h: &AdamStep<f64>) {
-        self.cpu.adam_update(param, grad, m, v, h);
+    fn adam_update(
+        &self,
+        param: &mut S,
+        grad: &S,
+        m: &mut S,
+        v: &mut S,
+        h: &AdamStep<f64>,
+    ) -> R<()> {
+        self.cpu.adam_update(param, grad, m, v, h)?;
         if self.is(Fault::AdamSecondMoment) {
             v.mapv_inplace(|x| x * (1.0 + 1e-9));
         }
+        Ok(())
     }
 }
 
@@ -375,6 +401,45 @@ fn faults_at_awkward_shapes_are_caught_there() {
     assert_eq!(e.op, "rational_quadratic", "{e}");
     assert!(e.to_string().contains("on 65x1"), "{e}");
     assert!(e.to_string().contains("entry 64"), "{e}");
+}
+
+/// A device error is the suite's failure, naming the op, not a panic.
+#[test]
+fn a_device_error_fails_the_suite_as_an_error() {
+    let e = failure(Fault::ScatterAddOutOfMemory);
+    assert_eq!(e.op, "scatter_add_cols", "{e}");
+    assert!(
+        matches!(*e.failure, Failure::Backend(Error::Backend { .. })),
+        "{e}"
+    );
+    assert!(e.to_string().contains("out of memory"), "{e}");
+}
+
+/// A device error inside a backward pass comes back from `Tape::backward`, and one in a
+/// forward op from the op itself.
+#[test]
+fn a_device_error_in_a_backward_pass_is_returned() {
+    let backend = Broken {
+        cpu: Cpu::new(),
+        fault: Fault::ScatterAddOutOfMemory,
+    };
+    let tape = Tape::new(&backend);
+    let x = tape.input(Tensor::from_vec(&backend, (2, 3), vec![1.0; 6]).unwrap());
+    let index = IndexTensor::new(&backend, &[2, 0]).unwrap();
+    let loss = x.gather_cols(&index).unwrap().sum_all().unwrap();
+    match tape.backward(&loss) {
+        Err(Error::Backend {
+            backend: name,
+            message,
+        }) => {
+            assert!(name.contains("broken"), "{name}");
+            assert!(message.contains("out of memory"), "{message}");
+        }
+        other => panic!("expected the device's error, got {other:?}"),
+    }
+    let two = Tensor::from_vec(&backend, (1, 2), vec![1.0, 2.0]).unwrap();
+    let err = two.scatter_add_cols(&index, 3).unwrap_err();
+    assert!(matches!(err, Error::Backend { .. }), "{err}");
 }
 
 /// Each fault is reported as the op it breaks; a fault in a backward pass, as a gradient.

@@ -20,7 +20,7 @@ impl CustomOp<B> for ScaleByExp {
     }
 
     fn forward(&self, inputs: &[&Tensor<B>]) -> flow_core::Result<Tensor<B>> {
-        inputs[0].mul(&inputs[1].unary(flow_core::UnaryOp::Exp))
+        inputs[0].mul(&inputs[1].unary(flow_core::UnaryOp::Exp)?)
     }
 
     fn backward(
@@ -29,8 +29,8 @@ impl CustomOp<B> for ScaleByExp {
         output: &Var<B>,
         grad: &Var<B>,
     ) -> flow_core::Result<Vec<Option<Var<B>>>> {
-        let g_x = grad.mul(&inputs[1].exp())?;
-        let g_s = grad.mul(output)?.sum(flow_core::Axis::Rows);
+        let g_x = grad.mul(&inputs[1].exp()?)?;
+        let g_s = grad.mul(output)?.sum(flow_core::Axis::Rows)?;
         Ok(vec![Some(g_x), Some(g_s)])
     }
 }
@@ -59,8 +59,8 @@ impl CustomOp<B> for ScaleByExpKernel {
         output: &Tensor<B>,
         grad: &Tensor<B>,
     ) -> flow_core::Result<Vec<Option<Tensor<B>>>> {
-        let g_x = grad.mul(&inputs[1].unary(flow_core::UnaryOp::Exp))?;
-        let g_s = grad.mul(output)?.sum(flow_core::Axis::Rows);
+        let g_x = grad.mul(&inputs[1].unary(flow_core::UnaryOp::Exp)?)?;
+        let g_s = grad.mul(output)?.sum(flow_core::Axis::Rows)?;
         Ok(vec![Some(g_x), Some(g_s)])
     }
 }
@@ -96,7 +96,7 @@ proptest! {
     #[test]
     fn gradients_of_any_order_match_central_differences((x, s) in operands(), own in any::<bool>()) {
         let op: Arc<dyn CustomOp<B>> = if own { Arc::new(ScaleByExpKernel) } else { Arc::new(ScaleByExp) };
-        let f = |v: &[Var<B>]| Ok(Var::custom(op.clone(), &[&v[0], &v[1]])?.tanh());
+        let f = |v: &[Var<B>]| Var::custom(op.clone(), &[&v[0], &v[1]])?.tanh();
         GradCheck::default().check(&CPU, &[x.clone(), s.clone()], f).map_err(|e| TestCaseError::fail(e.to_string()))?;
         GradCheck { rtol: 1e-4, atol: 1e-6, ..GradCheck::default() }
             .check_second_order(&CPU, &[x, s], f)
@@ -108,7 +108,7 @@ proptest! {
         let tape = Tape::new(&CPU);
         let (xv, sv) = (tape.input(x), tape.input(s));
         let op: Arc<dyn CustomOp<B>> = Arc::new(ScaleByExpKernel);
-        let loss = Var::custom(op, &[&xv, &sv])?.square().sum_all();
+        let loss = Var::custom(op, &[&xv, &sv])?.square()?.sum_all()?;
         let raw = tape.backward(&loss)?;
         let recorded = tape.grad(&loss, &[&xv, &sv], true)?;
         for (v, r) in [&xv, &sv].into_iter().zip(&recorded) {
@@ -118,12 +118,13 @@ proptest! {
 }
 
 #[test]
-fn a_broken_backward_is_an_error_naming_the_op() {
+fn a_broken_backward_is_an_error_naming_the_op(
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
     let tape = Tape::new(&CPU);
-    let x = tape.input(Tensor::ones(&CPU, (3, 2)));
-    let s = tape.input(Tensor::ones(&CPU, (1, 2)));
+    let x = tape.input(Tensor::ones(&CPU, (3, 2))?);
+    let s = tape.input(Tensor::ones(&CPU, (1, 2))?);
     let y = Var::custom(Arc::new(WrongShape), &[&x, &s]).unwrap();
-    let loss = y.sum_all();
+    let loss = y.sum_all()?;
     for err in [
         tape.backward(&loss).unwrap_err(),
         tape.grad(&loss, &[&x, &s], true).unwrap_err(),
@@ -135,4 +136,5 @@ fn a_broken_backward_is_an_error_naming_the_op() {
         );
     }
     assert!(Var::custom(Arc::new(WrongShape), &[]).is_err());
+    Ok(())
 }

@@ -28,7 +28,8 @@ fn init_linear(
 }
 
 #[test]
-fn mlp_fits_a_regression_task_by_gradient_descent() {
+fn mlp_fits_a_regression_task_by_gradient_descent(
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
     let n = 256;
     let xs: Vec<f64> = (0..n)
         .map(|i| -2.0 + 4.0 * i as f64 / (n - 1) as f64)
@@ -57,18 +58,18 @@ fn mlp_fits_a_regression_task_by_gradient_descent() {
                 )
                 .unwrap();
             if i + 1 < layers.len() {
-                h = h.tanh();
+                h = h.tanh()?;
             }
         }
         h.sub(&tape.constant(y.clone()))
             .unwrap()
-            .square()
+            .square()?
             .mean_all()
     };
 
     // Baseline: the mean squared error of predicting each target's mean.
     let mean = y
-        .sum(Axis::Rows)
+        .sum(Axis::Rows)?
         .to_f64s()?
         .iter()
         .map(|s| s / n as f64)
@@ -79,11 +80,11 @@ fn mlp_fits_a_regression_task_by_gradient_descent() {
         .sum::<f64>()
         / (2 * n) as f64;
 
-    let lr = Tensor::<B>::scalar(&CPU, 0.1);
+    let lr = Tensor::<B>::scalar(&CPU, 0.1)?;
     let mut loss = f64::INFINITY;
     for _ in 0..3000 {
         let tape = Tape::new(&CPU);
-        let l = mse(&store, &tape);
+        let l = mse(&store, &tape)?;
         loss = l.scalar_value().unwrap() as f64;
         let grads = tape.backward(&l).unwrap();
         let ids: Vec<ParamId> = store.ids().collect();
@@ -99,4 +100,5 @@ fn mlp_fits_a_regression_task_by_gradient_descent() {
         loss < 0.01 * baseline,
         "final MSE {loss} vs mean-predictor MSE {baseline}"
     );
+    Ok(())
 }

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use flow_core::gradcheck::{GradCheck, GradCheckError};
-use flow_core::{Cpu, Result, Tensor, Var};
+use flow_core::{Cpu, IndexTensor, Result, Tensor, Var};
 use proptest::prelude::*;
 
 pub type B = Cpu<f64>;
@@ -122,8 +122,14 @@ pub fn min_abs_pre_activation(x: &Tensor<B>, w: &Tensor<B>, b: &Tensor<B>) -> f6
     x.linear(w, b)
         .unwrap()
         .to_vec()
+        .unwrap()
         .iter()
         .fold(f64::INFINITY, |m, v| m.min(v.abs()))
+}
+
+/// Indices on the CPU.
+pub fn idx(values: &[usize]) -> IndexTensor<B> {
+    IndexTensor::new(&CPU, values).unwrap()
 }
 
 pub fn any_matrix() -> BoxedStrategy<Tensor<B>> {
