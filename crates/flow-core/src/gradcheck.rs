@@ -11,8 +11,8 @@
 //! use flow_core::{gradcheck::GradCheck, Cpu, Tensor};
 //! let cpu = Cpu::<f64>::new();
 //! let x = Tensor::from_vec(&cpu, (2, 2), vec![0.1, -0.4, 0.7, 1.3])?;
-//! GradCheck::default().check(&cpu, &[x.clone()], |v| Ok(v[0].tanh().exp()))?;
-//! GradCheck::default().check_second_order(&cpu, &[x], |v| Ok(v[0].tanh().exp()))?;
+//! GradCheck::default().check(&cpu, &[x.clone()], |v| v[0].tanh()?.exp())?;
+//! GradCheck::default().check_second_order(&cpu, &[x], |v| v[0].tanh()?.exp())?;
 //! # Ok::<(), flow_core::gradcheck::GradCheckError>(())
 //! ```
 

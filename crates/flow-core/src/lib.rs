@@ -13,16 +13,16 @@
 //! // One forward pass: bind the parameters into a tape, compute a scalar loss.
 //! let tape = Tape::new(&cpu);
 //! let x = tape.constant(Tensor::from_vec(&cpu, (3, 2), vec![1., 2., 3., 4., 5., 6.])?);
-//! let loss = x.matmul(&tape.param(&params, w)?)?.tanh().square().mean_all();
+//! let loss = x.matmul(&tape.param(&params, w)?)?.tanh()?.square()?.mean_all()?;
 //!
 //! let grads = tape.backward(&loss)?;
 //! assert_eq!(grads.param(w).unwrap().shape(), (2, 1).into());
 //!
 //! // Higher order: the gradient itself is on the tape and can be differentiated again.
 //! let xi = tape.input(Tensor::from_vec(&cpu, (1, 1), vec![0.3])?);
-//! let y = xi.tanh().sum_all();
+//! let y = xi.tanh()?.sum_all()?;
 //! let dy = &tape.grad(&y, &[&xi], true)?[0]; // 1 - tanh^2
-//! let d2y = &tape.grad(&dy.sum_all(), &[&xi], false)?[0]; // -2 tanh (1 - tanh^2)
+//! let d2y = &tape.grad(&dy.sum_all()?, &[&xi], false)?[0]; // -2 tanh (1 - tanh^2)
 //! let t = 0.3f64.tanh();
 //! assert!((d2y.scalar_value()? + 2.0 * t * (1.0 - t * t)).abs() < 1e-12);
 //! # Ok::<(), flow_core::Error>(())

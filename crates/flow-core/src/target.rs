@@ -16,7 +16,7 @@ use crate::{Backend, Result, Var};
 ///         self.0
 ///     }
 ///     fn log_prob(&self, x: &Var<B>) -> Result<Var<B>> {
-///         Ok(x.square().sum(Axis::Cols).mul_scalar(-0.5))
+///         x.square()?.sum(Axis::Cols)?.mul_scalar(-0.5)
 ///     }
 /// }
 ///
@@ -24,7 +24,7 @@ use crate::{Backend, Result, Var};
 /// let tape = Tape::new(&cpu);
 /// let x = tape.input(Tensor::from_vec(&cpu, (1, 2), vec![1.0, 2.0])?);
 /// let log_p = Gaussian(2).log_prob(&x)?;
-/// assert_eq!(log_p.value().to_vec(), vec![-2.5]);
+/// assert_eq!(log_p.value().to_vec()?, vec![-2.5]);
 /// # Ok::<(), flow_core::Error>(())
 /// ```
 pub trait Target<B: Backend> {

@@ -186,6 +186,7 @@ fn log_prob_values(params: &ParamStore<B>, mixture: &GaussianMixture, z: &Tensor
         .unwrap()
         .value()
         .to_vec()
+        .unwrap()
 }
 
 fn points(d: usize, values: Vec<f64>) -> Tensor<B> {
@@ -290,7 +291,7 @@ proptest! {
         let z = points(d, z[..rows * d].to_vec());
         let (params, mixture) = values.build(true);
         let got = log_prob_values(&params, &mixture, &z);
-        let want: Vec<f64> = z.to_vec().chunks(d).map(|row| values.density(row).ln()).collect();
+        let want: Vec<f64> = z.to_vec()?.chunks(d).map(|row| values.density(row).ln()).collect();
         prop_assert_eq!(got.len(), rows);
         assert_close(&got, &want, 1e-10, "mixture log_prob vs direct sum")?;
     }
@@ -351,7 +352,8 @@ fn mixture_integrates_to_one_in_2d() {
 /// Far from every component (|z| ~ 1e3) the density underflows to zero but its log is the
 /// log-sum-exp, finite, with finite gradients in every input; f32 stays finite too.
 #[test]
-fn mixture_is_stable_far_from_its_components() {
+fn mixture_is_stable_far_from_its_components() -> std::result::Result<(), Box<dyn std::error::Error>>
+{
     let values = MixtureValues {
         d: 2,
         k: 3,
@@ -372,13 +374,13 @@ fn mixture_is_stable_far_from_its_components() {
 
     let tape = Tape::new(&CPU);
     let zv = tape.input(z);
-    let loss = mixture.log_prob(&params, &zv).unwrap().sum_all();
+    let loss = mixture.log_prob(&params, &zv).unwrap().sum_all()?;
     let grads = tape.backward(&loss).unwrap();
     for name in ["q0.loc", "q0.log_scale", "q0.weight_scores"] {
-        let g = grads.param(params.id(name).unwrap()).unwrap().to_vec();
+        let g = grads.param(params.id(name).unwrap()).unwrap().to_vec()?;
         assert!(g.iter().all(|v| v.is_finite()), "{name}: {g:?}");
     }
-    let gz = grads.get(&zv).unwrap().to_vec();
+    let gz = grads.get(&zv).unwrap().to_vec()?;
     assert!(gz.iter().all(|v| v.is_finite()), "{gz:?}");
 
     let cpu32 = Cpu::<f32>::new();
@@ -389,7 +391,7 @@ fn mixture_is_stable_far_from_its_components() {
     let z32 = tape.input(Tensor::from_f64s(&cpu32, (5, 2), &far).unwrap());
     let log_q = mixture32.log_prob(&params32, &z32).unwrap();
     assert!(log_q.value().to_f64s()?.iter().all(|l| l.is_finite()));
-    let grads = tape.backward(&log_q.sum_all()).unwrap();
+    let grads = tape.backward(&log_q.sum_all()?).unwrap();
     for (id, _, _) in params32.iter() {
         assert!(grads
             .param(id)
@@ -398,6 +400,7 @@ fn mixture_is_stable_far_from_its_components() {
             .iter()
             .all(|v| v.is_finite()));
     }
+    Ok(())
 }
 
 // ------------------------------------------------------------------ mixture: parameters
@@ -406,7 +409,8 @@ fn mixture_is_stable_far_from_its_components() {
 /// central differences of the store's values; a fixed (`trainable: false`) mixture gives them
 /// none.
 #[test]
-fn mixture_parameter_gradients_through_the_store() {
+fn mixture_parameter_gradients_through_the_store(
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
     let values = MixtureValues {
         d: 2,
         k: 3,
@@ -429,10 +433,10 @@ fn mixture_parameter_gradients_through_the_store() {
         .log_prob(&params, &tape.constant(z.clone()))
         .unwrap();
     let w = tape.constant(Tensor::from_vec(&CPU, (4, 1), weights.to_vec()).unwrap());
-    let grads = tape.backward(&log_q.mul(&w).unwrap().sum_all()).unwrap();
+    let grads = tape.backward(&log_q.mul(&w).unwrap().sum_all()?).unwrap();
     let eps = 1e-6;
     for (id, name, _) in params.iter() {
-        let analytic = grads.param(id).unwrap().to_vec();
+        let analytic = grads.param(id).unwrap().to_vec()?;
         for (i, a) in analytic.iter().enumerate() {
             let at = |delta: f64| {
                 let mut moved = values.clone();
@@ -458,21 +462,22 @@ fn mixture_parameter_gradients_through_the_store() {
     let zv = tape.input(z.clone());
     let log_q = fixed.log_prob(&fixed_params, &zv).unwrap();
     assert_eq!(
-        log_q.value().to_vec(),
+        log_q.value().to_vec()?,
         log_prob_values(&params, &mixture, &z)
     );
-    let grads = tape.backward(&log_q.sum_all()).unwrap();
+    let grads = tape.backward(&log_q.sum_all()?).unwrap();
     for (id, name, _) in fixed_params.iter() {
         assert!(grads.param(id).is_none(), "{name} got a gradient");
     }
     assert!(grads.get(&zv).is_some());
+    Ok(())
 }
 
 /// Draws are reparametrised: with the rng reseeded the components and the normal draws
 /// repeat, so the samples and their log-densities are smooth functions of loc and log_scale,
 /// and autodiff's gradients match central differences.
 #[test]
-fn mixture_samples_are_reparametrised() {
+fn mixture_samples_are_reparametrised() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let values = MixtureValues {
         d: 2,
         k: 3,
@@ -494,7 +499,8 @@ fn mixture_samples_are_reparametrised() {
         z.mul(&wz)
             .unwrap()
             .sum_all()
-            .add(&log_q.mul(&wq).unwrap().sum_all())
+            .unwrap()
+            .add(&log_q.mul(&wq).unwrap().sum_all().unwrap())
             .unwrap()
     };
     let (params, mixture) = values.build(true);
@@ -505,7 +511,7 @@ fn mixture_samples_are_reparametrised() {
     let eps = 1e-6;
     for name in ["q0.loc", "q0.log_scale"] {
         let id = params.id(name).unwrap();
-        let analytic = grads.param(id).unwrap().to_vec();
+        let analytic = grads.param(id).unwrap().to_vec()?;
         for (i, a) in analytic.iter().enumerate() {
             let at = |delta: f64| {
                 let mut moved = values.clone();
@@ -526,13 +532,14 @@ fn mixture_samples_are_reparametrised() {
             );
         }
     }
+    Ok(())
 }
 
 /// The empirical mean and covariance of 200 000 seeded draws against the mixture's, within
 /// five standard errors computed from the sample size and the mixture's fourth moments; the
 /// returned log-density is the mixture's at the drawn points.
 #[test]
-fn mixture_samples_match_its_moments() {
+fn mixture_samples_match_its_moments() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let values = MixtureValues {
         d: 2,
         k: 3,
@@ -547,7 +554,7 @@ fn mixture_samples_match_its_moments() {
         .sample(&params, &tape, n, &mut flow_core::rng(2024))
         .unwrap();
     let z = z.value();
-    let data = z.to_vec();
+    let data = z.to_vec()?;
     let d = 2;
     let (mean, cov) = values.moments();
     let emp_mean: Vec<f64> = (0..d)
@@ -578,13 +585,14 @@ fn mixture_samples_match_its_moments() {
         }
     }
     let again = log_prob_values(&params, &mixture, &z);
-    assert_close(&log_q.value().to_vec(), &again, 1e-12, "sample log q").unwrap();
+    assert_close(&log_q.value().to_vec()?, &again, 1e-12, "sample log q").unwrap();
+    Ok(())
 }
 
 /// Components are drawn by their weights: with three far-apart components each draw's
 /// component is plain, and the counts are within five binomial standard errors.
 #[test]
-fn mixture_draws_components_by_weight() {
+fn mixture_draws_components_by_weight() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let values = MixtureValues {
         d: 1,
         k: 3,
@@ -599,7 +607,7 @@ fn mixture_draws_components_by_weight() {
         .sample(&params, &tape, n, &mut flow_core::rng(5))
         .unwrap();
     let mut counts = [0usize; 3];
-    for v in z.value().to_vec() {
+    for v in z.value().to_vec()? {
         counts[if v < -10.0 {
             0
         } else if v < 10.0 {
@@ -622,14 +630,16 @@ fn mixture_draws_components_by_weight() {
     let (z, log_q) = mixture
         .sample(&params, &tape, 2_000, &mut flow_core::rng(6))
         .unwrap();
-    assert!(z.value().to_vec().iter().all(|v| v.abs() > 10.0));
-    assert!(log_q.value().to_vec().iter().all(|l| l.is_finite()));
+    assert!(z.value().to_vec()?.iter().all(|v| v.abs() > 10.0));
+    assert!(log_q.value().to_vec()?.iter().all(|l| l.is_finite()));
+    Ok(())
 }
 
 /// normflows' initialisation without given values: standard normal means drawn from the
 /// model's seed (on a stream apart from the layers'), unit scales, equal weights.
 #[test]
-fn mixture_initialisation_follows_normflows_and_the_seed() {
+fn mixture_initialisation_follows_normflows_and_the_seed(
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
     let spec = |base| FlowSpec {
         dim: 5,
         context: 0,
@@ -655,7 +665,7 @@ fn mixture_initialisation_follows_normflows_and_the_seed() {
     };
     let loc = value(&model, "q0.loc");
     assert_eq!((loc.rows(), loc.cols()), (200, 5));
-    let v = loc.to_vec();
+    let v = loc.to_vec()?;
     let mean = v.iter().sum::<f64>() / v.len() as f64;
     let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len() as f64;
     assert!(mean.abs() < 5.0 / (v.len() as f64).sqrt(), "mean {mean}");
@@ -665,11 +675,11 @@ fn mixture_initialisation_follows_normflows_and_the_seed() {
     );
     let log_scale = value(&model, "q0.log_scale");
     assert_eq!((log_scale.rows(), log_scale.cols()), (200, 5));
-    assert!(log_scale.to_vec().iter().all(|&s| s == 0.0));
+    assert!(log_scale.to_vec()?.iter().all(|&s| s == 0.0));
     let scores = value(&model, "q0.weight_scores");
     assert_eq!((scores.rows(), scores.cols()), (1, 200));
     assert!(scores
-        .to_vec()
+        .to_vec()?
         .iter()
         .all(|&s| (s + 200f64.ln()).abs() < 1e-15));
     let Base::GaussianMixture(m) = model.base() else {
@@ -683,9 +693,9 @@ fn mixture_initialisation_follows_normflows_and_the_seed() {
 
     // The seed decides the means; the layers start the same whatever the base.
     let same = NormalizingFlow::new(&CPU, spec(mixture.clone()), 11).unwrap();
-    assert_eq!(value(&same, "q0.loc").to_vec(), v);
+    assert_eq!(value(&same, "q0.loc").to_vec()?, v);
     let other = NormalizingFlow::new(&CPU, spec(mixture), 12).unwrap();
-    assert_ne!(value(&other, "q0.loc").to_vec(), v);
+    assert_ne!(value(&other, "q0.loc").to_vec()?, v);
     let gaussian = NormalizingFlow::new_random(&CPU, spec(BaseSpec::DiagGaussian), 11).unwrap();
     let mixed = NormalizingFlow::new_random(
         &CPU,
@@ -708,10 +718,11 @@ fn mixture_initialisation_follows_normflows_and_the_seed() {
     for (_, name, t) in gaussian.params().iter() {
         if name.starts_with("flows.") {
             for m in [&mixed, &with_mixture] {
-                assert_eq!(value(m, name).to_vec(), t.to_vec(), "{name}");
+                assert_eq!(value(m, name).to_vec()?, t.to_vec()?, "{name}");
             }
         }
     }
+    Ok(())
 }
 
 #[test]
@@ -732,7 +743,10 @@ fn mixture_configuration_errors() {
     .build(true);
     let tape = Tape::new(&CPU);
     assert!(mixture
-        .log_prob(&params, &tape.constant(Tensor::zeros(&CPU, (3, 4))))
+        .log_prob(
+            &params,
+            &tape.constant(Tensor::zeros(&CPU, (3, 4)).unwrap())
+        )
         .is_err());
 }
 
@@ -763,7 +777,7 @@ proptest! {
             })
             .collect();
         let tape = Tape::new(&CPU);
-        let log_q = base.log_prob(&tape.constant(points(d, z.clone()))).unwrap().value().to_vec();
+        let log_q = base.log_prob(&tape.constant(points(d, z.clone()))).unwrap().value().to_vec()?;
         for (r, row) in z.chunks(d).enumerate() {
             let inside = row.iter().all(|&v| low <= v && v <= high);
             let want = if inside { -(d as f64) * width.ln() } else { f64::NEG_INFINITY };
@@ -773,23 +787,23 @@ proptest! {
             );
         }
         let with_nan = points(d, vec![f64::NAN; d]);
-        prop_assert!(base.log_prob(&tape.constant(with_nan)).unwrap().value().to_vec()[0].is_nan());
+        prop_assert!(base.log_prob(&tape.constant(with_nan)).unwrap().value().to_vec()?[0].is_nan());
     }
 }
 
 /// Draws lie in the box, uniformly (mean and variance of each coordinate within five standard
 /// errors), with the inside log-density.
 #[test]
-fn uniform_samples_fill_the_box() {
+fn uniform_samples_fill_the_box() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let (low, high, d, n) = (-0.5, 2.5, 3, 60_000);
     let base = Uniform::new(d, low, high).unwrap();
     let tape = Tape::new(&CPU);
     let (z, log_q) = base.sample(&tape, n, &mut flow_core::rng(3)).unwrap();
-    let data = z.value().to_vec();
+    let data = z.value().to_vec()?;
     assert!(data.iter().all(|&v| low <= v && v < high));
     assert!(log_q
         .value()
-        .to_vec()
+        .to_vec()?
         .iter()
         .all(|&l| l == -3.0 * 3f64.ln()));
     let w = high - low;
@@ -810,13 +824,15 @@ fn uniform_samples_fill_the_box() {
     let (z, _) = base.sample(&tape, 10_000, &mut flow_core::rng(4)).unwrap();
     let log_q = base.log_prob(&z).unwrap().value().to_f64s()?;
     assert!(log_q.iter().all(|l| l.is_finite()));
+    Ok(())
 }
 
 /// A flow over a uniform base, with data whose latents fall outside the box: their
 /// log-density is `-inf`, the forward KL `+inf`, and every gradient (parameters and data)
 /// finite, never NaN.
 #[test]
-fn uniform_minus_infinity_gives_no_nan_gradients() {
+fn uniform_minus_infinity_gives_no_nan_gradients(
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
     let mut spec = RealNvpConfig {
         dim: 2,
         transforms: 2,
@@ -838,7 +854,7 @@ fn uniform_minus_infinity_gives_no_nan_gradients() {
     let tape = Tape::new(&CPU);
     let xv = tape.input(x);
     let log_q = model.log_prob(&xv, None).unwrap();
-    let values = log_q.value().to_vec();
+    let values = log_q.value().to_vec()?;
     assert!(values[..2].iter().all(|l| l.is_finite()), "{values:?}");
     assert!(
         values[2..].iter().all(|&l| l == f64::NEG_INFINITY),
@@ -849,17 +865,18 @@ fn uniform_minus_infinity_gives_no_nan_gradients() {
     let grads = tape.backward(&loss).unwrap();
     let mut checked = 0;
     for (id, name, _) in model.params().iter() {
-        let g = grads.param(id).unwrap().to_vec();
+        let g = grads.param(id).unwrap().to_vec()?;
         assert!(g.iter().all(|v| v.is_finite()), "{name}: {g:?}");
         checked += 1;
     }
     assert!(checked > 0);
-    let gx = grads.get(&xv).unwrap().to_vec();
+    let gx = grads.get(&xv).unwrap().to_vec()?;
     assert!(gx.iter().all(|v| v.is_finite()), "{gx:?}");
     // Second order (as a gradient penalty would use) stays finite as well.
     let gx = tape.grad(&loss, &[&xv], true).unwrap().remove(0);
-    let g2 = tape.grad(&gx.square().sum_all(), &[&xv], false).unwrap();
-    assert!(g2[0].value().to_vec().iter().all(|v| v.is_finite()));
+    let g2 = tape.grad(&gx.square()?.sum_all()?, &[&xv], false).unwrap();
+    assert!(g2[0].value().to_vec()?.iter().all(|v| v.is_finite()));
+    Ok(())
 }
 
 #[test]
@@ -885,7 +902,7 @@ fn uniform_configuration_errors() {
     let base = Uniform::new(2, 0.0, 1.0).unwrap();
     let tape = Tape::new(&CPU);
     let err = base
-        .log_prob(&tape.constant(Tensor::zeros(&CPU, (1, 3))))
+        .log_prob(&tape.constant(Tensor::zeros(&CPU, (1, 3)).unwrap()))
         .unwrap_err();
     assert!(err.to_string().contains("expected 2 features"), "{err}");
 }
@@ -909,8 +926,8 @@ proptest! {
         let model = NormalizingFlow::new_random(&CPU, spec.clone(), seed).unwrap();
         let (x, log_q) = model.sample(9, None, &mut flow_core::rng(seed + 1)).unwrap();
         let log_p = model.log_prob(&x, None).unwrap();
-        prop_assert!(log_q.to_vec().iter().all(|l| l.is_finite()));
-        assert_close(&log_p.to_vec(), &log_q.to_vec(), TOL, "sample log q vs log_prob")?;
+        prop_assert!(log_q.to_vec()?.iter().all(|l| l.is_finite()));
+        assert_close(&log_p.to_vec()?, &log_q.to_vec()?, TOL, "sample log q vs log_prob")?;
         prop_assert_eq!(model.base().dim(), dim);
 
         let rebuilt_spec = FlowSpec::from_json(&spec.to_json()).unwrap();
@@ -923,7 +940,7 @@ proptest! {
             store.set(id, value.clone()).unwrap();
         }
         prop_assert_eq!(rebuilt.params().len(), model.params().len());
-        assert_close(&rebuilt.log_prob(&x, None).unwrap().to_vec(), &log_p.to_vec(), 1e-12, "rebuilt")?;
+        assert_close(&rebuilt.log_prob(&x, None).unwrap().to_vec()?, &log_p.to_vec()?, 1e-12, "rebuilt")?;
     }
 }
 

@@ -37,7 +37,7 @@ fn check_flow(
     let sample_context = context.map(|c| {
         // One context row per sample: the given rows, cycled.
         let (rows, cols) = (c.rows(), c.cols());
-        let v = c.to_vec();
+        let v = c.to_vec().unwrap();
         let cycled: Vec<f64> = (0..n)
             .flat_map(|r| v[(r % rows) * cols..(r % rows + 1) * cols].to_vec())
             .collect();
@@ -48,8 +48,8 @@ fn check_flow(
         .unwrap();
     let log_p = model.log_prob(&xs, sample_context.as_ref()).unwrap();
     assert_close(
-        &log_p.to_vec(),
-        &log_q.to_vec(),
+        &log_p.to_vec()?,
+        &log_q.to_vec()?,
         TOL,
         "sample log q vs log_prob",
     )?;
@@ -93,7 +93,7 @@ fn actnorm_outputs(
 /// Per-feature mean and (population) standard deviation.
 fn moments(t: &Tensor<B>) -> Vec<(f64, f64)> {
     let (rows, d) = (t.rows(), t.cols());
-    let v = t.to_vec();
+    let v = t.to_vec().unwrap();
     (0..d)
         .map(|j| {
             let mean = (0..rows).map(|r| v[r * d + j]).sum::<f64>() / rows as f64;
@@ -109,7 +109,10 @@ fn moments(t: &Tensor<B>) -> Vec<(f64, f64)> {
 /// A batch of `rows x d` with very different scales and offsets per feature, and a
 /// correlation between the first two.
 fn skewed_batch(rows: usize, d: usize, seed: u64) -> Tensor<B> {
-    let raw = Tensor::randn(&CPU, (rows, d), &mut flow_core::rng(seed)).to_vec();
+    let raw = Tensor::randn(&CPU, (rows, d), &mut flow_core::rng(seed))
+        .unwrap()
+        .to_vec()
+        .unwrap();
     let mut x = raw.clone();
     for r in 0..rows {
         for j in 0..d {
@@ -143,7 +146,7 @@ proptest! {
         let c = Tensor::rand_uniform(&CPU, (z.rows(), context), -2.0, 2.0, &mut flow_core::rng(seed + 9)).unwrap();
         check_flow(&model, &z, Some(&c), seed)?;
         // The context matters: another one maps z elsewhere.
-        let other = c.unary(flow_core::UnaryOp::AddScalar(0.5));
+        let other = c.unary(flow_core::UnaryOp::AddScalar(0.5))?;
         let tape = Tape::new(&CPU);
         let zv = tape.constant(z.clone());
         let x1 = model.forward(&zv, Some(&tape.constant(c))).unwrap().0.value();
@@ -182,11 +185,11 @@ proptest! {
         // The first layer the data meet is an ActNorm set to the batch's own moments.
         prop_assert!(model.flows().last().unwrap().wants_data_init());
         let last = model.flows().len() - 1;
-        let loc = model.params().get(model.params().id(&format!("flows.{last}.loc")).unwrap()).unwrap().to_vec();
+        let loc = model.params().get(model.params().id(&format!("flows.{last}.loc")).unwrap()).unwrap().to_vec()?;
         for (j, (mean, _)) in moments(&x).into_iter().enumerate() {
             prop_assert!((loc[j] - mean).abs() < 1e-9 * (1.0 + mean.abs()));
         }
-        let z = Tensor::randn(&CPU, (3, d), &mut flow_core::rng(seed + 3));
+        let z = Tensor::randn(&CPU, (3, d), &mut flow_core::rng(seed + 3))?;
         check_flow(&model, &z, None, seed)?;
     }
 
@@ -206,7 +209,7 @@ proptest! {
                 prop_assert!(mean.abs() < 1e-9 && (std - 1.0).abs() < 1e-9, "layer {} feature {}: {} {}", k, j, mean, std);
             }
         }
-        let z = Tensor::randn(&CPU, (3, d), &mut flow_core::rng(seed + 3));
+        let z = Tensor::randn(&CPU, (3, d), &mut flow_core::rng(seed + 3))?;
         check_flow(&model, &z, Some(&Tensor::rand_uniform(&CPU, (3, context), -2.0, 2.0, &mut flow_core::rng(seed + 4)).unwrap()), seed)?;
     }
 }
@@ -295,12 +298,21 @@ fn bad_glow_configurations_are_errors() {
 }
 
 #[test]
-fn initialize_actnorm_refuses_bad_batches_and_leaves_the_model_alone() {
+fn initialize_actnorm_refuses_bad_batches_and_leaves_the_model_alone(
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
     let spec = glow(3, 2, 0, 0).spec().unwrap();
     let mut model = NormalizingFlow::new_random(&CPU, spec, 4).unwrap();
-    let before: Vec<Vec<f64>> = model.params().iter().map(|(_, _, t)| t.to_vec()).collect();
+    let before: Vec<Vec<f64>> = model
+        .params()
+        .iter()
+        .map(|(_, _, t)| t.to_vec().unwrap())
+        .collect();
     let unchanged = |model: &NormalizingFlow<B>| {
-        let now: Vec<Vec<f64>> = model.params().iter().map(|(_, _, t)| t.to_vec()).collect();
+        let now: Vec<Vec<f64>> = model
+            .params()
+            .iter()
+            .map(|(_, _, t)| t.to_vec().unwrap())
+            .collect();
         assert_eq!(
             now, before,
             "a failed initialisation changed the parameters"
@@ -308,7 +320,7 @@ fn initialize_actnorm_refuses_bad_batches_and_leaves_the_model_alone() {
     };
 
     let err = model
-        .init_from_data(&Tensor::zeros(&CPU, (8, 2)), None)
+        .init_from_data(&Tensor::zeros(&CPU, (8, 2))?, None)
         .unwrap_err();
     assert!(
         err.to_string().contains("expected 3 features, got 2"),
@@ -316,20 +328,20 @@ fn initialize_actnorm_refuses_bad_batches_and_leaves_the_model_alone() {
     );
     unchanged(&model);
     let err = model
-        .init_from_data(&Tensor::ones(&CPU, (1, 3)), None)
+        .init_from_data(&Tensor::ones(&CPU, (1, 3))?, None)
         .unwrap_err();
     assert!(err.to_string().contains("at least 2 rows"), "{err}");
     unchanged(&model);
     let err = model
         .init_from_data(
-            &Tensor::ones(&CPU, (4, 3)),
-            Some(&Tensor::ones(&CPU, (4, 1))),
+            &Tensor::ones(&CPU, (4, 3))?,
+            Some(&Tensor::ones(&CPU, (4, 1))?),
         )
         .unwrap_err();
     assert!(err.to_string().contains("context"), "{err}");
     unchanged(&model);
     // A NaN reaches the first ActNorm: nothing is set.
-    let mut x = skewed_batch(6, 3, 1).to_vec();
+    let mut x = skewed_batch(6, 3, 1).to_vec()?;
     x[4] = f64::NAN;
     let x = Tensor::from_vec(&CPU, (6, 3), x).unwrap();
     let err = model.init_from_data(&x, None).unwrap_err();
@@ -343,7 +355,7 @@ fn initialize_actnorm_refuses_bad_batches_and_leaves_the_model_alone() {
     unchanged(&model);
     // A value so large that the first ActNorm passes infinities on to the second: the first
     // one's new values are rolled back too.
-    let mut x = skewed_batch(6, 3, 1).to_vec();
+    let mut x = skewed_batch(6, 3, 1).to_vec()?;
     x[0] = 1e300;
     x[3] = -1e300;
     let x = Tensor::from_vec(&CPU, (6, 3), x).unwrap();
@@ -357,19 +369,20 @@ fn initialize_actnorm_refuses_bad_batches_and_leaves_the_model_alone() {
     assert!(!realnvp.wants_data_init());
     assert_eq!(
         realnvp
-            .init_from_data(&Tensor::zeros(&CPU, (1, 2)), None)
+            .init_from_data(&Tensor::zeros(&CPU, (1, 2))?, None)
             .unwrap(),
         0
     );
+    Ok(())
 }
 
 #[test]
-fn initialize_actnorm_works_in_f32() {
+fn initialize_actnorm_works_in_f32() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let cpu = flow_core::Cpu::<f32>::new();
     let spec = glow(2, 3, 0, 5).spec().unwrap();
     let mut model = NormalizingFlow::new(&cpu, spec, 5).unwrap();
     let x64 = skewed_batch(256, 2, 8);
-    let x = Tensor::from_f64s(&cpu, (256, 2), &x64.to_vec()).unwrap();
+    let x = Tensor::from_f64s(&cpu, (256, 2), &x64.to_vec()?).unwrap();
     assert_eq!(model.init_from_data(&x, None).unwrap(), 3);
     let (samples, log_q) = model.sample(32, None, &mut flow_core::rng(1)).unwrap();
     let log_p = model.log_prob(&samples, None).unwrap();
@@ -377,7 +390,7 @@ fn initialize_actnorm_works_in_f32() {
     // The initialised model puts the batch near the standard normal: its NLL per feature is
     // close to the standard normal's entropy (1.42 nats), far below the untrained model's.
     let nll = |m: &NormalizingFlow<flow_core::Cpu<f32>>| {
-        let lp = m.log_prob(&x, None).unwrap().to_f64s()?;
+        let lp = m.log_prob(&x, None).unwrap().to_f64s().unwrap();
         -lp.iter().sum::<f64>() / lp.len() as f64
     };
     let fresh = NormalizingFlow::new(&cpu, glow(2, 3, 0, 5).spec().unwrap(), 5).unwrap();
@@ -387,4 +400,5 @@ fn initialize_actnorm_works_in_f32() {
         nll(&model),
         nll(&fresh)
     );
+    Ok(())
 }

@@ -22,6 +22,7 @@ fn forward_value(layer: &dyn Flow<B>, params: &ParamStore<B>, z: &Tensor<B>) -> 
         .0
         .value()
         .to_vec()
+        .unwrap()
 }
 
 /// A one-layer flow of `layer`'s spec, rebuilt from JSON, with `params`' values copied in by
@@ -62,7 +63,7 @@ fn check_spec_round_trip(
 }
 
 fn det_sign_free_log(w: &Tensor<B>) -> f64 {
-    log_abs_det(w.to_vec(), w.rows())
+    log_abs_det(w.to_vec().unwrap(), w.rows())
 }
 
 proptest! {
@@ -85,14 +86,14 @@ proptest! {
         shift in prop::collection::vec(-10.0f64..10.0, 8),
     ) {
         let mut rng = flow_core::rng(seed);
-        let raw = Tensor::randn(&CPU, (rows, d), &mut rng).to_vec();
+        let raw = Tensor::randn(&CPU, (rows, d), &mut rng)?.to_vec()?;
         let x: Vec<f64> = raw.iter().enumerate().map(|(k, v)| v * spread[k % d] + shift[k % d]).collect();
         let x = Tensor::from_vec(&CPU, (rows, d), x).unwrap();
         let mut params = ParamStore::new();
         let layer = ActNorm::new(&mut BuildContext::new(&CPU, &mut params, "flows.0", d, &mut rng).with_init(Init::Random)).unwrap();
         layer.initialize(&mut params, &x).unwrap();
         let tape = Tape::new(&CPU);
-        let z = layer.inverse(&params, &tape.constant(x), None).unwrap().0.value().to_vec();
+        let z = layer.inverse(&params, &tape.constant(x), None).unwrap().0.value().to_vec()?;
         for j in 0..d {
             let col: Vec<f64> = (0..rows).map(|r| z[r * d + j]).collect();
             let mean = col.iter().sum::<f64>() / rows as f64;
@@ -130,9 +131,9 @@ proptest! {
         let mut params = ParamStore::new();
         let layer = InvertibleLinearLu::new(&mut BuildContext::new(&CPU, &mut params, "flows.0", d, &mut flow_core::rng(seed))).unwrap();
         let w = layer.weight(&params).unwrap();
-        assert_close(&w.to_vec(), &w0, 1e-12, "W at init vs W0")?;
+        assert_close(&w.to_vec()?, &w0, 1e-12, "W at init vs W0")?;
         // W0 is orthogonal: W0 W0^T = I.
-        let wwt = w.matmul_t(false, &w, true).unwrap().to_vec();
+        let wwt = w.matmul_t(false, &w, true).unwrap().to_vec()?;
         for i in 0..d {
             for j in 0..d {
                 let want = if i == j { 1.0 } else { 0.0 };
@@ -140,34 +141,34 @@ proptest! {
             }
         }
         // The forward map is z W^T.
-        let z = Tensor::randn(&CPU, (3, d), &mut flow_core::rng(seed + 1));
-        let want = z.matmul_t(false, &w, true).unwrap().to_vec();
+        let z = Tensor::randn(&CPU, (3, d), &mut flow_core::rng(seed + 1))?;
+        let want = z.matmul_t(false, &w, true).unwrap().to_vec()?;
         assert_close(&forward_value(&layer, &params, &z), &want, 1e-12, "forward vs z W^T")?;
 
         // One gradient step of a loss through the inverse (as log_prob would).
         let tape = Tape::new(&CPU);
-        let x = tape.constant(Tensor::randn(&CPU, (5, d), &mut flow_core::rng(seed + 2)));
+        let x = tape.constant(Tensor::randn(&CPU, (5, d), &mut flow_core::rng(seed + 2))?);
         let (zz, ld) = layer.inverse(&params, &x, None).unwrap();
-        let loss = zz.square().sum(Axis::All).mul_scalar(0.5).sub(&ld.sum(Axis::All)).unwrap();
+        let loss = zz.square()?.sum(Axis::All)?.mul_scalar(0.5)?.sub(&ld.sum(Axis::All)?).unwrap();
         let grads = tape.backward(&loss).unwrap();
         for id in layer.param_ids() {
             if let Some(g) = grads.param(id) {
-                let step = params.get(id).unwrap().sub(&g.unary(flow_core::UnaryOp::MulScalar(0.1))).unwrap();
+                let step = params.get(id).unwrap().sub(&g.unary(flow_core::UnaryOp::MulScalar(0.1))?).unwrap();
                 params.set(id, step).unwrap();
             }
         }
         let w1 = layer.weight(&params).unwrap();
         prop_assert!(w1.max_abs_diff(&w).unwrap() > 1e-6, "the step did not change W");
-        let log_s = params.get(layer.param_ids()[2]).unwrap().to_vec();
+        let log_s = params.get(layer.param_ids()[2]).unwrap().to_vec()?;
         let sum_log_s: f64 = log_s.iter().sum();
         let from_lu = det_sign_free_log(&w1);
         prop_assert!((from_lu - sum_log_s).abs() < 1e-10, "log|det W| {} vs sum(log_s) {}", from_lu, sum_log_s);
         // The masked-out parts stay zero: the triangles keep their shape.
-        let lu = lu_decompose(&w1.to_vec(), d).unwrap();
+        let lu = lu_decompose(&w1.to_vec()?, d).unwrap();
         let diag_log: f64 = (0..d).map(|i| lu.upper[i * d + i].abs().ln()).sum();
         prop_assert!((diag_log - sum_log_s).abs() < 1e-10);
         // And the layer still inverts, with the same log-dets.
-        let z = Tensor::randn(&CPU, (3, d), &mut flow_core::rng(seed + 3));
+        let z = Tensor::randn(&CPU, (3, d), &mut flow_core::rng(seed + 3))?;
         check_layer(&layer, &params, &z)?;
     }
 }
@@ -231,17 +232,25 @@ fn bad_specs_are_errors() {
     ))
     .unwrap();
     assert!(layer
-        .initialize(&mut params, &Tensor::zeros(&CPU, (4, 3)))
+        .initialize(&mut params, &Tensor::zeros(&CPU, (4, 3)).unwrap())
         .is_err());
     // A constant feature: the std floor keeps the inverse finite.
     layer
-        .initialize(&mut params, &Tensor::ones(&CPU, (4, 2)))
+        .initialize(&mut params, &Tensor::ones(&CPU, (4, 2)).unwrap())
         .unwrap();
     let tape = Tape::new(&CPU);
     let z = layer
-        .inverse(&params, &tape.constant(Tensor::ones(&CPU, (4, 2))), None)
+        .inverse(
+            &params,
+            &tape.constant(Tensor::ones(&CPU, (4, 2)).unwrap()),
+            None,
+        )
         .unwrap()
         .0
         .value();
-    assert!(z.to_vec().iter().all(|v| v.is_finite() && v.abs() < 1e-9));
+    assert!(z
+        .to_vec()
+        .unwrap()
+        .iter()
+        .all(|v| v.is_finite() && v.abs() < 1e-9));
 }

@@ -23,14 +23,14 @@ fn jacobian(
     let out = made.forward(params, &xv, cv.as_ref()).unwrap();
     let (mut dx, mut dc) = (Vec::new(), Vec::new());
     for o in 0..out.shape().cols {
-        let col = out.slice_cols(o, 1).unwrap().sum(Axis::All);
+        let col = out.slice_cols(o, 1).unwrap().sum(Axis::All).unwrap();
         let mut wrt = vec![&xv];
         if let Some(cv) = &cv {
             wrt.push(cv);
         }
         let grads = tape.grad(&col, &wrt, false).unwrap();
         let abs_sum = |t: &Tensor<B>, cols: usize| -> Vec<f64> {
-            let v = t.to_vec();
+            let v = t.to_vec().unwrap();
             (0..cols)
                 .map(|j| v.iter().skip(j).step_by(cols).map(|g| g.abs()).sum())
                 .collect()
@@ -148,7 +148,7 @@ fn bad_configurations_are_errors() {
     )
     .unwrap();
     let tape = Tape::new(&CPU);
-    let x = tape.constant(Tensor::zeros(&CPU, (2, 2)));
+    let x = tape.constant(Tensor::zeros(&CPU, (2, 2)).unwrap());
     let err = made.forward(&params, &x, None).unwrap_err();
     assert!(
         err.to_string()

@@ -69,7 +69,7 @@ fn planar_layer(
     set(&mut params, iw, &w);
     set(&mut params, ib, &[b]);
     // The constraint holds whatever u is: w·u_hat = softplus(w·u) - 1 > -1.
-    let u_hat = layer.u_hat(&params).unwrap().to_vec();
+    let u_hat = layer.u_hat(&params).unwrap().to_vec()?;
     let c = dot(&w, &u_hat);
     let want = (1.0 + dot(&w, &u).exp()).ln() - 1.0;
     prop_assert!(
@@ -123,7 +123,8 @@ fn inverse_loss(layer: &dyn Flow<B>, params: &ParamStore<B>, x: &Var<B>) -> Var<
     z.mul(&p)
         .unwrap()
         .sum(Axis::All)
-        .add(&ld.mul(&q).unwrap().sum(Axis::All))
+        .unwrap()
+        .add(&ld.mul(&q).unwrap().sum(Axis::All).unwrap())
         .unwrap()
 }
 
@@ -149,13 +150,19 @@ fn check_inverse_gradients(
     for i in 0..d {
         // Column i of every sample's Jacobian: move feature i of every row at once.
         let column = |delta: f64| {
-            let mut v = x.to_vec();
+            let mut v = x.to_vec().unwrap();
             for r in 0..rows {
                 v[r * d + i] += delta;
             }
             let tape = Tape::new(&CPU);
             let x = tape.constant(Tensor::from_vec(&CPU, (rows, d), v).unwrap());
-            layer.inverse(params, &x, None).unwrap().0.value().to_vec()
+            layer
+                .inverse(params, &x, None)
+                .unwrap()
+                .0
+                .value()
+                .to_vec()
+                .unwrap()
         };
         for (r, jac) in ad.iter().enumerate() {
             for j in 0..d {
@@ -180,11 +187,11 @@ fn check_inverse_gradients(
             .scalar_value()
             .unwrap()
     };
-    let gx = grads.get(&xv).unwrap().to_vec();
+    let gx = grads.get(&xv).unwrap().to_vec()?;
     let fd_x: Vec<f64> = (0..rows * d)
         .map(|k| {
             derivative(&mut |delta| {
-                let mut v = x.to_vec();
+                let mut v = x.to_vec().unwrap();
                 v[k] += delta;
                 value(params, &Tensor::from_vec(&CPU, x.shape(), v).unwrap())
             })
@@ -195,10 +202,10 @@ fn check_inverse_gradients(
     let ids: Vec<ParamId> = params.ids().collect();
     for id in ids {
         let name = params.name(id).unwrap().to_string();
-        let original = params.get(id).unwrap().to_vec();
+        let original = params.get(id).unwrap().to_vec()?;
         let analytic = grads
             .param(id)
-            .map(|g| g.to_vec())
+            .map(|g| g.to_vec().unwrap())
             .unwrap_or_else(|| vec![0.0; original.len()]);
         let mut numeric = Vec::with_capacity(original.len());
         for k in 0..original.len() {
@@ -288,12 +295,12 @@ proptest! {
         for k in (0..2 * transforms).step_by(2) {
             let store = model.params_mut();
             let id = store.id(&format!("flows.{k}.b")).unwrap();
-            store.set(id, Tensor::randn(&CPU, (1, 1), &mut rng)).unwrap();
+            store.set(id, Tensor::randn(&CPU, (1, 1), &mut rng)?).unwrap();
         }
         check_model(&model, &z)?;
         let (xs, log_q) = model.sample(6, None, &mut flow_core::rng(seed + 2)).unwrap();
         let log_p = model.log_prob(&xs, None).unwrap();
-        assert_close(&log_p.to_vec(), &log_q.to_vec(), TOL, "sample log q vs log_prob")?;
+        assert_close(&log_p.to_vec()?, &log_q.to_vec()?, TOL, "sample log q vs log_prob")?;
         let rebuilt = FlowSpec::from_json(&model.spec().to_json()).unwrap();
         prop_assert_eq!(&rebuilt, model.spec());
         prop_assert_eq!(rebuilt.num_scalars(&Registry::<B>::builtin()).unwrap(), Some(model.params().num_scalars()));
@@ -327,7 +334,7 @@ proptest! {
         .map(|(n, s)| (n.to_string(), *s))
         .collect();
         prop_assert_eq!(names, want);
-        let get = |name: &str| model.params().get(model.params().id(name).unwrap()).unwrap().to_vec();
+        let get = |name: &str| model.params().get(model.params().id(name).unwrap()).unwrap().to_vec().unwrap();
         let (lim_u, lim_w) = (2f64.sqrt(), (2.0 / dim as f64).sqrt());
         prop_assert!(get("flows.0.u").iter().all(|v| v.abs() <= lim_u));
         prop_assert!(get("flows.0.w").iter().all(|v| v.abs() <= lim_w));
@@ -342,7 +349,8 @@ proptest! {
 }
 
 #[test]
-fn planar_with_strongly_violating_parameters_stays_invertible() {
+fn planar_with_strongly_violating_parameters_stays_invertible(
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
     // w·u = -30: without u_hat the layer would fold space; with it, w·u_hat = -1 + 1e-13.
     let dim = 3;
     let mut params = ParamStore::<B>::new();
@@ -355,16 +363,17 @@ fn planar_with_strongly_violating_parameters_stays_invertible() {
     set(&mut params, iw, &[1.0, -0.5, 2.0]);
     set(&mut params, iu, &[-30.0 / 5.25, 15.0 / 5.25, -60.0 / 5.25]);
     set(&mut params, ib, &[0.3]);
-    let z = Tensor::randn(&CPU, (50, dim), &mut flow_core::rng(2));
+    let z = Tensor::randn(&CPU, (50, dim), &mut flow_core::rng(2))?;
     let tape = Tape::new(&CPU);
     let (x, ld) = layer.forward(&params, &tape.constant(z), None).unwrap();
-    let ld = ld.value().to_vec();
+    let ld = ld.value().to_vec()?;
     assert!(ld.iter().all(|v| v.is_finite() && *v <= 1e-12), "{ld:?}");
     // Ill-conditioned along w, so compare in data space: f(f^-1(x)) = x.
     let (z_back, inv_ld) = layer.inverse(&params, &x, None).unwrap();
-    assert!(inv_ld.value().to_vec().iter().all(|v| v.is_finite()));
+    assert!(inv_ld.value().to_vec()?.iter().all(|v| v.is_finite()));
     let x_again = image(&layer, &params, &z_back.value());
     assert!(x_again.max_abs_diff(&x.value()).unwrap() < 1e-10);
+    Ok(())
 }
 
 fn nan_and_inf_are_errors(layer: &dyn Flow<B>, params: &ParamStore<B>, dim: usize) {
@@ -430,7 +439,7 @@ fn degenerate_parameters_are_errors() {
     .unwrap();
     set(&mut params, layer.param_ids()[1], &[0.0, 0.0]);
     let tape = Tape::new(&CPU);
-    let x = tape.constant(Tensor::ones(&CPU, (2, 2)));
+    let x = tape.constant(Tensor::ones(&CPU, (2, 2)).unwrap());
     assert!(matches!(
         layer.inverse(&params, &x, None),
         Err(Error::NotInvertible { .. })
@@ -488,7 +497,7 @@ fn degenerate_parameters_are_errors() {
 }
 
 #[test]
-fn radial_inverse_at_the_centre() {
+fn radial_inverse_at_the_centre() -> std::result::Result<(), Box<dyn std::error::Error>> {
     // x = z_0 maps back to z_0, with finite gradients (the norm's gradient is 0 there).
     let dim = 3;
     let mut params = ParamStore::<B>::new();
@@ -512,7 +521,7 @@ fn radial_inverse_at_the_centre() {
     // The Jacobian there is |alpha| / softplus(beta) times the identity.
     let (a, s) = (0.7f64, (1.0 + 0.4f64.exp()).ln());
     let want = dim as f64 * (a / s).ln();
-    assert!((ld.value().to_vec()[0] - want).abs() < 1e-12);
+    assert!((ld.value().to_vec()?[0] - want).abs() < 1e-12);
     let jac = jacobians(&|v| layer.inverse(&params, v, None).unwrap().0, &x);
     for i in 0..dim {
         for j in 0..dim {
@@ -520,22 +529,23 @@ fn radial_inverse_at_the_centre() {
             assert!((jac[0][i * dim + j] - want).abs() < 1e-12, "{jac:?}");
         }
     }
-    let loss = z.sum(Axis::All).add(&ld.sum(Axis::All)).unwrap();
+    let loss = z.sum(Axis::All)?.add(&ld.sum(Axis::All)?).unwrap();
     let grads = tape.backward(&loss).unwrap();
     assert!(grads
         .get(&xv)
         .unwrap()
-        .to_vec()
+        .to_vec()?
         .iter()
         .all(|g| g.is_finite()));
     for id in layer.param_ids() {
         assert!(grads
             .param(id)
             .unwrap()
-            .to_vec()
+            .to_vec()?
             .iter()
             .all(|g| g.is_finite()));
     }
+    Ok(())
 }
 
 #[test]
@@ -642,7 +652,7 @@ fn specs_round_trip_through_json() {
         let id = store.id(name).unwrap();
         store.set(id, value.clone()).unwrap();
     }
-    let x = Tensor::randn(&CPU, (4, 3), &mut flow_core::rng(3));
+    let x = Tensor::randn(&CPU, (4, 3), &mut flow_core::rng(3)).unwrap();
     let (la, lb) = (a.log_prob(&x, None).unwrap(), b.log_prob(&x, None).unwrap());
     assert!(la.max_abs_diff(&lb).unwrap() < 1e-14);
 }
@@ -685,9 +695,9 @@ impl Target<B> for Correlated {
         let precision = x
             .tape()
             .constant(Tensor::from_f64s(&CPU, (2, 2), &precision)?);
-        let quad = x.matmul(&precision)?.mul(x)?.sum(Axis::Cols);
+        let quad = x.matmul(&precision)?.mul(x)?.sum(Axis::Cols)?;
         let log_norm = -(2.0 * std::f64::consts::PI).ln() - 0.5 * (1.0 - rho * rho).ln();
-        Ok(quad.mul_scalar(-0.5).add_scalar(log_norm))
+        Ok(quad.mul_scalar(-0.5)?.add_scalar(log_norm)?)
     }
 }
 
@@ -722,7 +732,7 @@ fn train_reverse_kl(
         let updates: Vec<(ParamId, Tensor<B>)> = grads
             .params()
             .map(|(id, g)| {
-                let g = g.unary(flow_core::UnaryOp::MulScalar(lr));
+                let g = g.unary(flow_core::UnaryOp::MulScalar(lr)).unwrap();
                 (id, model.params().get(id).unwrap().sub(&g).unwrap())
             })
             .collect();
@@ -738,10 +748,10 @@ fn train_reverse_kl(
 }
 
 /// Mean and standard deviation of each feature of `n` samples.
-fn moments(model: &NormalizingFlow<B>, n: usize) -> (Vec<f64>, Vec<f64>) {
+fn moments(model: &NormalizingFlow<B>, n: usize) -> flow_core::Result<(Vec<f64>, Vec<f64>)> {
     let (x, _) = model.sample(n, None, &mut flow_core::rng(3)).unwrap();
     let d = x.cols();
-    let v = x.to_vec();
+    let v = x.to_vec()?;
     let mean: Vec<f64> = (0..d)
         .map(|j| (0..n).map(|r| v[r * d + j]).sum::<f64>() / n as f64)
         .collect();
@@ -754,7 +764,7 @@ fn moments(model: &NormalizingFlow<B>, n: usize) -> (Vec<f64>, Vec<f64>) {
             var.sqrt()
         })
         .collect();
-    (mean, std)
+    Ok((mean, std))
 }
 
 /// The exact KL(N(m0, diag s0^2) || N(m1, diag s1^2)).
@@ -773,7 +783,7 @@ fn check_training(spec: FlowSpec) {
         scale: vec![0.6, 1.4],
     };
     let (before, after, model) = train_reverse_kl(spec, &target, 300, 0.05);
-    let (mean, std) = moments(&model, 20_000);
+    let (mean, std) = moments(&model, 20_000).unwrap();
     // The exact answer is q = p, KL 0. Untrained, the flow is far from it (the standard
     // normal alone is at KL 3.85 from p; the random layers move it further or closer).
     let from_standard = gaussian_kl(&[0.0, 0.0], &[1.0, 1.0], &target.loc, &target.scale);

@@ -37,7 +37,7 @@ fn spline_values(
     let xv = tape.constant(Tensor::from_vec(&CPU, (x.len(), 1), x.to_vec()).unwrap());
     let pv = tape.constant(Tensor::from_vec(&CPU, (x.len(), p), params.to_vec()).unwrap());
     let (y, ld) = rational_quadratic(&xv, &pv, config, direction).unwrap();
-    (y.value().to_vec(), ld.value().to_vec())
+    (y.value().to_vec().unwrap(), ld.value().to_vec().unwrap())
 }
 
 /// The knots of the spline with `params`, computed independently: `(xs, ys, derivatives)`.
@@ -209,8 +209,8 @@ proptest! {
         let log_p = model.log_prob(&x, c.as_ref()).unwrap();
         let (samples, log_q) = model.sample(z.rows(), c.as_ref(), &mut flow_core::rng(seed + 1)).unwrap();
         let log_p_samples = model.log_prob(&samples, c.as_ref()).unwrap();
-        assert_close(&log_p_samples.to_vec(), &log_q.to_vec(), 1e-9, "sample log q vs log_prob")?;
-        prop_assert!(log_p.to_vec().iter().all(|v| v.is_finite()));
+        assert_close(&log_p_samples.to_vec()?, &log_q.to_vec()?, 1e-9, "sample log q vs log_prob")?;
+        prop_assert!(log_p.to_vec()?.iter().all(|v| v.is_finite()));
         let rebuilt = FlowSpec::from_json(&model.spec().to_json()).unwrap();
         prop_assert_eq!(&rebuilt, model.spec());
     }
@@ -252,7 +252,7 @@ fn spline_edge_cases_at_and_beyond_the_tail_bound() {
             let x = tape.input(Tensor::from_vec(&CPU, (n, 1), inputs.to_vec()).unwrap());
             let pv = tape.input(Tensor::from_vec(&CPU, (n, p), rows.clone()).unwrap());
             let (y, ld) = rational_quadratic(&x, &pv, &c, direction).unwrap();
-            let (yv, ldv) = (y.value().to_vec(), ld.value().to_vec());
+            let (yv, ldv) = (y.value().to_vec().unwrap(), ld.value().to_vec().unwrap());
             for (i, &v) in inputs.iter().enumerate() {
                 assert!(
                     yv[i].is_finite() && ldv[i].is_finite(),
@@ -266,9 +266,11 @@ fn spline_edge_cases_at_and_beyond_the_tail_bound() {
                 }
             }
             for out in [&y, &ld] {
-                let grads = tape.grad(&out.sum_all(), &[&x, &pv], false).unwrap();
+                let grads = tape
+                    .grad(&out.sum_all().unwrap(), &[&x, &pv], false)
+                    .unwrap();
                 for g in &grads {
-                    let g = g.value().to_vec();
+                    let g = g.value().to_vec().unwrap();
                     assert!(
                         g.iter().all(|v| v.is_finite()),
                         "{direction:?}: non-finite gradient {g:?}"
@@ -276,9 +278,10 @@ fn spline_edge_cases_at_and_beyond_the_tail_bound() {
                 }
             }
             // Slope 1 outside, and at the bound from inside too.
-            let gx = tape.grad(&y.sum_all(), &[&x], false).unwrap()[0]
+            let gx = tape.grad(&y.sum_all().unwrap(), &[&x], false).unwrap()[0]
                 .value()
-                .to_vec();
+                .to_vec()
+                .unwrap();
             for (i, &v) in inputs.iter().enumerate() {
                 if v.abs() > b || v.abs() == b {
                     assert!(
@@ -347,7 +350,7 @@ fn zero_initialised_nsf_is_the_identity() {
         let (x, ld) = model.forward(&tape.constant(z.clone()), None).unwrap();
         // Autoregressive layers keep the order; coupling layers are followed by
         // permutations, so each row comes out as a permutation of itself.
-        let (xs, zs) = (x.value().to_vec(), z.to_vec());
+        let (xs, zs) = (x.value().to_vec().unwrap(), z.to_vec().unwrap());
         for (xr, zr) in xs.chunks(3).zip(zs.chunks(3)) {
             let (mut a, mut b) = (xr.to_vec(), zr.to_vec());
             a.sort_by(f64::total_cmp);
@@ -357,7 +360,7 @@ fn zero_initialised_nsf_is_the_identity() {
                 assert_close(xr, zr, 1e-12, "identity").unwrap();
             }
         }
-        assert!(ld.value().to_vec().iter().all(|v| v.abs() < 1e-12));
+        assert!(ld.value().to_vec().unwrap().iter().all(|v| v.abs() < 1e-12));
     }
 }
 
@@ -376,15 +379,15 @@ fn conditional_nsf_reads_its_context() {
     let x = Tensor::from_vec(&CPU, (1, 2), vec![0.3, -0.2]).unwrap();
     let c1 = Tensor::from_vec(&CPU, (1, 3), vec![1.0, 0.0, 0.0]).unwrap();
     let c2 = Tensor::from_vec(&CPU, (1, 3), vec![0.0, 0.0, 1.0]).unwrap();
-    let l1 = model.log_prob(&x, Some(&c1)).unwrap().to_vec()[0];
-    let l2 = model.log_prob(&x, Some(&c2)).unwrap().to_vec()[0];
+    let l1 = model.log_prob(&x, Some(&c1)).unwrap().to_vec().unwrap()[0];
+    let l2 = model.log_prob(&x, Some(&c2)).unwrap().to_vec().unwrap()[0];
     assert!((l1 - l2).abs() > 1e-6, "{l1} vs {l2}");
     let err = model.log_prob(&x, None).unwrap_err().to_string();
     assert!(
         err.contains("expected a context of 1 rows x 3 features, got none"),
         "{err}"
     );
-    let bad = Tensor::zeros(&CPU, (1, 2));
+    let bad = Tensor::zeros(&CPU, (1, 2)).unwrap();
     let err = model.log_prob(&x, Some(&bad)).unwrap_err().to_string();
     assert!(err.contains("got 1 x 2"), "{err}");
     // One context row is shared by every sample; the samples' densities are given that row.

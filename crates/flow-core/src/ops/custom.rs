@@ -39,7 +39,7 @@ use std::sync::Arc;
 ///         _output: &Var<Cpu<f64>>,
 ///         grad: &Var<Cpu<f64>>,
 ///     ) -> flow_core::Result<Vec<Option<Var<Cpu<f64>>>>> {
-///         Ok(vec![Some(inputs[0].square().mul_scalar(3.0).mul(grad)?)])
+///         Ok(vec![Some(inputs[0].square()?.mul_scalar(3.0)?.mul(grad)?)])
 ///     }
 /// }
 ///
@@ -47,8 +47,8 @@ use std::sync::Arc;
 /// let tape = Tape::new(&cpu);
 /// let x = tape.input(Tensor::from_vec(&cpu, (1, 2), vec![1.0, -2.0])?);
 /// let y = Var::custom(Arc::new(Cube), &[&x])?;
-/// let grads = tape.backward(&y.sum_all())?;
-/// assert_eq!(grads.get(&x).unwrap().to_vec(), vec![3.0, 12.0]);
+/// let grads = tape.backward(&y.sum_all()?)?;
+/// assert_eq!(grads.get(&x).unwrap().to_vec()?, vec![3.0, 12.0]);
 /// # Ok::<(), flow_core::Error>(())
 /// ```
 pub trait CustomOp<B: Backend>: Send + Sync + 'static {
