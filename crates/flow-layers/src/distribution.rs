@@ -472,12 +472,12 @@ fn categorical(weights: &[f64], rng: &mut FlowRng) -> usize {
 /// let box2 = Uniform::new(2, -1.0, 3.0)?;
 /// let tape = Tape::new(&cpu);
 /// let z = tape.constant(Tensor::from_vec(&cpu, (2, 2), vec![0.0, 2.5, 0.0, 3.5])?);
-/// let log_q = box2.log_prob(&z)?.value().to_vec();
+/// let log_q = box2.log_prob(&z)?.value().to_vec()?;
 /// assert_eq!(log_q, vec![-2.0 * 4f64.ln(), f64::NEG_INFINITY]);
 ///
 /// let (z, log_q) = box2.sample(&tape, 100, &mut rng(0))?;
-/// assert!(z.value().to_vec().iter().all(|&v| (-1.0..=3.0).contains(&v)));
-/// assert!(log_q.value().to_vec().iter().all(|&l| l == -2.0 * 4f64.ln()));
+/// assert!(z.value().to_vec()?.iter().all(|&v| (-1.0..=3.0).contains(&v)));
+/// assert!(log_q.value().to_vec()?.iter().all(|&l| l == -2.0 * 4f64.ln()));
 /// # Ok::<(), flow_layers::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq)]

@@ -77,11 +77,11 @@ pub enum PlanarActivation {
 ///     PlanarActivation::Tanh,
 /// )?;
 /// let tape = Tape::new(&cpu);
-/// let z = tape.constant(Tensor::randn(&cpu, (4, 3), &mut rng(1)));
+/// let z = tape.constant(Tensor::randn(&cpu, (4, 3), &mut rng(1))?);
 /// let (x, log_det) = layer.forward(&params, &z, None)?;
 /// let (z_back, inverse_log_det) = layer.inverse(&params, &x, None)?; // solved numerically
 /// assert!(z_back.value().max_abs_diff(&z.value())? < 1e-10);
-/// assert!(log_det.value().max_abs_diff(&inverse_log_det.neg().value())? < 1e-10);
+/// assert!(log_det.value().max_abs_diff(&inverse_log_det.neg()?.value())? < 1e-10);
 /// # Ok::<(), flow_layers::Error>(())
 /// ```
 #[derive(Clone, Debug)]

@@ -25,7 +25,7 @@
 //!         self.dim
 //!     }
 //!     fn forward(&self, _: &ParamStore<B>, z: &Var<B>, _: Option<&Var<B>>) -> flow_layers::Result<(Var<B>, Var<B>)> {
-//!         Ok((z.neg(), z.sum(flow_core::Axis::Cols).mul_scalar(0.0)))
+//!         Ok((z.neg()?, z.sum(flow_core::Axis::Cols)?.mul_scalar(0.0)?))
 //!     }
 //!     fn inverse(&self, p: &ParamStore<B>, x: &Var<B>, c: Option<&Var<B>>) -> flow_layers::Result<(Var<B>, Var<B>)> {
 //!         self.forward(p, x, c)

@@ -324,7 +324,7 @@ impl NsfConfig {
 /// assert!(spec.layers[2].is::<ActNorm>());
 /// let cpu = Cpu::<f64>::new();
 /// let mut model = NormalizingFlow::new(&cpu, spec, 0)?;
-/// let x = Tensor::randn(&cpu, (64, 2), &mut rng(1));
+/// let x = Tensor::randn(&cpu, (64, 2), &mut rng(1))?;
 /// assert_eq!(model.init_from_data(&x, None)?, 3);
 /// let (samples, log_q) = model.sample(5, None, &mut rng(2))?;
 /// assert!(model.log_prob(&samples, None)?.max_abs_diff(&log_q)? < 1e-9);

@@ -30,9 +30,9 @@ impl ElementwiseAffine {
         let shape = (1, cx.dim);
         let draw = |cx: &mut BuildContext<'_, B>| -> Result<Tensor<B>> {
             Ok(match cx.init {
-                Init::Identity => Tensor::zeros(cx.backend, shape),
+                Init::Identity => Tensor::zeros(cx.backend, shape)?,
                 Init::Random => {
-                    let values: Vec<f64> = Tensor::randn(cx.backend, shape, cx.rng)
+                    let values: Vec<f64> = Tensor::randn(cx.backend, shape, cx.rng)?
                         .to_f64s()?
                         .iter()
                         .map(|v| v * config.init_std)
@@ -65,8 +65,10 @@ impl<B: Backend> Flow<B> for ElementwiseAffine {
         let tape = z.tape();
         let log_scale = tape.param(params, self.log_scale)?;
         let shift = tape.param(params, self.shift)?;
-        let x = z.mul(&log_scale.exp())?.add(&shift)?;
-        let log_det = log_scale.sum(Axis::All).broadcast_to((z.shape().rows, 1))?;
+        let x = z.mul(&log_scale.exp()?)?.add(&shift)?;
+        let log_det = log_scale
+            .sum(Axis::All)?
+            .broadcast_to((z.shape().rows, 1))?;
         Ok((x, log_det))
     }
 
@@ -79,10 +81,10 @@ impl<B: Backend> Flow<B> for ElementwiseAffine {
         let tape = x.tape();
         let log_scale = tape.param(params, self.log_scale)?;
         let shift = tape.param(params, self.shift)?;
-        let z = x.sub(&shift)?.mul(&log_scale.neg().exp())?;
+        let z = x.sub(&shift)?.mul(&log_scale.neg()?.exp()?)?;
         let log_det = log_scale
-            .sum(Axis::All)
-            .neg()
+            .sum(Axis::All)?
+            .neg()?
             .broadcast_to((x.shape().rows, 1))?;
         Ok((z, log_det))
     }

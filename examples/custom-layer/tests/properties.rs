@@ -61,7 +61,7 @@ impl<B: Backend> Flow<B> for WrongLogDet {
         c: Option<&Var<B>>,
     ) -> flow_layers::Result<(Var<B>, Var<B>)> {
         let (x, ld) = self.0.forward(p, z, c)?;
-        Ok((x, ld.add_scalar(0.01)))
+        Ok((x, ld.add_scalar(0.01)?))
     }
     fn inverse(
         &self,
@@ -70,7 +70,7 @@ impl<B: Backend> Flow<B> for WrongLogDet {
         c: Option<&Var<B>>,
     ) -> flow_layers::Result<(Var<B>, Var<B>)> {
         let (z, ld) = self.0.inverse(p, x, c)?;
-        Ok((z, ld.add_scalar(-0.01)))
+        Ok((z, ld.add_scalar(-0.01)?))
     }
     fn spec(&self) -> LayerSpec {
         Flow::<B>::spec(&self.0)

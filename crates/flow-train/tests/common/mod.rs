@@ -12,7 +12,7 @@ pub fn params_of(model: &NormalizingFlow<Cpu<f32>>) -> Vec<(String, Vec<u32>)> {
         .map(|(_, name, t)| {
             (
                 name.to_string(),
-                t.to_vec().iter().map(|v| v.to_bits()).collect(),
+                t.to_vec().unwrap().iter().map(|v| v.to_bits()).collect(),
             )
         })
         .collect()
