@@ -15,8 +15,8 @@ const CPU: B = Cpu::new();
 
 fn matmul(c: &mut Criterion) {
     let mut r = rng(0);
-    let a = Tensor::<B>::randn(&CPU, (512, 64), &mut r);
-    let b = Tensor::<B>::randn(&CPU, (64, 64), &mut r);
+    let a = Tensor::<B>::randn(&CPU, (512, 64), &mut r).unwrap();
+    let b = Tensor::<B>::randn(&CPU, (64, 64), &mut r).unwrap();
     let flops = 2 * 512 * 64 * 64;
     let mut group = c.benchmark_group("matmul_512x64_64x64_f32");
     group.throughput(Throughput::Elements(flops as u64));
@@ -57,8 +57,8 @@ fn mlp(c: &mut Criterion) {
             )
         })
         .collect();
-    let x = Tensor::<B>::randn(&CPU, (batch, 1), &mut r);
-    let y = Tensor::<B>::randn(&CPU, (batch, 2), &mut r);
+    let x = Tensor::<B>::randn(&CPU, (batch, 1), &mut r).unwrap();
+    let y = Tensor::<B>::randn(&CPU, (batch, 2), &mut r).unwrap();
     let mut group = c.benchmark_group("mlp_1-64-64-2_batch512_fwd_bwd_f32");
     group.throughput(Throughput::Elements(mlp_flops(batch, &sizes)));
     group.bench_function("flow-core", |bench| {
@@ -73,14 +73,16 @@ fn mlp(c: &mut Criterion) {
                     )
                     .unwrap();
                 if i + 1 < layers.len() {
-                    h = h.relu();
+                    h = h.relu().unwrap();
                 }
             }
             let loss = h
                 .sub(&tape.constant(y.clone()))
                 .unwrap()
                 .square()
-                .mean_all();
+                .unwrap()
+                .mean_all()
+                .unwrap();
             black_box(tape.backward(&loss).unwrap())
         })
     });
@@ -99,7 +101,8 @@ fn spline(c: &mut Criterion) {
     let mut r = rng(2);
     // Inputs across the bound (about 1 in 11 outside), parameters of unit scale.
     let x = Tensor::<B>::rand_uniform(&CPU, (rows, cols), -5.5, 5.5, &mut r).unwrap();
-    let params = Tensor::<B>::randn(&CPU, (rows, cols * spec.params_per_feature()), &mut r);
+    let params =
+        Tensor::<B>::randn(&CPU, (rows, cols * spec.params_per_feature()), &mut r).unwrap();
     for direction in [Direction::Forward, Direction::Inverse] {
         let mut group = c.benchmark_group(format!("spline_512x2_8bins_{direction:?}_f32"));
         group.throughput(Throughput::Elements((rows * cols) as u64));
@@ -111,7 +114,11 @@ fn spline(c: &mut Criterion) {
                 let tape = Tape::new(&CPU);
                 let (xv, pv) = (tape.input(x.clone()), tape.input(params.clone()));
                 let (y, log_det) = xv.rational_quadratic(&pv, &spec, direction).unwrap();
-                let loss = y.sum_all().add(&log_det.sum_all()).unwrap();
+                let loss = y
+                    .sum_all()
+                    .unwrap()
+                    .add(&log_det.sum_all().unwrap())
+                    .unwrap();
                 black_box(tape.backward(&loss).unwrap())
             })
         });

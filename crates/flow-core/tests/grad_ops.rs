@@ -142,7 +142,7 @@ proptest! {
     #[test]
     fn max((x, axis) in (shape().prop_flat_map(|(r, c)| distinct(r, c)), 0u8..3)) {
         let axis = [Axis::Rows, Axis::Cols, Axis::All][axis as usize];
-        check1(&[x], |v| Ok(v[0].max(axis)?))?;
+        check1(&[x], |v| v[0].max(axis))?;
     }
 
     #[test]
@@ -196,7 +196,7 @@ proptest! {
         (matrix_of(r, c, any_value()), prop::sample::select(divisors))
     })) {
         let cols = x.shape().len() / rows;
-        check1(&[x], |v| Ok(v[0].reshape((rows, cols))?.tanh()?))?;
+        check1(&[x], |v| v[0].reshape((rows, cols))?.tanh())?;
     }
 
     #[test]

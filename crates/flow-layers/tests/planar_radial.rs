@@ -697,7 +697,7 @@ impl Target<B> for Correlated {
             .constant(Tensor::from_f64s(&CPU, (2, 2), &precision)?);
         let quad = x.matmul(&precision)?.mul(x)?.sum(Axis::Cols)?;
         let log_norm = -(2.0 * std::f64::consts::PI).ln() - 0.5 * (1.0 - rho * rho).ln();
-        Ok(quad.mul_scalar(-0.5)?.add_scalar(log_norm)?)
+        quad.mul_scalar(-0.5)?.add_scalar(log_norm)
     }
 }
 

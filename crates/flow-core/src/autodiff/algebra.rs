@@ -96,9 +96,7 @@ pub(crate) trait GradAlgebra<B: Backend> {
     where
         Self: Sized,
     {
-        Ok(crate::ops::linear::composed_activation_grads(
-            self, act, &g, out,
-        )?)
+        crate::ops::linear::composed_activation_grads(self, act, &g, out)
     }
     /// The gradients of an affine coupling's rows `v` and parameters, given the gradient
     /// `g` of its output node `out`: the backend's fused backward, or recorded through the

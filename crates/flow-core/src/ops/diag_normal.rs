@@ -38,10 +38,10 @@ impl<B: Backend> Var<B> {
         crate::tensor::check_diag_normal_shapes(self.shape(), loc.shape(), log_scale.shape())?;
         let d = self.shape().cols as f64;
         let u = self.sub(loc)?.mul(&log_scale.neg()?.exp()?)?;
-        let quad = u.square()?.sum(Axis::Cols)?.mul_scalar(0.5);
+        let quad = u.square()?.sum(Axis::Cols)?.mul_scalar(0.5)?;
         let norm = log_scale.sum_all()?;
         let constant = -0.5 * d * (2.0 * std::f64::consts::PI).ln();
-        Ok(quad?.add(&norm)?.neg()?.add_scalar(constant)?)
+        quad.add(&norm)?.neg()?.add_scalar(constant)
     }
 }
 

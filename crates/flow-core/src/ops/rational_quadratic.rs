@@ -99,10 +99,10 @@ fn composed_rows<B: Backend>(
             .softmax_cols()?
             .mul_scalar(1.0 - min * k as f64)?
             .add_scalar(min)?;
-        Ok(fractions
+        fractions
             .matmul(&cumulative)?
             .mul_scalar(2.0 * bound)?
-            .add_scalar(-bound)?)
+            .add_scalar(-bound)
     };
     let knots_x = knots(&params.slice_cols(0, k)?, spec.min_bin_width)?;
     let knots_y = knots(&params.slice_cols(k, k)?, spec.min_bin_height)?;
