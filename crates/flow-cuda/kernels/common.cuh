@@ -1,0 +1,77 @@
+// The one header every kernel includes: the element type, the kernel naming, and the few
+// definitions that differ between NVRTC and the host build (see KERNELS.md).
+#pragma once
+
+#ifdef FLOW_HOST
+#include "host/cuda_host.h"
+#else
+// Dynamic shared memory of the launch, as an array of `type`.
+#define FLOW_SHARED_DYNAMIC(type, name)                                                    \
+    extern __shared__ unsigned char flow_dynamic_shared_[];                                \
+    type* name = reinterpret_cast<type*>(flow_dynamic_shared_)
+#endif
+
+#ifndef FLOW_T
+#error "compile with -DFLOW_T=float -DFLOW_SUFFIX=f32 (or double, f64)"
+#endif
+
+typedef FLOW_T T;
+typedef unsigned long long u64;
+typedef unsigned int u32;
+
+#define FLOW_CONCAT_(a, b) a##_##b
+#define FLOW_CONCAT(a, b) FLOW_CONCAT_(a, b)
+// `FLOW_NAME(unary)` is `unary_f32` or `unary_f64`.
+#define FLOW_NAME(name) FLOW_CONCAT(name, FLOW_SUFFIX)
+#define FLOW_KERNEL extern "C" __global__
+#define FLOW_DEVICE static __device__ __forceinline__
+
+// Math on T through one spelling (the CUDA math API, or <cmath> on the host).
+FLOW_DEVICE float flow_exp(float x) { return expf(x); }
+FLOW_DEVICE double flow_exp(double x) { return exp(x); }
+FLOW_DEVICE float flow_expm1(float x) { return expm1f(x); }
+FLOW_DEVICE double flow_expm1(double x) { return expm1(x); }
+FLOW_DEVICE float flow_log(float x) { return logf(x); }
+FLOW_DEVICE double flow_log(double x) { return log(x); }
+FLOW_DEVICE float flow_log1p(float x) { return log1pf(x); }
+FLOW_DEVICE double flow_log1p(double x) { return log1p(x); }
+FLOW_DEVICE float flow_sqrt(float x) { return sqrtf(x); }
+FLOW_DEVICE double flow_sqrt(double x) { return sqrt(x); }
+FLOW_DEVICE float flow_tanh(float x) { return tanhf(x); }
+FLOW_DEVICE double flow_tanh(double x) { return tanh(x); }
+FLOW_DEVICE float flow_abs(float x) { return fabsf(x); }
+FLOW_DEVICE double flow_abs(double x) { return fabs(x); }
+FLOW_DEVICE float flow_cos(float x) { return cosf(x); }
+FLOW_DEVICE double flow_cos(double x) { return cos(x); }
+FLOW_DEVICE bool flow_isnan(T x) { return x != x; }
+FLOW_DEVICE T flow_max(T a, T b) { return a > b ? a : b; }
+
+// The grid-stride loop over `n` items of one thread each.
+#define FLOW_FOR_EACH(i, n)                                                                 \
+    for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < (n);                        \
+         i += (u64)blockDim.x * gridDim.x)
+
+FLOW_DEVICE T flow_sigmoid(T x) {
+    if (x >= T(0)) {
+        return T(1) / (T(1) + flow_exp(-x));
+    }
+    T e = flow_exp(x);
+    return e / (T(1) + e);
+}
+
+FLOW_DEVICE T flow_softplus(T x) {
+    return flow_max(x, T(0)) + flow_log1p(flow_exp(-flow_abs(x)));
+}
+
+// Compensated (Kahan) accumulation: `sum + c` is the running total.
+struct FlowKahan {
+    T sum;
+    T c;
+};
+
+FLOW_DEVICE void flow_kahan_add(FlowKahan& acc, T x) {
+    T y = x - acc.c;
+    T t = acc.sum + y;
+    acc.c = (t - acc.sum) - y;
+    acc.sum = t;
+}
