@@ -43,6 +43,8 @@ FLOW_DEVICE float flow_abs(float x) { return fabsf(x); }
 FLOW_DEVICE double flow_abs(double x) { return fabs(x); }
 FLOW_DEVICE float flow_cos(float x) { return cosf(x); }
 FLOW_DEVICE double flow_cos(double x) { return cos(x); }
+FLOW_DEVICE float flow_sin(float x) { return sinf(x); }
+FLOW_DEVICE double flow_sin(double x) { return sin(x); }
 FLOW_DEVICE bool flow_isnan(T x) { return x != x; }
 FLOW_DEVICE T flow_max(T a, T b) { return a > b ? a : b; }
 
@@ -63,7 +65,17 @@ FLOW_DEVICE T flow_softplus(T x) {
     return flow_max(x, T(0)) + flow_log1p(flow_exp(-flow_abs(x)));
 }
 
-// Compensated (Kahan) accumulation: `sum + c` is the running total.
+// The sum of `x` over the `lanes` threads of a row group (`lanes` a power of two up to 32,
+// the group inside one warp). Every lane of the warp must call it together.
+FLOW_DEVICE T flow_group_sum(T x, int lanes) {
+    for (int offset = lanes / 2; offset > 0; offset /= 2) {
+        x += __shfl_xor_sync(0xffffffffu, x, offset, lanes);
+    }
+    return x;
+}
+
+// Compensated (Kahan) accumulation: `sum - c` is the running total, `c` the rounding error
+// of the additions so far (so the error does not grow with the number of terms).
 struct FlowKahan {
     T sum;
     T c;
@@ -75,3 +87,5 @@ FLOW_DEVICE void flow_kahan_add(FlowKahan& acc, T x) {
     acc.c = (t - acc.sum) - y;
     acc.sum = t;
 }
+
+FLOW_DEVICE T flow_kahan_value(const FlowKahan& acc) { return acc.sum - acc.c; }
