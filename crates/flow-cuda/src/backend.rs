@@ -88,9 +88,9 @@ impl<E: Element> fmt::Debug for CudaBackend<E> {
 /// for (`present` answers for the driver, NVRTC and cuBLAS, in that order).
 pub(crate) fn missing_libraries(present: [bool; 3]) -> Option<String> {
     const NEEDED: [&str; 3] = [
-        "the CUDA driver (libcuda.so / nvcuda.dll, from the NVIDIA driver)",
-        "NVRTC (libnvrtc, from the CUDA toolkit 12 or 13), which compiles the kernels",
-        "cuBLAS (libcublas, from the CUDA toolkit 12 or 13), which computes matrix products",
+        "the CUDA driver (libcuda, installed with the NVIDIA driver)",
+        "NVRTC (libnvrtc, from CUDA 12 or 13, to compile the kernels)",
+        "cuBLAS (libcublas, from CUDA 12 or 13, for matrix products)",
     ];
     let missing: Vec<&str> = NEEDED
         .iter()
@@ -98,12 +98,11 @@ pub(crate) fn missing_libraries(present: [bool; 3]) -> Option<String> {
         .filter(|(_, here)| !here)
         .map(|(what, _)| *what)
         .collect();
+    let them = if missing.len() == 1 { "it" } else { "them" };
     (!missing.is_empty()).then(|| {
         format!(
-            "cannot load {}; install {}, or put {} on the library path (LD_LIBRARY_PATH)",
-            missing.join(", "),
-            if missing.len() == 1 { "it" } else { "them" },
-            if missing.len() == 1 { "it" } else { "them" },
+            "cannot load {}; install {them} or add {them} to the library path (LD_LIBRARY_PATH)",
+            missing.join("; ")
         )
     })
 }

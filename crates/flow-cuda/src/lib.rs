@@ -27,8 +27,8 @@
 //! them [`CudaBackend::new`] is an error that names what is missing, for example
 //!
 //! ```text
-//! cuda-f32: cannot load the CUDA driver (libcuda.so / nvcuda.dll, from the NVIDIA driver),
-//! NVRTC (libnvrtc, ...), ...; install it, or put it on the library path (LD_LIBRARY_PATH)
+//! cuda-f32: cannot load NVRTC (libnvrtc, from CUDA 12 or 13, to compile the kernels); install
+//! it or add it to the library path (LD_LIBRARY_PATH)
 //! ```
 //!
 //! and without a GPU it is `cuda-f32: no CUDA device: ...`.
