@@ -50,7 +50,7 @@
 //! ```
 //!
 //! A backend crate's usual check is `flow_core`'s conformance suite, which this crate runs
-//! in `tests/conformance.rs` (with `FLOWS_REQUIRE_GPU=1` a missing GPU fails the test rather
+//! in `tests/device.rs` (with `FLOWS_REQUIRE_GPU=1` a missing GPU fails the test rather
 //! than skipping it).
 
 mod backend;
