@@ -5,7 +5,8 @@
 //! or an image set, with validation, early stopping, checkpoints that resume bit for bit,
 //! a metrics log and PNG plots; `log-prob`, `sample` and `eval` use a checkpoint;
 //! `import-normflows` converts a normflows RealNVP; `bench` times training; `datasets` lists
-//! the data sets. Run `flows --help`, or from a checkout
+//! the data sets. `--device cuda` runs `train`, `eval`, `log-prob`, `sample` and `bench` on
+//! GPU 0 through flow-cuda. Run `flows --help`, or from a checkout
 //! `cargo run --release -p flows-cli --bin flows -- train`.
 //!
 //! The library half holds what the binary runs ([`Cli`], [`run`]) and the plots it draws
