@@ -150,3 +150,23 @@ fn writes_in_place_leave_shared_buffers_alone() {
     assert_eq!(gpu.download(&shared).unwrap(), values);
     assert_eq!(gpu.shape(&shared), Shape::new(3, 2));
 }
+
+#[test]
+fn a_failed_allocation_is_a_backend_error_and_the_backend_goes_on() {
+    let Some(gpu) =
+        backend::<f64>("a_failed_allocation_is_a_backend_error_and_the_backend_goes_on")
+    else {
+        return;
+    };
+    // 2^45 doubles: 256 TiB, more than any device has.
+    match gpu.full(Shape::new(1 << 45, 1), 1.0) {
+        Err(Error::Backend { backend, message }) => {
+            assert_eq!(backend, "cuda-f64");
+            assert!(message.contains("allocating"), "{message}");
+        }
+        other => panic!("expected an allocation failure, got {other:?}"),
+    }
+    let x = gpu.full(Shape::new(2, 2), 1.5).unwrap();
+    assert_eq!(gpu.download(&x).unwrap(), [1.5; 4]);
+    gpu.synchronize().unwrap();
+}
