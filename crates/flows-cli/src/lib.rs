@@ -5,7 +5,8 @@
 //! or an image set, with validation, early stopping, checkpoints that resume bit for bit,
 //! a metrics log and PNG plots; `log-prob`, `sample` and `eval` use a checkpoint;
 //! `import-normflows` converts a normflows RealNVP; `bench` times training; `datasets` lists
-//! the data sets. Run `flows --help`, or from a checkout
+//! the data sets. `--device cuda` runs `train`, `eval`, `log-prob`, `sample` and `bench` on
+//! GPU 0 through flow-cuda. Run `flows --help`, or from a checkout
 //! `cargo run --release -p flows-cli --bin flows -- train`.
 //!
 //! The library half holds what the binary runs ([`Cli`], [`run`]) and the plots it draws
@@ -27,7 +28,7 @@ use flow_train::{Error, Result};
 mod data;
 mod train;
 use clap::{Parser, Subcommand, ValueEnum};
-use flow_core::{Cpu, Tensor};
+use flow_core::{Backend, Cpu, Tensor};
 use flow_layers::{
     GlowConfig, MafConfig, NormalizingFlow, NsfConfig, Ordering, PermuteMode, PlanarConfig,
     RadialConfig, RealNvpConfig, ScaleMap, SplineConfig,
@@ -35,8 +36,37 @@ use flow_layers::{
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-type B = Cpu<f32>;
-const CPU: B = Cpu::new();
+/// Where a command computes (`--device`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+pub enum Device {
+    /// The CPU backend.
+    #[default]
+    Cpu,
+    /// The CUDA backend on GPU 0: needs the NVIDIA driver, and NVRTC and cuBLAS from CUDA 12
+    /// or 13.
+    Cuda,
+}
+
+/// Evaluates `$body` with `$b` bound to (a reference to) the f32 backend `$device` selects;
+/// a CUDA backend that cannot start returns its error from the enclosing function.
+macro_rules! on_backend {
+    ($device:expr, $b:ident => $body:expr) => {
+        match $device {
+            $crate::Device::Cpu => {
+                let $b = &flow_core::Cpu::<f32>::new();
+                $body
+            }
+            $crate::Device::Cuda => {
+                let $b = &flow_cuda::CudaBackend::<f32>::new(0)?;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use on_backend;
+
+/// `--device`'s help.
+const DEVICE_HELP: &str = "Where to compute: cpu, or cuda (GPU 0; needs the NVIDIA driver, and NVRTC and cuBLAS from CUDA 12 or 13)";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -64,6 +94,8 @@ pub enum Command {
         /// with dequantised).
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        #[arg(long, value_enum, default_value_t = Device::Cpu, help = DEVICE_HELP)]
+        device: Device,
     },
     /// Convert a normflows RealNVP state_dict (safetensors) into a flows checkpoint.
     ImportNormflows {
@@ -92,6 +124,8 @@ pub enum Command {
         out: PathBuf,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        #[arg(long, value_enum, default_value_t = Device::Cpu, help = DEVICE_HELP)]
+        device: Device,
     },
     /// Mean negative log-likelihood (nats) of the rows of a CSV or .npy file under a
     /// checkpoint, with its standard error.
@@ -103,6 +137,8 @@ pub enum Command {
         /// Seed of the dequantisation noise.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        #[arg(long, value_enum, default_value_t = Device::Cpu, help = DEVICE_HELP)]
+        device: Device,
     },
     /// List the built-in data sets: name, dimension, whether the log-density has a closed
     /// form, and the entropy (the lowest NLL any model can reach) where it is known.
@@ -120,6 +156,8 @@ pub enum Command {
         /// Timed runs; the median is reported.
         #[arg(long, default_value_t = 3)]
         repeats: usize,
+        #[arg(long, value_enum, default_value_t = Device::Cpu, help = DEVICE_HELP)]
+        device: Device,
     },
 }
 
@@ -307,9 +345,13 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 10_000)]
     pub validation_samples: usize,
     /// Continue the run in this folder from its last checkpoint, with the configuration
-    /// stored there; no other flags but --quiet.
+    /// stored there; no other flags but --quiet and --device.
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// Not part of the run's configuration: a run may resume on another device.
+    #[arg(long, value_enum, default_value_t = Device::Cpu, help = DEVICE_HELP)]
+    #[serde(skip)]
+    pub device: Device,
 }
 
 fn default_bins() -> usize {
@@ -340,7 +382,7 @@ impl From<PermuteArg> for PermuteMode {
 }
 
 impl ModelArgs {
-    fn build(&self, dim: usize) -> Result<NormalizingFlow<B>> {
+    fn build<B: Backend<Elem = f32>>(&self, backend: &B, dim: usize) -> Result<NormalizingFlow<B>> {
         let spec = match self.flow {
             FlowKind::Realnvp => RealNvpConfig {
                 dim,
@@ -422,8 +464,8 @@ impl ModelArgs {
         // MAF and IAF as zuko: every MADE layer at PyTorch's initialisation (their base is
         // zuko's fixed standard normal); the others as normflows, last layers at zero.
         Ok(match self.flow {
-            FlowKind::Maf | FlowKind::Iaf => NormalizingFlow::new_random(&CPU, spec, self.seed)?,
-            _ => NormalizingFlow::new(&CPU, spec, self.seed)?,
+            FlowKind::Maf | FlowKind::Iaf => NormalizingFlow::new_random(backend, spec, self.seed)?,
+            _ => NormalizingFlow::new(backend, spec, self.seed)?,
         })
     }
 
@@ -503,7 +545,7 @@ impl ModelArgs {
 
 /// Whether `model` is worth a checkpoint: every parameter finite, and a finite
 /// log-density at every `probe` point (a diverging run can have huge but finite weights).
-fn good(model: &NormalizingFlow<B>, probe: &Tensor<B>) -> Result<bool> {
+fn good<B: Backend<Elem = f32>>(model: &NormalizingFlow<B>, probe: &Tensor<B>) -> Result<bool> {
     let finite = |t: &Tensor<B>| -> Result<bool> { Ok(t.to_vec()?.iter().all(|v| v.is_finite())) };
     for (_, _, t) in model.params().iter() {
         if !finite(t)? {
@@ -571,9 +613,11 @@ pub fn run(cli: Cli) -> error::Result<()> {
             checkpoint,
             data,
             seed,
+            device,
         } => {
             let mut out = String::new();
-            for v in log_prob_of_file(&checkpoint, &data, seed)?.0 {
+            let log_p = on_backend!(device, b => log_prob_of_file(b, &checkpoint, &data, seed)?.0);
+            for v in log_p {
                 out.push_str(&format!("{v}\n"));
             }
             print!("{out}");
@@ -584,13 +628,16 @@ pub fn run(cli: Cli) -> error::Result<()> {
             n,
             out,
             seed,
-        } => Ok(run_sample(&checkpoint, n, &out, seed)?),
+            device,
+        } => Ok(on_backend!(device, b => run_sample(b, &checkpoint, n, &out, seed))?),
         Command::Eval {
             checkpoint,
             data,
             seed,
+            device,
         } => {
-            let (log_p, preprocess) = log_prob_of_file(&checkpoint, &data, seed)?;
+            let (log_p, preprocess) =
+                on_backend!(device, b => log_prob_of_file(b, &checkpoint, &data, seed)?);
             let nll: Vec<f64> = log_p.into_iter().map(|v| -v).collect();
             let (mean, se) = mean_and_se(&nll);
             println!(
@@ -622,7 +669,8 @@ pub fn run(cli: Cli) -> error::Result<()> {
             iters,
             batch,
             repeats,
-        } => Ok(run_bench(&data, &model, iters, batch, repeats)?),
+            device,
+        } => Ok(on_backend!(device, b => run_bench(b, &data, &model, iters, batch, repeats))?),
         Command::Datasets => {
             print!("{}", datasets_table());
             Ok(())
@@ -633,7 +681,7 @@ pub fn run(cli: Cli) -> error::Result<()> {
 const GRID: usize = 200;
 
 /// The model's log-density in the data's units on the plotting grid.
-fn density_grid(
+fn density_grid<B: Backend<Elem = f32>>(
     model: &NormalizingFlow<B>,
     range: (f64, f64),
     preprocess: &Preprocess,
@@ -643,7 +691,7 @@ fn density_grid(
         .flatten()
         .collect();
     let log_det = preprocess.map_rows(&mut points, 2);
-    let x = Tensor::from_f64s(&CPU, (GRID * GRID, 2), &points)?;
+    let x = Tensor::from_f64s(model.backend(), (GRID * GRID, 2), &points)?;
     let log_q = model.log_prob(&x, None)?.to_f64s()?;
     Ok(DensityGrid {
         x_range: range,
@@ -655,8 +703,13 @@ fn density_grid(
 
 /// log p(x) of every row of the CSV or .npy file `data` under the model in `checkpoint`, in
 /// the data's units (the stored preprocessing applied, its log-determinant added).
-fn log_prob_of_file(checkpoint: &Path, data: &Path, seed: u64) -> Result<(Vec<f64>, Preprocess)> {
-    let stored = checkpoint::load_run(&CPU, checkpoint)?;
+fn log_prob_of_file<B: Backend<Elem = f32>>(
+    backend: &B,
+    checkpoint: &Path,
+    data: &Path,
+    seed: u64,
+) -> Result<(Vec<f64>, Preprocess)> {
+    let stored = checkpoint::load_run(backend, checkpoint)?;
     let dim = stored.model.dim();
     let trained_columns: Option<Vec<String>> = stored
         .metadata
@@ -672,17 +725,23 @@ fn log_prob_of_file(checkpoint: &Path, data: &Path, seed: u64) -> Result<(Vec<f6
         checkpoint,
         seed,
     )?;
-    let x = Tensor::from_f64s(&CPU, (values.len() / dim, dim), &values)?;
+    let x = Tensor::from_f64s(backend, (values.len() / dim, dim), &values)?;
     let log_q = stored.model.log_prob(&x, None)?.to_f64s()?;
     let log_p = log_q.iter().zip(&log_det).map(|(q, d)| q + d).collect();
     Ok((log_p, stored.preprocess))
 }
 
-fn run_sample(checkpoint: &Path, n: usize, out: &Path, seed: u64) -> Result<()> {
+fn run_sample<B: Backend<Elem = f32>>(
+    backend: &B,
+    checkpoint: &Path,
+    n: usize,
+    out: &Path,
+    seed: u64,
+) -> Result<()> {
     if n == 0 {
         return Err(Error::Config("-n must be at least 1".into()));
     }
-    let stored = checkpoint::load_run(&CPU, checkpoint)?;
+    let stored = checkpoint::load_run(backend, checkpoint)?;
     let dim = stored.model.dim();
     let (samples, _) = stored.model.sample(n, None, &mut flow_core::rng(seed))?;
     // In the data's units and under the data's column names.
@@ -704,7 +763,7 @@ fn run_sample(checkpoint: &Path, n: usize, out: &Path, seed: u64) -> Result<()> 
 }
 
 fn run_import(weights: &Path, out: &Path, options: ImportOptions) -> Result<()> {
-    let model = import_normflows(&CPU, weights, options)?;
+    let model = import_normflows(&Cpu::<f32>::new(), weights, options)?;
     checkpoint::save(
         &model,
         out,
@@ -721,7 +780,8 @@ fn run_import(weights: &Path, out: &Path, options: ImportOptions) -> Result<()> 
     Ok(())
 }
 
-fn run_bench(
+fn run_bench<B: Backend<Elem = f32>>(
+    backend: &B,
     data: &DataArgs,
     args: &ModelArgs,
     iters: usize,
@@ -731,7 +791,7 @@ fn run_bench(
     let run_data = data.load(args.seed)?;
     let mut rates = Vec::new();
     for r in 0..repeats.max(1) {
-        let mut model = args.build(run_data.dim())?;
+        let mut model = args.build(backend, run_data.dim())?;
         let config = args.train_config(iters, batch);
         let mut no_observer = |_: &Progress<'_, B>| Ok(());
         let source = run_data.source(args.seed)?;

@@ -1,11 +1,11 @@
 //! `flows train`: a run from flags, or `--resume DIR` from the configuration stored there.
 
-use super::{density_grid, good, TrainArgs, B, CPU, GRID, TARGET_HISTOGRAM_SAMPLES};
+use super::{density_grid, good, on_backend, TrainArgs, GRID, TARGET_HISTOGRAM_SAMPLES};
 use crate::plot::{
     density_panels, image_grid, pairwise_scatter, samples_scatter, training_curves, DensityGrid,
 };
 use clap::Parser;
-use flow_core::Tensor;
+use flow_core::{Backend, Tensor};
 use flow_layers::NormalizingFlow;
 use flow_train::checkpoint::{self, RunCheckpoint};
 use flow_train::data::write_csv;
@@ -28,9 +28,13 @@ const PAIRWISE_FEATURES: usize = 6;
 const IMAGE_SAMPLES: usize = 64;
 
 pub(super) fn run_train(args: TrainArgs) -> crate::error::Result<()> {
+    on_backend!(args.device, backend => run_train_on(backend, args))
+}
+
+fn run_train_on<B: Backend<Elem = f32>>(backend: &B, args: TrainArgs) -> crate::error::Result<()> {
     let (args, resumed) = match args.resume.clone() {
         Some(dir) => {
-            let (stored, checkpoint) = resume_args(&args, &dir)?;
+            let (stored, checkpoint) = resume_args(backend, &args, &dir)?;
             (stored, Some(checkpoint))
         }
         None => (args, None),
@@ -57,7 +61,7 @@ pub(super) fn run_train(args: TrainArgs) -> crate::error::Result<()> {
                 ))
                 .into());
             }
-            if model.dim() != dim || model.spec() != args.model.build(dim)?.spec() {
+            if model.dim() != dim || model.spec() != args.model.build(backend, dim)?.spec() {
                 return Err(Error::Config(format!(
                     "the checkpoint in {} holds a different architecture ({} features) than \
                      the run it claims to continue ({dim} features, {} {:?}); it was not \
@@ -71,7 +75,7 @@ pub(super) fn run_train(args: TrainArgs) -> crate::error::Result<()> {
             }
             (model, resume)
         }
-        None => (args.model.build(dim)?, None),
+        None => (args.model.build(backend, dim)?, None),
     };
     let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from(format!(
@@ -84,7 +88,7 @@ pub(super) fn run_train(args: TrainArgs) -> crate::error::Result<()> {
     let mut config = args.model.train_config(args.iters, args.batch);
     config.validate_every = args.validate_every;
     config.patience = args.patience;
-    let validation = data.validation(&CPU, args.validation_samples, seed)?;
+    let validation = data.validation(backend, args.validation_samples, seed)?;
     let metrics_path = out.join(METRICS);
     let (metrics, history) = match &resume {
         Some(state) => MetricsLog::resume(&metrics_path, state.step)?,
@@ -113,7 +117,7 @@ pub(super) fn run_train(args: TrainArgs) -> crate::error::Result<()> {
     let run_json = serde_json::to_string(&stored_args).expect("plain data serialises");
     let range = plot_range(&data);
     let probe = Tensor::from_f64s(
-        &CPU,
+        backend,
         (validation.x.shape().rows.min(256), dim),
         &validation.x.to_f64s()?[..validation.x.shape().rows.min(256) * dim],
     )?;
@@ -168,7 +172,7 @@ pub(super) fn run_train(args: TrainArgs) -> crate::error::Result<()> {
     // the one whose samples are written and drawn.
     let (best_test, best_model) = match (&data, report.best) {
         (RunData::Table(_) | RunData::Images(_), Some((step, _))) if step != end => {
-            let best = checkpoint::load(&CPU, &out.join(BEST))?;
+            let best = checkpoint::load(backend, &out.join(BEST))?;
             let (b, bse) = test(&data, &best, &args, seed)?;
             observer.metrics.test(step, b, bse, "best")?;
             (Some((step, b, bse)), Some(best))
@@ -352,13 +356,13 @@ fn test_size(data: &RunData, args: &TrainArgs) -> String {
 }
 
 /// The test NLL: fresh samples of a density, or the test rows of a finite data set.
-fn test(
+fn test<B: Backend<Elem = f32>>(
     data: &RunData,
     model: &NormalizingFlow<B>,
     args: &TrainArgs,
     seed: u64,
 ) -> Result<(f64, f64)> {
-    match (data, data.test(&CPU, seed)?) {
+    match (data, data.test(model.backend(), seed)?) {
         (_, Some(held_out)) => Ok(mean_and_se(&held_out.nll_of_rows(model)?)),
         (RunData::Density(d), None) => {
             test_nll(model, d.as_ref(), args.test_samples, &mut test_rng(seed))
@@ -394,7 +398,7 @@ fn plot_range(data: &RunData) -> (f64, f64) {
 }
 
 /// Watches the run: validation lines and the best model, periodic checkpoints, snapshots.
-struct RunObserver<'a> {
+struct RunObserver<'a, B: Backend<Elem = f32>> {
     args: &'a TrainArgs,
     out: &'a Path,
     preprocess: &'a Preprocess,
@@ -408,7 +412,7 @@ struct RunObserver<'a> {
     bar: Option<ProgressBar>,
 }
 
-impl Observer<B> for RunObserver<'_> {
+impl<B: Backend<Elem = f32>> Observer<B> for RunObserver<'_, B> {
     fn progress(&mut self, p: &Progress<'_, B>) -> Result<()> {
         if let (Some(range), true) = (self.grid_range, self.args.snapshots.contains(&p.step)) {
             self.snapshots.push((
@@ -473,7 +477,7 @@ fn progress_bar(iters: usize, first: usize) -> ProgressBar {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn plot_2d(
+fn plot_2d<B: Backend<Elem = f32>>(
     data: &RunData,
     model: &NormalizingFlow<B>,
     preprocess: &Preprocess,
@@ -547,14 +551,19 @@ struct DefaultTrain {
 }
 
 /// The stored configuration of the run in `dir` and its last checkpoint. Flags other than
-/// `--resume` and `--quiet` are refused: the run continues as it was started.
-fn resume_args(given: &TrainArgs, dir: &Path) -> Result<(TrainArgs, RunCheckpoint<B>)> {
+/// `--resume`, `--quiet` and `--device` are refused: the run continues as it was started.
+fn resume_args<B: Backend<Elem = f32>>(
+    backend: &B,
+    given: &TrainArgs,
+    dir: &Path,
+) -> Result<(TrainArgs, RunCheckpoint<B>)> {
     let defaults = DefaultTrain::try_parse_from(["train"])
         .expect("the defaults parse")
         .args;
     let mut probe = given.clone();
     probe.resume = None;
     probe.quiet = defaults.quiet;
+    probe.device = defaults.device;
     if probe != defaults {
         let a = serde_json::to_value(&probe).expect("serialises");
         let b = serde_json::to_value(&defaults).expect("serialises");
@@ -570,7 +579,7 @@ fn resume_args(given: &TrainArgs, dir: &Path) -> Result<(TrainArgs, RunCheckpoin
         )));
     }
     let path = dir.join(CHECKPOINT);
-    let checkpoint = checkpoint::load_run(&CPU, &path)?;
+    let checkpoint = checkpoint::load_run(backend, &path)?;
     let run = checkpoint.metadata.get("run").ok_or_else(|| {
         Error::format(
             &path,
@@ -587,6 +596,7 @@ fn resume_args(given: &TrainArgs, dir: &Path) -> Result<(TrainArgs, RunCheckpoin
     }
     args.out = Some(dir.to_path_buf());
     args.quiet = given.quiet;
+    args.device = given.device;
     args.resume = None;
     Ok((args, checkpoint))
 }

@@ -1,0 +1,171 @@
+//! NVRTC compilation of one kernel file for one device and element type, to CUBIN.
+//!
+//! `common.cuh` is inlined where the file includes it (with `#line` markers, so that
+//! NVRTC's messages still name the right file and line). The target is the device's own
+//! `sm_XY`, so the driver loads machine code and never JIT-compiles PTX: the driver's PTX
+//! version does not matter. No `--use_fast_math`: the kernels mean what the CPU computes.
+
+use cudarc::nvrtc::{result, sys};
+use std::ffi::{c_char, CString};
+
+/// The line by which every kernel file includes the common header.
+const INCLUDE_COMMON: &str = "#include \"common.cuh\"";
+
+/// The text NVRTC compiles for `kernels/<module>.cu`: its `#include "common.cuh"` replaced
+/// by the header (without its `#pragma once`), line numbers kept by `#line`.
+pub(crate) fn program_text(module: &str, source: &str, common: &str) -> String {
+    let mut out = String::with_capacity(source.len() + common.len() + 128);
+    for (i, line) in source.lines().enumerate() {
+        if line.trim() == INCLUDE_COMMON {
+            out.push_str("#line 1 \"common.cuh\"\n");
+            for header_line in common.lines() {
+                if header_line.trim() == "#pragma once" {
+                    out.push('\n'); // keeps the header's line numbers
+                } else {
+                    out.push_str(header_line);
+                    out.push('\n');
+                }
+            }
+            // The line after the include is line i + 2 of the file (1-based).
+            out.push_str(&format!("#line {} \"{module}.cu\"\n", i + 2));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// NVRTC's options for compute capability `(major, minor)` and the element type named
+/// `suffix` ("f32" or "f64"): CUBIN for `sm_XY`, `FLOW_T` and `FLOW_SUFFIX` defined.
+pub(crate) fn options(capability: (i32, i32), suffix: &str) -> Vec<String> {
+    let c_type = match suffix {
+        "f32" => "float",
+        _ => "double",
+    };
+    vec![
+        format!("--gpu-architecture=sm_{}{}", capability.0, capability.1),
+        format!("-DFLOW_T={c_type}"),
+        format!("-DFLOW_SUFFIX={suffix}"),
+    ]
+}
+
+/// Destroys an NVRTC program when dropped.
+struct Program(sys::nvrtcProgram);
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        // SAFETY: self.0 was created by `result::create_program` and is destroyed only here.
+        // A failure to free it leaks the program; there is nothing to report it to.
+        let _ = unsafe { result::destroy_program(self.0) };
+    }
+}
+
+/// A NUL-terminated buffer from NVRTC as text.
+fn text_of(buffer: &[c_char]) -> String {
+    let bytes: Vec<u8> = buffer
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    String::from_utf8_lossy(&bytes).trim().to_string()
+}
+
+/// Compiles `text` (named `name` in messages) with `options` and returns the CUBIN image.
+/// The error says what failed, with NVRTC's log for a compilation error.
+pub(crate) fn cubin(name: &str, text: &str, options: &[String]) -> Result<Vec<u8>, String> {
+    let source = CString::new(text).map_err(|_| format!("{name} contains a NUL byte"))?;
+    let c_name = CString::new(name).map_err(|_| format!("{name} contains a NUL byte"))?;
+    let program = Program(
+        result::create_program(&source, Some(&c_name))
+            .map_err(|e| format!("NVRTC could not create a program for {name}: {e:?}"))?,
+    );
+    // SAFETY: `program.0` is a live program (destroyed only when `program` drops, after
+    // this function's last use of it); `source` and `c_name` outlive it too.
+    let compiled = unsafe { result::compile_program(program.0, options) };
+    if let Err(e) = compiled {
+        // SAFETY: as above, the program is live.
+        let log = unsafe { result::get_program_log(program.0) }
+            .map(|log| text_of(&log))
+            .unwrap_or_else(|e| format!("(no log: {e:?})"));
+        return Err(format!(
+            "NVRTC could not compile {name} ({e:?}) with {}:\n{log}",
+            options.join(" ")
+        ));
+    }
+    let mut size = 0usize;
+    // SAFETY: the program is live and compiled; `size` is a valid place for the size.
+    unsafe { sys::nvrtcGetCUBINSize(program.0, &mut size) }
+        .result()
+        .map_err(|e| format!("NVRTC gave no CUBIN size for {name}: {e:?}"))?;
+    if size == 0 {
+        return Err(format!(
+            "NVRTC produced no CUBIN for {name} (options {}): it compiled to PTX only",
+            options.join(" ")
+        ));
+    }
+    let mut image = vec![0u8; size];
+    // SAFETY: `image` holds the `size` bytes NVRTC reported for this program's CUBIN.
+    unsafe { sys::nvrtcGetCUBIN(program.0, image.as_mut_ptr().cast::<c_char>()) }
+        .result()
+        .map_err(|e| format!("NVRTC gave no CUBIN for {name}: {e:?}"))?;
+    Ok(image)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_header_is_inlined_with_line_markers() {
+        let common = "#pragma once\n#define A 1\n";
+        let source = "// first\n#include \"common.cuh\"\nint x = A;\n";
+        let text = program_text("demo", source, common);
+        assert_eq!(
+            text,
+            "// first\n#line 1 \"common.cuh\"\n\n#define A 1\n#line 3 \"demo.cu\"\nint x = A;\n"
+        );
+    }
+
+    #[test]
+    fn the_real_sources_inline_cleanly() {
+        let common = crate::kernels::common_header().expect("common.cuh is embedded");
+        let source = crate::kernels::module_source("elementwise").expect("elementwise.cu");
+        let text = program_text("elementwise", source, common);
+        assert!(!text.contains(INCLUDE_COMMON));
+        assert!(!text.contains("#pragma once"));
+        assert!(text.contains("typedef FLOW_T T;"));
+        assert!(text.contains("FLOW_KERNEL void FLOW_NAME(unary)"));
+    }
+
+    #[test]
+    fn options_target_the_device_as_cubin_without_fast_math() {
+        let o = options((9, 0), "f32");
+        assert_eq!(
+            o,
+            [
+                "--gpu-architecture=sm_90",
+                "-DFLOW_T=float",
+                "-DFLOW_SUFFIX=f32"
+            ]
+        );
+        let o = options((8, 6), "f64");
+        assert_eq!(
+            o,
+            [
+                "--gpu-architecture=sm_86",
+                "-DFLOW_T=double",
+                "-DFLOW_SUFFIX=f64"
+            ]
+        );
+        for o in options((12, 0), "f32") {
+            assert!(!o.contains("compute_") && !o.contains("fast"), "{o}");
+        }
+    }
+
+    #[test]
+    fn nvrtc_text_stops_at_nul() {
+        let buf: Vec<c_char> = b"error: x\n\0junk".iter().map(|&b| b as c_char).collect();
+        assert_eq!(text_of(&buf), "error: x");
+    }
+}

@@ -1,0 +1,190 @@
+//! Reductions along an axis, the first-maximum masks, and the row-wise logsumexp and
+//! softmax.
+
+use super::{input, size};
+use crate::backend::{CudaBackend, CudaElement};
+use crate::device::Arg;
+use crate::kernels;
+use crate::launch;
+use crate::storage::CudaStorage;
+use flow_core::backend::ReduceOp;
+use flow_core::{Axis, Result, Shape};
+
+/// KERNELS.md's code of a reduction.
+pub(crate) fn reduce_code(op: ReduceOp) -> i32 {
+    match op {
+        ReduceOp::Sum => 0,
+        ReduceOp::Max => 1,
+    }
+}
+
+/// KERNELS.md's `axis` of `argmax_mask`: 0 per column (collapsing rows), 1 per row.
+pub(crate) fn argmax_axis(axis: Axis) -> i32 {
+    match axis {
+        Axis::Rows => 0,
+        Axis::Cols | Axis::All => 1,
+    }
+}
+
+impl<E: CudaElement> CudaBackend<E> {
+    /// The reduction's value over nothing: 0 for a sum, -inf for a maximum (as the CPU).
+    fn identity(op: ReduceOp) -> E {
+        match op {
+            ReduceOp::Sum => E::zero(),
+            ReduceOp::Max => E::neg_infinity(),
+        }
+    }
+
+    pub(crate) fn reduce_along(
+        &self,
+        op: ReduceOp,
+        axis: Axis,
+        a: &CudaStorage<E>,
+    ) -> Result<CudaStorage<E>> {
+        let s = a.shape;
+        let out_shape = s.reduced(axis);
+        if out_shape.is_empty() {
+            return self.zeros_of(out_shape);
+        }
+        if s.is_empty() {
+            return self.fill(out_shape, Self::identity(op));
+        }
+        match axis {
+            Axis::Rows | Axis::Cols => {
+                let (kernel, items) = match axis {
+                    Axis::Rows => (&kernels::REDUCE_ROWS, s.cols),
+                    _ => (&kernels::REDUCE_COLS, s.rows),
+                };
+                let mut out = self.zeros(out_shape.len())?;
+                // reduce_rows / reduce_cols(x, out, rows, cols, op): x is rows x cols; out
+                // is 1 x cols / rows x 1.
+                self.launch(
+                    kernel,
+                    launch::grid_stride(items as u64),
+                    &mut [
+                        input(a),
+                        Arg::Out(&mut out, out_shape.len()),
+                        size(s.rows),
+                        size(s.cols),
+                        Arg::I32(reduce_code(op)),
+                    ],
+                )?;
+                Ok(CudaStorage::new(out, out_shape))
+            }
+            Axis::All => {
+                let n = s.len();
+                let plan = launch::reduce_all(n as u64, std::mem::size_of::<E>());
+                let partials_len = plan.partials as usize;
+                let mut partials = self.zeros(partials_len)?;
+                // reduce_all(x, out, n, op): block b writes out[b], b < grid = partials.
+                self.launch(
+                    &kernels::REDUCE_ALL,
+                    plan.first,
+                    &mut [
+                        input(a),
+                        Arg::Out(&mut partials, partials_len),
+                        size(n),
+                        Arg::I32(reduce_code(op)),
+                    ],
+                )?;
+                let mut out = self.zeros(1)?;
+                // Again on the partials with one block, which writes out[0].
+                self.launch(
+                    &kernels::REDUCE_ALL,
+                    plan.second,
+                    &mut [
+                        Arg::In(&partials, partials_len),
+                        Arg::Out(&mut out, 1),
+                        size(partials_len),
+                        Arg::I32(reduce_code(op)),
+                    ],
+                )?;
+                Ok(CudaStorage::new(out, Shape::SCALAR))
+            }
+        }
+    }
+
+    pub(crate) fn argmax_along(&self, axis: Axis, a: &CudaStorage<E>) -> Result<CudaStorage<E>> {
+        let n = a.shape.len();
+        let mut out = self.zeros(n)?;
+        if n > 0 {
+            // Over everything: the same buffer seen as one row.
+            let (rows, cols) = match axis {
+                Axis::All => (1, n),
+                _ => (a.shape.rows, a.shape.cols),
+            };
+            let items = if argmax_axis(axis) == 0 { cols } else { rows };
+            // argmax_mask(x, out, rows, cols, axis): x and out are rows x cols.
+            self.launch(
+                &kernels::ARGMAX_MASK,
+                launch::grid_stride(items as u64),
+                &mut [
+                    input(a),
+                    Arg::Out(&mut out, n),
+                    size(rows),
+                    size(cols),
+                    Arg::I32(argmax_axis(axis)),
+                ],
+            )?;
+        }
+        Ok(CudaStorage::new(out, a.shape))
+    }
+
+    pub(crate) fn logsumexp_rows(&self, a: &CudaStorage<E>) -> Result<CudaStorage<E>> {
+        let s = a.shape;
+        let out_shape = Shape::new(s.rows, 1);
+        if s.rows == 0 {
+            return self.zeros_of(out_shape);
+        }
+        if s.cols == 0 {
+            // The log of an empty sum, as the CPU: -inf.
+            return self.fill(out_shape, E::neg_infinity());
+        }
+        let mut out = self.zeros(s.rows)?;
+        // logsumexp_cols(x, out, rows, cols): out is rows x 1.
+        self.launch(
+            &kernels::LOGSUMEXP_COLS,
+            launch::grid_stride(s.rows as u64),
+            &mut [
+                input(a),
+                Arg::Out(&mut out, s.rows),
+                size(s.rows),
+                size(s.cols),
+            ],
+        )?;
+        Ok(CudaStorage::new(out, out_shape))
+    }
+
+    pub(crate) fn softmax_rows(&self, a: &CudaStorage<E>) -> Result<CudaStorage<E>> {
+        let s = a.shape;
+        let mut out = self.zeros(s.len())?;
+        if !s.is_empty() {
+            // softmax_cols(x, out, rows, cols): both rows x cols.
+            self.launch(
+                &kernels::SOFTMAX_COLS,
+                launch::grid_stride(s.rows as u64),
+                &mut [
+                    input(a),
+                    Arg::Out(&mut out, s.len()),
+                    size(s.rows),
+                    size(s.cols),
+                ],
+            )?;
+        }
+        Ok(CudaStorage::new(out, s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_follow_kernels_md() {
+        assert_eq!(reduce_code(ReduceOp::Sum), 0);
+        assert_eq!(reduce_code(ReduceOp::Max), 1);
+        assert_eq!(argmax_axis(Axis::Rows), 0);
+        assert_eq!(argmax_axis(Axis::Cols), 1);
+        assert_eq!(argmax_axis(Axis::All), 1);
+    }
+}
