@@ -135,23 +135,15 @@ kernels! {
     RATIONAL_QUADRATIC = "spline"::"rational_quadratic"(
         In, In, Out, Out, U64, U64, I32, Elem, Elem, Elem, Elem, I32
     );
-    // KERNELS.md writes this one `rational_quadratic_backward(...)`: the parameters are
-    // this crate's assumption (the trait method's arguments in order, then the outputs,
-    // sizes and the forward's spline parameters):
-    // `(const T* x, const T* params, const T* cache, const T* g, T* g_x, T* g_params,
-    //   u64 rows, u64 d, int bins, T tail_bound, T min_bin_width, T min_bin_height,
-    //   T min_derivative, int direction)`.
     RATIONAL_QUADRATIC_BACKWARD = "spline"::"rational_quadratic_backward"(
-        In, In, In, In, Out, Out, U64, U64, I32, Elem, Elem, Elem, Elem, I32
+        In, In, In, Out, Out, U64, U64, I32, Elem, Elem, Elem, I32
     );
 }
 
-/// The values the spline's forward caches per entry for its backward, as the CPU backend
-/// (`8 + 2 bins`: bin, theta, w, h, d0, d1, two derivative slopes, the two softmaxes).
-/// KERNELS.md does not state the cache's size; this crate allocates this many per entry.
-pub(crate) fn spline_cache_width(bins: usize) -> usize {
-    8 + 2 * bins
-}
+/// The values the spline's forward caches per entry for its backward (KERNELS.md): bin,
+/// theta, w, h, d0, d1 and the two knot derivatives' slopes; the backward recomputes the
+/// softmaxes from the parameters.
+pub(crate) const SPLINE_CACHE_WIDTH: usize = 8;
 
 #[cfg(test)]
 mod tests {
@@ -160,7 +152,7 @@ mod tests {
     const CONTRACT: &str = include_str!("../kernels/KERNELS.md");
 
     /// Kernels whose parameter list KERNELS.md does not spell out.
-    const ASSUMED: &[&str] = &["rational_quadratic_backward"];
+    const ASSUMED: &[&str] = &[];
 
     fn param_of(spelling: &str) -> Param {
         let words: Vec<&str> = spelling.split_whitespace().collect();

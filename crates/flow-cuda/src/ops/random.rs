@@ -35,7 +35,8 @@ impl<E: CudaElement> CudaBackend<E> {
         rng: &mut FlowRng,
     ) -> Result<CudaStorage<E>> {
         let n = shape.len();
-        let plan = philox::draw(rng.get_word_pos(), n as u64)
+        let per = philox::per_counter(std::mem::size_of::<E>());
+        let plan = philox::draw(rng.get_word_pos(), n as u64, per)
             .ok_or_else(|| self.error("random draws: the stream's position is exhausted"))?;
         let mut out = self.zeros(n)?;
         if n > 0 {
@@ -54,7 +55,11 @@ impl<E: CudaElement> CudaBackend<E> {
                 args.push(Arg::Elem(E::of(low)));
                 args.push(Arg::Elem(E::of(high)));
             }
-            self.launch(kernel, launch::grid_stride(n.div_ceil(4) as u64), &mut args)?;
+            self.launch(
+                kernel,
+                launch::grid_stride((n as u64).div_ceil(per)),
+                &mut args,
+            )?;
         }
         rng.set_word_pos(plan.next_word_pos);
         Ok(CudaStorage::new(out, shape))

@@ -1,11 +1,6 @@
-//! The rational-quadratic spline and its backward (`spline.cu`, one thread per entry).
-//!
-//! KERNELS.md fixes the forward's parameters but neither the size of its cache nor the
-//! backward's parameters; this crate assumes the CPU backend's per-entry cache
-//! ([`kernels::spline_cache_width`] values per entry) and the backward parameters listed
-//! at [`kernels::RATIONAL_QUADRATIC_BACKWARD`]. Where the driver reports a kernel's
-//! parameters (CUDA 12.4+), a backward compiled with other parameters is an error before
-//! anything is launched.
+//! The rational-quadratic spline and its backward (`spline.cu`, one thread per entry): the
+//! forward caches [`kernels::SPLINE_CACHE_WIDTH`] values per entry, the backward recomputes
+//! the softmaxes from the parameters.
 
 use super::fused::direction_code;
 use super::{input, size};
@@ -54,13 +49,13 @@ impl<E: CudaElement> CudaBackend<E> {
             )));
         }
         let out_shape = Shape::new(s.rows, 2 * s.cols);
-        let cache_shape = Shape::new(s.len(), kernels::spline_cache_width(spec.bins));
+        let cache_shape = Shape::new(s.len(), kernels::SPLINE_CACHE_WIDTH);
         let mut out = self.zeros(out_shape.len())?;
         let mut cache = self.zeros(cache_shape.len())?;
         if !s.is_empty() {
             // rational_quadratic(x, params, out, cache, rows, d, bins, tail_bound,
             // min_bin_width, min_bin_height, min_derivative, direction): x rows x d, params
-            // rows x d P, out rows x 2d, cache (rows d) x (8 + 2 bins).
+            // rows x d P, out rows x 2d, cache (rows d) x 8.
             let mut args = vec![
                 input(x),
                 input(params),
@@ -94,7 +89,7 @@ impl<E: CudaElement> CudaBackend<E> {
     ) -> Result<(CudaStorage<E>, CudaStorage<E>)> {
         let s = x.shape;
         let (bins, per_entry) = self.spline_sizes(spec)?;
-        let cache_shape = Shape::new(s.len(), kernels::spline_cache_width(spec.bins));
+        let cache_shape = Shape::new(s.len(), kernels::SPLINE_CACHE_WIDTH);
         if params.shape != Shape::new(s.rows, s.cols * per_entry)
             || cache.shape != cache_shape
             || g.shape != Shape::new(s.rows, 2 * s.cols)
@@ -108,11 +103,10 @@ impl<E: CudaElement> CudaBackend<E> {
         let mut g_x = self.zeros(s.len())?;
         let mut g_params = self.zeros(params.shape.len())?;
         if !s.is_empty() {
-            // rational_quadratic_backward(x, params, cache, g, g_x, g_params, rows, d, bins,
-            // tail_bound, min_bin_width, min_bin_height, min_derivative, direction): g rows x
-            // 2d as the forward's out, g_x rows x d, g_params rows x d P.
+            // rational_quadratic_backward(params, cache, g, g_x, g_params, rows, d, bins,
+            // tail_bound, min_bin_width, min_bin_height, direction): g rows x 2d as the
+            // forward's out, g_x rows x d, g_params rows x d P.
             let mut args = vec![
-                input(x),
                 input(params),
                 input(cache),
                 input(g),
@@ -121,7 +115,7 @@ impl<E: CudaElement> CudaBackend<E> {
                 size(s.rows),
                 size(s.cols),
             ];
-            args.extend(Self::spline_spec_args(spec, bins));
+            args.extend(Self::spline_spec_args(spec, bins).into_iter().take(4));
             args.push(Arg::I32(direction_code(direction)));
             self.launch(
                 &kernels::RATIONAL_QUADRATIC_BACKWARD,
