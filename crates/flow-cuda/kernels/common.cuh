@@ -63,7 +63,10 @@ FLOW_DEVICE T flow_softplus(T x) {
     return flow_max(x, T(0)) + flow_log1p(flow_exp(-flow_abs(x)));
 }
 
-// Compensated (Kahan) accumulation: `sum + c` is the running total.
+// Compensated (Kahan) accumulation: `sum - c` is the running total (`c` is what the last
+// additions' rounding added too much). Once the sum is no longer finite the compensation is
+// dropped (`inf - inf` in it would turn an infinite sum into NaN), so that infinities and
+// NaN come out as a plain sum's.
 struct FlowKahan {
     T sum;
     T c;
@@ -72,6 +75,6 @@ struct FlowKahan {
 FLOW_DEVICE void flow_kahan_add(FlowKahan& acc, T x) {
     T y = x - acc.c;
     T t = acc.sum + y;
-    acc.c = (t - acc.sum) - y;
+    acc.c = t - t == T(0) ? (t - acc.sum) - y : T(0);
     acc.sum = t;
 }
