@@ -160,3 +160,57 @@ pub fn assert_rel<T: Real>(what: &str, got: &[T], want: &[f64], floor: f64) {
 pub fn assert_same<T: Real>(what: &str, got: &[T], want: &[f64]) {
     assert_close(what, got, want, |_, _| 0.0);
 }
+
+/// The shapes of the checks: one row, one column, rows that are not a multiple of any
+/// block, and 100 000 rows.
+pub const SHAPES: [(usize, usize); 4] = [(1, 300), (300, 1), (333, 5), (100_000, 3)];
+
+/// The launches for `items` work items: the nine of [`launches`] for up to 50 000 items;
+/// small grids above (so that 100 000 rows stay quick on the host).
+pub fn plan(items: usize) -> Vec<Launch> {
+    if items > 50_000 {
+        vec![Launch::new(1, 256), Launch::new(3, 64), Launch::new(5, 32)]
+    } else {
+        launches(items, 64)
+    }
+}
+
+/// Inputs with the special values first (zeros of both signs, infinities, NaN, small and
+/// whole numbers), then uniform values on `[low, high)`.
+pub fn with_specials(rng: &mut Rng, n: usize, low: f64, high: f64) -> Vec<f64> {
+    let specials = [
+        0.0,
+        -0.0,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NAN,
+        1e-10,
+        -1e-10,
+        1.0,
+        -2.0,
+    ];
+    let mut v = rng.values(n, low, high);
+    for (x, s) in v.iter_mut().zip(specials) {
+        *x = s;
+    }
+    v
+}
+
+/// Generates a `#[test]` per element type for each generic check `name::<T>()`.
+#[macro_export]
+macro_rules! both_types {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn f32() {
+                    super::$name::<f32>();
+                }
+                #[test]
+                fn f64() {
+                    super::$name::<f64>();
+                }
+            }
+        )*
+    };
+}
