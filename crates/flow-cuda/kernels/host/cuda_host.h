@@ -9,9 +9,10 @@
 // - `__syncthreads()` is a `std::barrier` of the block's threads. A thread that returns from
 //   the kernel leaves the barrier (as an exited thread does on the GPU).
 // - A warp is 32 consecutive threads of the block. A shuffle writes the lane's value into a
-//   per-warp exchange buffer, waits on a per-warp barrier, reads the source lane's value and
-//   waits again (so that no lane overwrites a value another has yet to read). Every lane of
-//   the warp must call a shuffle together, with the same arguments' shape, as on the GPU.
+//   per-warp exchange buffer, waits on a per-warp barrier and reads the source lane's value.
+//   Shuffles alternate between two buffers: a lane can only write a buffer again two
+//   shuffles later, after the barrier of the shuffle in between, which every lane reaches
+//   only once done reading. Every lane of the warp must call each shuffle, as on the GPU.
 // - Shared memory: `__shared__ T buf[N];` in a kernel is a function-local `static`, one
 //   object that every thread running the kernel sees. That is one block's shared memory
 //   because blocks run one at a time, and launches run one at a time process-wide (the Rust
@@ -64,7 +65,7 @@ struct Warp {
     explicit Warp(unsigned int lanes) : lanes(lanes), barrier(lanes) {}
     unsigned int lanes;  // 32, or fewer in a block smaller than a warp
     std::barrier<> barrier;
-    unsigned long long slot[kWarpSize];  // each lane's shuffled value, as bits
+    unsigned long long slot[2][kWarpSize];  // each lane's shuffled value, as bits
 };
 
 // One block's synchronisation objects and dynamic shared memory.
@@ -89,6 +90,7 @@ struct ThreadContext {
     Block* block = nullptr;
     unsigned int warp = 0;
     unsigned int lane = 0;
+    unsigned int shuffles = 0;  // the shuffles this thread has made in this block
 };
 
 inline thread_local ThreadContext context;
@@ -122,11 +124,11 @@ V shuffle_from(unsigned int mask, V v, unsigned int src) {
     if (src >= w.lanes) {
         src = context.lane;  // a lane the warp does not have: undefined on the GPU
     }
-    std::memcpy(&w.slot[context.lane], &v, sizeof v);
+    unsigned long long* slot = w.slot[context.shuffles++ % 2];
+    std::memcpy(&slot[context.lane], &v, sizeof v);
     w.barrier.arrive_and_wait();  // every lane has written its value
     V out;
-    std::memcpy(&out, &w.slot[src], sizeof out);
-    w.barrier.arrive_and_wait();  // every lane has read before any lane writes again
+    std::memcpy(&out, &slot[src], sizeof out);
     return out;
 }
 
@@ -160,7 +162,7 @@ void launch(unsigned int grid, unsigned int block, std::size_t dynamic_shared_by
             threads.emplace_back([&, t] {
                 for (unsigned int b = 0; b < grid; ++b) {
                     Block* blk = current.get();
-                    context = ThreadContext{blk, t / kWarpSize, t % kWarpSize};
+                    context = ThreadContext{blk, t / kWarpSize, t % kWarpSize, 0};
                     ::threadIdx = dim3{t, 0, 0};
                     ::blockIdx = dim3{b, 0, 0};
                     ::blockDim = dim3{block, 1, 1};
