@@ -214,3 +214,8 @@ macro_rules! both_types {
         )*
     };
 }
+
+/// The `k`-th of `launches`, in turn.
+pub fn nth(launches: &[Launch], k: usize) -> Launch {
+    launches[k % launches.len()]
+}
