@@ -22,31 +22,47 @@ fn fill<T: Real>() {
     }
 }
 
-/// Every unary op with its code, its parameter and the range of its random inputs.
-fn unary_ops(p: f64) -> Vec<(UnaryOp<f64>, i32, f64, i32, (f64, f64))> {
+/// A unary op, its code in `elementwise.cu`, its parameters and the range of its inputs.
+struct UnaryCase {
+    op: UnaryOp<f64>,
+    code: i32,
+    p: f64,
+    k: i32,
+    range: (f64, f64),
+}
+
+/// Every unary op (with parameter `p`, and three exponents of `powi`).
+fn unary_cases(p: f64) -> Vec<UnaryCase> {
     use UnaryOp::*;
+    let case = |op, code, p, k, range| UnaryCase {
+        op,
+        code,
+        p,
+        k,
+        range,
+    };
     let wide = (-4.0, 4.0);
     vec![
-        (Neg, 0, 0.0, 0, wide),
-        (Exp, 1, 0.0, 0, (-20.0, 20.0)),
-        (Log, 2, 0.0, 0, (-0.5, 30.0)),
-        (Log1p, 3, 0.0, 0, (-1.5, 30.0)),
-        (Sqrt, 4, 0.0, 0, (-0.5, 30.0)),
-        (Square, 5, 0.0, 0, wide),
-        (Abs, 6, 0.0, 0, wide),
-        (Tanh, 7, 0.0, 0, wide),
-        (Sigmoid, 8, 0.0, 0, (-30.0, 30.0)),
-        (Softplus, 9, 0.0, 0, (-30.0, 30.0)),
-        (Relu, 10, 0.0, 0, wide),
-        (LeakyRelu(p), 11, p, 0, wide),
-        (Elu(p), 12, p, 0, wide),
-        (AddScalar(p), 13, p, 0, wide),
-        (MulScalar(p), 14, p, 0, wide),
-        (Powi(3), 15, 0.0, 3, wide),
-        (Powi(-2), 15, 0.0, -2, wide),
-        (Powi(0), 15, 0.0, 0, wide),
-        (Sign, 16, 0.0, 0, wide),
-        (Step, 17, 0.0, 0, wide),
+        case(Neg, 0, 0.0, 0, wide),
+        case(Exp, 1, 0.0, 0, (-20.0, 20.0)),
+        case(Log, 2, 0.0, 0, (-0.5, 30.0)),
+        case(Log1p, 3, 0.0, 0, (-1.5, 30.0)),
+        case(Sqrt, 4, 0.0, 0, (-0.5, 30.0)),
+        case(Square, 5, 0.0, 0, wide),
+        case(Abs, 6, 0.0, 0, wide),
+        case(Tanh, 7, 0.0, 0, wide),
+        case(Sigmoid, 8, 0.0, 0, (-30.0, 30.0)),
+        case(Softplus, 9, 0.0, 0, (-30.0, 30.0)),
+        case(Relu, 10, 0.0, 0, wide),
+        case(LeakyRelu(p), 11, p, 0, wide),
+        case(Elu(p), 12, p, 0, wide),
+        case(AddScalar(p), 13, p, 0, wide),
+        case(MulScalar(p), 14, p, 0, wide),
+        case(Powi(3), 15, 0.0, 3, wide),
+        case(Powi(-2), 15, 0.0, -2, wide),
+        case(Powi(0), 15, 0.0, 0, wide),
+        case(Sign, 16, 0.0, 0, wide),
+        case(Step, 17, 0.0, 0, wide),
     ]
 }
 
@@ -56,7 +72,8 @@ fn unary<T: Real>() {
     for (s, (rows, cols)) in SHAPES.into_iter().enumerate() {
         let n = rows * cols;
         let launches = plan(n);
-        for (o, (op, code, param, k, (low, high))) in unary_ops(p).into_iter().enumerate() {
+        for (o, c) in unary_cases(p).into_iter().enumerate() {
+            let (op, (low, high)) = (c.op, c.range);
             let x = to_real::<T>(&with_specials(&mut rng, n, low, high));
             let want = values(&tensor(rows, cols, &to_f64s(&x)).unary(op).unwrap());
             let launch = launches[(s + o) % launches.len()];
@@ -67,9 +84,9 @@ fn unary<T: Real>() {
                     x.as_ptr(),
                     out.as_mut_ptr(),
                     n as u64,
-                    code,
-                    T::of(param),
-                    k,
+                    c.code,
+                    T::of(c.p),
+                    c.k,
                 )
             };
             // Results near zero: tiny inputs' squares and powers underflow in f32.
