@@ -74,8 +74,10 @@ FLOW_DEVICE T flow_group_sum(T x, int lanes) {
     return x;
 }
 
-// Compensated (Kahan) accumulation: `sum - c` is the running total, `c` the rounding error
-// of the additions so far (so the error does not grow with the number of terms).
+// Compensated (Kahan) accumulation: `sum - c` is the running total (`c` is what the last
+// additions' rounding added too much). Once the sum is no longer finite the compensation is
+// dropped (`inf - inf` in it would turn an infinite sum into NaN), so that infinities and
+// NaN come out as a plain sum's.
 struct FlowKahan {
     T sum;
     T c;
@@ -84,7 +86,7 @@ struct FlowKahan {
 FLOW_DEVICE void flow_kahan_add(FlowKahan& acc, T x) {
     T y = x - acc.c;
     T t = acc.sum + y;
-    acc.c = (t - acc.sum) - y;
+    acc.c = t - t == T(0) ? (t - acc.sum) - y : T(0);
     acc.sum = t;
 }
 
