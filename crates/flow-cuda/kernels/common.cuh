@@ -41,10 +41,19 @@ FLOW_DEVICE float flow_tanh(float x) { return tanhf(x); }
 FLOW_DEVICE double flow_tanh(double x) { return tanh(x); }
 FLOW_DEVICE float flow_abs(float x) { return fabsf(x); }
 FLOW_DEVICE double flow_abs(double x) { return fabs(x); }
-FLOW_DEVICE float flow_cos(float x) { return cosf(x); }
-FLOW_DEVICE double flow_cos(double x) { return cos(x); }
-FLOW_DEVICE float flow_sin(float x) { return sinf(x); }
-FLOW_DEVICE double flow_sin(double x) { return sin(x); }
+// sin(pi x) and cos(pi x): no argument reduction of large angles (whose slow path in sinf
+// and cosf uses local memory), and exact at the quarter turns.
+#ifdef FLOW_HOST
+FLOW_DEVICE float flow_sinpi(float x) { return (float)sin(3.14159265358979323846 * (double)x); }
+FLOW_DEVICE double flow_sinpi(double x) { return sin(3.14159265358979323846 * x); }
+FLOW_DEVICE float flow_cospi(float x) { return (float)cos(3.14159265358979323846 * (double)x); }
+FLOW_DEVICE double flow_cospi(double x) { return cos(3.14159265358979323846 * x); }
+#else
+FLOW_DEVICE float flow_sinpi(float x) { return sinpif(x); }
+FLOW_DEVICE double flow_sinpi(double x) { return sinpi(x); }
+FLOW_DEVICE float flow_cospi(float x) { return cospif(x); }
+FLOW_DEVICE double flow_cospi(double x) { return cospi(x); }
+#endif
 FLOW_DEVICE bool flow_isnan(T x) { return x != x; }
 FLOW_DEVICE T flow_max(T a, T b) { return a > b ? a : b; }
 

@@ -5,7 +5,7 @@
 #include "common.cuh"
 
 struct FlowWords {
-    u32 x[4];
+    u32 x0, x1, x2, x3;
 };
 
 FLOW_DEVICE void flow_mulhilo(u32 a, u32 b, u32* hi, u32* lo) {
@@ -34,33 +34,39 @@ FLOW_DEVICE FlowWords flow_philox(u64 counter, u64 stream, u64 seed) {
         k1 += 0xBB67AE85u;
     }
     FlowWords w;
-    w.x[0] = c0;
-    w.x[1] = c1;
-    w.x[2] = c2;
-    w.x[3] = c3;
+    w.x0 = c0;
+    w.x1 = c1;
+    w.x2 = c2;
+    w.x3 = c3;
     return w;
 }
 
 // Draws per counter.
 #define FLOW_PER_COUNTER (sizeof(T) == 4 ? 4 : 2)
 
-// Uniform in (0, 1) from word `k` of a counter (f32: 24 bits; f64: 53 bits from two words),
-// never 0, so that its logarithm is finite.
-FLOW_DEVICE T flow_open_uniform(const FlowWords& w, int k) {
-    if (sizeof(T) == 4) {
-        return (T)(((double)(w.x[k] >> 8) + 0.5) * (1.0 / 16777216.0));
-    }
-    const u64 bits = ((u64)w.x[2 * k] << 21) ^ (u64)(w.x[2 * k + 1] >> 11);
-    return (T)(((double)bits + 0.5) * (1.0 / 9007199254740992.0));
+// A uniform from one word (f32: its top 24 bits) or two words (f64: 53 bits), in [0, 1), or
+// in (0, 1) with `open` (half a step up, so never 0: its logarithm is finite). Named words,
+// not an indexed array, so that nothing goes to local memory.
+FLOW_DEVICE T flow_uniform32(u32 w, bool open) {
+    return (T)(((double)(w >> 8) + (open ? 0.5 : 0.0)) * (1.0 / 16777216.0));
 }
 
-// Uniform in [0, 1).
-FLOW_DEVICE T flow_closed_open_uniform(const FlowWords& w, int k) {
-    if (sizeof(T) == 4) {
-        return (T)((double)(w.x[k] >> 8) * (1.0 / 16777216.0));
+FLOW_DEVICE T flow_uniform64(u32 hi, u32 lo, bool open) {
+    const u64 bits = ((u64)hi << 21) ^ (u64)(lo >> 11);
+    return (T)(((double)bits + (open ? 0.5 : 0.0)) * (1.0 / 9007199254740992.0));
+}
+
+// Box-Muller: two standard normals from two uniforms in (0, 1), written where in range.
+FLOW_DEVICE void flow_box_muller(T u1, T u2, T* out, u64 i, u64 n) {
+    const T r = flow_sqrt(T(-2) * flow_log(u1));
+    // The angle 2 pi u2, as a multiple of pi.
+    const T turns = T(2) * u2;
+    if (i < n) {
+        out[i] = r * flow_cospi(turns);
     }
-    const u64 bits = ((u64)w.x[2 * k] << 21) ^ (u64)(w.x[2 * k + 1] >> 11);
-    return (T)((double)bits * (1.0 / 9007199254740992.0));
+    if (i + 1 < n) {
+        out[i + 1] = r * flow_sinpi(turns);
+    }
 }
 
 FLOW_KERNEL void FLOW_NAME(randn)(T* out, u64 n, u64 seed, u64 stream, u64 offset) {
@@ -68,20 +74,24 @@ FLOW_KERNEL void FLOW_NAME(randn)(T* out, u64 n, u64 seed, u64 stream, u64 offse
     const u64 counters = (n + per - 1) / per;
     FLOW_FOR_EACH(c, counters) {
         const FlowWords w = flow_philox(offset + c, stream, seed);
-        // Box-Muller on pairs of uniforms.
-        for (u64 pair = 0; pair < per / 2; ++pair) {
-            const T u1 = flow_open_uniform(w, (int)(2 * pair));
-            const T u2 = flow_open_uniform(w, (int)(2 * pair + 1));
-            const T r = flow_sqrt(T(-2) * flow_log(u1));
-            const T theta = T(6.283185307179586476925286766559) * u2;
-            const u64 i = c * per + 2 * pair;
-            if (i < n) {
-                out[i] = r * flow_cos(theta);
-            }
-            if (i + 1 < n) {
-                out[i + 1] = r * flow_sin(theta);
-            }
+        const u64 i = c * per;
+        if (sizeof(T) == 4) {
+            flow_box_muller(flow_uniform32(w.x0, true), flow_uniform32(w.x1, true), out, i, n);
+            flow_box_muller(flow_uniform32(w.x2, true), flow_uniform32(w.x3, true), out, i + 2,
+                            n);
+        } else {
+            flow_box_muller(flow_uniform64(w.x0, w.x1, true), flow_uniform64(w.x2, w.x3, true),
+                            out, i, n);
         }
+    }
+}
+
+// `low + (high - low) u`, kept below `high` (rounding can reach it; the interval is
+// half-open).
+FLOW_DEVICE void flow_scaled(T u, T low, T high, T* out, u64 i, u64 n) {
+    if (i < n) {
+        const T x = low + (high - low) * u;
+        out[i] = x < high ? x : low;
     }
 }
 
@@ -91,13 +101,15 @@ FLOW_KERNEL void FLOW_NAME(rand_uniform)(T* out, u64 n, u64 seed, u64 stream, u6
     const u64 counters = (n + per - 1) / per;
     FLOW_FOR_EACH(c, counters) {
         const FlowWords w = flow_philox(offset + c, stream, seed);
-        for (u64 k = 0; k < per; ++k) {
-            const u64 i = c * per + k;
-            if (i < n) {
-                T x = low + (high - low) * flow_closed_open_uniform(w, (int)k);
-                // Rounding can reach `high`; the interval is half-open.
-                out[i] = x < high ? x : low;
-            }
+        const u64 i = c * per;
+        if (sizeof(T) == 4) {
+            flow_scaled(flow_uniform32(w.x0, false), low, high, out, i, n);
+            flow_scaled(flow_uniform32(w.x1, false), low, high, out, i + 1, n);
+            flow_scaled(flow_uniform32(w.x2, false), low, high, out, i + 2, n);
+            flow_scaled(flow_uniform32(w.x3, false), low, high, out, i + 3, n);
+        } else {
+            flow_scaled(flow_uniform64(w.x0, w.x1, false), low, high, out, i, n);
+            flow_scaled(flow_uniform64(w.x2, w.x3, false), low, high, out, i + 1, n);
         }
     }
 }

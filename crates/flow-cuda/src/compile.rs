@@ -74,6 +74,15 @@ fn text_of(buffer: &[c_char]) -> String {
 /// Compiles `text` (named `name` in messages) with `options` and returns the CUBIN image.
 /// The error says what failed, with NVRTC's log for a compilation error.
 pub(crate) fn cubin(name: &str, text: &str, options: &[String]) -> Result<Vec<u8>, String> {
+    cubin_with_log(name, text, options).map(|(image, _)| image)
+}
+
+/// [`cubin`], and NVRTC's log of the compilation (ptxas's report with `-Xptxas=-v`).
+pub(crate) fn cubin_with_log(
+    name: &str,
+    text: &str,
+    options: &[String],
+) -> Result<(Vec<u8>, String), String> {
     let source = CString::new(text).map_err(|_| format!("{name} contains a NUL byte"))?;
     let c_name = CString::new(name).map_err(|_| format!("{name} contains a NUL byte"))?;
     let program = Program(
@@ -109,7 +118,11 @@ pub(crate) fn cubin(name: &str, text: &str, options: &[String]) -> Result<Vec<u8
     unsafe { sys::nvrtcGetCUBIN(program.0, image.as_mut_ptr().cast::<c_char>()) }
         .result()
         .map_err(|e| format!("NVRTC gave no CUBIN for {name}: {e:?}"))?;
-    Ok(image)
+    // SAFETY: as above, the program is live.
+    let log = unsafe { result::get_program_log(program.0) }
+        .map(|log| text_of(&log))
+        .map_err(|e| format!("NVRTC gave no log for {name}: {e:?}"))?;
+    Ok((image, log))
 }
 
 #[cfg(test)]

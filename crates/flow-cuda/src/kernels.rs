@@ -13,6 +13,12 @@ pub(crate) fn common_header() -> Option<&'static str> {
     sources::COMMON
 }
 
+/// The names of the embedded kernel files (`elementwise` for `kernels/elementwise.cu`).
+#[cfg(test)]
+pub(crate) fn module_names() -> Vec<&'static str> {
+    sources::MODULES.iter().map(|(name, _)| *name).collect()
+}
+
 /// The source of `kernels/<module>.cu`, if it was present at build time.
 pub(crate) fn module_source(module: &str) -> Option<&'static str> {
     sources::MODULES

@@ -61,6 +61,7 @@ mod kernels;
 mod launch;
 mod ops;
 mod philox;
+mod ptxas;
 mod storage;
 
 pub use backend::{CudaBackend, CudaElement};
