@@ -183,6 +183,17 @@ impl<E: CudaElement> CudaBackend<E> {
             .map_err(|e| self.error(format!("allocating {len} values: {e:?}")))
     }
 
+    /// A buffer for `len` values (at least one) that a kernel is about to write, left
+    /// uninitialised: no memset before every op. Every kernel writes every entry of its
+    /// outputs (KERNELS.md; the host checks fill outputs with NaN first to hold them to it),
+    /// and an empty result is never read.
+    pub(crate) fn output(&self, len: usize) -> Result<CudaSlice<E>> {
+        // SAFETY: the buffer's contents are only read after a kernel has written all `len`
+        // entries (see above); `E` is a plain float, valid for any bits.
+        unsafe { self.device.stream.alloc::<E>(capacity(len)) }
+            .map_err(|e| self.error(format!("allocating {len} values: {e:?}")))
+    }
+
     /// A zeroed index buffer for `len` indices (at least one).
     pub(crate) fn index_zeros(&self, len: usize) -> Result<CudaSlice<u32>> {
         self.device

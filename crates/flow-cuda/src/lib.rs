@@ -61,6 +61,7 @@ mod kernels;
 mod launch;
 mod ops;
 mod philox;
+#[cfg(test)]
 mod ptxas;
 mod storage;
 

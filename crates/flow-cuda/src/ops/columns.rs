@@ -25,7 +25,7 @@ impl<E: CudaElement> CudaBackend<E> {
             )));
         }
         let shape = Shape::new(s.rows, len);
-        let mut out = self.zeros(shape.len())?;
+        let mut out = self.output(shape.len())?;
         if !shape.is_empty() {
             // slice_cols(x, out, rows, x_cols, start, len): reads columns start..start+len
             // of x (rows x x_cols), writes out (rows x len).
@@ -55,7 +55,7 @@ impl<E: CudaElement> CudaBackend<E> {
         }
         let cols: usize = parts.iter().map(|p| p.shape.cols).sum();
         let shape = Shape::new(rows, cols);
-        let mut out = self.zeros(shape.len())?;
+        let mut out = self.output(shape.len())?;
         let mut offset = 0;
         for part in parts {
             let part_cols = part.shape.cols;
@@ -83,7 +83,7 @@ impl<E: CudaElement> CudaBackend<E> {
     pub(crate) fn gather(&self, a: &CudaStorage<E>, index: &CudaIndex) -> Result<CudaStorage<E>> {
         let s = a.shape;
         let shape = Shape::new(s.rows, index.len);
-        let mut out = self.zeros(shape.len())?;
+        let mut out = self.output(shape.len())?;
         if !shape.is_empty() {
             // gather_cols(x, index, out, rows, x_cols, out_cols): out column j is x column
             // index[j] (< x_cols, checked by IndexTensor), j < out_cols = index's length.
@@ -117,7 +117,7 @@ impl<E: CudaElement> CudaBackend<E> {
             )));
         }
         let shape = Shape::new(s.rows, width);
-        let mut out = self.zeros(shape.len())?;
+        let mut out = self.output(shape.len())?;
         if !shape.is_empty() {
             // scatter_add_cols(x, index, out, rows, x_cols, width): x column j adds into out
             // column index[j] (< width, checked by IndexTensor); every entry of out written.
@@ -145,7 +145,7 @@ impl<E: CudaElement> CudaBackend<E> {
                 index.len, s.rows
             )));
         }
-        let mut out = self.zeros(s.rows)?;
+        let mut out = self.output(s.rows)?;
         if s.rows > 0 {
             // take_per_row(x, index, out, rows, cols): out[r] = x[r cols + index[r]], with
             // index[r] < cols (checked by IndexTensor).
@@ -178,7 +178,7 @@ impl<E: CudaElement> CudaBackend<E> {
             )));
         }
         let shape = Shape::new(rows, width);
-        let mut out = self.zeros(shape.len())?;
+        let mut out = self.output(shape.len())?;
         if !shape.is_empty() {
             // put_per_row(x, index, out, rows, width): out[r width + index[r]] = x[r], with
             // index[r] < width (checked by IndexTensor); out starts zeroed.

@@ -48,7 +48,7 @@ pub(crate) fn binary_code(op: BinaryOp) -> i32 {
 impl<E: CudaElement> CudaBackend<E> {
     pub(crate) fn map_unary(&self, op: UnaryOp<E>, a: &CudaStorage<E>) -> Result<CudaStorage<E>> {
         let n = a.shape.len();
-        let mut out = self.zeros(n)?;
+        let mut out = self.output(n)?;
         if n > 0 {
             let (code, p, k) = unary_code(op);
             // unary(const T* x, T* out, u64 n, int op, T p, int k): x[0..n] to out[0..n].
@@ -81,7 +81,7 @@ impl<E: CudaElement> CudaBackend<E> {
             ))
         })?;
         let n = shape.len();
-        let mut out = self.zeros(n)?;
+        let mut out = self.output(n)?;
         if n > 0 {
             // binary(a, b, out, rows, cols, a_rows, a_cols, b_rows, b_cols, op): each operand
             // is read within its own rows x cols; out[0..rows cols] is written.
@@ -112,7 +112,7 @@ impl<E: CudaElement> CudaBackend<E> {
         b: &CudaStorage<E>,
     ) -> Result<CudaStorage<E>> {
         let n = a.shape.len();
-        let mut out = self.zeros(n)?;
+        let mut out = self.output(n)?;
         if n > 0 {
             // select(mask, a, b, out, n): all four hold n entries (one shape, checked by
             // Tensor; the argument check confirms each buffer's length).
@@ -139,7 +139,7 @@ impl<E: CudaElement> CudaBackend<E> {
             )));
         }
         let n = shape.len();
-        let mut out = self.zeros(n)?;
+        let mut out = self.output(n)?;
         if n > 0 {
             // broadcast_to(x, out, rows, cols, x_rows, x_cols): x within x_rows x x_cols.
             self.launch(

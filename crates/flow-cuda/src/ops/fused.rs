@@ -123,8 +123,8 @@ impl<E: CudaElement> CudaBackend<E> {
                 params.shape
             )));
         }
-        let mut out = self.zeros(s.len())?;
-        let mut log_det = self.zeros(s.rows)?;
+        let mut out = self.output(s.len())?;
+        let mut log_det = self.output(s.rows)?;
         if s.rows > 0 {
             let (scale_code, direction_code) = coupling_codes(scale, direction);
             let (l, lanes) = launch::rows_with_lanes(s.rows as u64, d as u64);
@@ -169,8 +169,8 @@ impl<E: CudaElement> CudaBackend<E> {
                 params.shape, g.shape
             )));
         }
-        let mut g_v = self.zeros(s.len())?;
-        let mut g_params = self.zeros(params.shape.len())?;
+        let mut g_v = self.output(s.len())?;
+        let mut g_params = self.output(params.shape.len())?;
         if s.rows > 0 && d > 0 {
             let (scale_code, direction_code) = coupling_codes(scale, direction);
             // affine_coupling_backward(params, out, g, g_v, g_params, rows, d, d2, scale,
@@ -206,7 +206,7 @@ impl<E: CudaElement> CudaBackend<E> {
     ) -> Result<CudaStorage<E>> {
         let s = z.shape;
         self.check_normal_params(s, loc, log_scale)?;
-        let mut out = self.zeros(s.rows)?;
+        let mut out = self.output(s.rows)?;
         if s.rows > 0 {
             let (l, lanes) = launch::rows_with_lanes(s.rows as u64, s.cols as u64);
             // diag_normal_log_prob(z, loc, log_scale, out, rows, d, lanes): z rows x d,
@@ -243,8 +243,8 @@ impl<E: CudaElement> CudaBackend<E> {
                 g.shape, s.rows
             )));
         }
-        let mut w = self.zeros(s.len())?;
-        let mut t = self.zeros(s.len())?;
+        let mut w = self.output(s.len())?;
+        let mut t = self.output(s.len())?;
         if !s.is_empty() {
             // diag_normal_backward(z, loc, log_scale, g, w, t, rows, d): z, w, t rows x d;
             // loc, log_scale 1 x d; g rows x 1.

@@ -32,7 +32,7 @@ impl<E: CudaElement> CudaBackend<E> {
                 if tb { "^T" } else { "" }
             ))
         })?;
-        let mut out = self.zeros(p.out.len())?;
+        let mut out = self.output(p.out.len())?;
         // An empty product, or one with an empty inner dimension, is all zeros.
         if !p.out.is_empty() && p.k > 0 {
             let int = |v: usize, what: &str| {

@@ -38,7 +38,7 @@ impl<E: CudaElement> CudaBackend<E> {
         let per = philox::per_counter(std::mem::size_of::<E>());
         let plan = philox::draw(rng.get_word_pos(), n as u64, per)
             .ok_or_else(|| self.error("random draws: the stream's position is exhausted"))?;
-        let mut out = self.zeros(n)?;
+        let mut out = self.output(n)?;
         if n > 0 {
             let key = philox::key(&rng.get_seed());
             let stream = rng.get_stream();

@@ -55,7 +55,7 @@ impl<E: CudaElement> CudaBackend<E> {
                     Axis::Rows => (&kernels::REDUCE_ROWS, s.cols),
                     _ => (&kernels::REDUCE_COLS, s.rows),
                 };
-                let mut out = self.zeros(out_shape.len())?;
+                let mut out = self.output(out_shape.len())?;
                 // reduce_rows / reduce_cols(x, out, rows, cols, op): x is rows x cols; out
                 // is 1 x cols / rows x 1.
                 self.launch(
@@ -75,7 +75,7 @@ impl<E: CudaElement> CudaBackend<E> {
                 let n = s.len();
                 let plan = launch::reduce_all(n as u64, std::mem::size_of::<E>());
                 let partials_len = plan.partials as usize;
-                let mut partials = self.zeros(partials_len)?;
+                let mut partials = self.output(partials_len)?;
                 // reduce_all(x, out, n, op): block b writes out[b], b < grid = partials.
                 self.launch(
                     &kernels::REDUCE_ALL,
@@ -87,7 +87,7 @@ impl<E: CudaElement> CudaBackend<E> {
                         Arg::I32(reduce_code(op)),
                     ],
                 )?;
-                let mut out = self.zeros(1)?;
+                let mut out = self.output(1)?;
                 // Again on the partials with one block, which writes out[0].
                 self.launch(
                     &kernels::REDUCE_ALL,
@@ -106,7 +106,7 @@ impl<E: CudaElement> CudaBackend<E> {
 
     pub(crate) fn argmax_along(&self, axis: Axis, a: &CudaStorage<E>) -> Result<CudaStorage<E>> {
         let n = a.shape.len();
-        let mut out = self.zeros(n)?;
+        let mut out = self.output(n)?;
         if n > 0 {
             // Over everything: the same buffer seen as one row.
             let (rows, cols) = match axis {
@@ -140,7 +140,7 @@ impl<E: CudaElement> CudaBackend<E> {
             // The log of an empty sum, as the CPU: -inf.
             return self.fill(out_shape, E::neg_infinity());
         }
-        let mut out = self.zeros(s.rows)?;
+        let mut out = self.output(s.rows)?;
         // logsumexp_cols(x, out, rows, cols): out is rows x 1.
         self.launch(
             &kernels::LOGSUMEXP_COLS,
@@ -157,7 +157,7 @@ impl<E: CudaElement> CudaBackend<E> {
 
     pub(crate) fn softmax_rows(&self, a: &CudaStorage<E>) -> Result<CudaStorage<E>> {
         let s = a.shape;
-        let mut out = self.zeros(s.len())?;
+        let mut out = self.output(s.len())?;
         if !s.is_empty() {
             // softmax_cols(x, out, rows, cols): both rows x cols.
             self.launch(

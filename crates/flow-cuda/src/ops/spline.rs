@@ -50,8 +50,8 @@ impl<E: CudaElement> CudaBackend<E> {
         }
         let out_shape = Shape::new(s.rows, 2 * s.cols);
         let cache_shape = Shape::new(s.len(), kernels::SPLINE_CACHE_WIDTH);
-        let mut out = self.zeros(out_shape.len())?;
-        let mut cache = self.zeros(cache_shape.len())?;
+        let mut out = self.output(out_shape.len())?;
+        let mut cache = self.output(cache_shape.len())?;
         if !s.is_empty() {
             // rational_quadratic(x, params, out, cache, rows, d, bins, tail_bound,
             // min_bin_width, min_bin_height, min_derivative, direction): x rows x d, params
@@ -100,8 +100,8 @@ impl<E: CudaElement> CudaBackend<E> {
                 params.shape, cache.shape, g.shape
             )));
         }
-        let mut g_x = self.zeros(s.len())?;
-        let mut g_params = self.zeros(params.shape.len())?;
+        let mut g_x = self.output(s.len())?;
+        let mut g_params = self.output(params.shape.len())?;
         if !s.is_empty() {
             // rational_quadratic_backward(params, cache, g, g_x, g_params, rows, d, bins,
             // tail_bound, min_bin_width, min_bin_height, direction): g rows x 2d as the

@@ -40,7 +40,7 @@ impl<E: CudaElement> CudaBackend<E> {
 
     pub(crate) fn fill(&self, shape: Shape, value: E) -> Result<CudaStorage<E>> {
         let n = shape.len();
-        let mut out = self.zeros(n)?;
+        let mut out = self.output(n)?;
         if n > 0 {
             // fill(T* out, u64 n, T value): writes out[0..n].
             self.launch(
