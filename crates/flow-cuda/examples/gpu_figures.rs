@@ -109,7 +109,14 @@ fn coupling<B: Backend<Elem = f32>>(backend: &B, device: &str, args: &Args) -> R
     })?;
     // Read v and params, write the output and the log-dets: 4-byte values.
     let bytes = (n * (2 + 2 + 2 + 1) * 4) as f64;
-    report("fused affine coupling", device, n, seconds, Some(bytes), args);
+    report(
+        "fused affine coupling",
+        device,
+        n,
+        seconds,
+        Some(bytes),
+        args,
+    );
     Ok(())
 }
 
