@@ -202,8 +202,8 @@ fn draws_follow_the_philox_words<T: Real>() {
             } else {
                 r * angle.sin()
             };
-            // f32: the uniforms round to f32 (near 1 the logarithm's argument by half an
-            // ulp), then the f32 logarithm, square root, product and sine or cosine.
+            // f32: the f32 logarithm, square root, angle (2 pi rounded to f32, times u2),
+            // product and sine or cosine; f64: the same operations as here.
             let tol = if T::NAME == "f32" { 2e-6 } else { 1e-14 } * (1.0 + r);
             let got = normal[i].to_f64();
             assert!(
