@@ -219,3 +219,18 @@ macro_rules! both_types {
 pub fn nth(launches: &[Launch], k: usize) -> Launch {
     launches[k % launches.len()]
 }
+
+/// The lane counts of the kernels that share a row among `lanes` threads of a warp
+/// (`affine_coupling`, `diag_normal_log_prob`).
+pub const LANES: [i32; 6] = [1, 2, 4, 8, 16, 32];
+
+/// A launch of a kernel that gives each row `lanes` threads, for `rows` rows, the `k`-th in
+/// turn: blocks of 32, 64, 128 and 256 threads; grids of one block, three, and enough for
+/// every row (at most 64).
+pub fn group_launch(rows: usize, lanes: i32, k: usize) -> Launch {
+    let block = [32u32, 64, 128, 256][k % 4];
+    let groups = (block / lanes as u32) as usize;
+    let enough = rows.div_ceil(groups).clamp(1, 64) as u32;
+    let grid = [1, 3, enough][(k / 4) % 3];
+    Launch::new(grid, block)
+}

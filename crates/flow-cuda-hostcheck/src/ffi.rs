@@ -127,6 +127,42 @@ kernels! {
     fn search_sorted_rows(sorted: *const T, x: *const T, out: *mut u32, rows: u64, cols: u64)
         = host_search_sorted_rows_f32, host_search_sorted_rows_f64;
 
+    // coupling.cu
+    fn affine_coupling(v: *const T, params: *const T, out: *mut T, log_det: *mut T, rows: u64,
+        d: u64, d2: u64, scale: i32, direction: i32, lanes: i32)
+        = host_affine_coupling_f32, host_affine_coupling_f64;
+    fn affine_coupling_backward(params: *const T, out: *const T, g: *const T, g_v: *mut T,
+        g_params: *mut T, rows: u64, d: u64, d2: u64, scale: i32, direction: i32)
+        = host_affine_coupling_backward_f32, host_affine_coupling_backward_f64;
+
+    // diag_normal.cu
+    fn diag_normal_log_prob(z: *const T, loc: *const T, log_scale: *const T, out: *mut T,
+        rows: u64, d: u64, lanes: i32)
+        = host_diag_normal_log_prob_f32, host_diag_normal_log_prob_f64;
+    fn diag_normal_backward(z: *const T, loc: *const T, log_scale: *const T, g: *const T,
+        w: *mut T, t: *mut T, rows: u64, d: u64)
+        = host_diag_normal_backward_f32, host_diag_normal_backward_f64;
+
+    // random.cu
+    fn randn(out: *mut T, n: u64, seed: u64, stream: u64, offset: u64)
+        = host_randn_f32, host_randn_f64;
+    fn rand_uniform(out: *mut T, n: u64, seed: u64, stream: u64, offset: u64, low: T, high: T)
+        = host_rand_uniform_f32, host_rand_uniform_f64;
+
+    // spline.cu
+    fn rational_quadratic(x: *const T, params: *const T, out: *mut T, cache: *mut T, rows: u64,
+        d: u64, bins: i32, tail_bound: T, min_bin_width: T, min_bin_height: T,
+        min_derivative: T, direction: i32)
+        = host_rational_quadratic_f32, host_rational_quadratic_f64;
+    fn rational_quadratic_backward(params: *const T, cache: *const T, g: *const T,
+        g_x: *mut T, g_params: *mut T, rows: u64, d: u64, bins: i32, tail_bound: T,
+        min_bin_width: T, min_bin_height: T, direction: i32)
+        = host_rational_quadratic_backward_f32, host_rational_quadratic_backward_f64;
+
+    // cpp/philox_probe.cu: random.cu's Philox4x32-10 words (the same in both libraries)
+    fn philox_words(counters: *const u64, streams: *const u64, seeds: *const u64,
+        out: *mut u32, n: u64) = host_philox_words_f32, host_philox_words_f64;
+
     // cpp/host_probe.cu: the host stand-ins themselves
     fn probe_ids(out: *mut u32) = host_probe_ids_f32, host_probe_ids_f64;
     fn probe_shuffles(out: *mut T, width: i32) = host_probe_shuffles_f32, host_probe_shuffles_f64;
