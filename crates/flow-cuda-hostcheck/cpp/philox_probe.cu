@@ -16,8 +16,9 @@ FLOW_KERNEL void FLOW_NAME(philox_words)(const u64* counters, const u64* streams
                                          const u64* seeds, unsigned int* out, u64 n) {
     FLOW_FOR_EACH(i, n) {
         const FlowWords w = flow_philox(counters[i], streams[i], seeds[i]);
-        for (int k = 0; k < 4; ++k) {
-            out[4 * i + k] = w.x[k];
-        }
+        out[4 * i] = w.x0;
+        out[4 * i + 1] = w.x1;
+        out[4 * i + 2] = w.x2;
+        out[4 * i + 3] = w.x3;
     }
 }

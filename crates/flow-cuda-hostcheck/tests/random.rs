@@ -140,17 +140,39 @@ fn shared_entries<T: Real>(a: &[T], b: &[T]) -> usize {
 }
 
 /// The uniform in `[0, 1)` of draw `k` of a counter's words, and the one in `(0, 1)` of
-/// Box-Muller's logarithm, as `random.cu` forms them (f32: the top 24 bits of word `k`; f64:
-/// 53 bits, word `2k` above the top 21 bits of word `2k + 1`), in f64.
+/// Box-Muller's logarithm, as `random.cu` forms them (f32: the top 24 bits of word `k`, the
+/// open one from its top 23; f64: 53 bits, word `2k` above the top 21 bits of word `2k + 1`,
+/// the open one 52 bits), in f64.
 fn unit_bits<T: Real>(w: &[u32; 4], k: usize) -> (f64, f64) {
     if T::NAME == "f32" {
-        let bits = f64::from(w[k] >> 8);
-        (bits / 16_777_216.0, (bits + 0.5) / 16_777_216.0)
+        let closed = f64::from(w[k] >> 8) / 16_777_216.0;
+        let open = (f64::from(w[k] >> 9) + 0.5) / 8_388_608.0;
+        (closed, open)
     } else {
-        let bits = (u64::from(w[2 * k]) << 21 | u64::from(w[2 * k + 1] >> 11)) as f64;
-        let scale = 1.0 / 9_007_199_254_740_992.0;
-        (bits * scale, (bits + 0.5) * scale)
+        let closed = (u64::from(w[2 * k]) << 21 | u64::from(w[2 * k + 1] >> 11)) as f64;
+        let open = (u64::from(w[2 * k]) << 20 | u64::from(w[2 * k + 1] >> 12)) as f64;
+        (
+            closed / 9_007_199_254_740_992.0,
+            (open + 0.5) / 4_503_599_627_370_496.0,
+        )
     }
+}
+
+/// The open uniforms are below 1 in T, even from all-ones words.
+fn open_uniforms_stay_below_one<T: Real>() {
+    let (_, open) = unit_bits::<T>(&[u32::MAX; 4], 0);
+    assert!(T::of(open).to_f64() < 1.0, "{}: {open}", T::NAME);
+    assert!(open > 0.0);
+}
+
+#[test]
+fn open_uniforms_stay_below_one_f32() {
+    open_uniforms_stay_below_one::<f32>();
+}
+
+#[test]
+fn open_uniforms_stay_below_one_f64() {
+    open_uniforms_stay_below_one::<f64>();
 }
 
 /// Every draw from the Philox words of its counter: `rand_uniform` on `[0, 1)` is the
@@ -189,7 +211,7 @@ fn draws_follow_the_philox_words<T: Real>() {
                 offset + c as u64
             );
             let pair = k / 2;
-            // The open uniforms as T holds them (in f32, the largest rounds to 1).
+            // The open uniforms as T holds them.
             let (u1, u2) = (
                 unit_bits::<T>(w, 2 * pair).1,
                 unit_bits::<T>(w, 2 * pair + 1).1,

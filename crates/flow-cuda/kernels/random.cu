@@ -44,16 +44,24 @@ FLOW_DEVICE FlowWords flow_philox(u64 counter, u64 stream, u64 seed) {
 // Draws per counter.
 #define FLOW_PER_COUNTER (sizeof(T) == 4 ? 4 : 2)
 
-// A uniform from one word (f32: its top 24 bits) or two words (f64: 53 bits), in [0, 1), or
-// in (0, 1) with `open` (half a step up, so never 0: its logarithm is finite). Named words,
-// not an indexed array, so that nothing goes to local memory.
+// A uniform in [0, 1) from one word (f32: its top 24 bits) or two words (f64: 53 bits), or
+// with `open` one in (0, 1): one bit fewer, half a step up, so that it is neither 0 (its
+// logarithm is finite) nor rounded up to 1 in T (the largest, 1 - 2^-24 in f32 and 1 - 2^-53
+// in f64, is exact). Named words, not an indexed array, so that nothing goes to local memory.
 FLOW_DEVICE T flow_uniform32(u32 w, bool open) {
-    return (T)(((double)(w >> 8) + (open ? 0.5 : 0.0)) * (1.0 / 16777216.0));
+    if (open) {
+        return (T)(((double)(w >> 9) + 0.5) * (1.0 / 8388608.0));
+    }
+    return (T)((double)(w >> 8) * (1.0 / 16777216.0));
 }
 
 FLOW_DEVICE T flow_uniform64(u32 hi, u32 lo, bool open) {
+    if (open) {
+        const u64 bits = ((u64)hi << 20) ^ (u64)(lo >> 12);
+        return (T)(((double)bits + 0.5) * (1.0 / 4503599627370496.0));
+    }
     const u64 bits = ((u64)hi << 21) ^ (u64)(lo >> 11);
-    return (T)(((double)bits + (open ? 0.5 : 0.0)) * (1.0 / 9007199254740992.0));
+    return (T)((double)bits * (1.0 / 9007199254740992.0));
 }
 
 // Box-Muller: two standard normals from two uniforms in (0, 1), written where in range.
