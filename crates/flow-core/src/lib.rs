@@ -3,6 +3,10 @@
 //! Tensors on a swappable [`Backend`] and a reverse-mode autodiff [`Tape`] with
 //! higher-order gradients: the ground every other `flows` crate stands on.
 //!
+//! **Debug builds**: the CPU kernels are about 100 times slower unoptimised. Add
+//! `[profile.dev.package."*"]` with `opt-level = 2` to your project's `Cargo.toml`, which
+//! optimises the dependencies (only) in debug builds.
+//!
 //! ```
 //! use flow_core::{Cpu, ParamStore, Tape, Tensor};
 //!

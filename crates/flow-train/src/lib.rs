@@ -3,10 +3,24 @@
 //! Training normalizing flows: optimizers, learning-rate schedules and gradient clipping
 //! (PyTorch's semantics), the training loop with validation, early stopping and bit-for-bit
 //! resume, safetensors checkpoints, JSON-lines metrics and normflows import.
+//!
+//! To train on your own rows, start with [`fit::Fit`]: `flows train --data` as one call,
+//! with the command's defaults, validation, the best model kept and optional checkpoints
+//! (its module documentation has a complete example). [`train::train_on`] is the loop
+//! underneath, for a custom data source or observer.
+//!
+//! **Debug builds**: the tensor kernels are about 100 times slower unoptimised. Add this to
+//! your project's `Cargo.toml` to optimise the dependencies (only) in debug builds:
+//!
+//! ```toml
+//! [profile.dev.package."*"]
+//! opt-level = 2
+//! ```
 
 pub mod checkpoint;
 pub mod data;
 pub mod error;
+pub mod fit;
 pub mod import;
 pub mod metrics;
 pub mod optim;
@@ -16,3 +30,9 @@ pub mod source;
 pub mod train;
 
 pub use error::{Error, Result};
+
+// The Rust examples of the repository's README, compiled and run as doctests (excerpts that
+// use names defined elsewhere are marked `ignore` there).
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
