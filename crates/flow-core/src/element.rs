@@ -6,6 +6,7 @@ use std::fmt::{Debug, Display};
 /// GEMM kernels exist for exactly these).
 pub trait Element:
     sealed::Sealed
+    + crate::backend::cpu::CpuKernels
     + num_traits::Float
     + num_traits::FromPrimitive
     + num_traits::ToPrimitive

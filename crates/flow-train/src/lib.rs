@@ -9,12 +9,15 @@
 //! (its module documentation has a complete example). [`train::train_on`] is the loop
 //! underneath, for a custom data source or observer.
 //!
-//! **Debug builds**: the tensor kernels are about 100 times slower unoptimised. Add this to
-//! your project's `Cargo.toml` to optimise the dependencies (only) in debug builds:
+//! **Debug builds**: unoptimised, the tensor kernels are about 100 times slower (19 against
+//! about 2,900 it/s for the seed example's training loop). Add this to your project's
+//! `Cargo.toml`, which optimises the dependencies only (1,407 it/s in the same debug build):
 //!
 //! ```toml
 //! [profile.dev.package."*"]
 //! opt-level = 2
+//! debug-assertions = false
+//! overflow-checks = false
 //! ```
 
 pub mod checkpoint;

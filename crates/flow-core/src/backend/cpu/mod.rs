@@ -5,6 +5,7 @@
 mod columns;
 mod elementwise;
 mod fused;
+mod kernels;
 mod math;
 mod matmul;
 mod reduce;
@@ -42,6 +43,8 @@ pub(crate) fn slice_of<E>(a: &Array2<E>) -> &[E] {
 pub(crate) fn shape_of<E>(a: &Array2<E>) -> Shape {
     Shape::new(a.nrows(), a.ncols())
 }
+
+pub use kernels::CpuKernels;
 
 pub(crate) fn from_shape_vec<E>(shape: Shape, data: Vec<E>) -> Array2<E> {
     Array2::from_shape_vec((shape.rows, shape.cols), data).expect("length equals rows * cols")
@@ -81,47 +84,47 @@ impl<E: Element> Backend for Cpu<E> {
     }
 
     fn matmul(&self, a: &Array2<E>, ta: bool, b: &Array2<E>, tb: bool) -> Result<Array2<E>> {
-        Ok(matmul::matmul(a, ta, b, tb, None))
+        Ok(E::cpu_matmul(a, ta, b, tb))
     }
 
     fn unary(&self, op: UnaryOp<E>, a: &Array2<E>) -> Result<Array2<E>> {
-        Ok(elementwise::unary(op, a))
+        Ok(E::cpu_unary(op, a))
     }
 
     fn binary(&self, op: BinaryOp, a: &Array2<E>, b: &Array2<E>) -> Result<Array2<E>> {
-        Ok(elementwise::binary(op, a, b))
+        Ok(E::cpu_binary(op, a, b))
     }
 
     fn reduce(&self, op: ReduceOp, axis: Axis, a: &Array2<E>) -> Result<Array2<E>> {
-        Ok(reduce::reduce(op, axis, a))
+        Ok(E::cpu_reduce(op, axis, a))
     }
 
     fn argmax_mask(&self, axis: Axis, a: &Array2<E>) -> Result<Array2<E>> {
-        Ok(reduce::argmax_mask(axis, a))
+        Ok(E::cpu_argmax_mask(axis, a))
     }
 
     fn logsumexp_cols(&self, a: &Array2<E>) -> Result<Array2<E>> {
-        Ok(reduce::logsumexp_cols(a))
+        Ok(E::cpu_logsumexp_cols(a))
     }
 
     fn softmax_cols(&self, a: &Array2<E>) -> Result<Array2<E>> {
-        Ok(reduce::softmax_cols(a))
+        Ok(E::cpu_softmax_cols(a))
     }
 
     fn broadcast_to(&self, a: &Array2<E>, shape: Shape) -> Result<Array2<E>> {
-        Ok(reduce::broadcast_to(a, shape))
+        Ok(E::cpu_broadcast_to(a, shape))
     }
 
     fn slice_cols(&self, a: &Array2<E>, start: usize, len: usize) -> Result<Array2<E>> {
-        Ok(columns::slice_cols(a, start, len))
+        Ok(E::cpu_slice_cols(a, start, len))
     }
 
     fn concat_cols(&self, parts: &[&Array2<E>]) -> Result<Array2<E>> {
-        Ok(columns::concat_cols(parts))
+        Ok(E::cpu_concat_cols(parts))
     }
 
     fn gather_cols(&self, a: &Array2<E>, index: &Vec<usize>) -> Result<Array2<E>> {
-        Ok(columns::gather_cols(a, index))
+        Ok(E::cpu_gather_cols(a, index))
     }
 
     fn scatter_add_cols(
@@ -130,11 +133,11 @@ impl<E: Element> Backend for Cpu<E> {
         index: &Vec<usize>,
         width: usize,
     ) -> Result<Array2<E>> {
-        Ok(columns::scatter_add_cols(a, index, width))
+        Ok(E::cpu_scatter_add_cols(a, index, width))
     }
 
     fn select(&self, mask: &Array2<E>, a: &Array2<E>, b: &Array2<E>) -> Result<Array2<E>> {
-        Ok(columns::select(mask, a, b))
+        Ok(E::cpu_select(mask, a, b))
     }
 
     fn reshape(&self, a: &Array2<E>, shape: Shape) -> Result<Array2<E>> {
@@ -142,15 +145,15 @@ impl<E: Element> Backend for Cpu<E> {
     }
 
     fn take_per_row(&self, a: &Array2<E>, index: &Vec<usize>) -> Result<Array2<E>> {
-        Ok(columns::take_per_row(a, index))
+        Ok(E::cpu_take_per_row(a, index))
     }
 
     fn put_per_row(&self, a: &Array2<E>, index: &Vec<usize>, width: usize) -> Result<Array2<E>> {
-        Ok(columns::put_per_row(a, index, width))
+        Ok(E::cpu_put_per_row(a, index, width))
     }
 
     fn search_sorted_rows(&self, sorted: &Array2<E>, x: &Array2<E>) -> Result<Vec<usize>> {
-        Ok(columns::search_sorted_rows(sorted, x))
+        Ok(E::cpu_search_sorted_rows(sorted, x))
     }
 
     fn rational_quadratic(
@@ -160,18 +163,7 @@ impl<E: Element> Backend for Cpu<E> {
         spec: &RationalQuadratic,
         direction: Direction,
     ) -> Result<(Array2<E>, Array2<E>)> {
-        let s = shape_of(x);
-        let (cache_rows, cache_cols) = spline::cache_shape(s.len(), spec);
-        let mut y = vec![E::zero(); s.len()];
-        let mut ld = vec![E::zero(); s.len()];
-        let mut cache = vec![E::zero(); cache_rows * cache_cols];
-        let (xs, ps) = (slice_of(x), slice_of(params));
-        spline::forward(xs, ps, spec, direction, &mut y, &mut ld, &mut cache);
-        let out = super::interleave_halves(&y, &ld, s.rows, s.cols);
-        Ok((
-            from_shape_vec(Shape::new(s.rows, 2 * s.cols), out),
-            from_shape_vec(Shape::new(cache_rows, cache_cols), cache),
-        ))
+        Ok(E::cpu_rational_quadratic(x, params, spec, direction))
     }
 
     fn rational_quadratic_backward(
@@ -183,13 +175,9 @@ impl<E: Element> Backend for Cpu<E> {
         direction: Direction,
         g: &Array2<E>,
     ) -> Result<(Array2<E>, Array2<E>)> {
-        let s = shape_of(x);
-        let (g_y, g_ld) = super::split_halves(slice_of(g), s.rows, s.cols);
-        let mut gx = vec![E::zero(); s.len()];
-        let mut gp = vec![E::zero(); params.len()];
-        let cache = slice_of(cache);
-        spline::backward(spec, direction, cache, &g_y, &g_ld, &mut gx, &mut gp);
-        Ok((from_shape_vec(s, gx), from_shape_vec(shape_of(params), gp)))
+        Ok(E::cpu_rational_quadratic_backward(
+            x, params, cache, spec, direction, g,
+        ))
     }
 
     fn linear(
@@ -199,7 +187,7 @@ impl<E: Element> Backend for Cpu<E> {
         bias: &Array2<E>,
         act: Activation<E>,
     ) -> Result<Array2<E>> {
-        Ok(fused::linear(x, weight, bias, act))
+        Ok(E::cpu_linear(x, weight, bias, act))
     }
 
     fn activation_backward(
@@ -208,7 +196,7 @@ impl<E: Element> Backend for Cpu<E> {
         g: &mut Array2<E>,
         out: &Array2<E>,
     ) -> Result<Array2<E>> {
-        Ok(fused::activation_backward(act, g, out))
+        Ok(E::cpu_activation_backward(act, g, out))
     }
 
     fn affine_coupling(
@@ -218,7 +206,7 @@ impl<E: Element> Backend for Cpu<E> {
         scale: CouplingScale,
         direction: Direction,
     ) -> Result<(Array2<E>, Array2<E>)> {
-        Ok(fused::affine_coupling(v, params, scale, direction))
+        Ok(E::cpu_affine_coupling(v, params, scale, direction))
     }
 
     fn affine_coupling_backward(
@@ -230,7 +218,7 @@ impl<E: Element> Backend for Cpu<E> {
         scale: CouplingScale,
         direction: Direction,
     ) -> Result<(Array2<E>, Array2<E>)> {
-        Ok(fused::affine_coupling_backward(
+        Ok(E::cpu_affine_coupling_backward(
             params, out, g, scale, direction,
         ))
     }
@@ -241,7 +229,7 @@ impl<E: Element> Backend for Cpu<E> {
         loc: &Array2<E>,
         log_scale: &Array2<E>,
     ) -> Result<Array2<E>> {
-        Ok(fused::diag_normal_log_prob(z, loc, log_scale))
+        Ok(E::cpu_diag_normal_log_prob(z, loc, log_scale))
     }
 
     fn diag_normal_log_prob_backward(
@@ -251,7 +239,7 @@ impl<E: Element> Backend for Cpu<E> {
         log_scale: &Array2<E>,
         g: &Array2<E>,
     ) -> Result<(Array2<E>, Array2<E>, Array2<E>)> {
-        Ok(fused::diag_normal_log_prob_backward(z, loc, log_scale, g))
+        Ok(E::cpu_diag_normal_log_prob_backward(z, loc, log_scale, g))
     }
 
     fn adam_update(
@@ -262,7 +250,7 @@ impl<E: Element> Backend for Cpu<E> {
         v: &mut Array2<E>,
         h: &AdamStep<E>,
     ) -> Result<()> {
-        fused::adam_update(param, grad, m, v, h);
+        E::cpu_adam_update(param, grad, m, v, h);
         Ok(())
     }
 }
