@@ -105,7 +105,7 @@ impl<B: Backend> Fixture<B> {
 fn parameter_gradients_pass_first_and_second_order_in_f64() {
     let mut fx = fixture(Cpu::<f64>::new());
     let f = fx.f(1.0, 0);
-    let (backend, ids) = (fx.backend.clone(), fx.ids());
+    let (backend, ids) = (fx.backend, fx.ids());
     let report = GradCheck::default()
         .check_params(&backend, &mut fx.params, &ids, &f)
         .unwrap();
@@ -127,7 +127,7 @@ fn a_parameter_gradient_wrong_by_one_percent_is_named_with_its_entry() {
             .map(|(_, _, v)| v.to_f64s().unwrap())
             .collect();
         let f = fx.f(1.01, col);
-        let (backend, ids) = (fx.backend.clone(), fx.ids());
+        let (backend, ids) = (fx.backend, fx.ids());
         let err = GradCheck::default()
             .check_params(&backend, &mut fx.params, &ids, &f)
             .unwrap_err();
@@ -174,7 +174,7 @@ fn the_input_check_misses_what_the_parameter_check_finds() {
     });
     // The same function of x alone, the parameters bound as they would be in training.
     let report = GradCheck::default()
-        .check(&fx.backend, &[fx.x.clone()], |v| {
+        .check(&fx.backend, std::slice::from_ref(&fx.x), |v| {
             let tape = v[0].tape();
             let (s, t) = (tape.param(params, s)?, tape.param(params, t)?);
             Var::custom(op.clone(), &[&v[0], &s, &t])?.tanh()
@@ -188,11 +188,11 @@ fn f32_passes_with_its_defaults_and_still_fails_a_one_percent_error() {
     let checker = GradCheck::<f32>::default();
     assert_eq!(
         (checker.eps, checker.rtol, checker.atol),
-        (1e-2, 2e-3, 1e-3)
+        (3e-3, 2e-3, 1e-3)
     );
     for col in 0..3 {
         let mut fx = fixture(Cpu::<f32>::new());
-        let (backend, ids) = (fx.backend.clone(), fx.ids());
+        let (backend, ids) = (fx.backend, fx.ids());
         // `GradCheck::default()` picks the f32 values from the backend.
         let f = fx.f(1.0, col);
         let report = GradCheck::default()
@@ -215,7 +215,7 @@ fn f32_passes_with_its_defaults_and_still_fails_a_one_percent_error() {
     let cpu = Cpu::<f32>::new();
     let x = Tensor::from_f64s(&cpu, (2, 2), &[0.1, -0.4, 0.7, 1.3]).unwrap();
     GradCheck::default()
-        .check(&cpu, &[x.clone()], |v| v[0].tanh()?.exp())
+        .check(&cpu, std::slice::from_ref(&x), |v| v[0].tanh()?.exp())
         .unwrap();
     GradCheck::default()
         .check_second_order(&cpu, &[x], |v| v[0].tanh()?.exp())
@@ -274,7 +274,7 @@ fn the_function_may_fail_with_any_error_type() {
     let raw = |v: &[Var<Cpu<f64>>]| v[0].matmul(&v[0]);
     let x = Tensor::from_f64s(&cpu, (1, 2), &[1.0, 2.0]).unwrap();
     let err = GradCheck::default()
-        .check(&cpu, &[x.clone()], raw)
+        .check(&cpu, std::slice::from_ref(&x), raw)
         .unwrap_err();
     assert!(
         matches!(
