@@ -70,7 +70,8 @@ impl GradCheck<f64> {
     /// A central difference errs by about `h^2 |f'''| / 6` (truncation) plus
     /// `u |L| / h` (rounding, `u = 1.1e-16`); at `h = 1e-6` both are near `1e-12` relative
     /// for functions of curvature of order one, far inside `rtol`, which is thus free to
-    /// be tight enough to catch a gradient wrong by one part in `10^4`.
+    /// be tight enough to catch a gradient wrong by one part in `10^4` wherever its
+    /// magnitude exceeds about `1e-3`.
     pub fn f64() -> Self {
         GradCheck {
             eps: 1e-6,

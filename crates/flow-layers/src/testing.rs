@@ -21,13 +21,13 @@
 //! });
 //! ```
 //!
-//! Everything runs on `Cpu<f64>` ([`TestBackend`]), where the tolerances can be tight.
+//! The invertibility checks run on `Cpu<f64>` ([`TestBackend`]), where the tolerances can
+//! be tight.
 //!
 //! [`check_layer_params`] checks a layer's gradients with respect to its parameters (the
 //! ones training follows), forward and inverse, log-dets included, against central
 //! differences with [`flow_core::gradcheck::GradCheck`]; [`check_layer_kind_params`] does it
-//! for a layer of any [`LayerKind`] built with random parameters. It runs on any backend, so
-//! an f32 layer can be checked with f32 tolerances ([`GradCheck::f32`]):
+//! for a layer of any [`LayerKind`] built with random parameters for a case:
 //!
 //! ```
 //! use flow_core::gradcheck::GradCheck;
@@ -38,6 +38,30 @@
 //! proptest!(ProptestConfig::with_cases(4), |(case in cases(1..=3, 1..=3, 0..=0))| {
 //!     check_layer_kind_params::<Radial>(&NoConfig {}, &case, &GradCheck::default())?;
 //! });
+//! ```
+//!
+//! The checker composes with layers directly too, on any backend: its function gets a
+//! fresh tape and the parameter store, and `?` works on flow-layers calls inside it. Here,
+//! the parameter gradients of a loss of an ActNorm layer's output and log-det, in f32 with
+//! the f32 tolerances that `GradCheck::default()` picks for a `Cpu<f32>`:
+//!
+//! ```
+//! use flow_core::{gradcheck::GradCheck, rng, Axis, Cpu, ParamStore, Tensor};
+//! use flow_layers::{ActNorm, BuildContext, Flow, Init};
+//!
+//! let cpu = Cpu::<f32>::new();
+//! let mut params = ParamStore::new();
+//! let mut r = rng(0);
+//! let layer = ActNorm::new(
+//!     &mut BuildContext::new(&cpu, &mut params, "act", 2, &mut r).with_init(Init::Random),
+//! )?;
+//! let z = Tensor::randn(&cpu, (3, 2), &mut r)?;
+//! let ids: Vec<_> = params.ids().collect();
+//! GradCheck::default().check_params(&cpu, &mut params, &ids, |tape, params| {
+//!     let (x, log_det) = layer.forward(params, &tape.constant(z.clone()), None)?;
+//!     Ok::<_, flow_layers::Error>(x.square()?.sum(Axis::Cols)?.add(&log_det)?)
+//! })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use crate::error::Error;
