@@ -150,6 +150,21 @@ fn grad_without_create_graph_is_constant_and_unused_inputs_get_zeros(
 }
 
 #[test]
+fn a_variable_recorded_after_the_output_gets_a_zero_gradient(
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    let tape = Tape::new(&CPU);
+    let x = tape.input(t(2, 1, &[0.3, -0.2]));
+    let y = x.tanh()?.sum(Axis::All)?;
+    let later = tape.input(t(1, 2, &[1.0, 1.0]));
+    for create_graph in [false, true] {
+        let g = tape.grad(&y, &[&later, &x], create_graph)?;
+        assert_eq!(g[0].value().to_vec()?, vec![0.0, 0.0]);
+        assert_eq!(g[1].shape(), Shape::new(2, 1));
+    }
+    Ok(())
+}
+
+#[test]
 fn hutchinson_trace_of_a_jacobian_is_unbiased_in_expectation(
 ) -> std::result::Result<(), Box<dyn std::error::Error>> {
     // For f(x) = x @ A (one sample, 3 features), tr(df/dx) = tr(A). The estimator

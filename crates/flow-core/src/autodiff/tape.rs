@@ -224,7 +224,8 @@ impl<B: Backend> Tape<B> {
             wanted
                 .iter()
                 .map(|&id| {
-                    let g = match &grads[id] {
+                    // (A variable recorded after `output` gets no entry: zero.)
+                    let g = match grads.get(id).and_then(Option::as_ref) {
                         Some(g) => g.clone(),
                         None => Tensor::zeros(&self.backend, self.shape(id))?,
                     };
@@ -265,7 +266,7 @@ impl<B: Backend> Tape<B> {
         let grads = run_backward(&mut algebra, output.id, seed, keep, floor)?;
         wanted
             .iter()
-            .map(|&id| match &grads[id] {
+            .map(|&id| match grads.get(id).and_then(Option::as_ref) {
                 Some(g) => Ok(*g),
                 None => Ok(algebra.constant(Tensor::zeros(&self.backend, self.shape(id))?)),
             })
