@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::flow::Flow;
 use crate::registry::{BuildContext, Init, LayerKind, LayerSpec, Registry};
 use crate::spec::{BaseSpec, FlowSpec};
-use flow_core::{Axis, Backend, Element, FlowRng, ParamStore, Tape, Tensor, Var};
+use flow_core::{Backend, Element, FlowRng, ParamStore, Tape, Tensor, Var};
 
 /// A normalizing flow with normflows' semantics: `forward` maps latent to data,
 /// `log_prob(x) = log q0(f^-1(x)) + sum of inverse log-dets`.
@@ -23,8 +23,9 @@ use flow_core::{Axis, Backend, Element, FlowRng, ParamStore, Tape, Tensor, Var};
 /// [`sample`](Self::sample) and [`sample_on`](Self::sample_on) their context, on tensors and
 /// tape variables alike. A NaN or an infinity there is an [`Error::NonFinite`] naming the
 /// call, the argument, and the row, column and value of the first such entry (row by row),
-/// never a NaN or `-inf` log-density. The check is one sum per argument on the backend, read
-/// back with the call's result (the rows themselves are read back only to find the entry).
+/// never a NaN or `-inf` log-density. The check is one reduction per argument on the backend,
+/// read back with the call's result (the rows themselves are read back only to find the
+/// entry).
 /// Non-finite results from finite data (an overflow in a layer) are not errors: the training
 /// loop skips such steps.
 ///
@@ -606,11 +607,12 @@ impl<B: Backend> NormalizingFlow<B> {
 /// Runs `call`'s work (`run`) on `inputs` (argument names and values, `None` where absent),
 /// refusing NaN and infinities in them: the model's policy on non-finite values.
 ///
-/// Each input is summed on its backend and the sums added into one scalar, queued before
-/// `run` and read back after it, so that on a device the check waits for nothing the call
-/// would not (one scalar comes back). A sum that is not finite means a NaN or an infinity
-/// somewhere (or finite values whose sum overflows): only then are the inputs read back, to
-/// name the first non-finite entry ([`Error::NonFinite`]) — which wins over `run`'s own
+/// Each input is probed on its backend ([`Tensor::finite_probe`]: a sum on a device, a
+/// vectorised pass on the CPU) and the probes added into one scalar, queued before `run` and
+/// read back after it, so that on a device the check waits for nothing the call would not
+/// (one scalar comes back). A probe that is not finite means a NaN or an infinity somewhere
+/// (or, on a device, finite values whose sum overflows): only then are the inputs read back,
+/// to name the first non-finite entry ([`Error::NonFinite`]), which wins over `run`'s own
 /// result, error or not.
 fn checked_finite<B: Backend, T>(
     call: &'static str,
@@ -619,10 +621,10 @@ fn checked_finite<B: Backend, T>(
 ) -> Result<T> {
     let mut total: Option<Tensor<B>> = None;
     for v in inputs.iter().filter_map(|(_, v)| *v) {
-        let sum = v.value().sum(Axis::All)?;
+        let probe = v.value().finite_probe()?;
         total = Some(match total {
-            None => sum,
-            Some(t) => t.add(&sum)?,
+            None => probe,
+            Some(t) => t.add(&probe)?,
         });
     }
     let result = run();

@@ -8,8 +8,8 @@
 //! [`Optimizer::step`] then returns [`Error::NonFiniteGradient`], naming the parameter and
 //! the entry, and changes nothing: every gradient is checked before any parameter is updated,
 //! so the parameters, the moments and the step count stay as they were (the next good step is
-//! the one a run that never saw the bad one would take). The check is one sum per gradient
-//! on the backend and a single scalar read back per step; the gradients themselves are read
+//! the one a run that never saw the bad one would take). The check is one reduction per
+//! gradient on the backend and a single scalar read back per step; the gradients themselves are read
 //! back only to name the culprit. The training loop ([`crate::train::train_on`]) skips and
 //! counts such a step, as one whose loss is not finite. An optimizer of one's own can call
 //! [`check_gradients`] first to follow the same policy.
@@ -455,18 +455,19 @@ pub fn clip_grad_norm<B: Backend>(grads: &mut Gradients<B>, max_norm: f64) -> Re
 /// NaN or an infinity, naming the first such parameter (in the store's order) and its first
 /// such entry; what every built-in [`Optimizer::step`] checks before it changes anything.
 ///
-/// Each gradient is summed on its backend and the sums added there into one scalar, the only
-/// value read back when all is well: a sum that is not finite means a NaN or an infinity
-/// somewhere (or finite values whose sum overflows), and only then are the gradients read back
+/// Each gradient is probed on its backend ([`Tensor::finite_probe`]: a sum on a device, a
+/// vectorised pass on the CPU) and the probes added there into one scalar, the only value read
+/// back when all is well: a probe that is not finite means a NaN or an infinity somewhere (or,
+/// on a device, finite values whose sum overflows), and only then are the gradients read back
 /// one by one to find it.
 pub fn check_gradients<B: Backend>(params: &ParamStore<B>, grads: &Gradients<B>) -> Result<()> {
     let mut total: Option<Tensor<B>> = None;
     for id in params.ids() {
         if let Some(g) = grads.param(id) {
-            let sum = g.sum(Axis::All)?;
+            let probe = g.finite_probe()?;
             total = Some(match total {
-                None => sum,
-                Some(t) => t.add(&sum)?,
+                None => probe,
+                Some(t) => t.add(&probe)?,
             });
         }
     }

@@ -96,6 +96,10 @@ impl<E: Element> Backend for Cpu<E> {
         Ok(reduce::reduce(op, axis, a))
     }
 
+    fn finite_probe(&self, a: &Array2<E>) -> Result<Array2<E>> {
+        Ok(reduce::finite_probe(a))
+    }
+
     fn argmax_mask(&self, axis: Axis, a: &Array2<E>) -> Result<Array2<E>> {
         Ok(reduce::argmax_mask(axis, a))
     }
