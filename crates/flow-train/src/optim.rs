@@ -431,9 +431,13 @@ pub fn clip_grad_norm<B: Backend>(grads: &mut Gradients<B>, max_norm: f64) -> Re
             "the gradient-norm bound must be positive, got {max_norm}"
         )));
     }
-    // Summed on the backend; only the total leaves it.
+    // Summed on the backend; only the total leaves it. In the parameters' order (the
+    // gradients' own is a hash map's, which differs from run to run and would change the
+    // rounding of the total, so that a run with clipping would not repeat bit for bit).
+    let mut in_order: Vec<_> = grads.params().collect();
+    in_order.sort_by_key(|(id, _)| id.index());
     let mut squares: Option<Tensor<B>> = None;
-    for (_, g) in grads.params() {
+    for (_, g) in in_order {
         let s = g.unary(UnaryOp::Square)?.sum(Axis::All)?;
         squares = Some(match squares {
             None => s,
@@ -456,24 +460,24 @@ pub fn clip_grad_norm<B: Backend>(grads: &mut Gradients<B>, max_norm: f64) -> Re
 /// such entry; what every built-in [`Optimizer::step`] checks before it changes anything.
 ///
 /// Each gradient is probed on its backend ([`Tensor::finite_probe`]: a sum on a device, a
-/// vectorised pass on the CPU) and the probes added there into one scalar, the only value read
-/// back when all is well: a probe that is not finite means a NaN or an infinity somewhere (or,
+/// vectorised pass on the CPU) and the probes combined there into one scalar, the only value
+/// read back when all is well: a probe that is not finite means a NaN or an infinity somewhere (or,
 /// on a device, finite values whose sum overflows), and only then are the gradients read back
 /// one by one to find it.
 pub fn check_gradients<B: Backend>(params: &ParamStore<B>, grads: &Gradients<B>) -> Result<()> {
-    let mut total: Option<Tensor<B>> = None;
-    for id in params.ids() {
-        if let Some(g) = grads.param(id) {
-            let probe = g.finite_probe()?;
-            total = Some(match total {
-                None => probe,
-                Some(t) => t.add(&probe)?,
-            });
-        }
+    let probes = params
+        .ids()
+        .filter_map(|id| grads.param(id))
+        .map(Tensor::finite_probe)
+        .collect::<flow_core::Result<Vec<_>>>()?;
+    if probes.is_empty() {
+        return Ok(());
     }
-    match total {
-        Some(total) if !total.scalar_value()?.as_f64().is_finite() => {}
-        _ => return Ok(()),
+    // One row of probes, probed in turn: two operations however many parameters there are.
+    let probes: Vec<&Tensor<B>> = probes.iter().collect();
+    let total = Tensor::concat_cols(&probes)?.finite_probe()?;
+    if total.scalar_value()?.as_f64().is_finite() {
+        return Ok(());
     }
     for (id, name, _) in params.iter() {
         let Some(g) = grads.param(id) else {
