@@ -200,6 +200,15 @@ impl<B: Backend> Tensor<B> {
         }
     }
 
+    /// A `1 x 1` tensor, left on the backend, that is finite when every entry is finite and
+    /// NaN or infinite when one is not (possibly also infinite for finite entries whose sum
+    /// overflows; [`Tensor::check_finite`] then tells). Probes add: the sum of several is a
+    /// probe of them all, so that checking many tensors on a device reads back one scalar.
+    /// See [`crate::Backend::finite_probe`].
+    pub fn finite_probe(&self) -> Result<Self> {
+        self.wrap(self.backend.finite_probe(&self.storage))
+    }
+
     // ---- operations ----
 
     /// `op(self) @ op(other)`, transposing each operand whose flag is set.

@@ -29,6 +29,39 @@ pub enum Error {
     /// outside the layer's image.
     #[error("{layer} is not invertible here: {reason}")]
     NotInvertible { layer: &'static str, reason: String },
+    /// Rows given to a model call (`x`, `z` or a context) with a NaN or infinite entry: the
+    /// first one, row by row (see [`NormalizingFlow`](crate::NormalizingFlow)'s policy on
+    /// non-finite values).
+    #[error("{call}: {arg} has a non-finite value {value} at row {row}, column {col}")]
+    NonFinite {
+        /// The call refused (`log_prob`, `forward_kld`, ...).
+        call: &'static str,
+        /// Which of its arguments: `x`, `z` or `context`.
+        arg: &'static str,
+        row: usize,
+        col: usize,
+        value: f64,
+    },
+}
+
+impl Error {
+    /// [`Error::NonFinite`] from `flow_core`'s [`flow_core::Error::NonFinite`] (from
+    /// [`flow_core::Tensor::check_finite`]) for argument `arg` of `call`; any other error
+    /// as is.
+    pub fn non_finite(call: &'static str, arg: &'static str, e: flow_core::Error) -> Self {
+        match e {
+            flow_core::Error::NonFinite {
+                row, col, value, ..
+            } => Error::NonFinite {
+                call,
+                arg,
+                row,
+                col,
+                value,
+            },
+            e => Error::Core(e),
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -16,6 +16,29 @@
 //! assert!(log_p.max_abs_diff(&log_q)? < 1e-9);
 //! # Ok::<(), flow_layers::Error>(())
 //! ```
+//!
+//! ## Non-finite values
+//!
+//! The model refuses data it cannot give a density to: every [`NormalizingFlow`] call that
+//! takes rows ([`log_prob`](NormalizingFlow::log_prob),
+//! [`forward_kld`](NormalizingFlow::forward_kld), [`inverse`](NormalizingFlow::inverse),
+//! [`forward`](NormalizingFlow::forward), [`init_from_data`](NormalizingFlow::init_from_data),
+//! and the context of [`sample`](NormalizingFlow::sample)), on tensors or tape variables,
+//! returns [`Error::NonFinite`] for a NaN or an infinity in its input or its context, naming
+//! the call, the argument, the row, the column and the value of the first one, instead of a
+//! NaN or `-inf` log-density that would flow on into a loss and its gradients. A layer called
+//! on its own ([`Flow::inverse`]) does not check.
+//!
+//! ```
+//! # use flow_core::{Cpu, Tensor};
+//! # use flow_layers::{NormalizingFlow, RealNvpConfig};
+//! # let cpu = Cpu::<f64>::new();
+//! # let model = NormalizingFlow::new(&cpu, RealNvpConfig::default().spec()?, 0)?;
+//! let x = Tensor::from_vec(&cpu, (2, 2), vec![0.5, -1.0, f64::NEG_INFINITY, 0.0])?;
+//! let err = model.forward_kld(&x, None).unwrap_err();
+//! assert_eq!(err.to_string(), "forward_kld: x has a non-finite value -inf at row 1, column 0");
+//! # Ok::<(), flow_layers::Error>(())
+//! ```
 
 pub mod actnorm;
 pub mod autoregressive;

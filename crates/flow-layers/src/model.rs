@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::flow::Flow;
 use crate::registry::{BuildContext, Init, LayerKind, LayerSpec, Registry};
 use crate::spec::{BaseSpec, FlowSpec};
-use flow_core::{Backend, FlowRng, ParamStore, Tape, Tensor, Var};
+use flow_core::{Backend, Element, FlowRng, ParamStore, Tape, Tensor, Var};
 
 /// A normalizing flow with normflows' semantics: `forward` maps latent to data,
 /// `log_prob(x) = log q0(f^-1(x)) + sum of inverse log-dets`.
@@ -14,6 +14,33 @@ use flow_core::{Backend, FlowRng, ParamStore, Tape, Tensor, Var};
 /// layer by layer, built-in and one's own alike ([`NormalizingFlow::builder`]). Parameter
 /// names are normflows' state_dict names (`q0.loc`,
 /// `flows.{k}.flows.1.param_map.net.{j}.weight`, ...).
+///
+/// # Non-finite values
+///
+/// Every call that takes rows of data checks them: [`log_prob`](Self::log_prob),
+/// [`forward_kld`](Self::forward_kld), [`inverse`](Self::inverse), [`forward`](Self::forward)
+/// and [`init_from_data`](Self::init_from_data) check their input and their context,
+/// [`sample`](Self::sample) and [`sample_on`](Self::sample_on) their context, on tensors and
+/// tape variables alike. A NaN or an infinity there is an [`Error::NonFinite`] naming the
+/// call, the argument, and the row, column and value of the first such entry (row by row),
+/// never a NaN or `-inf` log-density. The check is one reduction per argument on the backend,
+/// read back with the call's result (the rows themselves are read back only to find the
+/// entry).
+/// Non-finite results from finite data (an overflow in a layer) are not errors: the training
+/// loop skips such steps.
+///
+/// ```
+/// use flow_core::{Cpu, Tensor};
+/// use flow_layers::{Error, NormalizingFlow, RealNvpConfig};
+///
+/// let cpu = Cpu::<f64>::new();
+/// let model = NormalizingFlow::new(&cpu, RealNvpConfig::default().spec()?, 0)?;
+/// let x = Tensor::from_vec(&cpu, (3, 2), vec![0.0, 1.0, 2.0, 3.0, f64::NAN, 5.0])?;
+/// let err = model.log_prob(&x, None).unwrap_err();
+/// assert!(matches!(err, Error::NonFinite { call: "log_prob", arg: "x", row: 2, col: 0, .. }));
+/// assert_eq!(err.to_string(), "log_prob: x has a non-finite value NaN at row 2, column 0");
+/// # Ok::<(), flow_layers::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct NormalizingFlow<B: Backend> {
     backend: B,
@@ -289,17 +316,23 @@ impl<B: Backend> NormalizingFlow<B> {
     ///
     /// Returns the number of layers initialised (0 for a flow without such layers, whose
     /// parameters it leaves alone). Fails, leaving every parameter as it was, on a batch of
-    /// the wrong width, a context that does not fit the flow, fewer than 2 rows (no spread to
-    /// standardise), or an error of a layer's initialisation (an ActNorm reached by values
-    /// that are not all finite).
+    /// the wrong width, a context that does not fit the flow, a NaN or an infinity in either
+    /// ([`Error::NonFinite`]), fewer than 2 rows (no spread to standardise), or an error of a
+    /// layer's initialisation (an ActNorm reached by values that are not all finite).
     pub fn init_from_data(&mut self, x: &Tensor<B>, context: Option<&Tensor<B>>) -> Result<usize> {
         let Some(last) = self.flows.iter().position(|f| f.wants_data_init()) else {
             return Ok(0);
         };
         let tape = Tape::new(&self.backend);
         let xv = tape.constant(x.clone());
+        let cv = context.map(|c| tape.constant(c.clone()));
         self.check_width("init_from_data", &xv)?;
-        self.check_context(context.map(|c| tape.constant(c.clone())).as_ref(), x.rows())?;
+        self.check_context(cv.as_ref(), x.rows())?;
+        checked_finite(
+            "init_from_data",
+            &[("x", Some(&xv)), ("context", cv.as_ref())],
+            || Ok(()),
+        )?;
         if x.rows() < 2 {
             return Err(Error::Config(format!(
                 "data-dependent initialisation needs a batch of at least 2 rows, got {}",
@@ -355,6 +388,12 @@ impl<B: Backend> NormalizingFlow<B> {
         crate::flow::check_width(what, self.dim(), v)
     }
 
+    /// The width of `v` and the shape of `context`, before anything runs.
+    fn check_shapes(&self, what: &'static str, v: &Var<B>, context: Option<&Var<B>>) -> Result<()> {
+        self.check_width(what, v)?;
+        self.check_context(context, v.shape().rows)
+    }
+
     /// The number of context features a conditional flow reads (0: unconditional).
     pub fn context_dim(&self) -> usize {
         self.spec.context
@@ -383,35 +422,65 @@ impl<B: Backend> NormalizingFlow<B> {
     /// Latent to data given a context (`rows x context_dim`; `None` for an unconditional
     /// flow), with the summed forward log-dets per sample (`rows x 1`). `z` is a tape
     /// variable (the result stays on its tape, for gradients) or a tensor (evaluated on a
-    /// tape of its own; the result is a tensor).
+    /// tape of its own; the result is a tensor). A NaN or an infinity in `z` or the context
+    /// is an [`Error::NonFinite`] naming its row and column.
     pub fn forward<X: FlowValue<B>>(&self, z: &X, context: Option<&X>) -> Result<(X, X)> {
         let (z, context) = self.onto_tape(z, context);
-        let (x, log_det) = self.forward_var(&z, context.as_ref())?;
+        let context = context.as_ref();
+        self.check_shapes("forward", &z, context)?;
+        let (x, log_det) =
+            checked_finite("forward", &[("z", Some(&z)), ("context", context)], || {
+                self.forward_var(&z, context)
+            })?;
         Ok((X::from_var(x), X::from_var(log_det)))
     }
 
     /// Data to latent given a context, with the summed inverse log-dets per sample; a tape
-    /// variable or a tensor, as [`NormalizingFlow::forward`].
+    /// variable or a tensor, as [`NormalizingFlow::forward`]. A NaN or an infinity in `x` or
+    /// the context is an [`Error::NonFinite`].
     pub fn inverse<X: FlowValue<B>>(&self, x: &X, context: Option<&X>) -> Result<(X, X)> {
         let (x, context) = self.onto_tape(x, context);
-        let (z, log_det) = self.inverse_var(&x, context.as_ref())?;
+        let context = context.as_ref();
+        self.check_shapes("inverse", &x, context)?;
+        let (z, log_det) =
+            checked_finite("inverse", &[("x", Some(&x)), ("context", context)], || {
+                self.inverse_var(&x, context)
+            })?;
         Ok((X::from_var(z), X::from_var(log_det)))
     }
 
     /// log q(x | c) per row (`rows x 1`): `context` has a row per row of `x` (`None` for an
-    /// unconditional flow). A tape variable or a tensor, as [`NormalizingFlow::forward`].
+    /// unconditional flow). A tape variable or a tensor, as [`NormalizingFlow::forward`]. A
+    /// NaN or an infinity in `x` or the context is an [`Error::NonFinite`] naming its row and
+    /// column, not a NaN log-density.
     pub fn log_prob<X: FlowValue<B>>(&self, x: &X, context: Option<&X>) -> Result<X> {
         let (x, context) = self.onto_tape(x, context);
-        Ok(X::from_var(self.log_prob_var(&x, context.as_ref())?))
+        let context = context.as_ref();
+        self.check_shapes("log_prob", &x, context)?;
+        let log_q = checked_finite("log_prob", &[("x", Some(&x)), ("context", context)], || {
+            self.log_prob_var(&x, context)
+        })?;
+        Ok(X::from_var(log_q))
     }
 
     /// The forward KL divergence estimate from target samples `x` (and their contexts):
-    /// `-mean(log q(x | c))`, `1 x 1`. On a tape variable it is the training loss.
+    /// `-mean(log q(x | c))`, `1 x 1`. On a tape variable it is the training loss. A NaN or
+    /// an infinity in `x` or the context is an [`Error::NonFinite`] naming its row and column.
     pub fn forward_kld<X: FlowValue<B>>(&self, x: &X, context: Option<&X>) -> Result<X> {
         let (x, context) = self.onto_tape(x, context);
-        Ok(X::from_var(
-            self.log_prob_var(&x, context.as_ref())?.mean_all()?.neg()?,
-        ))
+        let context = context.as_ref();
+        self.check_shapes("forward_kld", &x, context)?;
+        let loss = checked_finite(
+            "forward_kld",
+            &[("x", Some(&x)), ("context", context)],
+            || {
+                self.log_prob_var(&x, context)?
+                    .mean_all()?
+                    .neg()
+                    .map_err(Error::from)
+            },
+        )?;
+        Ok(X::from_var(loss))
     }
 
     /// The reverse KL divergence estimate from `n` model samples:
@@ -432,8 +501,22 @@ impl<B: Backend> NormalizingFlow<B> {
     }
 
     /// `n` samples on `tape` given a context (one row shared by all samples, or `n` rows;
-    /// `None` for an unconditional flow), and their log-density `log q(x | c)`.
+    /// `None` for an unconditional flow), and their log-density `log q(x | c)`. A NaN or an
+    /// infinity in the context is an [`Error::NonFinite`].
     pub fn sample_on(
+        &self,
+        tape: &Tape<B>,
+        n: usize,
+        context: Option<&Var<B>>,
+        rng: &mut FlowRng,
+    ) -> Result<(Var<B>, Var<B>)> {
+        checked_finite("sample", &[("context", context)], || {
+            self.sample_unchecked(tape, n, context, rng)
+        })
+    }
+
+    /// [`NormalizingFlow::sample_on`] without the check of the context.
+    fn sample_unchecked(
         &self,
         tape: &Tape<B>,
         n: usize,
@@ -519,6 +602,44 @@ impl<B: Backend> NormalizingFlow<B> {
         };
         Ok((v, log_det))
     }
+}
+
+/// Runs `call`'s work (`run`) on `inputs` (argument names and values, `None` where absent),
+/// refusing NaN and infinities in them: the model's policy on non-finite values.
+///
+/// Each input is probed on its backend ([`Tensor::finite_probe`]: a sum on a device, a
+/// vectorised pass on the CPU) and the probes added into one scalar, queued before `run` and
+/// read back after it, so that on a device the check waits for nothing the call would not
+/// (one scalar comes back). A probe that is not finite means a NaN or an infinity somewhere
+/// (or, on a device, finite values whose sum overflows): only then are the inputs read back,
+/// to name the first non-finite entry ([`Error::NonFinite`]), which wins over `run`'s own
+/// result, error or not.
+fn checked_finite<B: Backend, T>(
+    call: &'static str,
+    inputs: &[(&'static str, Option<&Var<B>>)],
+    run: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    let mut total: Option<Tensor<B>> = None;
+    for v in inputs.iter().filter_map(|(_, v)| *v) {
+        let probe = v.value().finite_probe()?;
+        total = Some(match total {
+            None => probe,
+            Some(t) => t.add(&probe)?,
+        });
+    }
+    let result = run();
+    if let Some(total) = total {
+        if !total.scalar_value()?.as_f64().is_finite() {
+            for &(arg, v) in inputs {
+                if let Some(v) = v {
+                    v.value()
+                        .check_finite(arg)
+                        .map_err(|e| Error::non_finite(call, arg, e))?;
+                }
+            }
+        }
+    }
+    result
 }
 
 /// What the model's calls take and give: a [`Var`] (the call records on its tape, so that

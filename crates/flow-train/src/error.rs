@@ -26,16 +26,30 @@ pub enum Error {
     /// A file that exists but cannot be understood (truncated, corrupted, wrong contents).
     #[error("{path}: {message}")]
     Format { path: PathBuf, message: String },
-    /// Training stopped because the loss stayed NaN or infinite: skipping such steps (as
-    /// normflows does) cannot recover once the parameters themselves are not finite.
+    /// Training stopped because the loss (or its gradient) stayed NaN or infinite: skipping
+    /// such steps (as normflows does) cannot recover once the model only gives them.
     #[error(
-        "training stopped at iteration {at}: the loss was NaN or infinite for {steps} iterations \
-         in a row (since iteration {first}); try a lower --lr or --clip-grad-norm"
+        "training stopped at iteration {at}: the loss or its gradient was NaN or infinite for \
+         {steps} iterations in a row (since iteration {first}); try a lower --lr or \
+         --clip-grad-norm"
     )]
     Diverged {
         at: usize,
         first: usize,
         steps: usize,
+    },
+    /// An optimizer step refused because a parameter's gradient holds a NaN or an infinity
+    /// (the first such entry, parameters in the store's order): no parameter and no optimizer
+    /// state was changed.
+    #[error(
+        "the gradient of parameter `{param}` has a non-finite value {value} at row {row}, \
+         column {col}; no parameter was updated"
+    )]
+    NonFiniteGradient {
+        param: String,
+        row: usize,
+        col: usize,
+        value: f64,
     },
     /// A configuration a user asked for that cannot run.
     #[error("{0}")]

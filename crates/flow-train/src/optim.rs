@@ -1,6 +1,39 @@
 //! Optimizers over a [`ParamStore`] (Adam, AdamW, SGD with momentum), learning-rate
 //! schedules, and gradient clipping, each with PyTorch's semantics (held to
 //! `torch.optim` by `tests/optim.rs`).
+//!
+//! # Non-finite gradients
+//!
+//! Unlike PyTorch's, these optimizers refuse a gradient holding a NaN or an infinity:
+//! [`Optimizer::step`] then returns [`Error::NonFiniteGradient`], naming the parameter and
+//! the entry, and changes nothing: every gradient is checked before any parameter is updated,
+//! so the parameters, the moments and the step count stay as they were (the next good step is
+//! the one a run that never saw the bad one would take). The check is one reduction per
+//! gradient on the backend and a single scalar read back per step; the gradients themselves are read
+//! back only to name the culprit. The training loop ([`crate::train::train_on`]) skips and
+//! counts such a step, as one whose loss is not finite. An optimizer of one's own can call
+//! [`check_gradients`] first to follow the same policy.
+//!
+//! ```
+//! use flow_core::{Cpu, ParamStore, Tape, Tensor};
+//! use flow_train::optim::{Adam, Optimizer};
+//! use flow_train::Error;
+//!
+//! let cpu = Cpu::<f64>::new();
+//! let mut params = ParamStore::new();
+//! let w = params.add("w", Tensor::from_vec(&cpu, (1, 2), vec![1.0, 2.0])?)?;
+//! let tape = Tape::new(&cpu);
+//! let c = tape.constant(Tensor::from_vec(&cpu, (1, 2), vec![0.5, f64::INFINITY])?);
+//! let loss = tape.param(&params, w)?.mul(&c)?.sum_all()?;  // d loss / d w = c
+//! let grads = tape.backward(&loss)?;
+//! drop((loss, tape));
+//! let mut adam = Adam::new(1e-3, 0.0);
+//! let err = adam.step(&mut params, &grads).unwrap_err();
+//! assert!(matches!(&err, Error::NonFiniteGradient { param, row: 0, col: 1, .. } if param == "w"));
+//! assert_eq!(params.get(w)?.to_vec()?, vec![1.0, 2.0]); // untouched
+//! assert_eq!(adam.steps(), 0);
+//! # Ok::<(), flow_train::Error>(())
+//! ```
 
 use crate::error::{Error, Result};
 use flow_core::{
@@ -9,7 +42,10 @@ use flow_core::{
 
 /// One update rule over every parameter that has a gradient.
 pub trait Optimizer<B: Backend>: std::fmt::Debug {
-    /// One update with the current learning rate.
+    /// One update with the current learning rate. The built-in optimizers refuse a
+    /// non-finite gradient ([`Error::NonFiniteGradient`]), changing nothing (see the
+    /// [module's documentation](self)); an implementation of one's own should do the same,
+    /// with [`check_gradients`].
     fn step(&mut self, params: &mut ParamStore<B>, grads: &Gradients<B>) -> Result<()>;
     fn lr(&self) -> f64;
     /// Sets the learning rate for the following steps (schedules call this).
@@ -127,6 +163,8 @@ impl<B: Backend> Adam<B> {
 
 impl<B: Backend> Optimizer<B> for Adam<B> {
     fn step(&mut self, params: &mut ParamStore<B>, grads: &Gradients<B>) -> Result<()> {
+        // Before any change: a refused step leaves the parameters and the state alone.
+        check_gradients(params, grads)?;
         self.step += 1;
         let t = self.step as i32;
         let e = |x: f64| <B::Elem as Element>::of(x);
@@ -247,6 +285,8 @@ impl<B: Backend> Sgd<B> {
 
 impl<B: Backend> Optimizer<B> for Sgd<B> {
     fn step(&mut self, params: &mut ParamStore<B>, grads: &Gradients<B>) -> Result<()> {
+        // Before any change: a refused step leaves the parameters and the state alone.
+        check_gradients(params, grads)?;
         let e = |x: f64| <B::Elem as Element>::of(x);
         self.steps += 1;
         grow(&mut self.buffers, params.len());
@@ -391,9 +431,13 @@ pub fn clip_grad_norm<B: Backend>(grads: &mut Gradients<B>, max_norm: f64) -> Re
             "the gradient-norm bound must be positive, got {max_norm}"
         )));
     }
-    // Summed on the backend; only the total leaves it.
+    // Summed on the backend; only the total leaves it. In the parameters' order (the
+    // gradients' own is a hash map's, which differs from run to run and would change the
+    // rounding of the total, so that a run with clipping would not repeat bit for bit).
+    let mut in_order: Vec<_> = grads.params().collect();
+    in_order.sort_by_key(|(id, _)| id.index());
     let mut squares: Option<Tensor<B>> = None;
-    for (_, g) in grads.params() {
+    for (_, g) in in_order {
         let s = g.unary(UnaryOp::Square)?.sum(Axis::All)?;
         squares = Some(match squares {
             None => s,
@@ -409,6 +453,53 @@ pub fn clip_grad_norm<B: Backend>(grads: &mut Gradients<B>, max_norm: f64) -> Re
         grads.scale_params(<B::Elem as Element>::of(coef))?;
     }
     Ok(total)
+}
+
+/// `Err(`[`Error::NonFiniteGradient`]`)` when the gradient of a parameter of `params` holds a
+/// NaN or an infinity, naming the first such parameter (in the store's order) and its first
+/// such entry; what every built-in [`Optimizer::step`] checks before it changes anything.
+///
+/// Each gradient is probed on its backend ([`Tensor::finite_probe`]: a sum on a device, a
+/// vectorised pass on the CPU) and the probes combined there into one scalar, the only value
+/// read back when all is well: a probe that is not finite means a NaN or an infinity somewhere (or,
+/// on a device, finite values whose sum overflows), and only then are the gradients read back
+/// one by one to find it.
+pub fn check_gradients<B: Backend>(params: &ParamStore<B>, grads: &Gradients<B>) -> Result<()> {
+    let probes = params
+        .ids()
+        .filter_map(|id| grads.param(id))
+        .map(Tensor::finite_probe)
+        .collect::<flow_core::Result<Vec<_>>>()?;
+    if probes.is_empty() {
+        return Ok(());
+    }
+    // One row of probes, probed in turn: two operations however many parameters there are.
+    let probes: Vec<&Tensor<B>> = probes.iter().collect();
+    let total = Tensor::concat_cols(&probes)?.finite_probe()?;
+    if total.scalar_value()?.as_f64().is_finite() {
+        return Ok(());
+    }
+    for (id, name, _) in params.iter() {
+        let Some(g) = grads.param(id) else {
+            continue;
+        };
+        match g.check_finite(name) {
+            Ok(()) => {}
+            Err(flow_core::Error::NonFinite {
+                row, col, value, ..
+            }) => {
+                return Err(Error::NonFiniteGradient {
+                    param: name.to_string(),
+                    row,
+                    col,
+                    value,
+                })
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    // Finite values whose sum overflowed.
+    Ok(())
 }
 
 fn ids<B: Backend>(params: &ParamStore<B>) -> Vec<ParamId> {

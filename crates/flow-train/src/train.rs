@@ -21,7 +21,8 @@ pub struct TrainConfig {
     pub schedule: LrSchedule,
     /// Clip the global gradient norm to this bound.
     pub clip_grad_norm: Option<f64>,
-    /// Stop with [`Error::Diverged`] after this many non-finite losses in a row.
+    /// Stop with [`Error::Diverged`] after this many skipped steps in a row (non-finite
+    /// losses or gradients, see [`train_on`]).
     pub max_nonfinite_streak: usize,
     /// Compute the validation NLL every this many updates (and at the end); 0: never.
     pub validate_every: usize,
@@ -52,11 +53,13 @@ impl Default for TrainConfig {
 #[derive(Clone, Debug, Default)]
 pub struct TrainReport {
     /// The loss of every iteration run by this call (NaN or infinite where the step was
-    /// skipped), in the data's units (the mean NLL of the batch, the preprocessing's
+    /// skipped for its loss, NaN for a batch holding a NaN or an infinity, finite where it was
+    /// skipped for its gradient), in the data's units (the mean NLL of the batch, the preprocessing's
     /// log-determinant included); a resumed run's start at [`TrainReport::first_step`].
     pub losses: Vec<f64>,
     pub first_step: usize,
-    /// Steps skipped because the loss was not finite (over the whole run, resumed or not).
+    /// Steps skipped because the loss or its gradient was not finite (over the whole run,
+    /// resumed or not).
     pub skipped: usize,
     /// Validation NLLs: (updates taken, mean NLL).
     pub validation: Vec<(usize, f64)>,
@@ -142,7 +145,7 @@ pub struct ResumeState<B: Backend> {
 /// The run's bookkeeping that decides what happens next (divergence and early stopping).
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Counters {
-    /// Non-finite losses so far, and in a row up to now.
+    /// Skipped steps (non-finite losses or gradients) so far, and in a row up to now.
     pub skipped: usize,
     pub streak: usize,
     /// The best validation: (updates taken, mean NLL).
@@ -210,8 +213,11 @@ pub fn train<B: Backend>(
 }
 
 /// Trains `model` by minimising `forward_kld` on the batches of `source`: a step whose loss
-/// is NaN or infinite is skipped (and counted), and [`TrainConfig::max_nonfinite_streak`] of
-/// them in a row stop the run with [`Error::Diverged`]. With `validation`, the validation
+/// is NaN or infinite is skipped (and counted), as is one whose batch holds a NaN or an
+/// infinity (which [`NormalizingFlow::forward_kld`] refuses) and one whose loss is finite but
+/// whose gradient is not (which the optimizer refuses, leaving the parameters and its state
+/// as they were: see [`crate::optim`]); [`TrainConfig::max_nonfinite_streak`] skipped steps
+/// in a row stop the run with [`Error::Diverged`]. With `validation`, the validation
 /// NLL is computed every [`TrainConfig::validate_every`] updates and at the end, and
 /// [`TrainConfig::patience`] validations without a new best stop the run early. With
 /// `resume` (from [`Progress::resume_state`], with the model's parameters of that moment),
@@ -396,12 +402,21 @@ impl<B: Backend> Run<'_, B> {
             };
             self.position = after;
             let tape = Tape::new(self.model.backend());
-            let loss = self.model.forward_kld(&tape.constant(x), None)?;
+            let loss = match self.model.forward_kld(&tape.constant(x), None) {
+                Ok(loss) => Some(loss),
+                // A batch holding a NaN or an infinity: skipped as a non-finite loss.
+                Err(flow_layers::Error::NonFinite { .. }) => None,
+                Err(e) => return Err(e.into()),
+            };
             // Reported in the data's units, like the validation NLL.
-            let value = loss.scalar_value()?.as_f64() - log_det;
+            let value = match &loss {
+                Some(loss) => loss.scalar_value()?.as_f64() - log_det,
+                None => f64::NAN,
+            };
             report.losses.push(value);
             let lr = config.schedule.lr(config.lr, i);
-            if value.is_finite() {
+            let mut updated = false;
+            if let Some(loss) = loss.filter(|_| value.is_finite()) {
                 let mut grads = tape.backward(&loss)?;
                 // The tape holds the parameters too: dropped, Adam updates them in place.
                 drop((loss, tape));
@@ -409,7 +424,14 @@ impl<B: Backend> Run<'_, B> {
                     clip_grad_norm(&mut grads, bound)?;
                 }
                 self.optimizer.set_lr(lr);
-                self.optimizer.step(self.model.params_mut(), &grads)?;
+                match self.optimizer.step(self.model.params_mut(), &grads) {
+                    Ok(()) => updated = true,
+                    // A finite loss, a non-finite gradient: nothing was changed; skipped.
+                    Err(Error::NonFiniteGradient { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if updated {
                 self.counters.streak = 0;
             } else {
                 self.counters.skipped += 1;

@@ -169,3 +169,41 @@ fn clipping_matches_torch() {
     assert_eq!(grads.param(ids[0]).unwrap().to_vec().unwrap(), before);
     assert!(clip_grad_norm(&mut grads, 0.0).is_err());
 }
+
+#[test]
+fn clipping_sums_in_the_parameters_order_every_time() {
+    // Twenty parameters whose squared norms round differently in different orders: the
+    // total is the same, bit for bit, from one set of gradients to the next.
+    let mut params = ParamStore::<B>::new();
+    let ids: Vec<ParamId> = (0..20)
+        .map(|k| {
+            let v = vec![(k as f64 + 0.1).powf(1.7) * 1e-3, 1.0 / (k as f64 + 3.0)];
+            params
+                .add(format!("p{k}"), Tensor::from_vec(&CPU, (1, 2), v).unwrap())
+                .unwrap()
+        })
+        .collect();
+    let norms: Vec<u64> = (0..16)
+        .map(|_| {
+            let tape = Tape::new(&CPU);
+            let mut loss = None;
+            for &id in &ids {
+                let p = tape.param(&params, id).unwrap();
+                let term = p
+                    .square()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .mul_scalar(0.5)
+                    .unwrap();
+                loss = Some(match loss {
+                    None => term,
+                    Some(l) => term.add(&l).unwrap(),
+                });
+            }
+            let mut grads = tape.backward(&loss.unwrap()).unwrap();
+            clip_grad_norm(&mut grads, 1e9).unwrap().to_bits()
+        })
+        .collect();
+    assert!(norms.iter().all(|&n| n == norms[0]), "{norms:?}");
+}

@@ -236,6 +236,16 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
     fn binary(&self, op: BinaryOp, a: &Self::Storage, b: &Self::Storage) -> Result<Self::Storage>;
     /// Reduces along `axis`, keeping both dimensions.
     fn reduce(&self, op: ReduceOp, axis: Axis, a: &Self::Storage) -> Result<Self::Storage>;
+    /// A `1 x 1` probe of `a`'s finiteness: finite when every entry of `a` is finite, NaN or
+    /// infinite when one is not. It may also be infinite for finite entries so large that
+    /// their sum overflows, so a probe that is not finite calls for a look at the entries
+    /// themselves ([`crate::Tensor::check_finite`]). Probes add: the sum of several is a
+    /// probe of them all, so one scalar read back covers any number of tensors. The default
+    /// is the sum of the entries, one reduction on the device; the CPU backend sums `x - x`
+    /// (0 for a finite `x`, NaN otherwise) in independent lanes, vectorised, never overflowing.
+    fn finite_probe(&self, a: &Self::Storage) -> Result<Self::Storage> {
+        self.reduce(ReduceOp::Sum, Axis::All, a)
+    }
     /// One-hot mask (same shape as `a`) of the first maximum along `axis`.
     fn argmax_mask(&self, axis: Axis, a: &Self::Storage) -> Result<Self::Storage>;
     /// `log(sum(exp(a)))` over the columns of each row, computed stably: `r x 1`.

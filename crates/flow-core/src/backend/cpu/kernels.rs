@@ -26,6 +26,7 @@ pub trait CpuKernels: Sized {
     fn cpu_reduce(op: ReduceOp, axis: Axis, a: &Array2<Self>) -> Array2<Self>;
     fn cpu_argmax_mask(axis: Axis, a: &Array2<Self>) -> Array2<Self>;
     fn cpu_logsumexp_cols(a: &Array2<Self>) -> Array2<Self>;
+    fn cpu_finite_probe(a: &Array2<Self>) -> Array2<Self>;
     fn cpu_softmax_cols(a: &Array2<Self>) -> Array2<Self>;
     fn cpu_broadcast_to(a: &Array2<Self>, shape: Shape) -> Array2<Self>;
     fn cpu_slice_cols(a: &Array2<Self>, start: usize, len: usize) -> Array2<Self>;
@@ -159,6 +160,9 @@ macro_rules! cpu_kernels {
             }
             fn cpu_logsumexp_cols(a: &Array2<$t>) -> Array2<$t> {
                 reduce::logsumexp_cols(a)
+            }
+            fn cpu_finite_probe(a: &Array2<$t>) -> Array2<$t> {
+                reduce::finite_probe(a)
             }
             fn cpu_softmax_cols(a: &Array2<$t>) -> Array2<$t> {
                 reduce::softmax_cols(a)

@@ -99,6 +99,10 @@ impl<E: Element> Backend for Cpu<E> {
         Ok(E::cpu_reduce(op, axis, a))
     }
 
+    fn finite_probe(&self, a: &Array2<E>) -> Result<Array2<E>> {
+        Ok(E::cpu_finite_probe(a))
+    }
+
     fn argmax_mask(&self, axis: Axis, a: &Array2<E>) -> Result<Array2<E>> {
         Ok(E::cpu_argmax_mask(axis, a))
     }
