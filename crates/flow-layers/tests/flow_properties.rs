@@ -147,5 +147,5 @@ fn bad_configurations_and_widths_are_errors() {
     let err = model
         .log_prob(&Tensor::zeros(&CPU, (4, 3)).unwrap(), None)
         .unwrap_err();
-    assert_eq!(err.to_string(), "log_prob: expected 2 features, got 3");
+    assert_eq!(err.to_string(), "inverse: expected 2 features, got 3");
 }
