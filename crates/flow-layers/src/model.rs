@@ -25,9 +25,8 @@ use flow_core::{Backend, Element, FlowRng, ParamStore, Tape, Tensor, Var};
 /// call, the argument, and the row, column and value of the first such entry (row by row),
 /// never a NaN or `-inf` log-density. The check is one reduction per argument on the backend,
 /// read back with the call's result (the rows themselves are read back only to find the
-/// entry).
-/// Non-finite results from finite data (an overflow in a layer) are not errors: the training
-/// loop skips such steps.
+/// entry). Non-finite results from finite data (an overflow in a layer) are not errors: the
+/// training loop skips such steps.
 ///
 /// ```
 /// use flow_core::{Cpu, Tensor};
