@@ -25,9 +25,8 @@ use flow_core::{Backend, Element, FlowRng, ParamStore, Tape, Tensor, Var};
 /// call, the argument, and the row, column and value of the first such entry (row by row),
 /// never a NaN or `-inf` log-density. The check is one reduction per argument on the backend,
 /// read back with the call's result (the rows themselves are read back only to find the
-/// entry).
-/// Non-finite results from finite data (an overflow in a layer) are not errors: the training
-/// loop skips such steps.
+/// entry). Non-finite results from finite data (an overflow in a layer) are not errors: the
+/// training loop skips such steps.
 ///
 /// ```
 /// use flow_core::{Cpu, Tensor};
@@ -388,7 +387,8 @@ impl<B: Backend> NormalizingFlow<B> {
         crate::flow::check_width(what, self.dim(), v)
     }
 
-    /// The width of `v` and the shape of `context`, before anything runs.
+    /// The width of `v` and the shape of `context`, before anything runs (`what`: the pass,
+    /// `inverse` for the densities too, as their errors have always said).
     fn check_shapes(&self, what: &'static str, v: &Var<B>, context: Option<&Var<B>>) -> Result<()> {
         self.check_width(what, v)?;
         self.check_context(context, v.shape().rows)
@@ -456,7 +456,7 @@ impl<B: Backend> NormalizingFlow<B> {
     pub fn log_prob<X: FlowValue<B>>(&self, x: &X, context: Option<&X>) -> Result<X> {
         let (x, context) = self.onto_tape(x, context);
         let context = context.as_ref();
-        self.check_shapes("log_prob", &x, context)?;
+        self.check_shapes("inverse", &x, context)?;
         let log_q = checked_finite("log_prob", &[("x", Some(&x)), ("context", context)], || {
             self.log_prob_var(&x, context)
         })?;
@@ -469,7 +469,7 @@ impl<B: Backend> NormalizingFlow<B> {
     pub fn forward_kld<X: FlowValue<B>>(&self, x: &X, context: Option<&X>) -> Result<X> {
         let (x, context) = self.onto_tape(x, context);
         let context = context.as_ref();
-        self.check_shapes("forward_kld", &x, context)?;
+        self.check_shapes("inverse", &x, context)?;
         let loss = checked_finite(
             "forward_kld",
             &[("x", Some(&x)), ("context", context)],

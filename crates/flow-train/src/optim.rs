@@ -9,8 +9,8 @@
 //! the entry, and changes nothing: every gradient is checked before any parameter is updated,
 //! so the parameters, the moments and the step count stay as they were (the next good step is
 //! the one a run that never saw the bad one would take). The check is one reduction per
-//! gradient on the backend and a single scalar read back per step; the gradients themselves are read
-//! back only to name the culprit. The training loop ([`crate::train::train_on`]) skips and
+//! gradient on the backend and a single scalar read back per step; the gradients themselves
+//! are read back only to name the culprit. The training loop ([`crate::train::train_on`]) skips and
 //! counts such a step, as one whose loss is not finite. An optimizer of one's own can call
 //! [`check_gradients`] first to follow the same policy.
 //!
@@ -461,9 +461,9 @@ pub fn clip_grad_norm<B: Backend>(grads: &mut Gradients<B>, max_norm: f64) -> Re
 ///
 /// Each gradient is probed on its backend ([`Tensor::finite_probe`]: a sum on a device, a
 /// vectorised pass on the CPU) and the probes combined there into one scalar, the only value
-/// read back when all is well: a probe that is not finite means a NaN or an infinity somewhere (or,
-/// on a device, finite values whose sum overflows), and only then are the gradients read back
-/// one by one to find it.
+/// read back when all is well: a probe that is not finite means a NaN or an infinity somewhere
+/// (or, on a device, finite values whose sum overflows), and only then are the gradients read
+/// back one by one to find it.
 pub fn check_gradients<B: Backend>(params: &ParamStore<B>, grads: &Gradients<B>) -> Result<()> {
     let probes = params
         .ids()

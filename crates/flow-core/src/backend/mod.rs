@@ -241,7 +241,7 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
     /// their sum overflows, so a probe that is not finite calls for a look at the entries
     /// themselves ([`crate::Tensor::check_finite`]). Probes add: the sum of several is a
     /// probe of them all, so one scalar read back covers any number of tensors. The default
-    /// is the sum of the entries, one reduction on the device; the CPU backend sums `x - x`
+    /// is the sum of the entries, one reduction on the device; the CPU backend sums `0 * x`
     /// (0 for a finite `x`, NaN otherwise) in independent lanes, vectorised, never overflowing.
     fn finite_probe(&self, a: &Self::Storage) -> Result<Self::Storage> {
         self.reduce(ReduceOp::Sum, Axis::All, a)

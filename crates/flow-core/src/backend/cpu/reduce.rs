@@ -47,23 +47,24 @@ fn fold<E: Element>(axis: Axis, a: &Array2<E>, init: E, f: impl Fn(E, E) -> E) -
     from_shape_vec(s.reduced(axis), data)
 }
 
-/// `Backend::finite_probe`: the sum of `x - x` over the entries, 0 when all are finite and NaN
-/// otherwise (`inf - inf` and `NaN - NaN` are NaN), in independent lanes so that the adds
+/// `Backend::finite_probe`: the sum of `0 * x` over the entries, 0 when all are finite and NaN
+/// otherwise (`0 * inf` and `0 * NaN` are NaN), in independent lanes so that the adds
 /// vectorise instead of waiting on one another.
 pub(crate) fn finite_probe<E: Element>(a: &Array2<E>) -> Array2<E> {
     const LANES: usize = 16;
     let d = slice_of(a);
-    let mut lanes = [E::zero(); LANES];
+    let zero = E::zero();
+    let mut lanes = [zero; LANES];
     let mut chunks = d.chunks_exact(LANES);
     for chunk in &mut chunks {
         for (lane, &x) in lanes.iter_mut().zip(chunk) {
-            *lane += x - x;
+            *lane += zero * x;
         }
     }
     let probe = chunks
         .remainder()
         .iter()
-        .fold(E::zero(), |acc, &x| acc + (x - x));
+        .fold(zero, |acc, &x| acc + zero * x);
     let probe = lanes.iter().fold(probe, |acc, &lane| acc + lane);
     from_shape_vec(Shape::new(1, 1), vec![probe])
 }
