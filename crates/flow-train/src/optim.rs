@@ -460,22 +460,24 @@ pub fn clip_grad_norm<B: Backend>(grads: &mut Gradients<B>, max_norm: f64) -> Re
 /// such entry; what every built-in [`Optimizer::step`] checks before it changes anything.
 ///
 /// Each gradient is probed on its backend ([`Tensor::finite_probe`]: a sum on a device, a
-/// vectorised pass on the CPU) and the probes combined there into one scalar, the only value
+/// vectorised pass on the CPU) and the probes added there into one scalar, the only value
 /// read back when all is well: a probe that is not finite means a NaN or an infinity somewhere
 /// (or, on a device, finite values whose sum overflows), and only then are the gradients read
 /// back one by one to find it.
 pub fn check_gradients<B: Backend>(params: &ParamStore<B>, grads: &Gradients<B>) -> Result<()> {
-    let probes = params
-        .ids()
-        .filter_map(|id| grads.param(id))
-        .map(Tensor::finite_probe)
-        .collect::<flow_core::Result<Vec<_>>>()?;
-    if probes.is_empty() {
-        return Ok(());
+    let mut total: Option<Tensor<B>> = None;
+    for id in params.ids() {
+        if let Some(g) = grads.param(id) {
+            let probe = g.finite_probe()?;
+            total = Some(match total {
+                None => probe,
+                Some(t) => t.add(&probe)?,
+            });
+        }
     }
-    // One row of probes, probed in turn: two operations however many parameters there are.
-    let probes: Vec<&Tensor<B>> = probes.iter().collect();
-    let total = Tensor::concat_cols(&probes)?.finite_probe()?;
+    let Some(total) = total else {
+        return Ok(());
+    };
     if total.scalar_value()?.as_f64().is_finite() {
         return Ok(());
     }
