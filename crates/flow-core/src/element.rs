@@ -28,10 +28,14 @@ pub trait Element:
 
     /// Widens to f64.
     fn as_f64(self) -> f64;
+
+    /// The type's machine epsilon, as f64.
+    const EPSILON: f64;
 }
 
 impl Element for f32 {
     const NAME: &'static str = "f32";
+    const EPSILON: f64 = f32::EPSILON as f64;
     fn of(x: f64) -> Self {
         x as f32
     }
@@ -42,6 +46,7 @@ impl Element for f32 {
 
 impl Element for f64 {
     const NAME: &'static str = "f64";
+    const EPSILON: f64 = f64::EPSILON;
     fn of(x: f64) -> Self {
         x
     }

@@ -31,6 +31,8 @@ pub struct ParamStore<B: Backend> {
     names: Vec<String>,
     values: Vec<Tensor<B>>,
     by_name: HashMap<String, usize>,
+    /// Which entries are buffers ([`ParamStore::add_buffer`]).
+    buffers: Vec<bool>,
 }
 
 impl<B: Backend> Default for ParamStore<B> {
@@ -47,6 +49,7 @@ impl<B: Backend> Clone for ParamStore<B> {
             names: self.names.clone(),
             values: self.values.clone(),
             by_name: self.by_name.clone(),
+            buffers: self.buffers.clone(),
         }
     }
 }
@@ -58,12 +61,59 @@ impl<B: Backend> ParamStore<B> {
             names: Vec::new(),
             values: Vec::new(),
             by_name: HashMap::new(),
+            buffers: Vec::new(),
+        }
+    }
+
+    /// A copy of the values as they are now that this store's handles still address (unlike
+    /// [`Clone`], whose copy has an identity of its own): for a backward pass that must
+    /// re-run a layer with the parameters its forward pass used. Tensors are shared, not
+    /// copied.
+    pub fn snapshot(&self) -> Self {
+        ParamStore {
+            id: self.id,
+            names: self.names.clone(),
+            values: self.values.clone(),
+            by_name: self.by_name.clone(),
+            buffers: self.buffers.clone(),
         }
     }
 
     /// Registers `value` under `name`, which must be new to this store.
     pub fn add(&mut self, name: impl Into<String>, value: Tensor<B>) -> Result<ParamId> {
-        let name = name.into();
+        self.insert(name.into(), value, false)
+    }
+
+    /// Registers a buffer: state saved with the parameters (checkpoints hold it) that is not
+    /// trained. [`crate::Tape::param`] binds it as a constant, so it never gets a gradient
+    /// and optimizers leave it alone; its owner changes it with [`ParamStore::set`] (the
+    /// power-iteration vectors of a spectral norm, say: PyTorch's `register_buffer`).
+    ///
+    /// ```
+    /// use flow_core::{Cpu, ParamStore, Tensor};
+    /// let cpu = Cpu::<f64>::new();
+    /// let mut store = ParamStore::new();
+    /// let w = store.add("w", Tensor::zeros(&cpu, (2, 2))?)?;
+    /// let u = store.add_buffer("u", Tensor::zeros(&cpu, (1, 2))?)?;
+    /// assert!(store.is_buffer(u)? && !store.is_buffer(w)?);
+    /// assert_eq!(store.trainable_ids().collect::<Vec<_>>(), vec![w]);
+    /// # Ok::<(), flow_core::Error>(())
+    /// ```
+    pub fn add_buffer(&mut self, name: impl Into<String>, value: Tensor<B>) -> Result<ParamId> {
+        self.insert(name.into(), value, true)
+    }
+
+    /// Whether `id` is a buffer ([`ParamStore::add_buffer`]) rather than a parameter.
+    pub fn is_buffer(&self, id: ParamId) -> Result<bool> {
+        Ok(self.buffers[self.position(id)?])
+    }
+
+    /// The trained entries (every one but the buffers), in registration order.
+    pub fn trainable_ids(&self) -> impl Iterator<Item = ParamId> + '_ {
+        self.ids().filter(|id| !self.buffers[id.index])
+    }
+
+    fn insert(&mut self, name: String, value: Tensor<B>, buffer: bool) -> Result<ParamId> {
         if self.by_name.contains_key(&name) {
             return Err(Error::DuplicateParameter(name));
         }
@@ -71,6 +121,7 @@ impl<B: Backend> ParamStore<B> {
         self.by_name.insert(name.clone(), index);
         self.names.push(name);
         self.values.push(value);
+        self.buffers.push(buffer);
         Ok(self.handle(index))
     }
 

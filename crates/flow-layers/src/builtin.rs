@@ -15,6 +15,7 @@ pub(crate) fn register_all<B: Backend>(registry: &mut Registry<B>) -> Result<()>
         .register::<crate::ActNorm>()?
         .register::<crate::InvertibleLinearLu>()?
         .register::<crate::Planar>()?
-        .register::<crate::Radial>()?;
+        .register::<crate::Radial>()?
+        .register::<crate::Residual>()?;
     Ok(())
 }

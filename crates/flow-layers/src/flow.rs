@@ -44,6 +44,25 @@ pub trait Flow<B: Backend>: std::fmt::Debug + Send + Sync {
         false
     }
 
+    /// Work after each optimizer step, with the parameters as the step left them: a
+    /// spectrally normalised layer runs its power iterations here (normflows'
+    /// `update_lipschitz`), a stochastic layer commits the draws it made, in buffers of
+    /// `params` that checkpoints save. The trainer calls it
+    /// ([`crate::NormalizingFlow::after_step`]); a hand-written training loop should too.
+    /// The default does nothing.
+    fn after_step(&self, params: &mut ParamStore<B>) -> Result<()> {
+        let _ = params;
+        Ok(())
+    }
+
+    /// How the layer computes its log-determinant when the parameters are frozen (an
+    /// evaluation on a [`flow_core::Tape::inference`] tape, as `log_prob` of tensors runs):
+    /// [`LogDetKind::Exact`] for every closed-form layer; a residual layer above its exact
+    /// dimension states its estimator.
+    fn evaluation_log_det(&self) -> LogDetKind {
+        LogDetKind::Exact
+    }
+
     /// Data-dependent initialisation, for layers whose [`Flow::wants_data_init`] is true:
     /// sets the layer's parameters from `x`, a first batch as it reaches the layer from the
     /// data side (`rows x dim`, finite), and its context. Called by
@@ -57,6 +76,15 @@ pub trait Flow<B: Backend>: std::fmt::Debug + Send + Sync {
         let _ = (params, x, context);
         Ok(())
     }
+}
+
+/// How a layer's log-determinant is computed ([`Flow::evaluation_log_det`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogDetKind {
+    /// Exactly (closed form, or from the full Jacobian).
+    Exact,
+    /// By an unbiased stochastic estimator, described here (for reports).
+    Stochastic(String),
 }
 
 /// An error naming `what` unless `v` has `expected` columns.

@@ -419,6 +419,29 @@ impl<B: Backend> NormalizingFlow<B> {
         }
     }
 
+    /// Runs every layer's [`Flow::after_step`] (power iterations of spectrally normalised
+    /// weights, the commit of a stochastic layer's draws): call it after each optimizer
+    /// step, as the trainer does.
+    pub fn after_step(&mut self) -> Result<()> {
+        for flow in &self.flows {
+            flow.after_step(&mut self.params)?;
+        }
+        Ok(())
+    }
+
+    /// The log-determinant estimators of the layers that do not compute theirs exactly in
+    /// evaluation ([`Flow::evaluation_log_det`]), one description each, in layer order;
+    /// empty when every log-density the model evaluates is exact.
+    pub fn stochastic_log_dets(&self) -> Vec<String> {
+        self.flows
+            .iter()
+            .filter_map(|f| match f.evaluation_log_det() {
+                crate::flow::LogDetKind::Exact => None,
+                crate::flow::LogDetKind::Stochastic(what) => Some(what),
+            })
+            .collect()
+    }
+
     /// Latent to data given a context (`rows x context_dim`; `None` for an unconditional
     /// flow), with the summed forward log-dets per sample (`rows x 1`). `z` is a tape
     /// variable (the result stays on its tape, for gradients) or a tensor (evaluated on a
@@ -541,7 +564,7 @@ impl<B: Backend> NormalizingFlow<B> {
         context: Option<&Tensor<B>>,
         rng: &mut FlowRng,
     ) -> Result<(Tensor<B>, Tensor<B>)> {
-        let tape = Tape::new(&self.backend);
+        let tape = Tape::inference(&self.backend);
         let context = context.map(|c| tape.constant(c.clone()));
         let (x, log_q) = self.sample_on(&tape, n, context.as_ref(), rng)?;
         Ok((x.value(), log_q.value()))
@@ -666,7 +689,7 @@ impl<B: Backend> FlowValue<B> for Tensor<B> {
     fn to_var(&self, tape: Option<&Tape<B>>, backend: &B) -> Var<B> {
         match tape {
             Some(tape) => tape.constant(self.clone()),
-            None => Tape::new(backend).constant(self.clone()),
+            None => Tape::inference(backend).constant(self.clone()),
         }
     }
 

@@ -222,7 +222,7 @@ pub fn check_flow(
     tol: &Tolerances,
 ) -> Result<(), CheckError> {
     let ctx = |v: &Var<TestBackend>| context.map(|c| v.tape().constant(c.clone()));
-    let tape = Tape::new(&CPU);
+    let tape = Tape::inference(&CPU);
     let zv = tape.constant(z.clone());
     let (x, fwd_ld) = layer.forward(params, &zv, ctx(&zv).as_ref())?;
     let (z_back, inv_ld) = layer.inverse(params, &x, ctx(&x).as_ref())?;
@@ -259,7 +259,7 @@ pub fn check_flow(
         assert_close(check, log_dets, &from_jac, tol.jacobian)?;
     }
     let forward_values = |t: &Tensor<TestBackend>| -> crate::Result<Tensor<TestBackend>> {
-        let tape = Tape::new(&CPU);
+        let tape = Tape::inference(&CPU);
         let v = tape.constant(t.clone());
         Ok(layer.forward(params, &v, ctx(&v).as_ref())?.0.value())
     };
@@ -396,7 +396,7 @@ pub fn jacobians(
     z: &Tensor<TestBackend>,
 ) -> crate::Result<Vec<Vec<f64>>> {
     let (rows, d) = (z.rows(), z.cols());
-    let tape = Tape::new(&CPU);
+    let tape = Tape::inference(&CPU);
     let zv = tape.input(z.clone());
     let y = f(&zv)?;
     let mut jac = vec![vec![0.0; d * d]; rows];
@@ -471,7 +471,7 @@ pub fn check_layer_params<B: Backend>(
     checker: &GradCheck<B::Elem>,
 ) -> Result<GradCheckReport, CheckError> {
     let backend = z.backend();
-    let ids: Vec<_> = params.ids().collect();
+    let ids: Vec<_> = params.trainable_ids().collect();
     let x = {
         let tape = Tape::new(backend);
         let c = context.map(|c| tape.constant(c.clone()));

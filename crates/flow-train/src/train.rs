@@ -431,6 +431,10 @@ impl<B: Backend> Run<'_, B> {
                     Err(e) => return Err(e),
                 }
             }
+            // Power iterations of spectrally normalised weights, commits of stochastic
+            // layers' draws (normflows' `update_lipschitz` after every iteration, updated
+            // or not).
+            self.model.after_step()?;
             if updated {
                 self.counters.streak = 0;
             } else {

@@ -146,12 +146,31 @@ pub(crate) trait GradAlgebra<B: Backend> {
 pub(crate) struct RawAlgebra<'a, B: Backend> {
     backend: &'a B,
     nodes: &'a [Node<B>],
+    /// When set, gradients flow only into the nodes marked (see `Tape::grad`).
+    reach: Option<Vec<bool>>,
 }
 
 impl<'a, B: Backend> RawAlgebra<'a, B> {
     pub(crate) fn new(backend: &'a B, nodes: &'a [Node<B>]) -> Self {
-        RawAlgebra { backend, nodes }
+        RawAlgebra {
+            backend,
+            nodes,
+            reach: None,
+        }
     }
+
+    /// Gradients flow only into the nodes `reach` marks.
+    pub(crate) fn pruned(mut self, reach: Vec<bool>) -> Self {
+        self.reach = Some(reach);
+        self
+    }
+}
+
+/// Whether `reach` (when given) lets a gradient into node `id`.
+fn reached(reach: &Option<Vec<bool>>, id: NodeId) -> bool {
+    reach
+        .as_ref()
+        .is_none_or(|r| r.get(id).copied().unwrap_or(true))
 }
 
 impl<B: Backend> GradAlgebra<B> for RawAlgebra<'_, B> {
@@ -164,7 +183,7 @@ impl<B: Backend> GradAlgebra<B> for RawAlgebra<'_, B> {
         self.nodes[id].op.clone()
     }
     fn needs_grad(&self, id: NodeId) -> bool {
-        self.nodes[id].requires_grad
+        self.nodes[id].requires_grad && reached(&self.reach, id)
     }
     fn node(&mut self, id: NodeId) -> Tensor<B> {
         self.nodes[id].value.clone()
@@ -279,11 +298,19 @@ impl<B: Backend> GradAlgebra<B> for RawAlgebra<'_, B> {
 /// Backward recorded onto the tape: every gradient is a node, differentiable again.
 pub(crate) struct RecordingAlgebra<'a, B: Backend> {
     tape: &'a Tape<B>,
+    /// When set, gradients flow only into the nodes marked (see `Tape::grad`).
+    reach: Option<Vec<bool>>,
 }
 
 impl<'a, B: Backend> RecordingAlgebra<'a, B> {
     pub(crate) fn new(tape: &'a Tape<B>) -> Self {
-        RecordingAlgebra { tape }
+        RecordingAlgebra { tape, reach: None }
+    }
+
+    /// Gradients flow only into the nodes `reach` marks.
+    pub(crate) fn pruned(mut self, reach: Vec<bool>) -> Self {
+        self.reach = Some(reach);
+        self
     }
 }
 
@@ -297,7 +324,7 @@ impl<B: Backend> GradAlgebra<B> for RecordingAlgebra<'_, B> {
         self.tape.nodes().nodes[id].op.clone()
     }
     fn needs_grad(&self, id: NodeId) -> bool {
-        self.tape.requires_grad(id)
+        self.tape.requires_grad(id) && reached(&self.reach, id)
     }
     fn node(&mut self, id: NodeId) -> NodeId {
         id

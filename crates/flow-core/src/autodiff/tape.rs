@@ -24,6 +24,8 @@ pub(crate) struct Node<B: Backend> {
 pub(crate) struct TapeInner<B: Backend> {
     pub(crate) nodes: Vec<Node<B>>,
     params: HashMap<ParamId, NodeId>,
+    /// Parameters bind as constants ([`Tape::inference`]).
+    frozen_params: bool,
 }
 
 /// A record of one forward pass. Cheap to clone (a shared handle); single-threaded.
@@ -70,13 +72,44 @@ impl<B: Backend> fmt::Debug for Var<B> {
 
 impl<B: Backend> Tape<B> {
     pub fn new(backend: &B) -> Self {
+        Self::with_frozen_params(backend, false)
+    }
+
+    /// A tape for evaluation, as PyTorch's `no_grad` for parameters: [`Tape::param`] binds
+    /// parameters as constants, so a model evaluated on it records no backward work for
+    /// them and [`Tape::params_frozen`] tells layers that no parameter gradient is wanted.
+    /// Inputs made with [`Tape::input`] are still differentiable (a layer may need
+    /// vector-Jacobian products in its input to evaluate itself, as a residual flow's
+    /// log-determinant does).
+    ///
+    /// ```
+    /// use flow_core::{Cpu, ParamStore, Tape, Tensor};
+    /// let cpu = Cpu::<f64>::new();
+    /// let mut params = ParamStore::new();
+    /// let w = params.add("w", Tensor::from_f64s(&cpu, (1, 1), &[2.0])?)?;
+    /// let tape = Tape::inference(&cpu);
+    /// assert!(tape.params_frozen());
+    /// assert!(!tape.param(&params, w)?.requires_grad());
+    /// # Ok::<(), flow_core::Error>(())
+    /// ```
+    pub fn inference(backend: &B) -> Self {
+        Self::with_frozen_params(backend, true)
+    }
+
+    fn with_frozen_params(backend: &B, frozen_params: bool) -> Self {
         Tape {
             backend: backend.clone(),
             inner: Rc::new(RefCell::new(TapeInner {
                 nodes: Vec::new(),
                 params: HashMap::new(),
+                frozen_params,
             })),
         }
+    }
+
+    /// Whether parameters bind as constants on this tape ([`Tape::inference`]).
+    pub fn params_frozen(&self) -> bool {
+        self.inner.borrow().frozen_params
     }
 
     pub fn backend(&self) -> &B {
@@ -103,12 +136,15 @@ impl<B: Backend> Tape<B> {
     }
 
     /// Binds parameter `id` of `store` into this tape (once: later calls return the same
-    /// variable), so that [`Gradients::param`] reports its gradient.
+    /// variable), so that [`Gradients::param`] reports its gradient. On an
+    /// [`Tape::inference`] tape, and for a buffer ([`ParamStore::add_buffer`]), it binds as
+    /// a constant.
     pub fn param(&self, store: &ParamStore<B>, id: ParamId) -> Result<Var<B>> {
         if let Some(&node) = self.inner.borrow().params.get(&id) {
             return Ok(self.var(node));
         }
-        let node = self.push_leaf(store.get(id)?.clone(), true);
+        let trainable = !self.params_frozen() && !store.is_buffer(id)?;
+        let node = self.push_leaf(store.get(id)?.clone(), trainable);
         self.inner.borrow_mut().params.insert(id, node);
         Ok(self.var(node))
     }
@@ -199,7 +235,8 @@ impl<B: Backend> Tape<B> {
     /// Gradients of the scalar `output` with respect to `wrt`, as variables on this tape.
     /// With `create_graph`, the gradient computation is itself recorded, so the results can
     /// be differentiated again; without it they are constants. A variable that `output`
-    /// does not depend on gets a zero gradient.
+    /// does not depend on gets a zero gradient. Only the nodes between `wrt` and `output`
+    /// are visited, and no parameter gradient is computed unless a parameter is in `wrt`.
     pub fn grad(
         &self,
         output: &Var<B>,
@@ -207,19 +244,83 @@ impl<B: Backend> Tape<B> {
         create_graph: bool,
     ) -> Result<Vec<Var<B>>> {
         self.check_scalar(output, "grad")?;
+        self.gradients(output, None, wrt, create_graph)
+    }
+
+    /// The vector-Jacobian products `cotangent^T d output / d w` for each `w` of `wrt`
+    /// (PyTorch's `autograd.grad(output, wrt, grad_outputs=cotangent)`): `output` of any
+    /// shape, `cotangent` of the same shape. The cotangent seeds the sweep and is not
+    /// differentiated through, even when it depends on `wrt` (as the iterates of a power
+    /// series `v^T J^k` do); with `create_graph` the products are recorded, bilinear in the
+    /// cotangent and the Jacobian, and can be differentiated again.
+    ///
+    /// ```
+    /// use flow_core::{Cpu, Tape, Tensor};
+    /// let cpu = Cpu::<f64>::new();
+    /// let tape = Tape::new(&cpu);
+    /// let x = tape.input(Tensor::from_f64s(&cpu, (1, 2), &[1.0, 2.0])?);
+    /// let y = x.square()?; // Jacobian diag(2, 4)
+    /// let u = tape.constant(Tensor::from_f64s(&cpu, (1, 2), &[1.0, 10.0])?);
+    /// let uj = tape.vjp(&y, &u, &[&x], false)?;
+    /// assert_eq!(uj[0].value().to_f64s()?, vec![2.0, 40.0]);
+    /// # Ok::<(), flow_core::Error>(())
+    /// ```
+    pub fn vjp(
+        &self,
+        output: &Var<B>,
+        cotangent: &Var<B>,
+        wrt: &[&Var<B>],
+        create_graph: bool,
+    ) -> Result<Vec<Var<B>>> {
+        self.check_var(output, "vjp")?;
+        self.check_var(cotangent, "vjp")?;
+        if cotangent.shape() != output.shape() {
+            return Err(Error::invalid(
+                "vjp",
+                format!(
+                    "the cotangent is {}, the output {}",
+                    cotangent.shape(),
+                    output.shape()
+                ),
+            ));
+        }
+        self.gradients(output, Some(cotangent), wrt, create_graph)
+    }
+
+    /// [`Tape::grad`] and [`Tape::vjp`]: the sweep from `output` seeded with `cotangent`
+    /// (ones for a scalar when `None`).
+    fn gradients(
+        &self,
+        output: &Var<B>,
+        cotangent: Option<&Var<B>>,
+        wrt: &[&Var<B>],
+        create_graph: bool,
+    ) -> Result<Vec<Var<B>>> {
         for v in wrt {
             self.check_var(v, "grad")?;
         }
         let wanted: Vec<NodeId> = wrt.iter().map(|v| v.id).collect();
         let keep = |id: NodeId| wanted.contains(&id);
         let ids: Vec<NodeId> = if create_graph {
-            self.recorded_grads(output, &wanted, &keep, 0)?
+            let seed = match cotangent {
+                Some(c) => c.id,
+                None => {
+                    self.constant(Tensor::ones(&self.backend, Shape::SCALAR)?)
+                        .id
+                }
+            };
+            self.recorded_grads(output, seed, &wanted, &keep, 0)?
         } else {
-            let seed = Tensor::ones(&self.backend, Shape::SCALAR)?;
+            let seed = match cotangent {
+                Some(c) => c.value(),
+                None => Tensor::ones(&self.backend, Shape::SCALAR)?,
+            };
             let grads = {
                 let inner = self.inner.borrow();
-                let mut algebra = RawAlgebra::new(&self.backend, &inner.nodes);
-                run_backward(&mut algebra, output.id, seed, &keep, 0)?
+                let reach = reaching(&inner.nodes, output.id, &wanted);
+                let mut algebra = RawAlgebra::new(&self.backend, &inner.nodes).pruned(reach);
+                let floor = wanted.iter().copied().min().unwrap_or(0);
+                run_backward(&mut algebra, output.id, seed, &keep, floor)?
             };
             wanted
                 .iter()
@@ -248,21 +349,27 @@ impl<B: Backend> Tape<B> {
     ) -> Result<Vec<Var<B>>> {
         self.check_scalar(output, "grad")?;
         let wanted: Vec<NodeId> = wrt.iter().map(|v| v.id).collect();
-        let ids = self.recorded_grads(output, &wanted, &|_| false, floor)?;
+        let seed = self
+            .constant(Tensor::ones(&self.backend, Shape::SCALAR)?)
+            .id;
+        let ids = self.recorded_grads(output, seed, &wanted, &|_| false, floor)?;
         Ok(ids.into_iter().map(|id| self.var(id)).collect())
     }
 
-    /// The recorded reverse sweep from `output` through the nodes `floor..`: the gradient
-    /// node of each of `wanted` (a zero constant where `output` does not depend on it).
+    /// The recorded reverse sweep from `output`, seeded with node `seed`, through the nodes
+    /// `floor..`: the gradient node of each of `wanted` (a zero constant where `output` does
+    /// not depend on it).
     fn recorded_grads(
         &self,
         output: &Var<B>,
+        seed: NodeId,
         wanted: &[NodeId],
         keep: &dyn Fn(NodeId) -> bool,
         floor: NodeId,
     ) -> Result<Vec<NodeId>> {
-        let mut algebra = RecordingAlgebra::new(self);
-        let seed = algebra.constant(Tensor::ones(&self.backend, Shape::SCALAR)?);
+        let reach = reaching(&self.nodes().nodes, output.id, wanted);
+        let floor = floor.max(wanted.iter().copied().min().unwrap_or(0));
+        let mut algebra = RecordingAlgebra::new(self).pruned(reach);
         let grads = run_backward(&mut algebra, output.id, seed, keep, floor)?;
         wanted
             .iter()
@@ -272,6 +379,28 @@ impl<B: Backend> Tape<B> {
             })
             .collect()
     }
+}
+
+/// Which of the nodes `0..=root` depend on one of `wanted` (or are one): the only nodes a
+/// gradient with respect to `wanted` needs to flow through. Nothing older than the oldest of
+/// `wanted` can depend on it, so a vector-Jacobian product in a late input (one block of a
+/// deep model) costs that block's backward alone, and no parameter gradient is computed.
+fn reaching<B: Backend>(nodes: &[Node<B>], root: NodeId, wanted: &[NodeId]) -> Vec<bool> {
+    let mut reach = vec![false; root + 1];
+    for &w in wanted {
+        if w <= root {
+            reach[w] = true;
+        }
+    }
+    let Some(&first) = wanted.iter().min() else {
+        return reach;
+    };
+    for id in first..=root {
+        if !reach[id] && nodes[id].op.any_input(|i| reach[i]) {
+            reach[id] = true;
+        }
+    }
+    reach
 }
 
 /// The reverse sweep, shared by both interpreters: propagates `seed` from `root` back

@@ -1,0 +1,644 @@
+//! Residual flows: invertible ResNets (Behrmann et al. 2019) and Residual Flows (Chen et
+//! al. 2019), with normflows' orientation and defaults.
+//!
+//! A block maps data to latent explicitly, `z = x + g(x)`, with `g` a [`LipschitzMlp`] of
+//! Lipschitz constant below 1, so that the block is invertible (Banach). Densities and the
+//! forward-KL training loss run that explicit map (normflows' `Residual` does the same: its
+//! `inverse` is `iResBlock.forward`); sampling solves `x + g(x) = z` by fixed-point
+//! iteration. The log-determinant `log det(I + J_g)` has no closed form: see
+//! [`crate::logdet`] for the estimators.
+
+use crate::error::{Error, Result};
+use crate::flow::{check_width, with_context, Flow, LogDetKind};
+use crate::lipschitz_mlp::LipschitzMlp;
+use crate::logdet::{residual_log_det, LogDetEstimator, Neumann, Probe};
+use crate::registry::{BuildContext, LayerKind, LayerSpec};
+use crate::spec::{BaseSpec, FlowSpec};
+use flow_core::{Backend, Element, FlowRng, ParamId, ParamStore, Tape, Tensor, Var};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// The exact terms of the roulette estimator used in evaluation above the exact dimension
+/// (normflows evaluates with 20 terms always included).
+pub const EVALUATION_EXACT_TERMS: usize = 20;
+
+/// One residual block's configuration (stored as `"residual"`). Absent fields take
+/// normflows' example's values.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResidualLayerConfig {
+    /// Hidden widths of `g` (normflows' example: `[128, 128]`).
+    #[serde(default = "default_hidden")]
+    pub hidden: Vec<usize>,
+    /// The Lipschitz bound of each linear layer of `g` (normflows' `lipschitz_const`, 0.9 in
+    /// the example; must be below 1 for the block to be invertible).
+    #[serde(default = "default_lipschitz")]
+    pub lipschitz: f64,
+    /// The log-determinant estimator in training.
+    #[serde(default)]
+    pub log_det: LogDetEstimator,
+    /// Hutchinson's probes.
+    #[serde(default)]
+    pub probe: Probe,
+    /// The Neumann-series gradient (normflows' `reduce_memory`, on in the example).
+    #[serde(default = "yes")]
+    pub neumann_gradient: bool,
+    /// Power iterations per linear layer after each optimizer step (normflows'
+    /// `update_lipschitz(model, 50)`).
+    #[serde(default = "default_power_iterations")]
+    pub power_iterations: usize,
+    /// Evaluation (parameters frozen) computes the exact log-determinant up to this many
+    /// features, and a roulette estimate with [`EVALUATION_EXACT_TERMS`] exact terms above.
+    #[serde(default = "default_exact_up_to")]
+    pub exact_up_to: usize,
+    /// The fixed-point inverse stops when `max |x + g(x) - z| <= tol (1 + max |z|)` (`tol`
+    /// raised to 64 machine epsilons of the element type).
+    #[serde(default = "default_inverse_tolerance")]
+    pub inverse_tolerance: f64,
+    /// The fixed-point inverse's iteration cap (normflows: 1,000).
+    #[serde(default = "default_inverse_iterations")]
+    pub inverse_max_iterations: usize,
+}
+
+fn default_hidden() -> Vec<usize> {
+    vec![128, 128]
+}
+fn default_lipschitz() -> f64 {
+    0.9
+}
+fn yes() -> bool {
+    true
+}
+fn default_power_iterations() -> usize {
+    50
+}
+fn default_exact_up_to() -> usize {
+    16
+}
+fn default_inverse_tolerance() -> f64 {
+    1e-6
+}
+fn default_inverse_iterations() -> usize {
+    1000
+}
+
+impl Default for ResidualLayerConfig {
+    fn default() -> Self {
+        ResidualLayerConfig {
+            hidden: default_hidden(),
+            lipschitz: default_lipschitz(),
+            log_det: LogDetEstimator::default(),
+            probe: Probe::default(),
+            neumann_gradient: true,
+            power_iterations: default_power_iterations(),
+            exact_up_to: default_exact_up_to(),
+            inverse_tolerance: default_inverse_tolerance(),
+            inverse_max_iterations: default_inverse_iterations(),
+        }
+    }
+}
+
+impl ResidualLayerConfig {
+    fn check(&self) -> Result<()> {
+        if !(self.lipschitz > 0.0 && self.lipschitz < 1.0) {
+            return Err(Error::Config(format!(
+                "a residual block's Lipschitz bound must be in (0, 1) for the block to be \
+                 invertible, got {}",
+                self.lipschitz
+            )));
+        }
+        if self.hidden.contains(&0) {
+            return Err(Error::Config(format!(
+                "a residual block's hidden widths must be positive, got {:?}",
+                self.hidden
+            )));
+        }
+        if !(self.inverse_tolerance > 0.0) {
+            return Err(Error::Config(format!(
+                "the fixed-point inverse's tolerance must be positive, got {}",
+                self.inverse_tolerance
+            )));
+        }
+        self.log_det.check()
+    }
+}
+
+/// A residual block `z = x + g(x)` (data to latent) with `g` a [`LipschitzMlp`] of sizes
+/// `[dim + context, hidden..., dim]`, as normflows' `Residual(LipschitzMLP(...))`.
+///
+/// - **Densities** (`inverse`, what `log_prob` and `forward_kld` run): the explicit map and
+///   `log det(I + J_g(x))`. With the parameters frozen (an evaluation on a
+///   [`Tape::inference`] tape, as `log_prob` of tensors runs) it is exact up to
+///   [`ResidualLayerConfig::exact_up_to`] features; otherwise, as in training, the
+///   configured estimator gives an unbiased (roulette) or truncated (series) estimate whose
+///   gradient is the Neumann-series estimator when enabled.
+/// - **Sampling** (`forward`): `x` solving `x + g(x) = z` by fixed-point iteration
+///   `x <- z - g(x)` to the tolerance, or [`Error::NotInvertible`] naming the residual
+///   reached; its log-det is minus the log-det at the solution. Gradients through the solve
+///   (in `z`, the context and the parameters) are those of the implicit function,
+///   `dx = (I + J)^-1 (dz - dg)`, solved by the same iteration in the backward pass; second
+///   derivatives through the solve are not exact.
+/// - **After each optimizer step** ([`Flow::after_step`]): the power iterations of every
+///   weight, and the commit of the random draws, kept with the seed in the buffer
+///   `{prefix}.draws` (`1 x 3`) so that a resumed run draws the same probes.
+///
+/// ```
+/// use flow_core::{rng, Cpu, ParamStore, Tape, Tensor};
+/// use flow_layers::{BuildContext, Flow, Residual, ResidualLayerConfig};
+///
+/// let cpu = Cpu::<f64>::new();
+/// let mut params = ParamStore::new();
+/// let config = ResidualLayerConfig { hidden: vec![16], ..Default::default() };
+/// let mut r = rng(0);
+/// let layer = Residual::new(
+///     &mut BuildContext::new(&cpu, &mut params, "flows.0", 2, &mut r).with_init(flow_layers::Init::Random),
+///     config,
+/// )?;
+/// let tape = Tape::inference(&cpu); // evaluation: the exact 2-D log-det
+/// let x = tape.constant(Tensor::randn(&cpu, (5, 2), &mut rng(1))?);
+/// let (z, log_det) = layer.inverse(&params, &x, None)?;
+/// let (x_back, forward_log_det) = layer.forward(&params, &z, None)?; // fixed point
+/// assert!(x_back.value().max_abs_diff(&x.value())? < 1e-5);
+/// assert!(log_det.value().max_abs_diff(&forward_log_det.neg()?.value())? < 1e-5);
+/// # Ok::<(), flow_layers::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Residual {
+    dim: usize,
+    context: usize,
+    config: ResidualLayerConfig,
+    net: LipschitzMlp,
+    /// `[seed, committed draws mod 2^24, committed draws / 2^24]` (exact in f32).
+    draws: ParamId,
+    /// Training forwards since the last [`Flow::after_step`].
+    calls: Arc<AtomicU64>,
+    /// Stochastic evaluations since the layer was built (they never touch training draws).
+    evaluations: Arc<AtomicU64>,
+}
+
+/// 2^24: the draw counter is stored in two f32-exact pieces.
+const PIECE: u64 = 1 << 24;
+
+impl Residual {
+    /// A residual block over `cx.dim` features reading `cx.context` context features, its
+    /// parameters under `cx.prefix` as normflows names them
+    /// (`{prefix}.iresblock.nnet.net.{k}...`). With [`crate::Init::Identity`] the last
+    /// linear layer starts 1000 times smaller (normflows' `init_zeros`).
+    pub fn new<B: Backend>(
+        cx: &mut BuildContext<'_, B>,
+        config: ResidualLayerConfig,
+    ) -> Result<Self> {
+        config.check()?;
+        let (dim, context) = (cx.dim, cx.context);
+        if dim == 0 {
+            return Err(Error::Config(
+                "a residual block needs at least 1 feature".into(),
+            ));
+        }
+        let mut sizes = vec![dim + context];
+        sizes.extend(&config.hidden);
+        sizes.push(dim);
+        let zero_init = cx.init_zeros();
+        let net = LipschitzMlp::new(cx, "iresblock.nnet", &sizes, config.lipschitz, zero_init)?;
+        let seed = {
+            use rand::Rng;
+            (cx.rng.random::<u32>() >> 8) as f64
+        };
+        let draws = cx.params.add_buffer(
+            cx.name("draws"),
+            Tensor::from_f64s(cx.backend, (1, 3), &[seed, 0.0, 0.0])?,
+        )?;
+        Ok(Residual {
+            dim,
+            context,
+            config,
+            net,
+            draws,
+            calls: Arc::default(),
+            evaluations: Arc::default(),
+        })
+    }
+
+    pub fn config(&self) -> &ResidualLayerConfig {
+        &self.config
+    }
+
+    /// The residual branch `g`.
+    pub fn net(&self) -> &LipschitzMlp {
+        &self.net
+    }
+
+    /// The buffer of the seed and the committed draw count.
+    pub fn draws_buffer(&self) -> ParamId {
+        self.draws
+    }
+
+    /// The estimator an evaluation (parameters frozen) uses.
+    pub fn evaluation_estimator(&self) -> LogDetEstimator {
+        if self.dim <= self.config.exact_up_to {
+            return LogDetEstimator::Exact;
+        }
+        match self.config.log_det {
+            LogDetEstimator::Roulette {
+                exact_terms,
+                distribution,
+            } => LogDetEstimator::Roulette {
+                exact_terms: exact_terms.max(EVALUATION_EXACT_TERMS),
+                distribution,
+            },
+            LogDetEstimator::Exact => LogDetEstimator::Exact,
+            series => series,
+        }
+    }
+
+    /// The random stream of this call: a function of the layer's seed, the committed draws
+    /// and the calls since (training), or the evaluation count (evaluation).
+    fn stream<B: Backend>(&self, params: &ParamStore<B>, evaluation: bool) -> Result<FlowRng> {
+        let (seed, committed) = read_draws(params, self.draws)?;
+        let key = if evaluation {
+            let n = self.evaluations.fetch_add(1, Ordering::Relaxed);
+            mix(mix(seed ^ 0x5eed_e7a1, committed), n)
+        } else {
+            let n = self.calls.fetch_add(1, Ordering::Relaxed);
+            mix(seed, committed + n)
+        };
+        Ok(flow_core::rng(key))
+    }
+
+    /// `g` on `x` (and the context) on `x`'s tape.
+    fn g<B: Backend>(
+        &self,
+        params: &ParamStore<B>,
+        x: &Var<B>,
+        context: Option<&Var<B>>,
+    ) -> Result<Var<B>> {
+        let input = with_context("Residual", x, context, self.context)?;
+        self.net.forward(params, &input)
+    }
+
+    /// `log det(I + J_g(x))` and `x + g(x)`, on `x`'s tape.
+    fn explicit<B: Backend>(
+        &self,
+        params: &ParamStore<B>,
+        x: &Var<B>,
+        context: Option<&Var<B>>,
+    ) -> Result<(Var<B>, Var<B>)> {
+        let tape = x.tape();
+        let evaluation = tape.params_frozen();
+        // The estimators differentiate in x: work on a differentiable copy when x is not.
+        let xi = if x.requires_grad() {
+            x.clone()
+        } else {
+            tape.input(x.value())
+        };
+        let gx = self.g(params, &xi, context)?;
+        let (estimator, differentiable) = if evaluation {
+            (self.evaluation_estimator(), x.requires_grad())
+        } else {
+            (self.config.log_det, true)
+        };
+        let mut rng = self.stream(params, evaluation)?;
+        let neumann = if self.config.neumann_gradient {
+            Neumann::On
+        } else {
+            Neumann::Off
+        };
+        let log_det = residual_log_det(
+            &xi,
+            &gx,
+            &estimator,
+            self.config.probe,
+            neumann,
+            differentiable,
+            &mut rng,
+        )?;
+        if evaluation && !x.requires_grad() {
+            // Nothing downstream differentiates: hand on constants.
+            let z = x.add(&tape.constant(gx.value()))?;
+            return Ok((z, tape.constant(log_det.value())));
+        }
+        Ok((xi.add(&gx)?, log_det))
+    }
+
+    /// The fixed-point tolerance for the element type: the configured one, at least 64
+    /// machine epsilons.
+    fn tolerance<B: Backend>(&self) -> f64 {
+        self.config
+            .inverse_tolerance
+            .max(64.0 * <B::Elem as Element>::EPSILON)
+    }
+
+    /// The fixed point `x` of `x = z - g(x)`, iterated on values.
+    fn solve<B: Backend>(
+        &self,
+        params: &ParamStore<B>,
+        z: &Tensor<B>,
+        context: Option<&Tensor<B>>,
+    ) -> Result<Tensor<B>> {
+        let backend = z.backend().clone();
+        let tol = self.tolerance::<B>();
+        let scale = 1.0 + z.to_f64s()?.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let mut x = z.clone();
+        let mut residual = f64::INFINITY;
+        for _ in 0..self.config.inverse_max_iterations {
+            let tape = Tape::inference(&backend);
+            let xv = tape.constant(x.clone());
+            let c = context.map(|c| tape.constant(c.clone()));
+            let gx = self.g(params, &xv, c.as_ref())?.value();
+            let next = z.sub(&gx)?;
+            // |x_k - x_{k+1}| is x_k's residual |x_k + g(x_k) - z|.
+            residual = next.max_abs_diff(&x)?;
+            x = next;
+            if residual <= tol * scale {
+                return Ok(x);
+            }
+            if !residual.is_finite() {
+                break;
+            }
+        }
+        Err(Error::NotInvertible {
+            layer: "Residual",
+            reason: format!(
+                "the fixed-point inverse reached max |x + g(x) - z| = {residual:.3e} after {} \
+                 iterations (tolerance {:.1e} x (1 + max |z|) = {:.3e})",
+                self.config.inverse_max_iterations,
+                tol,
+                tol * scale
+            ),
+        })
+    }
+}
+
+/// The backward pass of the fixed-point inverse: zero in value, and `(I + J_g(x*))^-T` on
+/// the gradient, solved by the fixed-point iteration `y <- grad - J^T y` (a contraction, as
+/// the forward's) with vector-Jacobian products of `g` at the solution `x*`. Its own
+/// gradient is not recorded: second derivatives through the solve are not exact.
+struct ImplicitInverse<B: Backend> {
+    net: LipschitzMlp,
+    context: usize,
+    /// The parameters as the forward pass used them.
+    params: ParamStore<B>,
+    at: Tensor<B>,
+    given: Option<Tensor<B>>,
+    tolerance: f64,
+    max_iterations: usize,
+}
+
+impl<B: Backend> ImplicitInverse<B> {
+    /// `(I + J)^-T grad` at the solution.
+    fn solve(&self, grad: &Tensor<B>) -> Result<Tensor<B>> {
+        let tape = Tape::inference(grad.backend());
+        let x = tape.input(self.at.clone());
+        let c = self.given.as_ref().map(|c| tape.constant(c.clone()));
+        let input = with_context("Residual", &x, c.as_ref(), self.context)?;
+        let gx = self.net.forward(&self.params, &input)?;
+        let scale = 1.0 + grad.to_f64s()?.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let mut y = grad.clone();
+        let mut change = f64::INFINITY;
+        for _ in 0..self.max_iterations {
+            let jt_y = tape
+                .vjp(&gx, &tape.constant(y.clone()), &[&x], false)?
+                .remove(0);
+            let next = grad.sub(&jt_y.value())?;
+            change = next.max_abs_diff(&y)?;
+            y = next;
+            if change <= self.tolerance * scale {
+                return Ok(y);
+            }
+            if !change.is_finite() {
+                break;
+            }
+        }
+        Err(Error::NotInvertible {
+            layer: "Residual",
+            reason: format!(
+                "the gradient of the fixed-point inverse did not converge: last change                  {change:.3e} after {} iterations",
+                self.max_iterations
+            ),
+        })
+    }
+}
+
+impl<B: Backend> flow_core::CustomOp<B> for ImplicitInverse<B> {
+    fn name(&self) -> &str {
+        "residual fixed-point inverse"
+    }
+
+    fn forward(&self, inputs: &[&Tensor<B>]) -> flow_core::Result<Tensor<B>> {
+        Tensor::zeros(inputs[0].backend(), inputs[0].shape())
+    }
+
+    fn backward(
+        &self,
+        _inputs: &[&Var<B>],
+        _output: &Var<B>,
+        grad: &Var<B>,
+    ) -> flow_core::Result<Vec<Option<Var<B>>>> {
+        let y = self
+            .solve(&grad.value())
+            .map_err(|e| flow_core::Error::InvalidArgument {
+                op: "residual fixed-point inverse",
+                message: e.to_string(),
+            })?;
+        Ok(vec![Some(grad.tape().constant(y))])
+    }
+}
+
+/// The seed and committed draw count stored in the `draws` buffer.
+fn read_draws<B: Backend>(params: &ParamStore<B>, id: ParamId) -> Result<(u64, u64)> {
+    let v = params.get(id)?.to_f64s()?;
+    if v.len() != 3 || v.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
+        return Err(Error::Config(format!(
+            "a residual block's draws buffer holds {v:?}, not [seed, count, count / 2^24]"
+        )));
+    }
+    Ok((v[0] as u64, v[1] as u64 + (v[2] as u64) * PIECE))
+}
+
+/// SplitMix64's finaliser of `a` and `b`: a key per (seed, count).
+fn mix(a: u64, b: u64) -> u64 {
+    let mut z = a
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        .wrapping_add(b)
+        .wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+impl<B: Backend> Flow<B> for Residual {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn context_dim(&self) -> usize {
+        self.context
+    }
+
+    /// Latent to data: the fixed-point solve (see [`Residual`]).
+    fn forward(
+        &self,
+        params: &ParamStore<B>,
+        z: &Var<B>,
+        context: Option<&Var<B>>,
+    ) -> Result<(Var<B>, Var<B>)> {
+        check_width("Residual forward", self.dim, z)?;
+        let tape = z.tape();
+        let c = context.map(|c| c.value());
+        let solution = self.solve(params, &z.value(), c.as_ref())?;
+        let fixed = tape.constant(solution.clone());
+        let needs_gradient = !tape.params_frozen()
+            || z.requires_grad()
+            || context.is_some_and(|c| c.requires_grad());
+        let x = if needs_gradient {
+            // x = x* - S(r), r = x* + g(x*) - z (about 0, a function of z, the context and
+            // the parameters), where S is 0 in value and (I + J)^-1 in its derivative: the
+            // implicit function's gradient, dx = (I + J)^-1 (dz - dg).
+            let r = fixed.add(&self.g(params, &fixed, context)?)?.sub(z)?;
+            let solve = ImplicitInverse {
+                net: self.net.clone(),
+                context: self.context,
+                params: params.snapshot(),
+                at: solution,
+                given: c,
+                tolerance: self.tolerance::<B>(),
+                max_iterations: self.config.inverse_max_iterations,
+            };
+            fixed.sub(&Var::custom(Arc::new(solve), &[&r])?)?
+        } else {
+            fixed
+        };
+        let (_, log_det) = self.explicit(params, &x, context)?;
+        Ok((x, log_det.neg()?))
+    }
+
+    /// Data to latent: `z = x + g(x)` and its log-determinant (see [`Residual`]).
+    fn inverse(
+        &self,
+        params: &ParamStore<B>,
+        x: &Var<B>,
+        context: Option<&Var<B>>,
+    ) -> Result<(Var<B>, Var<B>)> {
+        check_width("Residual inverse", self.dim, x)?;
+        let (z, log_det) = self.explicit(params, x, context)?;
+        Ok((z, log_det))
+    }
+
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::of::<Self>(&self.config)
+    }
+
+    fn after_step(&self, params: &mut ParamStore<B>) -> Result<()> {
+        self.net
+            .power_iterate(params, self.config.power_iterations)?;
+        let calls = self.calls.swap(0, Ordering::Relaxed);
+        if calls > 0 {
+            let (seed, committed) = read_draws(params, self.draws)?;
+            let n = committed + calls;
+            let backend = params.get(self.draws)?.backend().clone();
+            let value = [seed as f64, (n % PIECE) as f64, (n / PIECE) as f64];
+            params.set(self.draws, Tensor::from_f64s(&backend, (1, 3), &value)?)?;
+        }
+        Ok(())
+    }
+
+    fn evaluation_log_det(&self) -> LogDetKind {
+        match self.evaluation_estimator() {
+            LogDetEstimator::Exact => LogDetKind::Exact,
+            other => LogDetKind::Stochastic(other.describe()),
+        }
+    }
+}
+
+impl LayerKind for Residual {
+    const NAME: &'static str = "residual";
+    type Config = ResidualLayerConfig;
+
+    fn build<B: Backend>(
+        config: &Self::Config,
+        cx: &mut BuildContext<'_, B>,
+    ) -> Result<Box<dyn Flow<B>>> {
+        Ok(Box::new(Self::new(cx, config.clone())?))
+    }
+
+    /// Per linear layer `in x out` weights, `out` biases, `out + in` power-iteration
+    /// vectors; a `beta` per activation; the 3 draw counters.
+    fn num_scalars(config: &Self::Config, dim: usize, context: usize) -> Option<usize> {
+        let mut sizes = vec![dim.checked_add(context)?];
+        sizes.extend(&config.hidden);
+        sizes.push(dim);
+        let mut total = 3usize;
+        for w in sizes.windows(2) {
+            let layer = w[0]
+                .checked_mul(w[1])?
+                .checked_add(w[1].checked_mul(2)?)?
+                .checked_add(w[0])?
+                .checked_add(1)?;
+            total = total.checked_add(layer)?;
+        }
+        Some(total)
+    }
+}
+
+/// normflows' residual-flow example as a model: `transforms` residual blocks, each followed
+/// by an [`crate::ActNorm`] when `actnorm`, over a fixed standard normal (normflows'
+/// `DiagGaussian(2, trainable=False)`).
+///
+/// ```
+/// use flow_core::{rng, Cpu};
+/// use flow_layers::{NormalizingFlow, ResidualConfig, ResidualLayerConfig};
+///
+/// let spec = ResidualConfig {
+///     transforms: 2,
+///     layer: ResidualLayerConfig { hidden: vec![8], ..Default::default() },
+///     ..Default::default()
+/// }
+/// .spec()?;
+/// let model = NormalizingFlow::new(&Cpu::<f64>::new(), spec, 0)?;
+/// let (x, log_q) = model.sample(4, None, &mut rng(1))?; // fixed-point inverses
+/// assert!(model.log_prob(&x, None)?.max_abs_diff(&log_q)? < 1e-5); // exact 2-D log-dets
+/// # Ok::<(), flow_layers::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResidualConfig {
+    pub dim: usize,
+    pub transforms: usize,
+    pub actnorm: bool,
+    pub layer: ResidualLayerConfig,
+}
+
+impl Default for ResidualConfig {
+    /// normflows' example: 16 blocks of `LipschitzMLP([2, 128, 128, 2], 0.9)` with ActNorm.
+    fn default() -> Self {
+        ResidualConfig {
+            dim: 2,
+            transforms: 16,
+            actnorm: true,
+            layer: ResidualLayerConfig::default(),
+        }
+    }
+}
+
+impl ResidualConfig {
+    pub fn spec(&self) -> Result<FlowSpec> {
+        if self.dim == 0 {
+            return Err(Error::Config(
+                "a residual flow needs at least 1 feature".into(),
+            ));
+        }
+        self.layer.check()?;
+        let mut layers = Vec::new();
+        for _ in 0..self.transforms {
+            layers.push(LayerSpec::of::<Residual>(&self.layer));
+            if self.actnorm {
+                layers.push(LayerSpec::of::<crate::ActNorm>(&crate::NoConfig {}));
+            }
+        }
+        Ok(FlowSpec {
+            dim: self.dim,
+            context: 0,
+            base: BaseSpec::StandardNormal,
+            layers,
+        })
+    }
+}
