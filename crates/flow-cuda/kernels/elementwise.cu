@@ -22,6 +22,24 @@ FLOW_DEVICE T flow_powi(T x, int k) {
     return invert ? T(1) / result : result;
 }
 
+// The k-th derivative of x sigmoid(x), 0 <= k <= 4 (NaN beyond): g^(k) = k sigma^(k-1) +
+// x sigma^(k), in s1 = s(1-s) and d = 1-2s, with s and 1-s each from its own sigmoid (both
+// tails keep their precision).
+FLOW_DEVICE T flow_swish(T x, int k) {
+    T s = flow_sigmoid(x);
+    T q = flow_sigmoid(-x);
+    T s1 = s * q;
+    T d = q - s;
+    switch (k) {
+    case 0: return x * s;
+    case 1: return s + x * s1;
+    case 2: return T(2) * s1 + x * s1 * d;
+    case 3: return T(3) * s1 * d + x * s1 * (T(1) - T(6) * s1);
+    case 4: return T(4) * s1 * (T(1) - T(6) * s1) + x * s1 * d * (T(1) - T(12) * s1);
+    default: return flow_sqrt(T(-1));
+    }
+}
+
 FLOW_DEVICE T flow_unary(int op, T x, T p, int k) {
     switch (op) {
     case 0: return -x;
@@ -41,6 +59,7 @@ FLOW_DEVICE T flow_unary(int op, T x, T p, int k) {
     case 14: return x * p;
     case 15: return flow_powi(x, k);
     case 16: return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0));
+    case 18: return flow_swish(x, k);
     default: return x > T(0) ? T(1) : T(0);
     }
 }

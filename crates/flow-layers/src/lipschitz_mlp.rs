@@ -110,7 +110,45 @@ impl LipschitzMlp {
     }
 
     /// The network on `x` (`rows x sizes[0]`).
+    ///
+    /// Computed with each LipSwish's slope folded into the weights around it, so that an
+    /// activation costs one fused map of the batch: with `s_i = softplus(beta_i)`,
+    /// `LipSwish_i(h) = swish(s_i h) / (1.1 s_i)`, so the pre-activations `t_i = s_i h_(i-1)`
+    /// follow `t_(i+1) = swish(t_i) (s_(i+1) W_i / (1.1 s_i))^T + s_(i+1) b_i`, scalings of
+    /// the (small) weights instead of passes over the (large) batch. Its gradients, to any
+    /// order, are fused maps of swish's derivatives ([`flow_core::UnaryOp::Swish`]).
     pub fn forward<B: Backend>(&self, params: &ParamStore<B>, x: &Var<B>) -> Result<Var<B>> {
+        let tape = x.tape();
+        let slopes: Vec<Var<B>> = self
+            .betas
+            .iter()
+            .map(|&b| Ok(tape.param(params, b)?.softplus()?))
+            .collect::<Result<_>>()?;
+        let n = self.layers.len();
+        let mut t = x.mul(&slopes[0])?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let w = layer.normalised_weight(params, tape)?;
+            let b = tape.param(params, layer.bias())?;
+            let inv = slopes[i].mul_scalar(LIPSWISH_SCALE)?;
+            let a = t.swish()?;
+            t = if i + 1 < n {
+                let next = &slopes[i + 1];
+                let scale = next.div(&inv)?;
+                a.linear(&w.mul(&scale)?, &b.mul(next)?)?
+            } else {
+                a.linear(&w.div(&inv)?, &b)?
+            };
+        }
+        Ok(t)
+    }
+
+    /// The network written plainly, LipSwish then linear layer by layer: the reference
+    /// [`LipschitzMlp::forward`] is tested against.
+    pub fn forward_unfolded<B: Backend>(
+        &self,
+        params: &ParamStore<B>,
+        x: &Var<B>,
+    ) -> Result<Var<B>> {
         let tape = x.tape();
         let mut h = x.clone();
         for (layer, &beta) in self.layers.iter().zip(&self.betas) {

@@ -317,17 +317,14 @@ fn lanczos(w: &[f64], rows: usize, cols: usize, u: &mut [f64], v: &mut [f64], st
     // singular vector x; u = U x, v = V B^T x / sigma.
     let m = vs.len().min(k + 1);
     let beta = |i: usize| if i + 1 < m { betas[i] } else { 0.0 };
-    let mut bbt = vec![0.0; k * k];
-    for i in 0..k {
-        bbt[i * k + i] = alphas[i] * alphas[i] + beta(i) * beta(i);
-        if i + 1 < k {
-            bbt[i * k + i + 1] = beta(i) * alphas[i + 1];
-            bbt[(i + 1) * k + i] = beta(i) * alphas[i + 1];
-        }
-    }
-    let (values, vectors) = symmetric_eigen(bbt, k);
-    let top = (0..k).fold(0, |best, i| if values[i] > values[best] { i } else { best });
-    let x: Vec<f64> = (0..k).map(|i| vectors[i * k + top]).collect();
+    // B B^T is tridiagonal: diagonal alpha_i^2 + beta_i^2, off-diagonal beta_i alpha_{i+1}.
+    let diag: Vec<f64> = (0..k)
+        .map(|i| alphas[i] * alphas[i] + beta(i) * beta(i))
+        .collect();
+    let off: Vec<f64> = (0..k.saturating_sub(1))
+        .map(|i| beta(i) * alphas[i + 1])
+        .collect();
+    let x = top_tridiagonal_eigenvector(&diag, &off);
     u.fill(0.0);
     for (ui, &c) in us.iter().zip(&x) {
         for (a, b) in u.iter_mut().zip(ui) {
@@ -351,6 +348,74 @@ fn lanczos(w: &[f64], rows: usize, cols: usize, u: &mut [f64], v: &mut [f64], st
     }
     normalise(v);
     estimate(w, rows, cols, u, v)
+}
+
+/// The unit eigenvector of the largest eigenvalue of the symmetric tridiagonal matrix with
+/// diagonal `d` and off-diagonal `e`: the eigenvalue by bisection on Sturm counts, the
+/// vector by inverse iteration (O(k) each, where a dense eigensolver would be O(k^3)).
+fn top_tridiagonal_eigenvector(d: &[f64], e: &[f64]) -> Vec<f64> {
+    let k = d.len();
+    if k == 1 {
+        return vec![1.0];
+    }
+    // Gershgorin bounds.
+    let radius = |i: usize| {
+        (if i > 0 { e[i - 1].abs() } else { 0.0 }) + (if i + 1 < k { e[i].abs() } else { 0.0 })
+    };
+    let mut lo = (0..k).map(|i| d[i] - radius(i)).fold(f64::INFINITY, f64::min);
+    let mut hi = (0..k).map(|i| d[i] + radius(i)).fold(f64::NEG_INFINITY, f64::max);
+    let scale = hi.abs().max(lo.abs()).max(f64::MIN_POSITIVE);
+    // The number of eigenvalues below x (Sylvester's law of inertia on LDL^T).
+    let below = |x: f64| {
+        let mut count = 0;
+        let mut q = d[0] - x;
+        for i in 0..k {
+            if i > 0 {
+                let q_prev = if q == 0.0 { f64::EPSILON * scale } else { q };
+                q = d[i] - x - e[i - 1] * e[i - 1] / q_prev;
+            }
+            if q < 0.0 {
+                count += 1;
+            }
+        }
+        count
+    };
+    // The largest eigenvalue: the smallest x with every eigenvalue below it.
+    for _ in 0..200 {
+        let mid = 0.5 * (lo + hi);
+        if mid <= lo || mid >= hi {
+            break;
+        }
+        if below(mid) == k {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    let shift = hi + 4.0 * f64::EPSILON * scale;
+    // Inverse iteration with (T - shift): Gaussian elimination on the tridiagonal system
+    // (no pivoting needed: T - shift is negative definite, shift being above every
+    // eigenvalue).
+    let mut y = vec![1.0; k];
+    for _ in 0..3 {
+        let mut diag: Vec<f64> = d.iter().map(|di| di - shift).collect();
+        let mut rhs = y.clone();
+        for i in 1..k {
+            let pivot = if diag[i - 1] == 0.0 { -f64::EPSILON * scale } else { diag[i - 1] };
+            let m = e[i - 1] / pivot;
+            diag[i] -= m * e[i - 1];
+            rhs[i] -= m * rhs[i - 1];
+        }
+        let mut x = vec![0.0; k];
+        for i in (0..k).rev() {
+            let upper = if i + 1 < k { e[i] * x[i + 1] } else { 0.0 };
+            let pivot = if diag[i] == 0.0 { -f64::EPSILON * scale } else { diag[i] };
+            x[i] = (rhs[i] - upper) / pivot;
+        }
+        normalise(&mut x);
+        y = x;
+    }
+    y
 }
 
 /// Removes from `x` its components along the orthonormal `basis` (twice: classical

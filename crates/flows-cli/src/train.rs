@@ -85,6 +85,7 @@ fn run_train_on<B: Backend<Elem = f32>>(backend: &B, args: TrainArgs) -> crate::
         ))
     });
     std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+    let estimated = crate::estimated_note(&model);
     let mut config = args.model.train_config(args.iters, args.batch);
     config.validate_every = args.validate_every;
     config.patience = args.patience;
@@ -290,6 +291,9 @@ fn run_train_on<B: Backend<Elem = f32>>(backend: &B, args: TrainArgs) -> crate::
         test_size(&data, &args),
         bits(&preprocess, nll, se)
     );
+    if let Some(note) = &estimated {
+        println!("{note}");
+    }
     if let Some((step, b, bse)) = best_test {
         println!("samples and plots are of the best model (iteration {step})");
         println!(

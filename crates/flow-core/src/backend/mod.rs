@@ -43,7 +43,15 @@ pub enum UnaryOp<E> {
     Sign,
     /// 1 where `x > 0`, else 0. Its derivative is zero.
     Step,
+    /// The `k`-th derivative of swish, `x sigmoid(x)` (`k = 0`: swish itself), for
+    /// `0 <= k <= MAX_SWISH_DERIVATIVE`; each is the derivative of the one before, so
+    /// gradients through LipSwish activations (residual flows) are fused maps to any order
+    /// the estimators need.
+    Swish(i32),
 }
+
+/// The highest derivative of swish [`UnaryOp::Swish`] computes.
+pub const MAX_SWISH_DERIVATIVE: i32 = 4;
 
 impl<E> UnaryOp<E> {
     /// Piecewise-constant maps: their gradient is zero everywhere it exists.

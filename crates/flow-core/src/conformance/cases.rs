@@ -269,6 +269,7 @@ pub(super) fn unary_op<E: Element>(op: UnaryOp<f64>) -> UnaryOp<E> {
         UnaryOp::Powi(n) => UnaryOp::Powi(n),
         UnaryOp::Sign => UnaryOp::Sign,
         UnaryOp::Step => UnaryOp::Step,
+        UnaryOp::Swish(k) => UnaryOp::Swish(k),
     }
 }
 
@@ -452,6 +453,8 @@ pub(super) fn all<E: Element>() -> Vec<Case> {
     affine_coupling(&mut c);
     diag_normal(&mut c);
     rational_quadratic(&mut c);
+    // Added after the others, so that their seeded inputs stay as they were.
+    swish(&mut c);
     c.list
 }
 
@@ -506,6 +509,27 @@ fn unary<E: Element>(c: &mut Cases<E>) {
         };
         let input = c.gen.input(shape, values, true);
         c.push(Op::Unary(op), vec![input], 1, true);
+    }
+}
+
+/// Swish and its derivatives (each gradient-checked, so each is held to be the derivative
+/// of the one before), on ordinary and large arguments.
+fn swish<E: Element>(c: &mut Cases<E>) {
+    use UnaryOp::Swish;
+    for k in 0..crate::backend::MAX_SWISH_DERIVATIVE {
+        for (r, cols) in ELEMENTWISE {
+            let shape = sh(r, cols);
+            let values = c.gen.uniform(shape, -6.0, 6.0);
+            let input = c.gen.input(shape, values, true);
+            // Second order needs derivative k + 2.
+            let second = k + 2 <= crate::backend::MAX_SWISH_DERIVATIVE;
+            c.push(Op::Unary(Swish(k)), vec![input], 1, second);
+        }
+        let shape = sh(3, 65);
+        let values = c.gen.uniform(shape, -90.0, 90.0);
+        let input = c.gen.input(shape, values, true);
+        let second = k + 2 <= crate::backend::MAX_SWISH_DERIVATIVE;
+        c.push(Op::Unary(Swish(k)), vec![input], 1, second);
     }
 }
 

@@ -46,6 +46,11 @@ impl<B: Backend> Var<B> {
     pub fn sigmoid(&self) -> Result<Var<B>> {
         self.unary(UnaryOp::Sigmoid)
     }
+    /// Swish, `x sigmoid(x)` ([`UnaryOp::Swish`]`(0)`): its gradients are fused maps of
+    /// its derivatives, to the fourth.
+    pub fn swish(&self) -> Result<Var<B>> {
+        self.unary(UnaryOp::Swish(0))
+    }
     /// `log(1 + exp(x))`, computed without overflow.
     pub fn softplus(&self) -> Result<Var<B>> {
         self.unary(UnaryOp::Softplus)
@@ -172,6 +177,21 @@ pub(crate) fn backward<B: Backend, A: GradAlgebra<B>>(
             let y_alpha = alg.unary(UnaryOp::AddScalar(alpha), &y)?;
             let neg_part = alg.mul(&below, &y_alpha)?;
             let d = alg.add(&step, &neg_part)?;
+            alg.mul(g, &d)?
+        }
+        UnaryOp::Swish(k) => {
+            if k >= crate::backend::MAX_SWISH_DERIVATIVE {
+                return Err(crate::error::Error::InvalidArgument {
+                    op: "swish",
+                    message: format!(
+                        "the derivative of order {} of swish is not implemented (at most {})",
+                        k + 1,
+                        crate::backend::MAX_SWISH_DERIVATIVE
+                    ),
+                });
+            }
+            let x = alg.node(x);
+            let d = alg.unary(UnaryOp::Swish(k + 1), &x)?;
             alg.mul(g, &d)?
         }
         UnaryOp::Sign | UnaryOp::Step => unreachable!("piecewise-constant ops have no backward"),

@@ -31,6 +31,7 @@ pub(crate) fn unary_code<E: Copy + num_traits::Zero>(op: UnaryOp<E>) -> (i32, E,
         UnaryOp::Powi(k) => (15, zero, k),
         UnaryOp::Sign => (16, zero, 0),
         UnaryOp::Step => (17, zero, 0),
+        UnaryOp::Swish(k) => (18, zero, k),
     }
 }
 
@@ -184,6 +185,7 @@ mod tests {
             UnaryOp::Powi(-3),
             UnaryOp::Sign,
             UnaryOp::Step,
+            UnaryOp::Swish(2),
         ]
         .into_iter()
         .map(unary_code)
@@ -196,6 +198,7 @@ mod tests {
         assert_eq!(codes[13].1, 2.0);
         assert_eq!(codes[14].1, 3.0);
         assert_eq!(codes[15].2, -3);
+        assert_eq!(codes[18].2, 2);
     }
 
     #[test]
