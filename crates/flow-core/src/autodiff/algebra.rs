@@ -61,6 +61,21 @@ pub(crate) trait GradAlgebra<B: Backend> {
         direction: Direction,
     ) -> Result<(Self::T, Self::T)>;
 
+    /// `op` applied to node `x`'s value: the local derivative of node `id` (of which `x` is
+    /// the input). A first-order pass keeps it in the node, so that repeated
+    /// vector-Jacobian products through the node (the terms of a residual flow's power
+    /// series) compute it once; a recorded pass records it as usual.
+    fn local_derivative(
+        &mut self,
+        id: NodeId,
+        op: UnaryOp<B::Elem>,
+        x: NodeId,
+    ) -> Result<Self::T> {
+        let _ = id;
+        let x = self.node(x);
+        self.unary(op, &x)
+    }
+
     fn add(&mut self, a: &Self::T, b: &Self::T) -> Result<Self::T> {
         self.binary(BinaryOp::Add, a, b)
     }
@@ -184,6 +199,19 @@ impl<B: Backend> GradAlgebra<B> for RawAlgebra<'_, B> {
     }
     fn needs_grad(&self, id: NodeId) -> bool {
         self.nodes[id].requires_grad && reached(&self.reach, id)
+    }
+    fn local_derivative(
+        &mut self,
+        id: NodeId,
+        op: UnaryOp<B::Elem>,
+        x: NodeId,
+    ) -> Result<Tensor<B>> {
+        if let Some(d) = self.nodes[id].derivative.get() {
+            return Ok(d.clone());
+        }
+        let d = self.nodes[x].value.unary(op)?;
+        let _ = self.nodes[id].derivative.set(d.clone());
+        Ok(d)
     }
     fn node(&mut self, id: NodeId) -> Tensor<B> {
         self.nodes[id].value.clone()

@@ -19,6 +19,9 @@ pub(crate) struct Node<B: Backend> {
     pub(crate) value: Tensor<B>,
     pub(crate) op: Op<B>,
     pub(crate) requires_grad: bool,
+    /// A local derivative a first-order backward pass computed, kept for the next pass
+    /// through the node (see `GradAlgebra::local_derivative`).
+    pub(crate) derivative: std::cell::OnceCell<Tensor<B>>,
 }
 
 pub(crate) struct TapeInner<B: Backend> {
@@ -166,6 +169,7 @@ impl<B: Backend> Tape<B> {
             value,
             op: Op::Leaf,
             requires_grad,
+            derivative: std::cell::OnceCell::new(),
         });
         inner.nodes.len() - 1
     }
@@ -180,6 +184,7 @@ impl<B: Backend> Tape<B> {
             value,
             op,
             requires_grad,
+            derivative: std::cell::OnceCell::new(),
         });
         inner.nodes.len() - 1
     }

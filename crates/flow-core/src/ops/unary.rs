@@ -190,8 +190,7 @@ pub(crate) fn backward<B: Backend, A: GradAlgebra<B>>(
                     ),
                 });
             }
-            let x = alg.node(x);
-            let d = alg.unary(UnaryOp::Swish(k + 1), &x)?;
+            let d = alg.local_derivative(out, UnaryOp::Swish(k + 1), x)?;
             alg.mul(g, &d)?
         }
         UnaryOp::Sign | UnaryOp::Step => unreachable!("piecewise-constant ops have no backward"),

@@ -47,6 +47,31 @@ pub(crate) fn exp(x: f64) -> f64 {
     p * f64::from_bits(biased << 52)
 }
 
+/// `ln 2` split for f32 (Cephes): `k * LN2_HI_F32` is exact for `|k| < 2^15`.
+const LN2_HI_F32: f32 = 0.693_359_4;
+const LN2_LO_F32: f32 = -2.121_944_4e-4;
+/// `1.5 * 2^23`: rounds an f32 to the nearest integer, as [`ROUND`] does for f64.
+const ROUND_F32: f32 = 12_582_912.0;
+
+/// `e^x` in f32, clamped to `[-87, 88]`, within about 1 ulp (tested below): the same scheme
+/// as [`exp`], with a degree-7 polynomial (remainder below 6e-9 relative).
+#[inline(always)]
+pub(crate) fn exp_f32(x: f32) -> f32 {
+    let x = x.clamp(-87.0, 88.0);
+    let shifted = x * std::f32::consts::LOG2_E + ROUND_F32;
+    let k = shifted - ROUND_F32;
+    let r = (x - k * LN2_HI_F32) - k * LN2_LO_F32;
+    let mut p = 1.0 / 5_040.0;
+    for c in [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+        p = p * r + c;
+    }
+    let biased = shifted
+        .to_bits()
+        .wrapping_sub(ROUND_F32.to_bits())
+        .wrapping_add(127);
+    p * f32::from_bits(biased << 23)
+}
+
 /// `1 / (2n + 1)` for `n = 10, 9, ..., 0`: the coefficients of `atanh(f) / f` in `f^2`
 /// (constants, so that no division is left in the loop).
 const ODD_RECIPROCALS: [f64; 11] = [
@@ -94,6 +119,18 @@ mod tests {
             }
         })
         .fold(0.0, f64::max)
+    }
+
+    #[test]
+    fn exp_f32_is_within_two_ulps_of_libm() {
+        let mut worst = 0.0f64;
+        for i in 0..200_001 {
+            let x = -87.0 + 175.0 * i as f32 / 200_000.0;
+            let (ours, libm) = (super::exp_f32(x), x.exp());
+            let ulp = (libm.abs() * f32::EPSILON) as f64;
+            worst = worst.max((ours as f64 - libm as f64).abs() / ulp);
+        }
+        assert!(worst <= 2.0, "{worst} ulps");
     }
 
     #[test]
