@@ -204,8 +204,18 @@ impl<B: Backend> ParamStore<B> {
         self.values.is_empty()
     }
 
-    /// Total number of scalar parameters.
+    /// Total number of scalars, buffers included.
     pub fn num_scalars(&self) -> usize {
         self.values.iter().map(|v| v.shape().len()).sum()
+    }
+
+    /// The number of trained scalars (buffers left out): the model size to report.
+    pub fn num_trainable_scalars(&self) -> usize {
+        self.values
+            .iter()
+            .zip(&self.buffers)
+            .filter(|(_, &buffer)| !buffer)
+            .map(|(v, _)| v.shape().len())
+            .sum()
     }
 }

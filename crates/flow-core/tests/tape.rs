@@ -197,3 +197,76 @@ fn hutchinson_trace_of_a_jacobian_is_unbiased_in_expectation(
     assert_eq!(g.get(&a).unwrap().shape(), Shape::new(3, 3));
     Ok(())
 }
+
+#[test]
+fn vjp_seeds_the_sweep_with_a_cotangent_that_is_not_differentiated(
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    // y = x^3 (elementwise), J = diag(3 x^2). The cotangent u = x depends on x, but
+    // vjp treats it as given: u^T J = 3 x^3, not the derivative of sum(x * x^3).
+    let tape = Tape::new(&CPU);
+    let x = tape.input(t(1, 3, &[1.0, -2.0, 0.5]));
+    let y = x.powi(3)?;
+    for create_graph in [false, true] {
+        let uj = tape.vjp(&y, &x, &[&x], create_graph)?.remove(0);
+        assert_eq!(uj.value().to_vec()?, vec![3.0, -24.0, 0.375]);
+        assert_eq!(uj.requires_grad(), create_graph);
+        if create_graph {
+            // Recorded: bilinear in u and J. d/dx sum(u (3 x^2)) with u = x is 9 x^2.
+            let g = tape.grad(&uj.sum_all()?, &[&x], false)?.remove(0);
+            assert_eq!(g.value().to_vec()?, vec![9.0, 36.0, 2.25]);
+        }
+    }
+    // The cotangent's shape must be the output's.
+    let bad = tape.constant(t(3, 1, &[1.0; 3]));
+    assert!(matches!(
+        tape.vjp(&y, &bad, &[&x], false),
+        Err(Error::InvalidArgument { op: "vjp", .. })
+    ));
+    Ok(())
+}
+
+#[test]
+fn grad_in_a_late_input_visits_only_what_depends_on_it(
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    // A parameter and an early input feed a chain; a late input x joins it. The gradient
+    // with respect to x alone (a sweep over the nodes after x only, with no parameter
+    // gradient computed) equals the full backward pass's x entry.
+    let mut store = ParamStore::new();
+    let w = store.add("w", t(1, 2, &[0.7, -1.3]))?;
+    let tape = Tape::new(&CPU);
+    let early = tape.input(t(1, 2, &[0.2, 0.4]));
+    let wv = tape.param(&store, w)?;
+    let h = early.mul(&wv)?.swish()?;
+    let x = tape.input(t(1, 2, &[1.5, -0.5]));
+    let y = h.mul(&x)?.swish()?.sum_all()?;
+    let only_x = tape.grad(&y, &[&x], false)?.remove(0);
+    let full = tape.backward(&y)?;
+    assert_eq!(only_x.value().to_vec()?, full.get(&x).unwrap().to_vec()?);
+    Ok(())
+}
+
+#[test]
+fn an_inference_tape_binds_parameters_and_buffers_as_constants(
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    let mut store = ParamStore::new();
+    let w = store.add("w", t(1, 2, &[0.7, -1.3]))?;
+    let u = store.add_buffer("u", t(1, 2, &[1.0, 0.0]))?;
+    assert!(store.is_buffer(u)? && !store.is_buffer(w)?);
+    assert_eq!(store.trainable_ids().collect::<Vec<_>>(), vec![w]);
+    let training = Tape::new(&CPU);
+    assert!(!training.params_frozen());
+    assert!(training.param(&store, w)?.requires_grad());
+    assert!(!training.param(&store, u)?.requires_grad(), "a buffer is never trained");
+    let eval = Tape::inference(&CPU);
+    assert!(eval.params_frozen());
+    let wv = eval.param(&store, w)?;
+    assert!(!wv.requires_grad());
+    // Inputs stay differentiable: a layer can take vector-Jacobian products in them.
+    let x = eval.input(t(1, 2, &[1.0, 2.0]));
+    let y = x.mul(&wv)?.sum_all()?;
+    assert_eq!(eval.grad(&y, &[&x], false)?[0].value().to_vec()?, vec![0.7, -1.3]);
+    // A snapshot is addressed by the same handles; a clone is not.
+    assert!(store.snapshot().get(w).is_ok());
+    assert!(store.clone().get(w).is_err());
+    Ok(())
+}

@@ -413,6 +413,22 @@ fn training_estimates_are_real_log_densities_and_draws_resume() {
 }
 
 #[test]
+fn the_folded_network_is_the_plain_lipschitz_mlp() {
+    // The LipSwish slopes folded into the weights (one fused map per activation) against
+    // the network written layer by layer, with slopes away from their initial value.
+    let (layer, mut params) = layer(3, vec![12, 7], 21);
+    for (k, &beta) in layer.net().betas().iter().enumerate() {
+        let t = Tensor::from_f64s(&CPU, (1, 1), &[-0.8 + 0.9 * k as f64]).unwrap();
+        params.set(beta, t).unwrap();
+    }
+    let tape = Tape::new(&CPU);
+    let x = tape.constant(Tensor::randn(&CPU, (6, 3), &mut rng(4)).unwrap());
+    let folded = layer.net().forward(&params, &x).unwrap().value();
+    let plain = layer.net().forward_unfolded(&params, &x).unwrap().value();
+    assert!(folded.max_abs_diff(&plain).unwrap() < 1e-13);
+}
+
+#[test]
 fn errors_name_what_is_wrong() {
     let mut params = ParamStore::<B>::new();
     let mut r = rng(0);

@@ -7,7 +7,7 @@ use common::params_of;
 use flow_core::Cpu;
 use flow_datasets::tabular::Table;
 use flow_datasets::TwoMoons;
-use flow_layers::{NormalizingFlow, RealNvpConfig};
+use flow_layers::{NormalizingFlow, RealNvpConfig, ResidualConfig, ResidualLayerConfig};
 use flow_train::checkpoint;
 use flow_train::optim::OptimizerKind;
 use flow_train::run_data::{RunData, SplitTable, TableOptions};
@@ -41,10 +41,20 @@ fn table(rows: usize) -> Table {
 /// Runs `config` on `data` twice: straight through, and stopped at `stop` (checkpoint file
 /// written and read back), then resumed; the final parameters must be identical.
 fn check_resume(data: &RunData, config: &TrainConfig, stop: usize) {
+    check_resume_of(data, config, stop, small_model);
+}
+
+/// [`check_resume`] for the model `build(dim, seed)` makes.
+fn check_resume_of(
+    data: &RunData,
+    config: &TrainConfig,
+    stop: usize,
+    build: fn(usize, u64) -> NormalizingFlow<B>,
+) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("mid.safetensors");
     let validation = data.validation(&Cpu::new(), 64, 0).unwrap();
-    let mut straight = small_model(data.dim(), 3);
+    let mut straight = build(data.dim(), 3);
     let mut save_at_stop = |p: &Progress<'_, B>| {
         if p.step == stop {
             let state = p.resume_state()?;
@@ -116,4 +126,35 @@ fn a_run_resumed_from_a_checkpoint_ends_with_the_uninterrupted_parameters() {
     ));
     // 120 training rows, batch 64: the stop falls inside a pass.
     check_resume(&tab, &TrainConfig { seed: 2, ..config }, 7);
+}
+
+/// Residual flows keep state beside their parameters: the power-iteration vectors of every
+/// spectrally normalised weight, and the draw counter behind the log-det estimator's random
+/// probes and series lengths. Both are buffers in the checkpoint, so a resumed run draws
+/// the same estimates and ends with the same parameters and vectors, bit for bit.
+#[test]
+fn a_resumed_residual_flow_draws_the_same_estimates() {
+    fn residual(dim: usize, seed: u64) -> NormalizingFlow<B> {
+        let spec = ResidualConfig {
+            dim,
+            transforms: 2,
+            layer: ResidualLayerConfig {
+                hidden: vec![16],
+                power_iterations: 5,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+        .spec()
+        .unwrap();
+        NormalizingFlow::new(&Cpu::new(), spec, seed).unwrap()
+    }
+    let config = TrainConfig {
+        iters: 30,
+        batch: 64,
+        lr: 2e-3,
+        validate_every: 10,
+        ..TrainConfig::default()
+    };
+    check_resume_of(&RunData::Density(Box::new(TwoMoons)), &config, 13, residual);
 }

@@ -921,7 +921,7 @@ fn run_import(weights: &Path, out: &Path, options: ImportOptions) -> Result<()> 
         "imported a normflows RealNVP over {} features ({} layers, {} parameters) into {}",
         model.dim(),
         blocks,
-        model.params().num_scalars(),
+        model.params().num_trainable_scalars(),
         out.display()
     );
     Ok(())

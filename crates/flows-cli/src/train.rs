@@ -100,7 +100,7 @@ fn run_train_on<B: Backend<Elem = f32>>(backend: &B, args: TrainArgs) -> crate::
         "{} {} ({} parameters) on {} for {} iterations{}, batch {}, {:?} lr {} weight decay {}",
         if first > 0 { "resuming" } else { "training" },
         args.model.flow_name(),
-        model.params().num_scalars(),
+        model.params().num_trainable_scalars(),
         describe(&data),
         config.iters,
         if first > 0 {

@@ -74,33 +74,35 @@ pub(crate) fn swish_derivative_f32(t: f32, k: i32) -> f32 {
     }
 }
 
-/// [`swish_derivative`] of order `k` over `a`, one vectorised loop per order.
+/// [`swish_derivative`] of order `k` over `a`, one vectorised loop per order, in f32
+/// arithmetic for f32 tensors.
 fn swish_map<E: Element>(a: &Array2<E>, k: i32) -> Array2<E> {
-    // Indexed over equal-length slices, inlined into each `widest` copy, so that it
-    // vectorises (an iterator chain would stay a scalar call outside the copies).
+    // Indexed loops writing straight into the output's allocation, inlined into each
+    // `widest` copy, so that they vectorise.
     #[inline(always)]
-    fn run<E: Element>(src: &[E], out: &mut [E], k: i32) {
-        let n = src.len().min(out.len());
-        for i in 0..n {
-            out[i] = E::of(swish_derivative(src[i].as_f64(), k));
+    fn run<E: Element>(src: &[E], out: *mut E, k: i32) {
+        for (i, &x) in src.iter().enumerate() {
+            // SAFETY: `out` has room for `src.len()` entries.
+            unsafe { out.add(i).write(E::of(swish_derivative(x.as_f64(), k))) };
         }
     }
     #[inline(always)]
-    fn run_f32(src: &[f32], out: &mut [f32], k: i32) {
-        let n = src.len().min(out.len());
-        for i in 0..n {
-            out[i] = swish_derivative_f32(src[i], k);
+    fn run_f32(src: &[f32], out: *mut f32, k: i32) {
+        for (i, &x) in src.iter().enumerate() {
+            // SAFETY: as above.
+            unsafe { out.add(i).write(swish_derivative_f32(x, k)) };
         }
     }
     let src = slice_of(a);
-    // (Zeroed first: the loops below write through slices. The cost is a memset.)
-    let mut data = vec![E::zero(); src.len()];
+    let n = src.len();
+    let mut data: Vec<E> = Vec::with_capacity(n);
+    let out = data.as_mut_ptr();
     if std::any::TypeId::of::<E>() == std::any::TypeId::of::<f32>() {
-        // SAFETY: E is f32 (checked just above), so both slices are f32 slices.
+        // SAFETY: E is f32 (checked just above).
         let (src, out) = unsafe {
             (
-                std::slice::from_raw_parts(src.as_ptr().cast::<f32>(), src.len()),
-                std::slice::from_raw_parts_mut(data.as_mut_ptr().cast::<f32>(), data.len()),
+                std::slice::from_raw_parts(src.as_ptr().cast::<f32>(), n),
+                out.cast::<f32>(),
             )
         };
         super::simd::widest(
@@ -114,20 +116,21 @@ fn swish_map<E: Element>(a: &Array2<E>, k: i32) -> Array2<E> {
                 _ => run_f32(src, out, -1),
             },
         );
-        return from_shape_vec(shape_of(a), data);
+    } else {
+        super::simd::widest(
+            #[inline(always)]
+            || match k {
+                0 => run(src, out, 0),
+                1 => run(src, out, 1),
+                2 => run(src, out, 2),
+                3 => run(src, out, 3),
+                4 => run(src, out, 4),
+                _ => run(src, out, -1),
+            },
+        );
     }
-    let out = &mut data[..];
-    super::simd::widest(
-        #[inline(always)]
-        || match k {
-            0 => run(src, out, 0),
-            1 => run(src, out, 1),
-            2 => run(src, out, 2),
-            3 => run(src, out, 3),
-            4 => run(src, out, 4),
-            _ => run(src, out, -1),
-        },
-    );
+    // SAFETY: every one of the n entries was written above.
+    unsafe { data.set_len(n) };
     from_shape_vec(shape_of(a), data)
 }
 
