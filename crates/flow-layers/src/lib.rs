@@ -17,6 +17,15 @@
 //! # Ok::<(), flow_layers::Error>(())
 //! ```
 //!
+//! ## Residual flows
+//!
+//! [`Residual`] blocks `z = x + g(x)` with `g` a [`LipschitzMlp`] (spectrally normalised,
+//! [`SpectralLinear`]) are invertible ResNets; their log-determinants are exact, truncated
+//! series or unbiased Russian-roulette estimates ([`logdet`]), and their spectral norms and
+//! random draws are kept current by [`Flow::after_step`], which
+//! [`NormalizingFlow::after_step`] runs after each optimizer step. See [`Residual`] and
+//! [`ResidualConfig`] (normflows' example).
+//!
 //! ## Non-finite values
 //!
 //! The model refuses data it cannot give a density to: every [`NormalizingFlow`] call that

@@ -104,6 +104,16 @@ impl LipschitzMlp {
         &self.layers
     }
 
+    /// Every trained parameter: each activation's `beta`, each layer's weight and bias.
+    pub fn param_ids(&self) -> Vec<ParamId> {
+        let mut ids = self.betas.clone();
+        for layer in &self.layers {
+            ids.push(layer.weight());
+            ids.push(layer.bias());
+        }
+        ids
+    }
+
     /// The activations' raw `beta` parameters, in order.
     pub fn betas(&self) -> &[ParamId] {
         &self.betas

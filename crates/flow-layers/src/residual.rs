@@ -43,6 +43,13 @@ pub struct ResidualLayerConfig {
     /// The Neumann-series gradient (normflows' `reduce_memory`, on in the example).
     #[serde(default = "yes")]
     pub neumann_gradient: bool,
+    /// The memory-saving backward (normflows' `reduce_memory`, with the Neumann gradient):
+    /// the log-det's gradients are computed during the forward pass on a scratch tape whose
+    /// graph is then dropped, and the training tape keeps only them. It costs a second
+    /// evaluation of `g`, and the backward pass then needs the loss to weight every row's
+    /// log-det equally (as `forward_kld`'s mean does): otherwise it returns an error.
+    #[serde(default)]
+    pub memory_saving: bool,
     /// Power iterations per linear layer after each optimizer step (normflows'
     /// `update_lipschitz(model, 50)`).
     #[serde(default = "default_power_iterations")]
@@ -90,6 +97,7 @@ impl Default for ResidualLayerConfig {
             log_det: LogDetEstimator::default(),
             probe: Probe::default(),
             neumann_gradient: true,
+            memory_saving: false,
             power_iterations: default_power_iterations(),
             exact_up_to: default_exact_up_to(),
             inverse_tolerance: default_inverse_tolerance(),
@@ -298,6 +306,10 @@ impl Residual {
             (self.config.log_det, true)
         };
         let mut rng = self.stream(params, evaluation)?;
+        if !evaluation && self.config.memory_saving {
+            let log_det = self.log_det_in_forward(params, &xi, context, &mut rng)?;
+            return Ok((xi.add(&gx)?, log_det));
+        }
         let neumann = if self.config.neumann_gradient {
             Neumann::On
         } else {
@@ -318,6 +330,62 @@ impl Residual {
             return Ok((z, tape.constant(log_det.value())));
         }
         Ok((xi.add(&gx)?, log_det))
+    }
+
+    /// The memory-saving log-det: the Neumann estimate and its gradients in `x`, the context
+    /// and the parameters, computed now on a scratch tape (whose graph is then dropped), and
+    /// recorded on `x`'s tape as one op holding just those gradients.
+    fn log_det_in_forward<B: Backend>(
+        &self,
+        params: &ParamStore<B>,
+        x: &Var<B>,
+        context: Option<&Var<B>>,
+        rng: &mut FlowRng,
+    ) -> Result<Var<B>> {
+        let tape = x.tape();
+        let scratch = Tape::new(tape.backend());
+        let xs = scratch.input(x.value());
+        let cs = context.map(|c| {
+            if c.requires_grad() {
+                scratch.input(c.value())
+            } else {
+                scratch.constant(c.value())
+            }
+        });
+        let gs = self.g(params, &xs, cs.as_ref())?;
+        let estimate = residual_log_det(
+            &xs,
+            &gs,
+            &self.config.log_det,
+            self.config.probe,
+            Neumann::On,
+            true,
+            rng,
+        )?;
+        let grads = scratch.backward(&estimate.sum_all()?)?;
+        let zeros_like = |v: &Var<B>| Tensor::zeros(tape.backend(), v.shape());
+        let mut inputs = vec![x.clone()];
+        let mut gradients = vec![grads.get(&xs).cloned().map_or_else(|| zeros_like(x), Ok)?];
+        if let (Some(c), Some(cs)) = (context, cs.as_ref()) {
+            if c.requires_grad() {
+                inputs.push(c.clone());
+                gradients.push(grads.get(cs).cloned().map_or_else(|| zeros_like(c), Ok)?);
+            }
+        }
+        for id in self.net.param_ids() {
+            let p = tape.param(params, id)?;
+            gradients.push(match grads.param(id) {
+                Some(g) => g.clone(),
+                None => zeros_like(&p)?,
+            });
+            inputs.push(p);
+        }
+        let op = PrecomputedLogDet {
+            value: estimate.value(),
+            gradients,
+        };
+        let refs: Vec<&Var<B>> = inputs.iter().collect();
+        Ok(Var::custom(Arc::new(op), &refs)?)
     }
 
     /// The fixed-point tolerance for the element type: the configured one, at least 64
@@ -441,6 +509,55 @@ impl<B: Backend> flow_core::CustomOp<B> for ImplicitInverse<B> {
                 message: e.to_string(),
             })?;
         Ok(vec![Some(grad.tape().constant(y))])
+    }
+}
+
+/// A log-det whose gradients were computed in the forward pass (the memory-saving
+/// backward): its inputs are `x`, the context when it is differentiated, and the branch's
+/// parameters; `gradients` holds the gradient of the sum of the rows' log-dets in each.
+struct PrecomputedLogDet<B: Backend> {
+    value: Tensor<B>,
+    gradients: Vec<Tensor<B>>,
+}
+
+impl<B: Backend> flow_core::CustomOp<B> for PrecomputedLogDet<B> {
+    fn name(&self) -> &str {
+        "residual log-det (memory-saving)"
+    }
+
+    fn forward(&self, _inputs: &[&Tensor<B>]) -> flow_core::Result<Tensor<B>> {
+        Ok(self.value.clone())
+    }
+
+    fn backward(
+        &self,
+        inputs: &[&Var<B>],
+        _output: &Var<B>,
+        grad: &Var<B>,
+    ) -> flow_core::Result<Vec<Option<Var<B>>>> {
+        // Per-row gradients in x and the context scale row by row; the parameters' were
+        // summed over the rows in the forward pass, so they need one weight for all rows.
+        let g = grad.value().to_f64s()?;
+        let first = g.first().copied().unwrap_or(0.0);
+        let spread = g.iter().fold(0.0f64, |m, v| m.max((v - first).abs()));
+        if spread > 1e-6 * first.abs().max(f64::MIN_POSITIVE) {
+            return Err(flow_core::Error::InvalidArgument {
+                op: "residual log-det (memory-saving)",
+                message: format!(
+                    "the loss weights the rows' log-dets unequally (from {first} by up to \
+                     {spread}); the memory-saving backward needs equal weights, as \
+                     forward_kld's mean gives: turn memory_saving off for this loss"
+                ),
+            });
+        }
+        // Every row weighs the same: each stored gradient (of the sum over rows) scales by
+        // that weight.
+        let tape = grad.tape();
+        self.gradients
+            .iter()
+            .zip(inputs)
+            .map(|(stored, _)| Ok(Some(tape.constant(stored.clone()).mul_scalar(first)?)))
+            .collect()
     }
 }
 

@@ -565,17 +565,7 @@ pub fn spectral_norm_of(w: &[f64], rows: usize, cols: usize) -> f64 {
 
 /// The eigenvalues of the symmetric `n x n` matrix `a` (row-major), by cyclic Jacobi
 /// rotations to machine precision.
-fn symmetric_eigenvalues(a: Vec<f64>, n: usize) -> Vec<f64> {
-    symmetric_eigen(a, n).0
-}
-
-/// The eigenvalues and eigenvectors (columns of the row-major `n x n` result) of the
-/// symmetric `n x n` matrix `a`, by cyclic Jacobi rotations.
-fn symmetric_eigen(mut a: Vec<f64>, n: usize) -> (Vec<f64>, Vec<f64>) {
-    let mut vectors = vec![0.0; n * n];
-    for i in 0..n {
-        vectors[i * n + i] = 1.0;
-    }
+fn symmetric_eigenvalues(mut a: Vec<f64>, n: usize) -> Vec<f64> {
     for _sweep in 0..100 {
         let off: f64 = (0..n)
             .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
@@ -609,15 +599,10 @@ fn symmetric_eigen(mut a: Vec<f64>, n: usize) -> (Vec<f64>, Vec<f64>) {
                     a[p * n + k] = c * apk - s * aqk;
                     a[q * n + k] = s * apk + c * aqk;
                 }
-                for k in 0..n {
-                    let (vkp, vkq) = (vectors[k * n + p], vectors[k * n + q]);
-                    vectors[k * n + p] = c * vkp - s * vkq;
-                    vectors[k * n + q] = s * vkp + c * vkq;
-                }
             }
         }
     }
-    ((0..n).map(|i| a[i * n + i]).collect(), vectors)
+    (0..n).map(|i| a[i * n + i]).collect()
 }
 
 #[cfg(test)]

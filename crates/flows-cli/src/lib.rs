@@ -1,7 +1,7 @@
 //! # flows-cli
 //!
 //! The `flows` command, the command line over the `flows` crates: `flows train` fits a flow
-//! (RealNVP, Glow, MAF, IAF, NSF, planar, radial) to a built-in density, a CSV or .npy table
+//! (RealNVP, Glow, MAF, IAF, NSF, planar, radial, residual) to a built-in density, a CSV or .npy table
 //! or an image set, with validation, early stopping, checkpoints that resume bit for bit,
 //! a metrics log and PNG plots; `log-prob`, `sample` and `eval` use a checkpoint;
 //! `import-normflows` converts a normflows RealNVP; `bench` times training; `datasets` lists
@@ -317,6 +317,11 @@ pub struct ModelArgs {
     #[arg(long, default_value_t = 0.5)]
     #[serde(default = "default_geom_p")]
     pub geom_p: f64,
+    /// Residual flows: compute the log-det's gradients in the forward pass and keep only
+    /// them (normflows' reduce_memory): less memory, one more evaluation of each block.
+    #[arg(long)]
+    #[serde(default)]
+    pub memory_saving: bool,
 }
 
 fn default_lipschitz() -> f64 {
@@ -587,6 +592,7 @@ impl ModelArgs {
                             distribution: TermDistribution::Geometric { p: self.geom_p },
                         },
                     },
+                    memory_saving: self.memory_saving,
                     ..ResidualLayerConfig::default()
                 },
             }
