@@ -306,6 +306,28 @@ fn neumann_series<B: Backend>(
     v: &Var<B>,
     terms: &Terms,
 ) -> Result<Var<B>> {
+    let (rows, d) = (x.shape().rows, x.shape().cols);
+    if d <= terms.n {
+        // Fewer products for the whole Jacobian than for the series' terms: take those and
+        // run the series on the host (the same estimate, to rounding).
+        let jacobians = jacobian_rows(x, gx)?;
+        let (value, neumann) = series_on_host(&jacobians, &v.value().to_f64s()?, rows, d, terms);
+        let tape = x.tape();
+        let neumann = tape.constant(Tensor::from_f64s(tape.backend(), (rows, d), &neumann)?);
+        let value = tape.constant(Tensor::from_f64s(tape.backend(), (rows, 1), &value)?);
+        let surrogate = row_dot(&vjp(x, gx, &neumann, true)?, v)?;
+        return Ok(surrogate.sub(&surrogate.detach())?.add(&value)?);
+    }
+    neumann_series_by_products(x, gx, v, terms)
+}
+
+/// [`neumann_series`] with one vector-Jacobian product per term.
+fn neumann_series_by_products<B: Backend>(
+    x: &Var<B>,
+    gx: &Var<B>,
+    v: &Var<B>,
+    terms: &Terms,
+) -> Result<Var<B>> {
     let mut w = v.clone();
     let mut neumann = v.clone();
     let mut value: Option<Var<B>> = None;
@@ -325,6 +347,62 @@ fn neumann_series<B: Backend>(
         None => crate::flow::zero_log_det(x)?,
     };
     Ok(surrogate.sub(&surrogate.detach())?.add(&value)?)
+}
+
+/// Every sample's Jacobian of `gx` in `x`, row-major per sample (`rows x d x d`, entry
+/// `(j, i)` is `dg_j / dx_i`), from `d` unrecorded vector-Jacobian products.
+fn jacobian_rows<B: Backend>(x: &Var<B>, gx: &Var<B>) -> Result<Vec<f64>> {
+    let tape = x.tape();
+    let shape = x.shape();
+    let (rows, d) = (shape.rows, shape.cols);
+    let mut jac = vec![0.0; rows * d * d];
+    for j in 0..d {
+        let mut e = vec![0.0; rows * d];
+        for r in 0..rows {
+            e[r * d + j] = 1.0;
+        }
+        let e = tape.constant(Tensor::from_f64s(tape.backend(), shape, &e)?);
+        let row = vjp(x, gx, &e, false)?.value().to_f64s()?;
+        for r in 0..rows {
+            jac[(r * d + j) * d..(r * d + j + 1) * d].copy_from_slice(&row[r * d..(r + 1) * d]);
+        }
+    }
+    Ok(jac)
+}
+
+/// The series of [`neumann_series`] from explicit Jacobians: per row, the estimate
+/// `sum_k (-1)^(k+1) c_k (v^T J^k v) / k` and the Neumann vector
+/// `sum_{k=0..n} (-1)^k c_k v^T J^k`.
+fn series_on_host(
+    jac: &[f64],
+    v: &[f64],
+    rows: usize,
+    d: usize,
+    terms: &Terms,
+) -> (Vec<f64>, Vec<f64>) {
+    let mut values = vec![0.0; rows];
+    let mut neumann = v.to_vec();
+    let mut w = vec![0.0; d];
+    let mut next = vec![0.0; d];
+    for r in 0..rows {
+        let vr = &v[r * d..(r + 1) * d];
+        let jr = &jac[r * d * d..(r + 1) * d * d];
+        w.copy_from_slice(vr);
+        for k in 1..=terms.n {
+            // next = w^T J: next_i = sum_j w_j J_ji.
+            for (i, n) in next.iter_mut().enumerate() {
+                *n = (0..d).map(|j| w[j] * jr[j * d + i]).sum();
+            }
+            std::mem::swap(&mut w, &mut next);
+            let sign = if k % 2 == 1 { 1.0 } else { -1.0 };
+            let wv: f64 = w.iter().zip(vr).map(|(a, b)| a * b).sum();
+            values[r] += sign * terms.weights[k] / k as f64 * wv;
+            for (n, wi) in neumann[r * d..(r + 1) * d].iter_mut().zip(&w) {
+                *n += -sign * terms.weights[k] * wi;
+            }
+        }
+    }
+    (values, neumann)
 }
 
 /// `log|det(I + J)|` from the full Jacobian: row `j` of `J` for every sample is
@@ -377,4 +455,44 @@ fn log_abs_det_columns<B: Backend>(mut a: Vec<Vec<Var<B>>>) -> Result<Var<B>> {
         }
     }
     total.ok_or_else(|| Error::Config("a log-determinant of a 0 x 0 matrix".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flow_core::{rng, Cpu, Tape};
+
+    #[test]
+    fn the_series_from_explicit_jacobians_is_the_series_by_products() {
+        let cpu = Cpu::<f64>::new();
+        let w = Tensor::randn(&cpu, (3, 3), &mut rng(1)).unwrap();
+        let w = w.unary(flow_core::UnaryOp::MulScalar(0.3)).unwrap();
+        let x0 = Tensor::randn(&cpu, (5, 3), &mut rng(2)).unwrap();
+        let v0 = Tensor::randn(&cpu, (5, 3), &mut rng(3)).unwrap();
+        let terms = Terms {
+            n: 6,
+            weights: vec![1.0, 1.0, 1.0, 2.0, 4.0, 8.0, 16.0],
+        };
+        let run = |explicit: bool| {
+            let tape = Tape::new(&cpu);
+            let wv = tape.input(w.clone());
+            let x = tape.input(x0.clone());
+            let gx = x.matmul_t(false, &wv, true).unwrap().swish().unwrap();
+            let v = tape.constant(v0.clone());
+            let ld = if explicit {
+                neumann_series(&x, &gx, &v, &terms).unwrap()
+            } else {
+                neumann_series_by_products(&x, &gx, &v, &terms).unwrap()
+            };
+            let grads = tape.backward(&ld.sum_all().unwrap()).unwrap();
+            let mut all = ld.value().to_f64s().unwrap();
+            all.extend(grads.get(&wv).unwrap().to_f64s().unwrap());
+            all.extend(grads.get(&x).unwrap().to_f64s().unwrap());
+            all
+        };
+        let (a, b) = (run(true), run(false));
+        for (k, (p, q)) in a.iter().zip(&b).enumerate() {
+            assert!((p - q).abs() < 1e-12 * (1.0 + q.abs()), "entry {k}: {p} against {q}");
+        }
+    }
 }
