@@ -256,7 +256,10 @@ fn an_inference_tape_binds_parameters_and_buffers_as_constants(
     let training = Tape::new(&CPU);
     assert!(!training.params_frozen());
     assert!(training.param(&store, w)?.requires_grad());
-    assert!(!training.param(&store, u)?.requires_grad(), "a buffer is never trained");
+    assert!(
+        !training.param(&store, u)?.requires_grad(),
+        "a buffer is never trained"
+    );
     let eval = Tape::inference(&CPU);
     assert!(eval.params_frozen());
     let wv = eval.param(&store, w)?;
@@ -264,7 +267,10 @@ fn an_inference_tape_binds_parameters_and_buffers_as_constants(
     // Inputs stay differentiable: a layer can take vector-Jacobian products in them.
     let x = eval.input(t(1, 2, &[1.0, 2.0]));
     let y = x.mul(&wv)?.sum_all()?;
-    assert_eq!(eval.grad(&y, &[&x], false)?[0].value().to_vec()?, vec![0.7, -1.3]);
+    assert_eq!(
+        eval.grad(&y, &[&x], false)?[0].value().to_vec()?,
+        vec![0.7, -1.3]
+    );
     // A snapshot is addressed by the same handles; a clone is not.
     assert!(store.snapshot().get(w).is_ok());
     assert!(store.clone().get(w).is_err());

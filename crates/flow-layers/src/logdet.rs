@@ -492,7 +492,10 @@ mod tests {
         };
         let (a, b) = (run(true), run(false));
         for (k, (p, q)) in a.iter().zip(&b).enumerate() {
-            assert!((p - q).abs() < 1e-12 * (1.0 + q.abs()), "entry {k}: {p} against {q}");
+            assert!(
+                (p - q).abs() < 1e-12 * (1.0 + q.abs()),
+                "entry {k}: {p} against {q}"
+            );
         }
     }
 }

@@ -414,8 +414,12 @@ fn top_tridiagonal_eigenvector(d: &[f64], e: &[f64]) -> Vec<f64> {
     let radius = |i: usize| {
         (if i > 0 { e[i - 1].abs() } else { 0.0 }) + (if i + 1 < k { e[i].abs() } else { 0.0 })
     };
-    let mut lo = (0..k).map(|i| d[i] - radius(i)).fold(f64::INFINITY, f64::min);
-    let mut hi = (0..k).map(|i| d[i] + radius(i)).fold(f64::NEG_INFINITY, f64::max);
+    let mut lo = (0..k)
+        .map(|i| d[i] - radius(i))
+        .fold(f64::INFINITY, f64::min);
+    let mut hi = (0..k)
+        .map(|i| d[i] + radius(i))
+        .fold(f64::NEG_INFINITY, f64::max);
     let scale = hi.abs().max(lo.abs()).max(f64::MIN_POSITIVE);
     // The number of eigenvalues below x (Sylvester's law of inertia on LDL^T).
     let below = |x: f64| {
@@ -453,7 +457,11 @@ fn top_tridiagonal_eigenvector(d: &[f64], e: &[f64]) -> Vec<f64> {
         let mut diag: Vec<f64> = d.iter().map(|di| di - shift).collect();
         let mut rhs = y.clone();
         for i in 1..k {
-            let pivot = if diag[i - 1] == 0.0 { -f64::EPSILON * scale } else { diag[i - 1] };
+            let pivot = if diag[i - 1] == 0.0 {
+                -f64::EPSILON * scale
+            } else {
+                diag[i - 1]
+            };
             let m = e[i - 1] / pivot;
             diag[i] -= m * e[i - 1];
             rhs[i] -= m * rhs[i - 1];
@@ -461,7 +469,11 @@ fn top_tridiagonal_eigenvector(d: &[f64], e: &[f64]) -> Vec<f64> {
         let mut x = vec![0.0; k];
         for i in (0..k).rev() {
             let upper = if i + 1 < k { e[i] * x[i + 1] } else { 0.0 };
-            let pivot = if diag[i] == 0.0 { -f64::EPSILON * scale } else { diag[i] };
+            let pivot = if diag[i] == 0.0 {
+                -f64::EPSILON * scale
+            } else {
+                diag[i]
+            };
             x[i] = (rhs[i] - upper) / pivot;
         }
         normalise(&mut x);

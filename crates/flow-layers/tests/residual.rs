@@ -434,7 +434,11 @@ fn the_memory_saving_backward_gives_the_same_gradients() {
     // computed in the forward pass equal the recorded Neumann estimator's.
     let build = |memory_saving: bool| {
         let mut params = ParamStore::new();
-        let config = ResidualLayerConfig { hidden: vec![16, 16], memory_saving, ..Default::default() };
+        let config = ResidualLayerConfig {
+            hidden: vec![16, 16],
+            memory_saving,
+            ..Default::default()
+        };
         let l = Residual::new(
             &mut BuildContext::new(&CPU, &mut params, "r", 2, &mut rng(6)).with_init(Init::Random),
             config,
@@ -447,10 +451,22 @@ fn the_memory_saving_backward_gives_the_same_gradients() {
         let tape = Tape::new(&CPU);
         let xv = tape.input(x.clone());
         let (z, ld) = layer.inverse(params, &xv, None).unwrap();
-        let log_q = z.square().unwrap().sum(Axis::Cols).unwrap().mul_scalar(-0.5).unwrap().add(&ld).unwrap();
+        let log_q = z
+            .square()
+            .unwrap()
+            .sum(Axis::Cols)
+            .unwrap()
+            .mul_scalar(-0.5)
+            .unwrap()
+            .add(&ld)
+            .unwrap();
         let loss = match weights {
             None => log_q.mean_all().unwrap().neg().unwrap(),
-            Some(w) => log_q.mul(&tape.constant(w.clone())).unwrap().sum_all().unwrap(),
+            Some(w) => log_q
+                .mul(&tape.constant(w.clone()))
+                .unwrap()
+                .sum_all()
+                .unwrap(),
         };
         let value = loss.value().to_f64s().unwrap();
         tape.backward(&loss).map(|g| {
@@ -467,12 +483,24 @@ fn the_memory_saving_backward_gives_the_same_gradients() {
     let b = run(&saving, None).unwrap();
     assert_eq!(a.len(), b.len());
     for (k, (u, v)) in a.iter().zip(&b).enumerate() {
-        assert!((u - v).abs() <= 1e-10 * (1.0 + u.abs()), "entry {k}: {u} against {v}");
+        assert!(
+            (u - v).abs() <= 1e-10 * (1.0 + u.abs()),
+            "entry {k}: {u} against {v}"
+        );
     }
     // A loss that weights rows unequally cannot use gradients summed over the rows.
-    let w = Tensor::from_f64s(&CPU, (32, 1), &(0..32).map(|i| i as f64).collect::<Vec<_>>()).unwrap();
+    let w = Tensor::from_f64s(
+        &CPU,
+        (32, 1),
+        &(0..32).map(|i| i as f64).collect::<Vec<_>>(),
+    )
+    .unwrap();
     let e = run(&saving, Some(&w)).unwrap_err();
-    assert!(e.to_string().contains("memory-saving backward needs equal weights"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("memory-saving backward needs equal weights"),
+        "{e}"
+    );
 }
 
 #[test]

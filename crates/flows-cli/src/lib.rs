@@ -31,8 +31,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use flow_core::{Backend, Cpu, Tensor};
 use flow_layers::{
     GlowConfig, LogDetEstimator, MafConfig, NormalizingFlow, NsfConfig, Ordering, PermuteMode,
-    PlanarConfig, ResidualConfig, ResidualLayerConfig, TermDistribution,
-    RadialConfig, RealNvpConfig, ScaleMap, SplineConfig,
+    PlanarConfig, RadialConfig, RealNvpConfig, ResidualConfig, ResidualLayerConfig, ScaleMap,
+    SplineConfig, TermDistribution,
 };
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -340,25 +340,6 @@ fn default_geom_p() -> f64 {
     0.5
 }
 
-impl ModelArgs {
-    /// The defaults of normflows' example of `flow` for the options the command line left
-    /// at their general defaults (`given` says which it did not): residual flows take 16
-    /// blocks of [128, 128] at lr 3e-4.
-    fn apply_flow_defaults(&mut self, given: &dyn Fn(&str) -> bool) {
-        if self.flow == FlowKind::Residual {
-            if !given("transforms") {
-                self.transforms = 16;
-            }
-            if !given("hidden") {
-                self.hidden = vec![128, 128];
-            }
-            if !given("lr") {
-                self.lr = 3e-4;
-            }
-        }
-    }
-}
-
 impl Cli {
     /// The command line of this process, with the per-flow defaults applied (see
     /// [`Cli::parse_from_args`]).
@@ -497,6 +478,23 @@ impl From<PermuteArg> for PermuteMode {
 }
 
 impl ModelArgs {
+    /// The defaults of normflows' example of `flow` for the options the command line left
+    /// at their general defaults (`given` says which it did not): residual flows take 16
+    /// blocks of [128, 128] at lr 3e-4.
+    fn apply_flow_defaults(&mut self, given: &dyn Fn(&str) -> bool) {
+        if self.flow == FlowKind::Residual {
+            if !given("transforms") {
+                self.transforms = 16;
+            }
+            if !given("hidden") {
+                self.hidden = vec![128, 128];
+            }
+            if !given("lr") {
+                self.lr = 3e-4;
+            }
+        }
+    }
+
     fn build<B: Backend<Elem = f32>>(&self, backend: &B, dim: usize) -> Result<NormalizingFlow<B>> {
         let spec = match self.flow {
             FlowKind::Realnvp => RealNvpConfig {

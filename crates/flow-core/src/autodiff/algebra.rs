@@ -65,12 +65,7 @@ pub(crate) trait GradAlgebra<B: Backend> {
     /// the input). A first-order pass keeps it in the node, so that repeated
     /// vector-Jacobian products through the node (the terms of a residual flow's power
     /// series) compute it once; a recorded pass records it as usual.
-    fn local_derivative(
-        &mut self,
-        id: NodeId,
-        op: UnaryOp<B::Elem>,
-        x: NodeId,
-    ) -> Result<Self::T> {
+    fn local_derivative(&mut self, id: NodeId, op: UnaryOp<B::Elem>, x: NodeId) -> Result<Self::T> {
         let _ = id;
         let x = self.node(x);
         self.unary(op, &x)

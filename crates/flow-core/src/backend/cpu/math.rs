@@ -62,7 +62,15 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
     let k = shifted - ROUND_F32;
     let r = (x - k * LN2_HI_F32) - k * LN2_LO_F32;
     let mut p = 1.0 / 5_040.0;
-    for c in [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+    for c in [
+        1.0 / 720.0,
+        1.0 / 120.0,
+        1.0 / 24.0,
+        1.0 / 6.0,
+        0.5,
+        1.0,
+        1.0,
+    ] {
         p = p * r + c;
     }
     let biased = shifted
