@@ -92,6 +92,30 @@ fn mean_and_se(samples: &[Vec<f64>]) -> (Vec<f64>, Vec<f64>) {
     (mean, se)
 }
 
+/// `n` estimates (rows of per-sample log-dets) of `layer`'s log-det at `x`, unrecorded.
+fn estimates(
+    layer: &Residual,
+    params: &ParamStore<B>,
+    x: &Tensor<B>,
+    estimator: &LogDetEstimator,
+    probe: Probe,
+    n: usize,
+    r: &mut flow_core::FlowRng,
+) -> Vec<Vec<f64>> {
+    (0..n)
+        .map(|_| {
+            let tape = Tape::new(&CPU);
+            let xv = tape.input(x.clone());
+            let gx = layer.net().forward(params, &xv).unwrap();
+            residual_log_det(&xv, &gx, estimator, probe, Neumann::Off, false, r)
+                .unwrap()
+                .value()
+                .to_f64s()
+                .unwrap()
+        })
+        .collect()
+}
+
 /// A layer whose branch is far from the identity, so that the series needs many terms.
 fn strong_layer() -> (Residual, ParamStore<B>, Tensor<B>) {
     let (layer, mut params) = layer(3, vec![16], 11);
@@ -123,18 +147,7 @@ fn the_russian_roulette_estimate_is_unbiased() {
                 distribution,
             };
             let mut r = rng(7);
-            let samples: Vec<Vec<f64>> = (0..4000)
-                .map(|_| {
-                    let tape = Tape::new(&CPU);
-                    let xv = tape.input(x.clone());
-                    let gx = layer.net().forward(&params, &xv).unwrap();
-                    residual_log_det(&xv, &gx, &estimator, probe, Neumann::Off, false, &mut r)
-                        .unwrap()
-                        .value()
-                        .to_f64s()
-                        .unwrap()
-                })
-                .collect();
+            let samples = estimates(&layer, &params, &x, &estimator, probe, 4000, &mut r);
             let (mean, se) = mean_and_se(&samples);
             for j in 0..exact.len() {
                 let z = (mean[j] - exact[j]) / se[j];
@@ -218,27 +231,16 @@ fn the_truncated_series_converges_to_the_exact_value() {
     for terms in [1, 2, 4, 8, 16, 48] {
         // The same probes for every truncation: the differences are the truncation's.
         let mut r = rng(3);
-        let samples: Vec<Vec<f64>> = (0..2000)
-            .map(|_| {
-                let tape = Tape::new(&CPU);
-                let xv = tape.input(x.clone());
-                let gx = layer.net().forward(&params, &xv).unwrap();
-                let est = LogDetEstimator::Series { terms };
-                residual_log_det(
-                    &xv,
-                    &gx,
-                    &est,
-                    Probe::Rademacher,
-                    Neumann::Off,
-                    false,
-                    &mut r,
-                )
-                .unwrap()
-                .value()
-                .to_f64s()
-                .unwrap()
-            })
-            .collect();
+        let series = LogDetEstimator::Series { terms };
+        let samples = estimates(
+            &layer,
+            &params,
+            &x,
+            &series,
+            Probe::Rademacher,
+            2000,
+            &mut r,
+        );
         let (mean, se) = mean_and_se(&samples);
         biases.push((terms, mean.clone(), se));
     }

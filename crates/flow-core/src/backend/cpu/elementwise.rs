@@ -21,57 +21,45 @@ pub(crate) fn sigmoid<E: Element>(x: E) -> E {
     }
 }
 
-/// `sigmoid(t)` and `sigmoid(-t)`, each computed directly (so that both tails keep their
-/// precision), branch-free so that loops over them vectorise.
+/// The `k`-th derivative of `t sigmoid(t)` (`0 <= k <= 4`, NaN beyond) in the arithmetic
+/// of `F`, given `e = exp(-|t|)`: `g^(k) = k sigma^(k-1) + t sigma^(k)`, with sigma's
+/// derivatives `s1 = s(1-s)`, `s1 d`, `s1 (1 - 6 s1)` and `s1 d (1 - 12 s1)`, where
+/// `s = sigmoid(t)` and `d = 1 - 2s`. `s` and `1 - s` each come from `e` directly, so that
+/// both tails keep their precision; the selects are branch-free, so that loops vectorise.
 #[inline(always)]
-fn sigmoid_pair(t: f64) -> (f64, f64) {
-    let e = super::math::exp(-t.abs());
-    let big = 1.0 / (1.0 + e);
+fn swish_from_exp<F: num_traits::Float>(t: F, e: F, k: i32) -> F {
+    let c = |v: f64| F::from(v).expect("small constants convert");
+    let one = F::one();
+    let big = one / (one + e);
     let small = e * big;
-    if t >= 0.0 {
+    let (s, q) = if t >= F::zero() {
         (big, small)
     } else {
         (small, big)
+    };
+    let s1 = s * q;
+    let d = q - s;
+    match k {
+        0 => t * s,
+        1 => s + t * s1,
+        2 => c(2.0) * s1 + t * s1 * d,
+        3 => c(3.0) * s1 * d + t * s1 * (one - c(6.0) * s1),
+        4 => c(4.0) * s1 * (one - c(6.0) * s1) + t * s1 * d * (one - c(12.0) * s1),
+        _ => F::nan(),
     }
 }
 
-/// The `k`-th derivative of `t sigmoid(t)` (`0 <= k <= 4`, NaN beyond):
-/// `g^(k) = k sigma^(k-1) + t sigma^(k)`, with sigma's derivatives `s1 = s(1-s)`, `s1 d`,
-/// `s1 (1 - 6 s1)` and `s1 d (1 - 12 s1)`, where `s = sigmoid(t)` and `d = 1 - 2s`.
-/// Evaluated in f64.
+/// [`swish_from_exp`] in f64.
 #[inline(always)]
 pub(crate) fn swish_derivative(t: f64, k: i32) -> f64 {
-    let (s, q) = sigmoid_pair(t);
-    let s1 = s * q;
-    let d = q - s;
-    match k {
-        0 => t * s,
-        1 => s + t * s1,
-        2 => 2.0 * s1 + t * s1 * d,
-        3 => 3.0 * s1 * d + t * s1 * (1.0 - 6.0 * s1),
-        4 => 4.0 * s1 * (1.0 - 6.0 * s1) + t * s1 * d * (1.0 - 12.0 * s1),
-        _ => f64::NAN,
-    }
+    swish_from_exp(t, super::math::exp(-t.abs()), k)
 }
 
-/// [`swish_derivative`] in f32 arithmetic, for f32 tensors (twice the lanes, and a
-/// shorter exponential; tested against the f64 version below).
+/// [`swish_from_exp`] in f32 arithmetic, for f32 tensors (twice the lanes, and a shorter
+/// exponential; tested against the f64 version below).
 #[inline(always)]
 pub(crate) fn swish_derivative_f32(t: f32, k: i32) -> f32 {
-    let e = super::math::exp_f32(-t.abs());
-    let big = 1.0 / (1.0 + e);
-    let small = e * big;
-    let (s, q) = if t >= 0.0 { (big, small) } else { (small, big) };
-    let s1 = s * q;
-    let d = q - s;
-    match k {
-        0 => t * s,
-        1 => s + t * s1,
-        2 => 2.0 * s1 + t * s1 * d,
-        3 => 3.0 * s1 * d + t * s1 * (1.0 - 6.0 * s1),
-        4 => 4.0 * s1 * (1.0 - 6.0 * s1) + t * s1 * d * (1.0 - 12.0 * s1),
-        _ => f32::NAN,
-    }
+    swish_from_exp(t, super::math::exp_f32(-t.abs()), k)
 }
 
 /// [`swish_derivative`] of order `k` over `a`, one vectorised loop per order, in f32
