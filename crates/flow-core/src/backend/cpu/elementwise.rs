@@ -207,21 +207,47 @@ fn zip_broadcast<E: Element>(a: &Array2<E>, b: &Array2<E>, f: impl Fn(E, E) -> E
         .broadcast(sb)
         .expect("broadcast shapes are validated by Tensor");
     let (da, db) = (slice_of(a), slice_of(b));
-    if sa == sb {
-        let data = da.iter().zip(db).map(|(&x, &y)| f(x, y)).collect();
-        return from_shape_vec(out, data);
-    }
-    let mut data = Vec::with_capacity(out.len());
-    for i in 0..out.rows {
-        let ra = &da[if sa.rows == 1 { 0 } else { i * sa.cols }..][..sa.cols];
-        let rb = &db[if sb.rows == 1 { 0 } else { i * sb.cols }..][..sb.cols];
-        match (sa.cols == out.cols, sb.cols == out.cols) {
-            (true, true) => data.extend(ra.iter().zip(rb).map(|(&x, &y)| f(x, y))),
-            (true, false) => data.extend(ra.iter().map(|&x| f(x, rb[0]))),
-            (false, true) => data.extend(rb.iter().map(|&y| f(ra[0], y))),
-            (false, false) => data.extend((0..out.cols).map(|_| f(ra[0], rb[0]))),
-        }
-    }
+    let n = out.len();
+    let mut data: Vec<E> = Vec::with_capacity(n);
+    let dst = &mut data.spare_capacity_mut()[..n];
+    // Row by row, each row's loop over zipped slices (or one operand's single value),
+    // compiled for the widest vectors the CPU has.
+    super::simd::widest(
+        #[inline(always)]
+        move || {
+            for (i, row) in dst.chunks_exact_mut(out.cols.max(1)).enumerate() {
+                let ra = &da[if sa.rows == 1 { 0 } else { i * sa.cols }..][..sa.cols];
+                let rb = &db[if sb.rows == 1 { 0 } else { i * sb.cols }..][..sb.cols];
+                match (sa.cols == out.cols, sb.cols == out.cols) {
+                    (true, true) => {
+                        for ((o, &x), &y) in row.iter_mut().zip(ra).zip(rb) {
+                            o.write(f(x, y));
+                        }
+                    }
+                    (true, false) => {
+                        let y = rb[0];
+                        for (o, &x) in row.iter_mut().zip(ra) {
+                            o.write(f(x, y));
+                        }
+                    }
+                    (false, true) => {
+                        let x = ra[0];
+                        for (o, &y) in row.iter_mut().zip(rb) {
+                            o.write(f(x, y));
+                        }
+                    }
+                    (false, false) => {
+                        let v = f(ra[0], rb[0]);
+                        for o in row.iter_mut() {
+                            o.write(v);
+                        }
+                    }
+                }
+            }
+        },
+    );
+    // SAFETY: the rows above cover all n entries (out.cols > 0 whenever n > 0).
+    unsafe { data.set_len(n) };
     from_shape_vec(out, data)
 }
 
