@@ -62,6 +62,7 @@ pub mod lu_linear;
 pub mod made;
 pub mod mlp;
 pub mod model;
+pub mod ode;
 pub mod permute;
 pub mod planar;
 pub mod radial;

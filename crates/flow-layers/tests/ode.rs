@@ -1,0 +1,171 @@
+//! The ODE solvers against closed-form solutions: each fixed-step method's order of
+//! convergence measured, Dormand-Prince meeting its tolerance forward and backward in time,
+//! gradients through the solver against the closed form and central differences, and the
+//! errors that replace hangs.
+
+use flow_core::{Cpu, Tape, Tensor, Var};
+use flow_layers::ode::{integrate, Solver};
+
+type B = Cpu<f64>;
+const CPU: B = Cpu::new();
+
+fn scalar(tape: &Tape<B>, v: f64) -> Var<B> {
+    tape.constant(Tensor::from_f64s(&CPU, (1, 1), &[v]).unwrap())
+}
+
+/// `y' = -y` from 1 over [0, 2]: the error at `t = 2` of `solver`.
+fn decay_error(solver: Solver) -> f64 {
+    let tape = Tape::new(&CPU);
+    let f = |_t: f64, y: &[Var<B>]| Ok(vec![y[0].neg()?]);
+    let (y, _) = integrate(&f, &[scalar(&tape, 1.0)], 0.0, 2.0, &solver).unwrap();
+    (y[0].value().to_f64s().unwrap()[0] - (-2.0f64).exp()).abs()
+}
+
+#[test]
+fn fixed_step_methods_converge_at_their_orders() {
+    for (name, order, make) in [
+        (
+            "euler",
+            1.0,
+            (|n| Solver::Euler { steps: n }) as fn(usize) -> Solver,
+        ),
+        ("midpoint", 2.0, |n| Solver::Midpoint { steps: n }),
+        ("rk4", 4.0, |n| Solver::Rk4 { steps: n }),
+    ] {
+        let (coarse, fine) = (decay_error(make(20)), decay_error(make(40)));
+        let measured = (coarse / fine).log2();
+        assert!(
+            (measured - order).abs() < 0.15,
+            "{name}: measured order {measured} (errors {coarse:e}, {fine:e})"
+        );
+    }
+}
+
+/// The harmonic oscillator `x' = v, v' = -x` as two state variables, from (1, 0).
+fn oscillator(t: f64, y: &[Var<B>]) -> flow_layers::Result<Vec<Var<B>>> {
+    let _ = t;
+    Ok(vec![y[1].clone(), y[0].neg()?])
+}
+
+#[test]
+fn dopri5_meets_its_tolerance_forward_and_backward_in_time() {
+    for (rtol, atol) in [(1e-6, 1e-8), (1e-10, 1e-12)] {
+        let tape = Tape::new(&CPU);
+        let y0 = [scalar(&tape, 1.0), scalar(&tape, 0.0)];
+        let solver = Solver::Dopri5 {
+            rtol,
+            atol,
+            max_steps: 100_000,
+        };
+        let t1 = 2.0 * std::f64::consts::PI + 0.5;
+        let (y, stats) = integrate(&oscillator, &y0, 0.0, t1, &solver).unwrap();
+        let (x, v) = (
+            y[0].value().to_f64s().unwrap()[0],
+            y[1].value().to_f64s().unwrap()[0],
+        );
+        let err = (x - t1.cos()).abs().max((v + t1.sin()).abs());
+        // Global error stays within a small multiple of the local tolerance over a period.
+        assert!(err < 50.0 * (rtol + atol), "rtol {rtol}: error {err}");
+        assert!(stats.steps > 0 && stats.evaluations >= 6 * stats.steps);
+        // Backward in time returns to the start.
+        let (back, _) = integrate(&oscillator, &y, t1, 0.0, &solver).unwrap();
+        let x0 = back[0].value().to_f64s().unwrap()[0];
+        assert!(
+            (x0 - 1.0).abs() < 100.0 * (rtol + atol),
+            "rtol {rtol}: back to {x0}"
+        );
+    }
+    // Tighter tolerances take more steps.
+    let steps = |rtol: f64| {
+        let tape = Tape::new(&CPU);
+        let y0 = [scalar(&tape, 1.0), scalar(&tape, 0.0)];
+        let solver = Solver::Dopri5 {
+            rtol,
+            atol: rtol,
+            max_steps: 100_000,
+        };
+        integrate(&oscillator, &y0, 0.0, 10.0, &solver)
+            .unwrap()
+            .1
+            .steps
+    };
+    assert!(steps(1e-9) > 2 * steps(1e-5));
+}
+
+#[test]
+fn gradients_through_the_solver_match_the_closed_form() {
+    // y' = a y, y(0) = y0: y(1) = y0 e^a, so dy/da = y0 e^a and dy/dy0 = e^a.
+    let (a0, y00) = (0.7, 1.3);
+    for solver in [
+        Solver::Rk4 { steps: 200 },
+        Solver::Dopri5 {
+            rtol: 1e-12,
+            atol: 1e-12,
+            max_steps: 100_000,
+        },
+    ] {
+        let tape = Tape::new(&CPU);
+        let a = tape.input(Tensor::from_f64s(&CPU, (1, 1), &[a0]).unwrap());
+        let y0 = tape.input(Tensor::from_f64s(&CPU, (1, 1), &[y00]).unwrap());
+        let f = |_t: f64, y: &[Var<B>]| Ok(vec![y[0].mul(&a)?]);
+        let (y, _) = integrate(&f, &[y0.clone()], 0.0, 1.0, &solver).unwrap();
+        let grads = tape.backward(&y[0].sum_all().unwrap()).unwrap();
+        let da = grads.get(&a).unwrap().to_f64s().unwrap()[0];
+        let dy0 = grads.get(&y0).unwrap().to_f64s().unwrap()[0];
+        assert!((da - y00 * a0.exp()).abs() < 1e-8, "{solver:?}: {da}");
+        assert!((dy0 - a0.exp()).abs() < 1e-8, "{solver:?}: {dy0}");
+    }
+}
+
+#[test]
+fn a_stiff_problem_or_a_bad_setting_is_an_error_not_a_hang() {
+    let tape = Tape::new(&CPU);
+    // y' = -1e6 (y - cos t): stiff; dopri5 with a 50-step cap gives up with an error.
+    let f = |t: f64, y: &[Var<B>]| Ok(vec![y[0].add_scalar(-t.cos())?.mul_scalar(-1e6)?]);
+    let solver = Solver::Dopri5 {
+        rtol: 1e-8,
+        atol: 1e-8,
+        max_steps: 50,
+    };
+    let e = integrate(&f, &[scalar(&tape, 0.0)], 0.0, 10.0, &solver).unwrap_err();
+    assert!(e.to_string().contains("limit of 50 steps"), "{e}");
+    // Zero steps, infinite times and a field of the wrong shape are refused.
+    let g = |_t: f64, y: &[Var<B>]| Ok(vec![y[0].clone()]);
+    assert!(integrate(
+        &g,
+        &[scalar(&tape, 1.0)],
+        0.0,
+        1.0,
+        &Solver::Euler { steps: 0 }
+    )
+    .is_err());
+    assert!(integrate(
+        &g,
+        &[scalar(&tape, 1.0)],
+        0.0,
+        f64::INFINITY,
+        &Solver::Rk4 { steps: 4 }
+    )
+    .is_err());
+    let wrong = |_t: f64, y: &[Var<B>]| Ok(vec![y[0].clone(), y[0].clone()]);
+    let e = integrate(
+        &wrong,
+        &[scalar(&tape, 1.0)],
+        0.0,
+        1.0,
+        &Solver::Rk4 { steps: 4 },
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("vector field returned 2 variables"),
+        "{e}"
+    );
+    // A field that blows up: a non-finite error ratio.
+    let blow = |_t: f64, y: &[Var<B>]| Ok(vec![y[0].square()?.mul_scalar(1e300)?]);
+    let solver = Solver::Dopri5 {
+        rtol: 1e-6,
+        atol: 1e-6,
+        max_steps: 1000,
+    };
+    assert!(integrate(&blow, &[scalar(&tape, 1.0)], 0.0, 1.0, &solver).is_err());
+}
