@@ -98,6 +98,31 @@ pub fn integrate<B: Backend>(
     t1: f64,
     solver: &Solver,
 ) -> Result<(Vec<Var<B>>, OdeStats)> {
+    solve(f, y0, (t0, t1), solver, false)
+}
+
+/// The state moved onto a fresh tape as constants: what a values-only solve does after each
+/// step, so that its memory does not grow with the number of steps.
+fn detached<B: Backend>(y: &[Var<B>]) -> Vec<Var<B>> {
+    match y.first() {
+        None => Vec::new(),
+        Some(first) => {
+            let tape = flow_core::Tape::inference(first.tape().backend());
+            y.iter().map(|v| tape.constant(v.value())).collect()
+        }
+    }
+}
+
+/// [`integrate`]; with `detach`, the state moves to a fresh tape after every step (values
+/// only, memory independent of the number of steps: the adjoint method's passes).
+fn solve<B: Backend>(
+    f: &dyn Fn(f64, &[Var<B>]) -> Result<Vec<Var<B>>>,
+    y0: &[Var<B>],
+    (t0, t1): (f64, f64),
+    solver: &Solver,
+    detach: bool,
+) -> Result<(Vec<Var<B>>, OdeStats)> {
+    let settle = |y: Vec<Var<B>>| if detach { detached(&y) } else { y };
     if !(t0.is_finite() && t1.is_finite()) {
         return Err(Error::Config(format!(
             "an ODE needs finite end times, got {t0} to {t1}"
@@ -123,7 +148,7 @@ pub fn integrate<B: Backend>(
             for i in 0..steps {
                 let t = t0 + i as f64 * h;
                 let k1 = eval(t, &y)?;
-                y = combine(&y, h, &[(1.0, &k1)])?;
+                y = settle(combine(&y, h, &[(1.0, &k1)])?);
             }
             stats.steps = steps;
         }
@@ -134,7 +159,7 @@ pub fn integrate<B: Backend>(
                 let k1 = eval(t, &y)?;
                 let mid = combine(&y, h, &[(0.5, &k1)])?;
                 let k2 = eval(t + 0.5 * h, &mid)?;
-                y = combine(&y, h, &[(1.0, &k2)])?;
+                y = settle(combine(&y, h, &[(1.0, &k2)])?);
             }
             stats.steps = steps;
         }
@@ -146,7 +171,7 @@ pub fn integrate<B: Backend>(
                 let k2 = eval(t + 0.5 * h, &combine(&y, h, &[(0.5, &k1)])?)?;
                 let k3 = eval(t + 0.5 * h, &combine(&y, h, &[(0.5, &k2)])?)?;
                 let k4 = eval(t + h, &combine(&y, h, &[(1.0, &k3)])?)?;
-                y = combine(
+                y = settle(combine(
                     &y,
                     h,
                     &[
@@ -155,7 +180,7 @@ pub fn integrate<B: Backend>(
                         (1.0 / 3.0, &k3),
                         (1.0 / 6.0, &k4),
                     ],
-                )?;
+                )?);
             }
             stats.steps = steps;
         }
@@ -174,7 +199,7 @@ pub fn integrate<B: Backend>(
                 atol,
                 max_steps,
             };
-            let (y1, accepted, rejected) = dopri5(&mut eval, y, (t0, t1), &control)?;
+            let (y1, accepted, rejected) = dopri5(&mut eval, y, (t0, t1), &control, detach)?;
             y = y1;
             stats.steps = accepted;
             stats.rejected = rejected;
@@ -182,6 +207,189 @@ pub fn integrate<B: Backend>(
     }
     drop(eval);
     Ok((y, stats))
+}
+
+/// A vector field with its parameters passed explicitly, `f(t, y, params)` (every variable
+/// on one tape): what the adjoint method differentiates.
+pub type ParamField<B> = dyn Fn(f64, &[Var<B>], &[Var<B>]) -> Result<Vec<Var<B>>> + Send + Sync;
+
+/// `y(t1)` for `dy/dt = f(t, y, params)` from `y0` at `t0`, differentiable in `y0` and
+/// `params` by the adjoint method (Chen et al. 2018, as torchdiffeq's `odeint_adjoint`): the
+/// forward solve keeps no graph, and the backward pass integrates the augmented system
+/// `y' = f`, `a' = -a^T df/dy`, `a_theta' = -a^T df/dtheta` from `t1` back to `t0` with the
+/// same solver (the adaptive error control over all of it), one vector-Jacobian product
+/// of `f` per evaluation. Memory does not grow with the number of steps. The returned
+/// variables' own gradients are first order only (not recorded).
+///
+/// ```
+/// use std::sync::Arc;
+/// use flow_core::{Cpu, Tape, Tensor, Var};
+/// use flow_layers::ode::{integrate_adjoint, ParamField, Solver};
+///
+/// // y' = a y: y(1) = y0 e^a, dy(1)/da = y0 e^a.
+/// let cpu = Cpu::<f64>::new();
+/// let tape = Tape::new(&cpu);
+/// let a = tape.input(Tensor::from_f64s(&cpu, (1, 1), &[0.5])?);
+/// let y0 = tape.input(Tensor::from_f64s(&cpu, (1, 1), &[2.0])?);
+/// let field: Arc<ParamField<Cpu<f64>>> =
+///     Arc::new(|_t: f64, y: &[Var<Cpu<f64>>], p: &[Var<Cpu<f64>>]| Ok(vec![y[0].mul(&p[0])?]));
+/// let solver = Solver::Dopri5 { rtol: 1e-10, atol: 1e-10, max_steps: 10_000 };
+/// let (y1, _) = integrate_adjoint(field, &[y0], &[a.clone()], (0.0, 1.0), &solver)?;
+/// let grads = tape.backward(&y1[0].sum_all()?)?;
+/// assert!((grads.get(&a).unwrap().to_f64s()?[0] - 2.0 * 0.5f64.exp()).abs() < 1e-7);
+/// # Ok::<(), flow_layers::Error>(())
+/// ```
+pub fn integrate_adjoint<B: Backend>(
+    f: std::sync::Arc<ParamField<B>>,
+    y0: &[Var<B>],
+    params: &[Var<B>],
+    (t0, t1): (f64, f64),
+    solver: &Solver,
+) -> Result<(Vec<Var<B>>, OdeStats)> {
+    let Some(first) = y0.first() else {
+        return Err(Error::Config("an ODE needs a state".into()));
+    };
+    let tape = first.tape().clone();
+    let param_values: Vec<flow_core::Tensor<B>> = params.iter().map(|p| p.value()).collect();
+    let (y1, stats) = {
+        let field = |t: f64, y: &[Var<B>]| {
+            let on = y[0].tape();
+            let p: Vec<Var<B>> = param_values
+                .iter()
+                .map(|v| on.constant(v.clone()))
+                .collect();
+            f(t, y, &p)
+        };
+        solve(&field, &detached(y0), (t0, t1), solver, true)?
+    };
+    let shapes: Vec<flow_core::Shape> = y0.iter().map(|v| v.shape()).collect();
+    let mut packed = Vec::new();
+    for v in &y1 {
+        packed.extend(v.value().to_f64s()?);
+    }
+    let out = flow_core::Tensor::from_f64s(tape.backend(), (1, packed.len()), &packed)?;
+    let op = AdjointSolve {
+        f,
+        params: param_values,
+        end: y1.iter().map(|v| v.value()).collect(),
+        count: y0.len(),
+        times: (t0, t1),
+        solver: *solver,
+        packed: out,
+    };
+    let mut inputs: Vec<&Var<B>> = y0.iter().collect();
+    inputs.extend(params.iter());
+    let joined = Var::custom(std::sync::Arc::new(op), &inputs)?;
+    let mut parts = Vec::with_capacity(shapes.len());
+    let mut offset = 0;
+    for shape in shapes {
+        let n = shape.len();
+        parts.push(joined.slice_cols(offset, n)?.reshape(shape)?);
+        offset += n;
+    }
+    Ok((parts, stats))
+}
+
+/// The adjoint method's recorded op: its output is the packed `y(t1)` (`1 x total`), its
+/// inputs the initial state and the parameters.
+struct AdjointSolve<B: Backend> {
+    f: std::sync::Arc<ParamField<B>>,
+    params: Vec<flow_core::Tensor<B>>,
+    end: Vec<flow_core::Tensor<B>>,
+    count: usize,
+    times: (f64, f64),
+    solver: Solver,
+    packed: flow_core::Tensor<B>,
+}
+
+impl<B: Backend> AdjointSolve<B> {
+    /// The gradients of the initial state and the parameters, given the packed gradient of
+    /// `y(t1)`.
+    fn adjoint(&self, grad: &flow_core::Tensor<B>) -> Result<Vec<flow_core::Tensor<B>>> {
+        let backend = grad.backend().clone();
+        let g = grad.to_f64s()?;
+        let tape = flow_core::Tape::inference(&backend);
+        // The augmented state at t1: y(t1), a(t1) = the gradient, a_theta(t1) = 0.
+        let mut state: Vec<Var<B>> = self.end.iter().map(|v| tape.constant(v.clone())).collect();
+        let mut offset = 0;
+        for v in &self.end {
+            let n = v.shape().len();
+            let part = flow_core::Tensor::from_f64s(&backend, v.shape(), &g[offset..offset + n])?;
+            state.push(tape.constant(part));
+            offset += n;
+        }
+        for p in &self.params {
+            state.push(tape.constant(flow_core::Tensor::zeros(&backend, p.shape())?));
+        }
+        let (count, n_params) = (self.count, self.params.len());
+        let f = &self.f;
+        let augmented = |t: f64, s: &[Var<B>]| -> Result<Vec<Var<B>>> {
+            let on = s[0].tape();
+            let scratch = flow_core::Tape::new(on.backend());
+            let y: Vec<Var<B>> = s[..count]
+                .iter()
+                .map(|v| scratch.input(v.value()))
+                .collect();
+            let p: Vec<Var<B>> = self
+                .params
+                .iter()
+                .map(|v| scratch.input(v.clone()))
+                .collect();
+            let dy = f(t, &y, &p)?;
+            let mut inner: Option<Var<B>> = None;
+            for (d, a) in dy.iter().zip(&s[count..2 * count]) {
+                let term = d.mul(&scratch.constant(a.value()))?.sum_all()?;
+                inner = Some(match inner {
+                    None => term,
+                    Some(acc) => acc.add(&term)?,
+                });
+            }
+            let inner = inner.ok_or_else(|| Error::Config("an empty ODE state".into()))?;
+            let wrt: Vec<&Var<B>> = y.iter().chain(p.iter()).collect();
+            let grads = scratch.grad(&inner, &wrt, false)?;
+            let mut out: Vec<Var<B>> = dy.iter().map(|d| on.constant(d.value())).collect();
+            for g in grads.iter().take(count + n_params) {
+                out.push(on.constant(g.value().unary(flow_core::UnaryOp::Neg)?));
+            }
+            Ok(out)
+        };
+        let (t0, t1) = self.times;
+        let (at_start, _) = solve(&augmented, &state, (t1, t0), &self.solver, true)?;
+        Ok(at_start[count..].iter().map(|v| v.value()).collect())
+    }
+}
+
+impl<B: Backend> flow_core::CustomOp<B> for AdjointSolve<B> {
+    fn name(&self) -> &str {
+        "ODE solve (adjoint)"
+    }
+
+    fn forward(
+        &self,
+        _inputs: &[&flow_core::Tensor<B>],
+    ) -> flow_core::Result<flow_core::Tensor<B>> {
+        Ok(self.packed.clone())
+    }
+
+    fn backward(
+        &self,
+        inputs: &[&Var<B>],
+        _output: &Var<B>,
+        grad: &Var<B>,
+    ) -> flow_core::Result<Vec<Option<Var<B>>>> {
+        let grads = self
+            .adjoint(&grad.value())
+            .map_err(|e| flow_core::Error::InvalidArgument {
+                op: "ODE solve (adjoint)",
+                message: e.to_string(),
+            })?;
+        let tape = grad.tape();
+        Ok(grads
+            .into_iter()
+            .take(inputs.len())
+            .map(|g| Some(tape.constant(g)))
+            .collect())
+    }
 }
 
 // Dormand-Prince 5(4): nodes, stages, the 5th-order weights and the error weights (5th
@@ -269,6 +477,7 @@ fn dopri5<B: Backend>(
     mut y: Vec<Var<B>>,
     (t0, t1): (f64, f64),
     control: &StepControl,
+    detach: bool,
 ) -> Result<(Vec<Var<B>>, usize, usize)> {
     let StepControl {
         rtol,
@@ -388,8 +597,18 @@ fn dopri5<B: Backend>(
         };
         if accept {
             t = if step == (t1 - t).abs() { t1 } else { t + hs };
-            y = y_new;
             k1 = ks.pop().expect("seven stages");
+            if detach {
+                // The state and the reused stage together onto a fresh tape.
+                let mut both = y_new;
+                both.extend(k1);
+                let moved = detached(&both);
+                let n = moved.len() / 2;
+                y = moved[..n].to_vec();
+                k1 = moved[n..].to_vec();
+            } else {
+                y = y_new;
+            }
             accepted += 1;
         } else {
             rejected += 1;

@@ -169,3 +169,81 @@ fn a_stiff_problem_or_a_bad_setting_is_an_error_not_a_hang() {
     };
     assert!(integrate(&blow, &[scalar(&tape, 1.0)], 0.0, 1.0, &solver).is_err());
 }
+
+#[test]
+fn adjoint_gradients_equal_backpropagation_and_finite_differences() {
+    use flow_layers::ode::{integrate_adjoint, ParamField};
+    use std::sync::Arc;
+    // y' = tanh(y W^T + b) t, a batch of 3 states in R^2; loss = sum(y(1)^2).
+    let w0 = [0.3, -0.8, 0.5, 0.2];
+    let b0 = [0.1, -0.4];
+    let y00 = [0.5, -1.0, 1.5, 0.3, -0.7, 0.9];
+    let field = |t: f64, y: &[Var<B>], p: &[Var<B>]| -> flow_layers::Result<Vec<Var<B>>> {
+        Ok(vec![y[0].linear(&p[0], &p[1])?.tanh()?.mul_scalar(t)?])
+    };
+    let solver = Solver::Dopri5 {
+        rtol: 1e-11,
+        atol: 1e-11,
+        max_steps: 100_000,
+    };
+    // Loss and gradients (W, b, y0), by the adjoint or by backpropagation.
+    let run = |w: &[f64], b: &[f64], y0: &[f64], adjoint: bool| -> (f64, Vec<Vec<f64>>) {
+        let tape = Tape::new(&CPU);
+        let wv = tape.input(Tensor::from_f64s(&CPU, (2, 2), w).unwrap());
+        let bv = tape.input(Tensor::from_f64s(&CPU, (1, 2), b).unwrap());
+        let yv = tape.input(Tensor::from_f64s(&CPU, (3, 2), y0).unwrap());
+        let y1 = if adjoint {
+            let f: Arc<ParamField<B>> = Arc::new(field);
+            integrate_adjoint(
+                f,
+                &[yv.clone()],
+                &[wv.clone(), bv.clone()],
+                (0.0, 1.0),
+                &solver,
+            )
+            .unwrap()
+            .0
+        } else {
+            let params = [wv.clone(), bv.clone()];
+            let f = |t: f64, y: &[Var<B>]| field(t, y, &params);
+            integrate(&f, &[yv.clone()], 0.0, 1.0, &solver).unwrap().0
+        };
+        let loss = y1[0].square().unwrap().sum_all().unwrap();
+        let value = loss.value().to_f64s().unwrap()[0];
+        let grads = tape.backward(&loss).unwrap();
+        let g = [&wv, &bv, &yv]
+            .iter()
+            .map(|v| grads.get(v).unwrap().to_f64s().unwrap())
+            .collect();
+        (value, g)
+    };
+    let (loss_a, adjoint) = run(&w0, &b0, &y00, true);
+    let (loss_b, backprop) = run(&w0, &b0, &y00, false);
+    assert!((loss_a - loss_b).abs() < 1e-12, "{loss_a} {loss_b}");
+    for (ga, gb) in adjoint.iter().zip(&backprop) {
+        for (a, b) in ga.iter().zip(gb) {
+            assert!(
+                (a - b).abs() < 1e-8,
+                "adjoint {a} against backpropagation {b}"
+            );
+        }
+    }
+    // Central differences of the loss in every entry of W, b and y0.
+    let h = 1e-6;
+    let bases: [&[f64]; 3] = [&w0, &b0, &y00];
+    for (which, base) in bases.iter().enumerate() {
+        for k in 0..base.len() {
+            let shifted = |d: f64| {
+                let mut v = [w0.to_vec(), b0.to_vec(), y00.to_vec()];
+                v[which][k] += d;
+                run(&v[0], &v[1], &v[2], false).0
+            };
+            let fd = (shifted(h) - shifted(-h)) / (2.0 * h);
+            let a = adjoint[which][k];
+            assert!(
+                (a - fd).abs() < 1e-6 * (1.0 + fd.abs()),
+                "input {which} entry {k}: {a} against {fd}"
+            );
+        }
+    }
+}
