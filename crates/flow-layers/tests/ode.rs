@@ -247,3 +247,39 @@ fn adjoint_gradients_equal_backpropagation_and_finite_differences() {
         }
     }
 }
+
+#[test]
+fn the_adjoint_keeps_no_graph_of_the_steps() {
+    use flow_layers::ode::{integrate_adjoint, ParamField};
+    use std::sync::Arc;
+    // The training tape holds the same few nodes however many steps the solve takes;
+    // backpropagation through the solver records every stage.
+    let nodes = |rtol: f64, adjoint: bool| {
+        let tape = Tape::new(&CPU);
+        let a = tape.input(Tensor::from_f64s(&CPU, (1, 1), &[0.9]).unwrap());
+        let y0 = tape.input(Tensor::from_f64s(&CPU, (1, 2), &[1.0, 0.0]).unwrap());
+        let solver = Solver::Dopri5 {
+            rtol,
+            atol: rtol,
+            max_steps: 100_000,
+        };
+        let (y1, stats) = if adjoint {
+            let f: Arc<ParamField<B>> = Arc::new(|_t: f64, y: &[Var<B>], p: &[Var<B>]| {
+                Ok(vec![y[0].mul(&p[0])?.tanh()?])
+            });
+            integrate_adjoint(f, &[y0], &[a], (0.0, 5.0), &solver).unwrap()
+        } else {
+            let f = |_t: f64, y: &[Var<B>]| Ok(vec![y[0].mul(&a)?.tanh()?]);
+            integrate(&f, &[y0], 0.0, 5.0, &solver).unwrap()
+        };
+        let _ = y1;
+        (tape.len(), stats.steps)
+    };
+    let (loose, loose_steps) = nodes(1e-4, true);
+    let (tight, tight_steps) = nodes(1e-10, true);
+    assert!(tight_steps > 3 * loose_steps);
+    assert_eq!(loose, tight, "the adjoint's tape grew with the steps");
+    let (bp_loose, _) = nodes(1e-4, false);
+    let (bp_tight, _) = nodes(1e-10, false);
+    assert!(bp_tight > 3 * bp_loose);
+}
