@@ -777,9 +777,10 @@ fn train_glow_on_two_moons_writes_its_outputs_and_beats_the_untrained_model() {
 }
 
 #[test]
-fn planar_and_radial_train_and_their_checkpoints_evaluate() {
+fn planar_radial_and_residual_train_and_their_checkpoints_evaluate() {
     let dir = tempfile::tempdir().unwrap();
-    for flow in ["planar", "radial"] {
+    // (Residual flows sample through fixed-point inverses and evaluate exact 2-D log-dets.)
+    for flow in ["planar", "radial", "residual"] {
         let out = dir.path().join(flow);
         let run = train_with(
             &[
@@ -844,9 +845,10 @@ fn planar_and_radial_train_and_their_checkpoints_evaluate() {
 }
 
 #[test]
-fn glow_planar_and_radial_checkpoints_resume_to_the_uninterrupted_run() {
+fn glow_planar_radial_and_residual_checkpoints_resume_to_the_uninterrupted_run() {
     let dir = tempfile::tempdir().unwrap();
-    for flow in ["glow", "planar", "radial"] {
+    // (A residual flow's checkpoint also holds its power-iteration vectors and draw counter.)
+    for flow in ["glow", "planar", "radial", "residual"] {
         let flags = |iters: &'static str| {
             vec![
                 "--flow",
