@@ -16,6 +16,7 @@ pub(crate) fn register_all<B: Backend>(registry: &mut Registry<B>) -> Result<()>
         .register::<crate::InvertibleLinearLu>()?
         .register::<crate::Planar>()?
         .register::<crate::Radial>()?
-        .register::<crate::Residual>()?;
+        .register::<crate::Residual>()?
+        .register::<crate::Cnf>()?;
     Ok(())
 }

@@ -52,6 +52,7 @@
 pub mod actnorm;
 pub mod autoregressive;
 mod builtin;
+pub mod cnf;
 pub mod coupling;
 pub mod distribution;
 pub mod error;
@@ -79,6 +80,7 @@ pub use autoregressive::{
     AutoregressiveConfig, MaskedAffineAutoregressive, MaskedAutoregressive,
     MaskedSplineAutoregressive, SplineAutoregressiveConfig, Transformer,
 };
+pub use cnf::{Cnf, CnfLayerConfig};
 pub use coupling::{
     AffineCouplingBlock, AffineCouplingConfig, Coupling, CouplingTransformer, ScaleMap,
     SplineCoupling, SplineCouplingConfig,

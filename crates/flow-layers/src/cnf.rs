@@ -1,0 +1,259 @@
+//! Continuous normalizing flows (Chen et al. 2018): `dz/dt = f(z, t)` from `t = 0` (latent)
+//! to `t = 1` (data), with the instantaneous change of variables
+//! `d log|det| / dt = tr(df/dz)`, the trace exact (one vector-Jacobian product per feature),
+//! integrated by [`crate::ode`]'s solvers with gradients through the solver.
+
+use crate::error::{Error, Result};
+use crate::flow::{check_width, with_context, Flow};
+use crate::ode::{integrate, Solver};
+use crate::registry::{BuildContext, LayerKind, LayerSpec};
+use flow_core::{Backend, ParamId, ParamStore, Tensor, Var};
+use serde::{Deserialize, Serialize};
+
+/// One CNF layer's configuration (stored as `"cnf"`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CnfLayerConfig {
+    /// Hidden widths of the vector field's MLP (tanh), whose input is `[z, t, context]`.
+    #[serde(default = "default_hidden")]
+    pub hidden: Vec<usize>,
+    /// The solver (zuko's default: Dormand-Prince with rtol 1e-5, atol 1e-6).
+    #[serde(default = "default_solver")]
+    pub solver: Solver,
+}
+
+fn default_hidden() -> Vec<usize> {
+    vec![64, 64, 64]
+}
+
+fn default_solver() -> Solver {
+    Solver::Dopri5 {
+        rtol: 1e-5,
+        atol: 1e-6,
+        max_steps: 10_000,
+    }
+}
+
+impl Default for CnfLayerConfig {
+    fn default() -> Self {
+        CnfLayerConfig {
+            hidden: default_hidden(),
+            solver: default_solver(),
+        }
+    }
+}
+
+/// A continuous normalizing flow: `x = z(1)` for `dz/dt = f(z, t, c)` from `z(0) = z`, with
+/// `f` an MLP with tanh activations on `[z, t, c]`, and
+/// `log|det dx/dz| = integral_0^1 tr(df/dz) dt` integrated beside the state with the exact
+/// trace. `inverse` integrates from `t = 1` back to `t = 0`. Parameters
+/// `{prefix}.net.{2k}.weight` / `.bias` as PyTorch's `nn.Linear` (the last layer at zero
+/// with [`crate::Init::Identity`], so that the flow starts as the identity).
+///
+/// ```
+/// use flow_core::{rng, Cpu, ParamStore, Tape, Tensor};
+/// use flow_layers::{BuildContext, Cnf, CnfLayerConfig, Flow, Init};
+/// use flow_layers::ode::Solver;
+///
+/// let cpu = Cpu::<f64>::new();
+/// let mut params = ParamStore::new();
+/// let solver = Solver::Dopri5 { rtol: 1e-9, atol: 1e-9, max_steps: 10_000 };
+/// let config = CnfLayerConfig { hidden: vec![8], solver };
+/// let mut r = rng(0);
+/// let layer = Cnf::new(&mut BuildContext::new(&cpu, &mut params, "cnf", 2, &mut r).with_init(Init::Random), config)?;
+/// let tape = Tape::inference(&cpu);
+/// let z = tape.constant(Tensor::randn(&cpu, (4, 2), &mut rng(1))?);
+/// let (x, log_det) = layer.forward(&params, &z, None)?;
+/// let (z_back, inverse_log_det) = layer.inverse(&params, &x, None)?;
+/// assert!(z_back.value().max_abs_diff(&z.value())? < 1e-6);
+/// assert!(log_det.value().max_abs_diff(&inverse_log_det.neg()?.value())? < 1e-6);
+/// # Ok::<(), flow_layers::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Cnf {
+    dim: usize,
+    context: usize,
+    config: CnfLayerConfig,
+    layers: Vec<(ParamId, ParamId)>,
+}
+
+impl Cnf {
+    pub fn new<B: Backend>(cx: &mut BuildContext<'_, B>, config: CnfLayerConfig) -> Result<Self> {
+        let (dim, context) = (cx.dim, cx.context);
+        if dim == 0 || config.hidden.contains(&0) {
+            return Err(Error::Config(format!(
+                "a CNF needs at least 1 feature and positive hidden widths, got {dim} and {:?}",
+                config.hidden
+            )));
+        }
+        let mut sizes = vec![dim + 1 + context];
+        sizes.extend(&config.hidden);
+        sizes.push(dim);
+        let prefix = cx.name("net");
+        let zero_last = cx.init_zeros();
+        let mut layers = Vec::new();
+        for (k, w) in sizes.windows(2).enumerate() {
+            let last = k + 2 == sizes.len();
+            layers.push(crate::mlp::add_linear(
+                cx,
+                &prefix,
+                k,
+                (w[0], w[1]),
+                zero_last && last,
+            )?);
+        }
+        Ok(Cnf {
+            dim,
+            context,
+            config,
+            layers,
+        })
+    }
+
+    pub fn config(&self) -> &CnfLayerConfig {
+        &self.config
+    }
+
+    /// The vector field at `(z, t)` given the context, on `z`'s tape.
+    pub fn field<B: Backend>(
+        &self,
+        params: &ParamStore<B>,
+        z: &Var<B>,
+        t: f64,
+        context: Option<&Var<B>>,
+    ) -> Result<Var<B>> {
+        let tape = z.tape();
+        let rows = z.shape().rows;
+        let time = tape.constant(Tensor::from_f64s(
+            tape.backend(),
+            (rows, 1),
+            &vec![t; rows],
+        )?);
+        let zt = Var::concat_cols(&[z, &time])?;
+        let mut h = with_context("Cnf", &zt, context, self.context)?;
+        for (k, &(w, b)) in self.layers.iter().enumerate() {
+            let (w, b) = (tape.param(params, w)?, tape.param(params, b)?);
+            h = h.linear(&w, &b)?;
+            if k + 1 < self.layers.len() {
+                h = h.tanh()?;
+            }
+        }
+        Ok(h)
+    }
+
+    /// `[dz/dt, tr(df/dz)]` at `t` for the state `[z, log-det]`.
+    fn augmented<B: Backend>(
+        &self,
+        params: &ParamStore<B>,
+        t: f64,
+        state: &[Var<B>],
+        context: Option<&Var<B>>,
+    ) -> Result<Vec<Var<B>>> {
+        let z = &state[0];
+        let tape = z.tape();
+        // The trace differentiates in z: on a differentiable copy when z is not.
+        let zi = if z.requires_grad() {
+            z.clone()
+        } else {
+            tape.input(z.value())
+        };
+        let f = self.field(params, &zi, t, context)?;
+        let record = !tape.params_frozen() || z.requires_grad();
+        let (rows, d) = (zi.shape().rows, self.dim);
+        let mut trace: Option<Var<B>> = None;
+        for j in 0..d {
+            let mut e = vec![0.0; rows * d];
+            for r in 0..rows {
+                e[r * d + j] = 1.0;
+            }
+            let e = tape.constant(Tensor::from_f64s(tape.backend(), (rows, d), &e)?);
+            let row = tape.vjp(&f, &e, &[&zi], record)?.remove(0);
+            let diag = row.slice_cols(j, 1)?;
+            trace = Some(match trace {
+                None => diag,
+                Some(acc) => acc.add(&diag)?,
+            });
+        }
+        let trace = trace.ok_or_else(|| Error::Config("a CNF of 0 features".into()))?;
+        if !record {
+            // Nothing downstream differentiates (parameters frozen, a constant state): hand
+            // on constants, so that the solve records no gradient work.
+            return Ok(vec![tape.constant(f.value()), tape.constant(trace.value())]);
+        }
+        Ok(vec![f, trace])
+    }
+
+    /// Integrates `[v, 0]` from `t0` to `t1`: the end state and the integrated trace.
+    fn flow_between<B: Backend>(
+        &self,
+        params: &ParamStore<B>,
+        v: &Var<B>,
+        context: Option<&Var<B>>,
+        (t0, t1): (f64, f64),
+    ) -> Result<(Var<B>, Var<B>)> {
+        let start = [v.clone(), crate::flow::zero_log_det(v)?];
+        let field = |t: f64, s: &[Var<B>]| self.augmented(params, t, s, context);
+        let (end, _) = integrate(&field, &start, t0, t1, &self.config.solver)?;
+        let mut end = end.into_iter();
+        match (end.next(), end.next()) {
+            (Some(y), Some(log_det)) => Ok((y, log_det)),
+            _ => Err(Error::Config("the CNF's solve lost its state".into())),
+        }
+    }
+}
+
+impl<B: Backend> Flow<B> for Cnf {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn context_dim(&self) -> usize {
+        self.context
+    }
+
+    fn forward(
+        &self,
+        params: &ParamStore<B>,
+        z: &Var<B>,
+        context: Option<&Var<B>>,
+    ) -> Result<(Var<B>, Var<B>)> {
+        check_width("Cnf forward", self.dim, z)?;
+        self.flow_between(params, z, context, (0.0, 1.0))
+    }
+
+    fn inverse(
+        &self,
+        params: &ParamStore<B>,
+        x: &Var<B>,
+        context: Option<&Var<B>>,
+    ) -> Result<(Var<B>, Var<B>)> {
+        check_width("Cnf inverse", self.dim, x)?;
+        // Backward in time the integrated trace is minus log|det dx/dz|: log|det dz/dx|.
+        self.flow_between(params, x, context, (1.0, 0.0))
+    }
+
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::of::<Self>(&self.config)
+    }
+}
+
+impl LayerKind for Cnf {
+    const NAME: &'static str = "cnf";
+    type Config = CnfLayerConfig;
+
+    fn build<B: Backend>(
+        config: &Self::Config,
+        cx: &mut BuildContext<'_, B>,
+    ) -> Result<Box<dyn Flow<B>>> {
+        Ok(Box::new(Self::new(cx, config.clone())?))
+    }
+
+    /// The MLP's weights and biases, `[dim + 1 + context, hidden..., dim]`.
+    fn num_scalars(config: &Self::Config, dim: usize, context: usize) -> Option<usize> {
+        let mut sizes = vec![dim.checked_add(1)?.checked_add(context)?];
+        sizes.extend(&config.hidden);
+        sizes.push(dim);
+        sizes.windows(2).try_fold(0usize, |acc, w| {
+            acc.checked_add(w[0].checked_mul(w[1])?.checked_add(w[1])?)
+        })
+    }
+}
