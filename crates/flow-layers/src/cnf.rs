@@ -1,10 +1,13 @@
 //! Continuous normalizing flows (Chen et al. 2018): `dz/dt = f(z, t)` from `t = 0` (latent)
 //! to `t = 1` (data), with the instantaneous change of variables
-//! `d log|det| / dt = tr(df/dz)`, the trace exact (one vector-Jacobian product per feature),
-//! integrated by [`crate::ode`]'s solvers with gradients through the solver.
+//! `d log|det| / dt = tr(df/dz)`, the trace exact (one vector-Jacobian product per feature)
+//! or Hutchinson's estimate (FFJORD, Grathwohl et al. 2019), integrated by [`crate::ode`]'s
+//! solvers with gradients through the solver.
 
+use crate::draws::Draws;
 use crate::error::{Error, Result};
-use crate::flow::{check_width, with_context, Flow};
+use crate::flow::{check_width, with_context, Flow, LogDetKind};
+use crate::logdet::Probe;
 use crate::ode::{integrate, Solver};
 use crate::registry::{BuildContext, LayerKind, LayerSpec};
 use flow_core::{Backend, ParamId, ParamStore, Tensor, Var};
@@ -19,6 +22,32 @@ pub struct CnfLayerConfig {
     /// The solver (zuko's default: Dormand-Prince with rtol 1e-5, atol 1e-6).
     #[serde(default = "default_solver")]
     pub solver: Solver,
+    /// How `tr(df/dz)` is computed in training.
+    #[serde(default)]
+    pub trace: Trace,
+    /// Evaluation (parameters frozen) uses the exact trace up to this many features.
+    #[serde(default = "default_exact_up_to")]
+    pub exact_up_to: usize,
+}
+
+/// The trace of the field's Jacobian. Serialised as `{"kind": "exact"}` or
+/// `{"kind": "hutchinson", "probe": "rademacher"}`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Trace {
+    /// One vector-Jacobian product per feature.
+    #[default]
+    Exact,
+    /// FFJORD: `v^T (df/dz) v` with one probe `v` per sample, fixed for the whole solve
+    /// (one product per evaluation, unbiased).
+    Hutchinson {
+        #[serde(default)]
+        probe: Probe,
+    },
+}
+
+fn default_exact_up_to() -> usize {
+    16
 }
 
 fn default_hidden() -> Vec<usize> {
@@ -38,6 +67,8 @@ impl Default for CnfLayerConfig {
         CnfLayerConfig {
             hidden: default_hidden(),
             solver: default_solver(),
+            trace: Trace::Exact,
+            exact_up_to: default_exact_up_to(),
         }
     }
 }
@@ -57,7 +88,7 @@ impl Default for CnfLayerConfig {
 /// let cpu = Cpu::<f64>::new();
 /// let mut params = ParamStore::new();
 /// let solver = Solver::Dopri5 { rtol: 1e-9, atol: 1e-9, max_steps: 10_000 };
-/// let config = CnfLayerConfig { hidden: vec![8], solver };
+/// let config = CnfLayerConfig { hidden: vec![8], solver, ..Default::default() };
 /// let mut r = rng(0);
 /// let layer = Cnf::new(&mut BuildContext::new(&cpu, &mut params, "cnf", 2, &mut r).with_init(Init::Random), config)?;
 /// let tape = Tape::inference(&cpu);
@@ -68,12 +99,14 @@ impl Default for CnfLayerConfig {
 /// assert!(log_det.value().max_abs_diff(&inverse_log_det.neg()?.value())? < 1e-6);
 /// # Ok::<(), flow_layers::Error>(())
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Cnf {
     dim: usize,
     context: usize,
     config: CnfLayerConfig,
     layers: Vec<(ParamId, ParamId)>,
+    /// The seed and counter of Hutchinson's probes.
+    draws: Draws,
 }
 
 impl Cnf {
@@ -101,11 +134,13 @@ impl Cnf {
                 zero_last && last,
             )?);
         }
+        let draws = Draws::new(cx)?;
         Ok(Cnf {
             dim,
             context,
             config,
             layers,
+            draws,
         })
     }
 
@@ -147,6 +182,7 @@ impl Cnf {
         t: f64,
         state: &[Var<B>],
         context: Option<&Var<B>>,
+        probe: Option<&Tensor<B>>,
     ) -> Result<Vec<Var<B>>> {
         let z = &state[0];
         let tape = z.tape();
@@ -160,7 +196,12 @@ impl Cnf {
         let record = !tape.params_frozen() || z.requires_grad();
         let (rows, d) = (zi.shape().rows, self.dim);
         let mut trace: Option<Var<B>> = None;
-        for j in 0..d {
+        if let Some(v) = probe {
+            let v = tape.constant(v.clone());
+            let vj = tape.vjp(&f, &v, &[&zi], record)?.remove(0);
+            trace = Some(vj.mul(&v)?.sum(flow_core::Axis::Cols)?);
+        }
+        for j in (0..d).filter(|_| probe.is_none()) {
             let mut e = vec![0.0; rows * d];
             for r in 0..rows {
                 e[r * d + j] = 1.0;
@@ -182,6 +223,32 @@ impl Cnf {
         Ok(vec![f, trace])
     }
 
+    /// The trace estimator a call on `v`'s tape uses: exact in evaluation up to
+    /// `exact_up_to` features, else the configured one.
+    fn uses_probe<B: Backend>(&self, v: &Var<B>) -> bool {
+        let evaluation = v.tape().params_frozen();
+        matches!(self.config.trace, Trace::Hutchinson { .. })
+            && !(evaluation && self.dim <= self.config.exact_up_to)
+    }
+
+    /// This solve's Hutchinson probe (`rows x dim`, fixed for the whole solve), or `None`
+    /// for the exact trace.
+    fn probe<B: Backend>(&self, params: &ParamStore<B>, v: &Var<B>) -> Result<Option<Tensor<B>>> {
+        let Trace::Hutchinson { probe } = self.config.trace else {
+            return Ok(None);
+        };
+        if !self.uses_probe(v) {
+            return Ok(None);
+        }
+        let mut rng = self.draws.stream(params, v.tape().params_frozen())?;
+        Ok(Some(crate::logdet::probe_tensor(
+            v.tape().backend(),
+            v.shape(),
+            probe,
+            &mut rng,
+        )?))
+    }
+
     /// Integrates `[v, 0]` from `t0` to `t1`: the end state and the integrated trace.
     fn flow_between<B: Backend>(
         &self,
@@ -191,7 +258,8 @@ impl Cnf {
         (t0, t1): (f64, f64),
     ) -> Result<(Var<B>, Var<B>)> {
         let start = [v.clone(), crate::flow::zero_log_det(v)?];
-        let field = |t: f64, s: &[Var<B>]| self.augmented(params, t, s, context);
+        let probe = self.probe(params, v)?;
+        let field = |t: f64, s: &[Var<B>]| self.augmented(params, t, s, context, probe.as_ref());
         let (end, _) = integrate(&field, &start, t0, t1, &self.config.solver)?;
         let mut end = end.into_iter();
         match (end.next(), end.next()) {
@@ -234,6 +302,22 @@ impl<B: Backend> Flow<B> for Cnf {
     fn spec(&self) -> LayerSpec {
         LayerSpec::of::<Self>(&self.config)
     }
+
+    fn after_step(&self, params: &mut ParamStore<B>) -> Result<()> {
+        self.draws.commit(params)
+    }
+
+    fn evaluation_log_det(&self) -> LogDetKind {
+        match self.config.trace {
+            Trace::Hutchinson { probe } if self.dim > self.config.exact_up_to => {
+                LogDetKind::Stochastic(format!(
+                    "Hutchinson trace ({probe:?} probes fixed per solve), integrated by {:?}",
+                    self.config.solver
+                ))
+            }
+            _ => LogDetKind::Exact,
+        }
+    }
 }
 
 impl LayerKind for Cnf {
@@ -247,12 +331,13 @@ impl LayerKind for Cnf {
         Ok(Box::new(Self::new(cx, config.clone())?))
     }
 
-    /// The MLP's weights and biases, `[dim + 1 + context, hidden..., dim]`.
+    /// The MLP's weights and biases, `[dim + 1 + context, hidden..., dim]`, and the 3 draw
+    /// counters.
     fn num_scalars(config: &Self::Config, dim: usize, context: usize) -> Option<usize> {
         let mut sizes = vec![dim.checked_add(1)?.checked_add(context)?];
         sizes.extend(&config.hidden);
         sizes.push(dim);
-        sizes.windows(2).try_fold(0usize, |acc, w| {
+        sizes.windows(2).try_fold(3usize, |acc, w| {
             acc.checked_add(w[0].checked_mul(w[1])?.checked_add(w[1])?)
         })
     }

@@ -55,6 +55,7 @@ mod builtin;
 pub mod cnf;
 pub mod coupling;
 pub mod distribution;
+pub mod draws;
 pub mod error;
 pub mod flow;
 pub mod lipschitz_mlp;

@@ -248,18 +248,26 @@ pub fn residual_log_det<B: Backend>(
 /// A `rows x d` probe on `x`'s tape, as a constant.
 fn draw_probe<B: Backend>(x: &Var<B>, probe: Probe, rng: &mut FlowRng) -> Result<Var<B>> {
     let tape = x.tape();
-    let shape = x.shape();
-    let t = match probe {
-        Probe::Gaussian => Tensor::randn(tape.backend(), shape, rng)?,
+    Ok(tape.constant(probe_tensor(tape.backend(), x.shape(), probe, rng)?))
+}
+
+/// Hutchinson's probe of `shape`: standard normal or Rademacher entries.
+pub fn probe_tensor<B: Backend>(
+    backend: &B,
+    shape: flow_core::Shape,
+    probe: Probe,
+    rng: &mut FlowRng,
+) -> Result<Tensor<B>> {
+    Ok(match probe {
+        Probe::Gaussian => Tensor::randn(backend, shape, rng)?,
         Probe::Rademacher => {
             use rand::Rng;
             let signs: Vec<f64> = (0..shape.rows * shape.cols)
                 .map(|_| if rng.random::<bool>() { 1.0 } else { -1.0 })
                 .collect();
-            Tensor::from_f64s(tape.backend(), shape, &signs)?
+            Tensor::from_f64s(backend, shape, &signs)?
         }
-    };
-    Ok(tape.constant(t))
+    })
 }
 
 /// `u^T J` per row, recorded when `record`.

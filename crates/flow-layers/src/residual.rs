@@ -8,6 +8,7 @@
 //! iteration. The log-determinant `log det(I + J_g)` has no closed form: see
 //! [`crate::logdet`] for the estimators.
 
+use crate::draws::Draws;
 use crate::error::{Error, Result};
 use crate::flow::{check_width, with_context, Flow, LogDetKind};
 use crate::lipschitz_mlp::LipschitzMlp;
@@ -16,7 +17,6 @@ use crate::registry::{BuildContext, LayerKind, LayerSpec};
 use crate::spec::{BaseSpec, FlowSpec};
 use flow_core::{Backend, Element, FlowRng, ParamId, ParamStore, Tape, Tensor, Var};
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// The exact terms of the roulette estimator used in evaluation above the exact dimension
@@ -176,16 +176,9 @@ pub struct Residual {
     context: usize,
     config: ResidualLayerConfig,
     net: LipschitzMlp,
-    /// `[seed, committed draws mod 2^24, committed draws / 2^24]` (exact in f32).
-    draws: ParamId,
-    /// Training forwards since the last [`Flow::after_step`].
-    calls: Arc<AtomicU64>,
-    /// Stochastic evaluations since the layer was built (they never touch training draws).
-    evaluations: Arc<AtomicU64>,
+    /// The seed and counter of the estimator's draws.
+    draws: Draws,
 }
-
-/// 2^24: the draw counter is stored in two f32-exact pieces.
-const PIECE: u64 = 1 << 24;
 
 impl Residual {
     /// A residual block over `cx.dim` features reading `cx.context` context features, its
@@ -208,22 +201,13 @@ impl Residual {
         sizes.push(dim);
         let zero_init = cx.init_zeros();
         let net = LipschitzMlp::new(cx, "iresblock.nnet", &sizes, config.lipschitz, zero_init)?;
-        let seed = {
-            use rand::Rng;
-            (cx.rng.random::<u32>() >> 8) as f64
-        };
-        let draws = cx.params.add_buffer(
-            cx.name("draws"),
-            Tensor::from_f64s(cx.backend, (1, 3), &[seed, 0.0, 0.0])?,
-        )?;
+        let draws = Draws::new(cx)?;
         Ok(Residual {
             dim,
             context,
             config,
             net,
             draws,
-            calls: Arc::default(),
-            evaluations: Arc::default(),
         })
     }
 
@@ -238,7 +222,7 @@ impl Residual {
 
     /// The buffer of the seed and the committed draw count.
     pub fn draws_buffer(&self) -> ParamId {
-        self.draws
+        self.draws.buffer()
     }
 
     /// The estimator an evaluation (parameters frozen) uses.
@@ -257,20 +241,6 @@ impl Residual {
             LogDetEstimator::Exact => LogDetEstimator::Exact,
             series => series,
         }
-    }
-
-    /// The random stream of this call: a function of the layer's seed, the committed draws
-    /// and the calls since (training), or the evaluation count (evaluation).
-    fn stream<B: Backend>(&self, params: &ParamStore<B>, evaluation: bool) -> Result<FlowRng> {
-        let (seed, committed) = read_draws(params, self.draws)?;
-        let key = if evaluation {
-            let n = self.evaluations.fetch_add(1, Ordering::Relaxed);
-            mix(mix(seed ^ 0x5eed_e7a1, committed), n)
-        } else {
-            let n = self.calls.fetch_add(1, Ordering::Relaxed);
-            mix(seed, committed + n)
-        };
-        Ok(flow_core::rng(key))
     }
 
     /// `g` on `x` (and the context) on `x`'s tape.
@@ -305,7 +275,7 @@ impl Residual {
         } else {
             (self.config.log_det, true)
         };
-        let mut rng = self.stream(params, evaluation)?;
+        let mut rng = self.draws.stream(params, evaluation)?;
         if !evaluation && self.config.memory_saving {
             let log_det = self.log_det_in_forward(params, &xi, context, &mut rng)?;
             return Ok((xi.add(&gx)?, log_det));
@@ -561,28 +531,6 @@ impl<B: Backend> flow_core::CustomOp<B> for PrecomputedLogDet<B> {
     }
 }
 
-/// The seed and committed draw count stored in the `draws` buffer.
-fn read_draws<B: Backend>(params: &ParamStore<B>, id: ParamId) -> Result<(u64, u64)> {
-    let v = params.get(id)?.to_f64s()?;
-    if v.len() != 3 || v.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
-        return Err(Error::Config(format!(
-            "a residual block's draws buffer holds {v:?}, not [seed, count, count / 2^24]"
-        )));
-    }
-    Ok((v[0] as u64, v[1] as u64 + (v[2] as u64) * PIECE))
-}
-
-/// SplitMix64's finaliser of `a` and `b`: a key per (seed, count).
-fn mix(a: u64, b: u64) -> u64 {
-    let mut z = a
-        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
-        .wrapping_add(b)
-        .wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 impl<B: Backend> Flow<B> for Residual {
     fn dim(&self) -> usize {
         self.dim
@@ -648,15 +596,7 @@ impl<B: Backend> Flow<B> for Residual {
     fn after_step(&self, params: &mut ParamStore<B>) -> Result<()> {
         self.net
             .power_iterate(params, self.config.power_iterations)?;
-        let calls = self.calls.swap(0, Ordering::Relaxed);
-        if calls > 0 {
-            let (seed, committed) = read_draws(params, self.draws)?;
-            let n = committed + calls;
-            let backend = params.get(self.draws)?.backend().clone();
-            let value = [seed as f64, (n % PIECE) as f64, (n / PIECE) as f64];
-            params.set(self.draws, Tensor::from_f64s(&backend, (1, 3), &value)?)?;
-        }
-        Ok(())
+        self.draws.commit(params)
     }
 
     fn evaluation_log_det(&self) -> LogDetKind {

@@ -4,9 +4,14 @@
 //! and a model of CNF layers sampling and scoring consistently.
 
 use flow_core::{rng, Cpu};
+use flow_core::{ParamStore, Tape, Tensor};
+use flow_layers::cnf::Trace;
 use flow_layers::ode::Solver;
 use flow_layers::testing::{cases, check_layer_kind, check_layer_kind_params, Tolerances};
-use flow_layers::{BaseSpec, Cnf, CnfLayerConfig, FlowSpec, LayerSpec, NormalizingFlow};
+use flow_layers::{
+    BaseSpec, BuildContext, Cnf, CnfLayerConfig, Flow, FlowSpec, Init, LayerSpec, NormalizingFlow,
+    Probe,
+};
 use proptest::prelude::*;
 
 fn tight() -> CnfLayerConfig {
@@ -17,6 +22,7 @@ fn tight() -> CnfLayerConfig {
             atol: 1e-11,
             max_steps: 100_000,
         },
+        ..Default::default()
     }
 }
 
@@ -33,7 +39,7 @@ proptest! {
     /// parameters) against central differences, log-dets included.
     #[test]
     fn cnf_parameter_gradients_match_finite_differences(case in cases(1..=2, 1..=2, 0..=1)) {
-        let config = CnfLayerConfig { hidden: vec![6], solver: Solver::Rk4 { steps: 8 } };
+        let config = CnfLayerConfig { hidden: vec![6], solver: Solver::Rk4 { steps: 8 }, ..Default::default() };
         let checker = flow_core::gradcheck::GradCheck { rtol: 1e-5, atol: 1e-6, ..Default::default() };
         check_layer_kind_params::<Cnf>(&config, &case, &checker)?;
     }
@@ -57,4 +63,62 @@ fn a_model_of_cnf_layers_samples_and_scores_consistently() {
     let (x, log_q) = model.sample(16, None, &mut rng(1)).unwrap();
     let again = model.log_prob(&x, None).unwrap();
     assert!(again.max_abs_diff(&log_q).unwrap() < 1e-7);
+}
+
+#[test]
+fn hutchinson_log_dets_are_unbiased_and_evaluation_is_exact() {
+    let cpu = Cpu::<f64>::new();
+    for probe in [Probe::Gaussian, Probe::Rademacher] {
+        let config = CnfLayerConfig {
+            hidden: vec![16],
+            solver: Solver::Rk4 { steps: 6 },
+            trace: Trace::Hutchinson { probe },
+            ..Default::default()
+        };
+        let mut params = ParamStore::new();
+        let layer = Cnf::new(
+            &mut BuildContext::new(&cpu, &mut params, "cnf", 3, &mut rng(2))
+                .with_init(Init::Random),
+            config,
+        )
+        .unwrap();
+        let x = Tensor::randn(&cpu, (4, 3), &mut rng(3)).unwrap();
+        // Evaluation (parameters frozen, 3 <= exact_up_to features): the exact trace.
+        let eval = Tape::inference(&cpu);
+        let (_, exact) = layer
+            .inverse(&params, &eval.constant(x.clone()), None)
+            .unwrap();
+        let exact = exact.value().to_f64s().unwrap();
+        let again = layer
+            .inverse(&params, &eval.constant(x.clone()), None)
+            .unwrap()
+            .1;
+        assert_eq!(
+            again.value().to_f64s().unwrap(),
+            exact,
+            "evaluation is deterministic"
+        );
+        // Training: one probe per solve; the mean of many solves is the exact value.
+        let n = 3000;
+        let samples: Vec<Vec<f64>> = (0..n)
+            .map(|_| {
+                let tape = Tape::new(&cpu);
+                let (_, ld) = layer
+                    .inverse(&params, &tape.constant(x.clone()), None)
+                    .unwrap();
+                ld.value().to_f64s().unwrap()
+            })
+            .collect();
+        for j in 0..exact.len() {
+            let mean = samples.iter().map(|s| s[j]).sum::<f64>() / n as f64;
+            let var = samples.iter().map(|s| (s[j] - mean).powi(2)).sum::<f64>() / (n as f64 - 1.0);
+            let se = (var / n as f64).sqrt();
+            assert!(se > 0.0, "{probe:?}: the estimates do not vary");
+            assert!(
+                (mean - exact[j]).abs() < 4.5 * se,
+                "{probe:?} row {j}: mean {mean} against exact {} (se {se})",
+                exact[j]
+            );
+        }
+    }
 }
