@@ -81,7 +81,7 @@ pub use autoregressive::{
     AutoregressiveConfig, MaskedAffineAutoregressive, MaskedAutoregressive,
     MaskedSplineAutoregressive, SplineAutoregressiveConfig, Transformer,
 };
-pub use cnf::{Cnf, CnfLayerConfig};
+pub use cnf::{Cnf, CnfConfig, CnfLayerConfig};
 pub use coupling::{
     AffineCouplingBlock, AffineCouplingConfig, Coupling, CouplingTransformer, ScaleMap,
     SplineCoupling, SplineCouplingConfig,

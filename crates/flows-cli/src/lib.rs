@@ -1,7 +1,7 @@
 //! # flows-cli
 //!
 //! The `flows` command, the command line over the `flows` crates: `flows train` fits a flow
-//! (RealNVP, Glow, MAF, IAF, NSF, planar, radial, residual) to a built-in density, a CSV or .npy table
+//! (RealNVP, Glow, MAF, IAF, NSF, planar, radial, residual, CNF, FFJORD) to a built-in density, a CSV or .npy table
 //! or an image set, with validation, early stopping, checkpoints that resume bit for bit,
 //! a metrics log and PNG plots; `log-prob`, `sample` and `eval` use a checkpoint;
 //! `import-normflows` converts a normflows RealNVP; `bench` times training; `datasets` lists
@@ -29,10 +29,11 @@ mod data;
 mod train;
 use clap::{Parser, Subcommand, ValueEnum};
 use flow_core::{Backend, Cpu, Tensor};
+use flow_layers::ode::Solver;
 use flow_layers::{
-    GlowConfig, LogDetEstimator, MafConfig, NormalizingFlow, NsfConfig, Ordering, PermuteMode,
-    PlanarConfig, RadialConfig, RealNvpConfig, ResidualConfig, ResidualLayerConfig, ScaleMap,
-    SplineConfig, TermDistribution,
+    CnfConfig, CnfLayerConfig, GlowConfig, LogDetEstimator, MafConfig, NormalizingFlow, NsfConfig,
+    Ordering, PermuteMode, PlanarConfig, RadialConfig, RealNvpConfig, ResidualConfig,
+    ResidualLayerConfig, ScaleMap, SplineConfig, TermDistribution,
 };
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -190,6 +191,26 @@ pub enum FlowKind {
     /// --logdet) and the exact one in evaluation up to 16 features; sampling solves a fixed
     /// point. Unless given: --transforms 16 --hidden 128,128 --lr 3e-4.
     Residual,
+    /// A continuous normalizing flow (neural ODE, zuko's CNF): an MLP vector field (tanh)
+    /// on [z, t], the exact trace, integrated by --solver (gradients through the solver).
+    /// Unless given: --transforms 1 --hidden 64,64,64 --lr 1e-3.
+    Cnf,
+    /// FFJORD: a CNF whose trace is Hutchinson's estimate in training (Gaussian probes fixed
+    /// per solve); evaluation is exact up to 16 features. Defaults as --flow cnf.
+    Ffjord,
+}
+
+/// The ODE solver of continuous flows.
+#[derive(Clone, Copy, Debug, PartialEq, ValueEnum, Serialize, Deserialize)]
+pub enum SolverArg {
+    /// Adaptive Dormand-Prince 5(4) with --rtol and --atol (torchdiffeq's dopri5).
+    Dopri5,
+    /// Classical Runge-Kutta, --steps equal steps.
+    Rk4,
+    /// The midpoint rule, --steps equal steps.
+    Midpoint,
+    /// Explicit Euler, --steps equal steps.
+    Euler,
 }
 
 /// The log-determinant estimator of residual flows in training.
@@ -322,6 +343,35 @@ pub struct ModelArgs {
     #[arg(long)]
     #[serde(default)]
     pub memory_saving: bool,
+    /// Continuous flows: the ODE solver.
+    #[arg(long, value_enum, default_value_t = SolverArg::Dopri5)]
+    #[serde(default = "default_solver")]
+    pub solver: SolverArg,
+    /// Continuous flows, --solver dopri5: relative tolerance (zuko's 1e-5).
+    #[arg(long, default_value_t = 1e-5)]
+    #[serde(default = "default_rtol")]
+    pub rtol: f64,
+    /// Continuous flows, --solver dopri5: absolute tolerance (zuko's 1e-6).
+    #[arg(long, default_value_t = 1e-6)]
+    #[serde(default = "default_atol")]
+    pub atol: f64,
+    /// Continuous flows: the steps of a fixed-step solver.
+    #[arg(long, default_value_t = 20)]
+    #[serde(default = "default_ode_steps")]
+    pub steps: usize,
+}
+
+fn default_solver() -> SolverArg {
+    SolverArg::Dopri5
+}
+fn default_rtol() -> f64 {
+    1e-5
+}
+fn default_atol() -> f64 {
+    1e-6
+}
+fn default_ode_steps() -> usize {
+    20
 }
 
 fn default_lipschitz() -> f64 {
@@ -482,6 +532,17 @@ impl ModelArgs {
     /// at their general defaults (`given` says which it did not): residual flows take 16
     /// blocks of [128, 128] at lr 3e-4.
     fn apply_flow_defaults(&mut self, given: &dyn Fn(&str) -> bool) {
+        if matches!(self.flow, FlowKind::Cnf | FlowKind::Ffjord) {
+            if !given("transforms") {
+                self.transforms = 1;
+            }
+            if !given("hidden") {
+                self.hidden = vec![64, 64, 64];
+            }
+            if !given("lr") {
+                self.lr = 1e-3;
+            }
+        }
         if self.flow == FlowKind::Residual {
             if !given("transforms") {
                 self.transforms = 16;
@@ -493,6 +554,30 @@ impl ModelArgs {
                 self.lr = 3e-4;
             }
         }
+    }
+
+    /// The ODE solver of continuous flows, from --solver, --rtol, --atol and --steps.
+    fn ode_solver(&self) -> Result<Solver> {
+        let positive = |flag: &str, v: f64| {
+            if v > 0.0 && v.is_finite() {
+                Ok(v)
+            } else {
+                Err(Error::Config(format!("{flag} must be positive, got {v}")))
+            }
+        };
+        if self.steps == 0 {
+            return Err(Error::Config("--steps must be at least 1, got 0".into()));
+        }
+        Ok(match self.solver {
+            SolverArg::Dopri5 => Solver::Dopri5 {
+                rtol: positive("--rtol", self.rtol)?,
+                atol: positive("--atol", self.atol)?,
+                max_steps: 10_000,
+            },
+            SolverArg::Rk4 => Solver::Rk4 { steps: self.steps },
+            SolverArg::Midpoint => Solver::Midpoint { steps: self.steps },
+            SolverArg::Euler => Solver::Euler { steps: self.steps },
+        })
     }
 
     fn build<B: Backend<Elem = f32>>(&self, backend: &B, dim: usize) -> Result<NormalizingFlow<B>> {
@@ -595,6 +680,22 @@ impl ModelArgs {
                 },
             }
             .spec()?,
+            FlowKind::Cnf | FlowKind::Ffjord => CnfConfig {
+                dim,
+                transforms: self.transforms,
+                layer: CnfLayerConfig {
+                    hidden: self.hidden.clone(),
+                    solver: self.ode_solver()?,
+                    trace: match self.flow {
+                        FlowKind::Ffjord => flow_layers::cnf::Trace::Hutchinson {
+                            probe: flow_layers::Probe::Gaussian,
+                        },
+                        _ => flow_layers::cnf::Trace::Exact,
+                    },
+                    ..CnfLayerConfig::default()
+                },
+            }
+            .spec()?,
         };
         // MAF and IAF as zuko: every MADE layer at PyTorch's initialisation (their base is
         // zuko's fixed standard normal); the others as normflows, last layers at zero.
@@ -675,6 +776,8 @@ impl ModelArgs {
             FlowKind::Planar => "planar",
             FlowKind::Radial => "radial",
             FlowKind::Residual => "residual",
+            FlowKind::Cnf => "cnf",
+            FlowKind::Ffjord => "ffjord",
         }
     }
 }

@@ -845,6 +845,58 @@ fn planar_radial_and_residual_train_and_their_checkpoints_evaluate() {
 }
 
 #[test]
+fn continuous_flows_train_sample_and_evaluate() {
+    let dir = tempfile::tempdir().unwrap();
+    for flow in ["cnf", "ffjord"] {
+        let out = dir.path().join(flow);
+        let run = train_with(
+            &[
+                "--flow",
+                flow,
+                "--hidden",
+                "8",
+                "--solver",
+                "rk4",
+                "--steps",
+                "4",
+                "--iters",
+                "10",
+                "--batch",
+                "64",
+                "--test-samples",
+                "300",
+                "--validation-samples",
+                "100",
+                "--snapshots",
+                "0",
+            ],
+            &out,
+        );
+        assert!(
+            run.ok().contains(&format!("training {flow} (")),
+            "{}",
+            run.describe()
+        );
+        assert!(test_nll_of(&run).is_finite());
+        let ckpt = out.join("checkpoint.safetensors");
+        let drawn = dir.path().join(format!("{flow}.csv"));
+        flows([
+            OsStr::new("sample"),
+            OsStr::new("--checkpoint"),
+            ckpt.as_os_str(),
+            OsStr::new("-n"),
+            OsStr::new("30"),
+            OsStr::new("--out"),
+            drawn.as_os_str(),
+        ])
+        .ok();
+        let lp = parse_values(&log_prob(&ckpt, &drawn));
+        assert_eq!(lp.len(), 30);
+        assert!(lp.iter().all(|v| v.is_finite()), "{flow}: {lp:?}");
+    }
+}
+
+#[test]
 fn glow_planar_radial_and_residual_checkpoints_resume_to_the_uninterrupted_run() {
     let dir = tempfile::tempdir().unwrap();
     // (A residual flow's checkpoint also holds its power-iteration vectors and draw counter.)
