@@ -28,6 +28,10 @@ pub struct CnfLayerConfig {
     /// Evaluation (parameters frozen) uses the exact trace up to this many features.
     #[serde(default = "default_exact_up_to")]
     pub exact_up_to: usize,
+    /// Gradients by the adjoint method ([`crate::ode::integrate_adjoint`]: memory
+    /// independent of the number of steps) instead of through the solver's operations.
+    #[serde(default)]
+    pub adjoint: bool,
 }
 
 /// The trace of the field's Jacobian. Serialised as `{"kind": "exact"}` or
@@ -69,6 +73,7 @@ impl Default for CnfLayerConfig {
             solver: default_solver(),
             trace: Trace::Exact,
             exact_up_to: default_exact_up_to(),
+            adjoint: false,
         }
     }
 }
@@ -148,6 +153,20 @@ impl Cnf {
         &self.config
     }
 
+    /// The layers' weights and biases bound on `tape`, in order.
+    fn weights<B: Backend>(
+        &self,
+        params: &ParamStore<B>,
+        tape: &flow_core::Tape<B>,
+    ) -> Result<Vec<Var<B>>> {
+        let mut out = Vec::with_capacity(2 * self.layers.len());
+        for &(w, b) in &self.layers {
+            out.push(tape.param(params, w)?);
+            out.push(tape.param(params, b)?);
+        }
+        Ok(out)
+    }
+
     /// The vector field at `(z, t)` given the context, on `z`'s tape.
     pub fn field<B: Backend>(
         &self,
@@ -156,71 +175,15 @@ impl Cnf {
         t: f64,
         context: Option<&Var<B>>,
     ) -> Result<Var<B>> {
-        let tape = z.tape();
-        let rows = z.shape().rows;
-        let time = tape.constant(Tensor::from_f64s(
-            tape.backend(),
-            (rows, 1),
-            &vec![t; rows],
-        )?);
-        let zt = Var::concat_cols(&[z, &time])?;
-        let mut h = with_context("Cnf", &zt, context, self.context)?;
-        for (k, &(w, b)) in self.layers.iter().enumerate() {
-            let (w, b) = (tape.param(params, w)?, tape.param(params, b)?);
-            h = h.linear(&w, &b)?;
-            if k + 1 < self.layers.len() {
-                h = h.tanh()?;
-            }
-        }
-        Ok(h)
+        self.net()
+            .field(&self.weights(params, z.tape())?, z, t, context)
     }
 
-    /// `[dz/dt, tr(df/dz)]` at `t` for the state `[z, log-det]`.
-    fn augmented<B: Backend>(
-        &self,
-        params: &ParamStore<B>,
-        t: f64,
-        state: &[Var<B>],
-        context: Option<&Var<B>>,
-        probe: Option<&Tensor<B>>,
-    ) -> Result<Vec<Var<B>>> {
-        let z = &state[0];
-        let tape = z.tape();
-        // The trace differentiates in z: on a differentiable copy when z is not.
-        let zi = if z.requires_grad() {
-            z.clone()
-        } else {
-            tape.input(z.value())
-        };
-        let f = self.field(params, &zi, t, context)?;
-        let record = !tape.params_frozen() || z.requires_grad();
-        let (rows, d) = (zi.shape().rows, self.dim);
-        let mut trace: Option<Var<B>> = None;
-        if let Some(v) = probe {
-            let v = tape.constant(v.clone());
-            let vj = tape.vjp(&f, &v, &[&zi], record)?.remove(0);
-            trace = Some(vj.mul(&v)?.sum(flow_core::Axis::Cols)?);
+    fn net(&self) -> Net {
+        Net {
+            dim: self.dim,
+            context: self.context,
         }
-        for j in (0..d).filter(|_| probe.is_none()) {
-            let mut e = vec![0.0; rows * d];
-            for r in 0..rows {
-                e[r * d + j] = 1.0;
-            }
-            let e = tape.constant(Tensor::from_f64s(tape.backend(), (rows, d), &e)?);
-            let row = tape.vjp(&f, &e, &[&zi], record)?.remove(0);
-            let diag = row.slice_cols(j, 1)?;
-            trace = Some(match trace {
-                None => diag,
-                Some(acc) => acc.add(&diag)?,
-            });
-        }
-        let trace = trace.ok_or_else(|| Error::Config("a CNF of 0 features".into()))?;
-        if !record {
-            // Nothing downstream differentiates (parameters frozen, a constant state): hand
-            // on constants, so that the solve records no gradient work.
-            return Ok(vec![tape.constant(f.value()), tape.constant(trace.value())]);
-        }
-        Ok(vec![f, trace])
     }
 
     /// The trace estimator a call on `v`'s tape uses: exact in evaluation up to
@@ -259,13 +222,121 @@ impl Cnf {
     ) -> Result<(Var<B>, Var<B>)> {
         let start = [v.clone(), crate::flow::zero_log_det(v)?];
         let probe = self.probe(params, v)?;
-        let field = |t: f64, s: &[Var<B>]| self.augmented(params, t, s, context, probe.as_ref());
-        let (end, _) = integrate(&field, &start, t0, t1, &self.config.solver)?;
+        let net = self.net();
+        let weights = self.weights(params, v.tape())?;
+        let (end, _) = if self.config.adjoint && !v.tape().params_frozen() {
+            // The parameters, and the context when given, are the adjoint's inputs.
+            let mut inputs = weights;
+            let has_context = context.is_some();
+            if let Some(c) = context {
+                inputs.push(c.clone());
+            }
+            let field: std::sync::Arc<crate::ode::ParamField<B>> =
+                std::sync::Arc::new(move |t: f64, s: &[Var<B>], p: &[Var<B>]| {
+                    let (w, c) = if has_context {
+                        (&p[..p.len() - 1], p.last())
+                    } else {
+                        (p, None)
+                    };
+                    net.augmented(w, t, s, c, probe.as_ref())
+                });
+            crate::ode::integrate_adjoint(field, &start, &inputs, (t0, t1), &self.config.solver)?
+        } else {
+            let field =
+                |t: f64, s: &[Var<B>]| net.augmented(&weights, t, s, context, probe.as_ref());
+            integrate(&field, &start, t0, t1, &self.config.solver)?
+        };
         let mut end = end.into_iter();
         match (end.next(), end.next()) {
             (Some(y), Some(log_det)) => Ok((y, log_det)),
             _ => Err(Error::Config("the CNF's solve lost its state".into())),
         }
+    }
+}
+
+/// The shape of a CNF's vector field, its weights passed in (so that the adjoint method can
+/// hold it without the layer).
+#[derive(Clone, Copy, Debug)]
+struct Net {
+    dim: usize,
+    context: usize,
+}
+
+impl Net {
+    /// The MLP (tanh) on `[z, t, c]` with `weights` `[w0, b0, w1, b1, ...]`.
+    fn field<B: Backend>(
+        &self,
+        weights: &[Var<B>],
+        z: &Var<B>,
+        t: f64,
+        context: Option<&Var<B>>,
+    ) -> Result<Var<B>> {
+        let tape = z.tape();
+        let rows = z.shape().rows;
+        let time = tape.constant(Tensor::from_f64s(
+            tape.backend(),
+            (rows, 1),
+            &vec![t; rows],
+        )?);
+        let zt = Var::concat_cols(&[z, &time])?;
+        let mut h = with_context("Cnf", &zt, context, self.context)?;
+        let layers = weights.len() / 2;
+        for (k, wb) in weights.chunks_exact(2).enumerate() {
+            h = h.linear(&wb[0], &wb[1])?;
+            if k + 1 < layers {
+                h = h.tanh()?;
+            }
+        }
+        Ok(h)
+    }
+
+    /// `[dz/dt, tr(df/dz)]` at `t` for the state `[z, log-det]`: the exact trace, or
+    /// Hutchinson's with `probe`.
+    fn augmented<B: Backend>(
+        &self,
+        weights: &[Var<B>],
+        t: f64,
+        state: &[Var<B>],
+        context: Option<&Var<B>>,
+        probe: Option<&Tensor<B>>,
+    ) -> Result<Vec<Var<B>>> {
+        let z = &state[0];
+        let tape = z.tape();
+        // The trace differentiates in z: on a differentiable copy when z is not.
+        let zi = if z.requires_grad() {
+            z.clone()
+        } else {
+            tape.input(z.value())
+        };
+        let f = self.field(weights, &zi, t, context)?;
+        let record = !tape.params_frozen() || z.requires_grad();
+        let (rows, d) = (zi.shape().rows, self.dim);
+        let mut trace: Option<Var<B>> = None;
+        if let Some(v) = probe {
+            let v = tape.constant(v.clone());
+            let vj = tape.vjp(&f, &v, &[&zi], record)?.remove(0);
+            trace = Some(vj.mul(&v)?.sum(flow_core::Axis::Cols)?);
+        }
+        for j in (0..d).filter(|_| probe.is_none()) {
+            let mut e = vec![0.0; rows * d];
+            for r in 0..rows {
+                e[r * d + j] = 1.0;
+            }
+            let e = tape.constant(Tensor::from_f64s(tape.backend(), (rows, d), &e)?);
+            let row = tape.vjp(&f, &e, &[&zi], record)?.remove(0);
+            let diag = row.slice_cols(j, 1)?;
+            trace = Some(match trace {
+                None => diag,
+                Some(acc) => acc.add(&diag)?,
+            });
+        }
+        let trace = trace.ok_or_else(|| Error::Config("a CNF of 0 features".into()))?;
+        if !record {
+            // Nothing downstream differentiates (parameters frozen, a constant state): hand
+            // on constants, so that the solve records no gradient work.
+            return Ok(vec![tape.constant(f.value()), tape.constant(trace.value())]);
+        }
+        Ok(vec![f, trace])
     }
 }
 

@@ -122,3 +122,69 @@ fn hutchinson_log_dets_are_unbiased_and_evaluation_is_exact() {
         }
     }
 }
+
+#[test]
+fn adjoint_gradients_equal_gradients_through_the_solver() {
+    let cpu = Cpu::<f64>::new();
+    let build = |adjoint: bool, trace: Trace| {
+        let config = CnfLayerConfig {
+            hidden: vec![8, 8],
+            solver: Solver::Dopri5 {
+                rtol: 1e-10,
+                atol: 1e-10,
+                max_steps: 100_000,
+            },
+            trace,
+            adjoint,
+            ..Default::default()
+        };
+        let mut params = ParamStore::new();
+        let layer = Cnf::new(
+            &mut BuildContext::new(&cpu, &mut params, "cnf", 2, &mut rng(5))
+                .with_context(1)
+                .with_init(Init::Random),
+            config,
+        )
+        .unwrap();
+        (layer, params)
+    };
+    let x = Tensor::randn(&cpu, (5, 2), &mut rng(6)).unwrap();
+    let c = Tensor::randn(&cpu, (5, 1), &mut rng(7)).unwrap();
+    let gradients = |(layer, params): &(Cnf, ParamStore<Cpu<f64>>)| {
+        let tape = Tape::new(&cpu);
+        let xv = tape.input(x.clone());
+        let cv = tape.input(c.clone());
+        let (z, ld) = layer.inverse(params, &xv, Some(&cv)).unwrap();
+        let loss = z
+            .square()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .add(&ld.sum_all().unwrap())
+            .unwrap();
+        let grads = tape.backward(&loss).unwrap();
+        let mut all = loss.value().to_f64s().unwrap();
+        all.extend(grads.get(&xv).unwrap().to_f64s().unwrap());
+        all.extend(grads.get(&cv).unwrap().to_f64s().unwrap());
+        for id in params.trainable_ids() {
+            all.extend(grads.param(id).unwrap().to_f64s().unwrap());
+        }
+        all
+    };
+    for trace in [
+        Trace::Exact,
+        Trace::Hutchinson {
+            probe: Probe::Rademacher,
+        },
+    ] {
+        let through = gradients(&build(false, trace));
+        let adjoint = gradients(&build(true, trace));
+        assert_eq!(through.len(), adjoint.len());
+        for (k, (a, b)) in adjoint.iter().zip(&through).enumerate() {
+            assert!(
+                (a - b).abs() < 1e-6 * (1.0 + b.abs()),
+                "{trace:?} entry {k}: adjoint {a} against {b}"
+            );
+        }
+    }
+}

@@ -359,6 +359,11 @@ pub struct ModelArgs {
     #[arg(long, default_value_t = 20)]
     #[serde(default = "default_ode_steps")]
     pub steps: usize,
+    /// Continuous flows: gradients by the adjoint method (memory independent of the
+    /// number of steps) instead of through the solver's operations.
+    #[arg(long)]
+    #[serde(default)]
+    pub adjoint: bool,
 }
 
 fn default_solver() -> SolverArg {
@@ -692,6 +697,7 @@ impl ModelArgs {
                         },
                         _ => flow_layers::cnf::Trace::Exact,
                     },
+                    adjoint: self.adjoint,
                     ..CnfLayerConfig::default()
                 },
             }
