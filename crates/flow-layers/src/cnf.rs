@@ -318,11 +318,7 @@ impl Net {
             trace = Some(vj.mul(&v)?.sum(flow_core::Axis::Cols)?);
         }
         for j in (0..d).filter(|_| probe.is_none()) {
-            let mut e = vec![0.0; rows * d];
-            for r in 0..rows {
-                e[r * d + j] = 1.0;
-            }
-            let e = tape.constant(Tensor::from_f64s(tape.backend(), (rows, d), &e)?);
+            let e = crate::logdet::unit_cotangent(tape, (rows, d).into(), j)?;
             let row = tape.vjp(&f, &e, &[&zi], record)?.remove(0);
             let diag = row.slice_cols(j, 1)?;
             trace = Some(match trace {

@@ -357,6 +357,21 @@ fn neumann_series_by_products<B: Backend>(
     Ok(surrogate.sub(&surrogate.detach())?.add(&value)?)
 }
 
+/// The cotangent that picks output feature `j` of every row (`shape`, ones in column `j`):
+/// its vector-Jacobian product is row `j` of each sample's Jacobian.
+pub(crate) fn unit_cotangent<B: Backend>(
+    tape: &flow_core::Tape<B>,
+    shape: flow_core::Shape,
+    j: usize,
+) -> Result<Var<B>> {
+    let (rows, d) = (shape.rows, shape.cols);
+    let mut e = vec![0.0; rows * d];
+    for r in 0..rows {
+        e[r * d + j] = 1.0;
+    }
+    Ok(tape.constant(Tensor::from_f64s(tape.backend(), shape, &e)?))
+}
+
 /// Every sample's Jacobian of `gx` in `x`, row-major per sample (`rows x d x d`, entry
 /// `(j, i)` is `dg_j / dx_i`), from `d` unrecorded vector-Jacobian products.
 fn jacobian_rows<B: Backend>(x: &Var<B>, gx: &Var<B>) -> Result<Vec<f64>> {
@@ -365,11 +380,7 @@ fn jacobian_rows<B: Backend>(x: &Var<B>, gx: &Var<B>) -> Result<Vec<f64>> {
     let (rows, d) = (shape.rows, shape.cols);
     let mut jac = vec![0.0; rows * d * d];
     for j in 0..d {
-        let mut e = vec![0.0; rows * d];
-        for r in 0..rows {
-            e[r * d + j] = 1.0;
-        }
-        let e = tape.constant(Tensor::from_f64s(tape.backend(), shape, &e)?);
+        let e = unit_cotangent(tape, shape, j)?;
         let row = vjp(x, gx, &e, false)?.value().to_f64s()?;
         for r in 0..rows {
             jac[(r * d + j) * d..(r * d + j + 1) * d].copy_from_slice(&row[r * d..(r + 1) * d]);
@@ -418,15 +429,11 @@ fn series_on_host(
 fn exact<B: Backend>(x: &Var<B>, gx: &Var<B>, differentiable: bool) -> Result<Var<B>> {
     let tape = x.tape();
     let shape = x.shape();
-    let (rows, d) = (shape.rows, shape.cols);
+    let d = shape.cols;
     // a[j][i] = delta_ji + dg_j / dx_i, each rows x 1.
     let mut a: Vec<Vec<Var<B>>> = Vec::with_capacity(d);
     for j in 0..d {
-        let mut e = vec![0.0; rows * d];
-        for r in 0..rows {
-            e[r * d + j] = 1.0;
-        }
-        let e = tape.constant(Tensor::from_f64s(tape.backend(), shape, &e)?);
+        let e = unit_cotangent(tape, shape, j)?;
         let row = vjp(x, gx, &e, differentiable)?;
         let mut entries = Vec::with_capacity(d);
         for i in 0..d {

@@ -73,6 +73,25 @@ fn combine<B: Backend>(y: &[Var<B>], h: f64, terms: &[(f64, &[Var<B>])]) -> Resu
         .collect()
 }
 
+/// `h sum_i c_i k_i` (terms with a zero coefficient skipped; at least one is not): the
+/// error estimate of an embedded pair.
+fn weighted_sum<B: Backend>(h: f64, terms: &[(f64, &[Var<B>])]) -> Result<Vec<Var<B>>> {
+    let parts = terms.first().map_or(0, |(_, k)| k.len());
+    (0..parts)
+        .map(|j| {
+            let mut acc: Option<Var<B>> = None;
+            for &(c, k) in terms.iter().filter(|(c, _)| *c != 0.0) {
+                let term = k[j].mul_scalar(h * c)?;
+                acc = Some(match acc {
+                    None => term,
+                    Some(a) => a.add(&term)?,
+                });
+            }
+            acc.ok_or_else(|| Error::Config("a weighted sum of no terms".into()))
+        })
+        .collect()
+}
+
 /// Checks that `f` returned one variable of each state's shape.
 fn checked<B: Backend>(y: &[Var<B>], k: Vec<Var<B>>) -> Result<Vec<Var<B>>> {
     if k.len() != y.len() || k.iter().zip(y).any(|(a, b)| a.shape() != b.shape()) {
@@ -563,14 +582,7 @@ fn dopri5<B: Backend>(
         }
         let err_terms: Vec<(f64, &[Var<B>])> =
             E.iter().zip(&ks).map(|(&e, k)| (e, k.as_slice())).collect();
-        let zero: Vec<Var<B>> = y
-            .iter()
-            .map(|v| {
-                Ok(v.tape()
-                    .constant(flow_core::Tensor::zeros(v.tape().backend(), v.shape())?))
-            })
-            .collect::<Result<_>>()?;
-        let err = values(&combine(&zero, hs, &err_terms)?)?;
+        let err = values(&weighted_sum(hs, &err_terms)?)?;
         let (old, new) = (values(&y)?, values(&y_new)?);
         let ratio_parts: Vec<Vec<f64>> = err
             .iter()

@@ -375,36 +375,58 @@ impl Residual {
     ) -> Result<Tensor<B>> {
         let backend = z.backend().clone();
         let tol = self.tolerance::<B>();
-        let scale = 1.0 + z.to_f64s()?.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        let mut x = z.clone();
-        let mut residual = f64::INFINITY;
-        for _ in 0..self.config.inverse_max_iterations {
+        let scale = 1.0 + max_abs(z)?;
+        // |x_k - x_{k+1}| is x_k's residual |x_k + g(x_k) - z|.
+        let iterate = |x: &Tensor<B>| {
             let tape = Tape::inference(&backend);
-            let xv = tape.constant(x.clone());
             let c = context.map(|c| tape.constant(c.clone()));
-            let gx = self.g(params, &xv, c.as_ref())?.value();
-            let next = z.sub(&gx)?;
-            // |x_k - x_{k+1}| is x_k's residual |x_k + g(x_k) - z|.
-            residual = next.max_abs_diff(&x)?;
-            x = next;
-            if residual <= tol * scale {
-                return Ok(x);
+            let gx = self
+                .g(params, &tape.constant(x.clone()), c.as_ref())?
+                .value();
+            Ok(z.sub(&gx)?)
+        };
+        let max_iterations = self.config.inverse_max_iterations;
+        fixed_point(z.clone(), tol * scale, max_iterations, iterate)?.map_err(|residual| {
+            Error::NotInvertible {
+                layer: "Residual",
+                reason: format!(
+                    "the fixed-point inverse reached max |x + g(x) - z| = {residual:.3e} after \
+                     {max_iterations} iterations (tolerance {tol:.1e} x (1 + max |z|) = {:.3e})",
+                    tol * scale
+                ),
             }
-            if !residual.is_finite() {
-                break;
-            }
-        }
-        Err(Error::NotInvertible {
-            layer: "Residual",
-            reason: format!(
-                "the fixed-point inverse reached max |x + g(x) - z| = {residual:.3e} after {} \
-                 iterations (tolerance {:.1e} x (1 + max |z|) = {:.3e})",
-                self.config.inverse_max_iterations,
-                tol,
-                tol * scale
-            ),
         })
     }
+}
+
+/// The largest absolute entry of `t` (0 when empty).
+fn max_abs<B: Backend>(t: &Tensor<B>) -> Result<f64> {
+    Ok(t.to_f64s()?.iter().fold(0.0f64, |m, v| m.max(v.abs())))
+}
+
+/// Banach iteration `x <- step(x)` from `start` until two iterates differ by at most
+/// `bound` (largest absolute difference): `Ok(x)`, or `Err(last difference)` after
+/// `max_iterations`, or as soon as the difference is not finite.
+fn fixed_point<B: Backend>(
+    start: Tensor<B>,
+    bound: f64,
+    max_iterations: usize,
+    mut step: impl FnMut(&Tensor<B>) -> Result<Tensor<B>>,
+) -> Result<std::result::Result<Tensor<B>, f64>> {
+    let mut x = start;
+    let mut change = f64::INFINITY;
+    for _ in 0..max_iterations {
+        let next = step(&x)?;
+        change = next.max_abs_diff(&x)?;
+        x = next;
+        if change <= bound {
+            return Ok(Ok(x));
+        }
+        if !change.is_finite() {
+            break;
+        }
+    }
+    Ok(Err(change))
 }
 
 /// The backward pass of the fixed-point inverse: zero in value, and `(I + J_g(x*))^-T` on
@@ -430,29 +452,21 @@ impl<B: Backend> ImplicitInverse<B> {
         let c = self.given.as_ref().map(|c| tape.constant(c.clone()));
         let input = with_context("Residual", &x, c.as_ref(), self.context)?;
         let gx = self.net.forward(&self.params, &input)?;
-        let scale = 1.0 + grad.to_f64s()?.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        let mut y = grad.clone();
-        let mut change = f64::INFINITY;
-        for _ in 0..self.max_iterations {
-            let jt_y = tape
-                .vjp(&gx, &tape.constant(y.clone()), &[&x], false)?
-                .remove(0);
-            let next = grad.sub(&jt_y.value())?;
-            change = next.max_abs_diff(&y)?;
-            y = next;
-            if change <= self.tolerance * scale {
-                return Ok(y);
+        let scale = 1.0 + max_abs(grad)?;
+        let iterate = |y: &Tensor<B>| {
+            let jt_y = tape.vjp(&gx, &tape.constant(y.clone()), &[&x], false)?;
+            Ok(grad.sub(&jt_y[0].value())?)
+        };
+        let bound = self.tolerance * scale;
+        fixed_point(grad.clone(), bound, self.max_iterations, iterate)?.map_err(|change| {
+            Error::NotInvertible {
+                layer: "Residual",
+                reason: format!(
+                    "the gradient of the fixed-point inverse did not converge: last change \
+                     {change:.3e} after {} iterations",
+                    self.max_iterations
+                ),
             }
-            if !change.is_finite() {
-                break;
-            }
-        }
-        Err(Error::NotInvertible {
-            layer: "Residual",
-            reason: format!(
-                "the gradient of the fixed-point inverse did not converge: last change                  {change:.3e} after {} iterations",
-                self.max_iterations
-            ),
         })
     }
 }

@@ -192,16 +192,13 @@ impl SpectralLinear {
         let mut u = params.get(self.u)?.to_f64s()?;
         let mut v = params.get(self.v)?.to_f64s()?;
         let (rows, cols) = (self.out_features, self.in_features);
-        let mut sigma = estimate(&w, rows, cols, &u, &v);
-        match rtol {
-            None => {
-                if steps > 0 {
-                    // k + 1 Lanczos steps are 2k + 1 products: k power iterations' 2k and one.
-                    sigma = lanczos(&w, rows, cols, &mut u, &mut v, steps + 1);
-                }
-            }
+        let sigma = match rtol {
+            // k + 1 Lanczos steps are 2k + 1 products: k power iterations' 2k and one.
+            None if steps > 0 => lanczos(&w, rows, cols, &mut u, &mut v, steps + 1),
+            None => estimate(&w, rows, cols, &u, &v),
             Some(rtol) => {
                 // Restarted from the best vectors until the estimate settles.
+                let mut sigma = estimate(&w, rows, cols, &u, &v);
                 for _ in 0..steps.max(1) {
                     let next = lanczos(&w, rows, cols, &mut u, &mut v, LANCZOS_RESTART);
                     let settled = (next - sigma).abs() <= rtol * next.abs();
@@ -210,8 +207,9 @@ impl SpectralLinear {
                         break;
                     }
                 }
+                sigma
             }
-        }
+        };
         let backend = params.get(self.weight)?.backend().clone();
         params.set(self.u, Tensor::from_f64s(&backend, (1, rows), &u)?)?;
         params.set(self.v, Tensor::from_f64s(&backend, (1, cols), &v)?)?;
@@ -261,47 +259,13 @@ const LANCZOS_RESTART: usize = 32;
 /// Ritz pair and returns its value, a lower bound of the spectral norm that is exact when
 /// the Krylov space is exhausted.
 fn lanczos(w: &[f64], rows: usize, cols: usize, u: &mut [f64], v: &mut [f64], steps: usize) -> f64 {
-    // The crate is built for baseline x86-64: a copy compiled for AVX-512 or AVX2 runs the
-    // products and reorthogonalisations four to eight lanes wide. Nothing is contracted
-    // into FMAs without fast-math, so every copy gives the same bits.
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has these features, checked just above.
-            return unsafe { lanczos_avx512(w, rows, cols, u, v, steps) };
-        }
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            // SAFETY: as above.
-            return unsafe { lanczos_avx2(w, rows, cols, u, v, steps) };
-        }
-    }
-    lanczos_body(w, rows, cols, u, v, steps)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn lanczos_avx512(
-    w: &[f64],
-    rows: usize,
-    cols: usize,
-    u: &mut [f64],
-    v: &mut [f64],
-    steps: usize,
-) -> f64 {
-    lanczos_body(w, rows, cols, u, v, steps)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn lanczos_avx2(
-    w: &[f64],
-    rows: usize,
-    cols: usize,
-    u: &mut [f64],
-    v: &mut [f64],
-    steps: usize,
-) -> f64 {
-    lanczos_body(w, rows, cols, u, v, steps)
+    // The crate is built for baseline x86-64: flow-core's copies compiled for AVX-512 or
+    // AVX2 run the products and reorthogonalisations four to eight lanes wide, with the
+    // same bits.
+    flow_core::backend::cpu::widest(
+        #[inline(always)]
+        || lanczos_body(w, rows, cols, u, v, steps),
+    )
 }
 
 #[inline(always)]

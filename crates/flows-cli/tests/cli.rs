@@ -48,6 +48,19 @@ fn log_prob(checkpoint: &Path, data: &Path) -> Run {
     ])
 }
 
+/// `flows sample --checkpoint CHECKPOINT -n N --out OUT`.
+fn sample_to(checkpoint: &Path, n: &str, out: &Path) -> Run {
+    flows([
+        OsStr::new("sample"),
+        OsStr::new("--checkpoint"),
+        checkpoint.as_os_str(),
+        OsStr::new("-n"),
+        OsStr::new(n),
+        OsStr::new("--out"),
+        out.as_os_str(),
+    ])
+}
+
 /// Parses `log-prob` output: one finite number per line, nothing else.
 fn parse_values(run: &Run) -> Vec<f64> {
     run.ok()
@@ -662,16 +675,7 @@ fn train_sample_and_eval_maf_and_iaf() {
         );
         let ckpt = out.join("checkpoint.safetensors");
         let drawn = dir.path().join(format!("{flow}.csv"));
-        flows([
-            OsStr::new("sample"),
-            OsStr::new("--checkpoint"),
-            ckpt.as_os_str(),
-            OsStr::new("-n"),
-            OsStr::new("50"),
-            OsStr::new("--out"),
-            drawn.as_os_str(),
-        ])
-        .ok();
+        sample_to(&ckpt, "50", &drawn).ok();
         // The model's own samples have a finite density under it, read back from the file.
         let eval = flows([
             OsStr::new("eval"),
@@ -809,16 +813,7 @@ fn planar_radial_and_residual_train_and_their_checkpoints_evaluate() {
         assert!(test_nll_of(&run).is_finite());
         let ckpt = out.join("checkpoint.safetensors");
         let drawn = dir.path().join(format!("{flow}.csv"));
-        flows([
-            OsStr::new("sample"),
-            OsStr::new("--checkpoint"),
-            ckpt.as_os_str(),
-            OsStr::new("-n"),
-            OsStr::new("40"),
-            OsStr::new("--out"),
-            drawn.as_os_str(),
-        ])
-        .ok();
+        sample_to(&ckpt, "40", &drawn).ok();
         // The density of the model's own samples, through the numerical inverse: finite, one
         // per row, and eval's mean is their mean.
         let lp = parse_values(&log_prob(&ckpt, &drawn));
@@ -880,16 +875,7 @@ fn continuous_flows_train_sample_and_evaluate() {
         assert!(test_nll_of(&run).is_finite());
         let ckpt = out.join("checkpoint.safetensors");
         let drawn = dir.path().join(format!("{flow}.csv"));
-        flows([
-            OsStr::new("sample"),
-            OsStr::new("--checkpoint"),
-            ckpt.as_os_str(),
-            OsStr::new("-n"),
-            OsStr::new("30"),
-            OsStr::new("--out"),
-            drawn.as_os_str(),
-        ])
-        .ok();
+        sample_to(&ckpt, "30", &drawn).ok();
         let lp = parse_values(&log_prob(&ckpt, &drawn));
         assert_eq!(lp.len(), 30);
         assert!(lp.iter().all(|v| v.is_finite()), "{flow}: {lp:?}");

@@ -45,6 +45,7 @@ pub(crate) fn shape_of<E>(a: &Array2<E>) -> Shape {
 }
 
 pub use kernels::CpuKernels;
+pub use simd::widest;
 
 pub(crate) fn from_shape_vec<E>(shape: Shape, data: Vec<E>) -> Array2<E> {
     Array2::from_shape_vec((shape.rows, shape.cols), data).expect("length equals rows * cols")

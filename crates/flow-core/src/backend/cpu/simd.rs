@@ -21,9 +21,20 @@ pub(crate) fn has_avx512() -> bool {
 /// Runs `kernel` compiled for the widest vectors the CPU has (AVX-512, AVX2 or the
 /// baseline). The kernel must be an `#[inline(always)]` closure over `#[inline(always)]`
 /// code, so that it is compiled into each of the copies below. Without fast-math nothing is
-/// contracted into FMAs, so every copy gives bit-identical results.
+/// contracted into FMAs, so every copy gives bit-identical results. Public for host-side
+/// kernels of other crates (flow-layers' spectral-norm iterations), which are built for
+/// the baseline too.
+///
+/// ```
+/// let xs = vec![1.0f64; 1000];
+/// let total = flow_core::backend::cpu::widest(
+///     #[inline(always)]
+///     || xs.iter().sum::<f64>(),
+/// );
+/// assert_eq!(total, 1000.0);
+/// ```
 #[inline(always)]
-pub(crate) fn widest<R>(kernel: impl FnOnce() -> R) -> R {
+pub fn widest<R>(kernel: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     {
         if has_avx512() {
