@@ -16,9 +16,15 @@ use serde::{Deserialize, Serialize};
 /// One CNF layer's configuration (stored as `"cnf"`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CnfLayerConfig {
-    /// Hidden widths of the vector field's MLP (tanh), whose input is `[z, t, context]`.
+    /// Hidden widths of the vector field's MLP, whose input is `[z, time, context]`.
     #[serde(default = "default_hidden")]
     pub hidden: Vec<usize>,
+    /// The nonlinearity between the MLP's layers (FFJORD: tanh; zuko: ELU; torchcfm: SELU).
+    #[serde(default)]
+    pub activation: FieldActivation,
+    /// How time enters the MLP (`t` itself, or zuko's Fourier features).
+    #[serde(default)]
+    pub time: TimeInput,
     /// The solver (zuko's default: Dormand-Prince with rtol 1e-5, atol 1e-6).
     #[serde(default = "default_solver")]
     pub solver: Solver,
@@ -50,6 +56,74 @@ pub enum Trace {
     },
 }
 
+/// The nonlinearity of a CNF's vector field.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldActivation {
+    /// FFJORD's choice.
+    #[default]
+    Tanh,
+    /// `x` above zero, `exp(x) - 1` below (zuko's CNF).
+    Elu,
+    /// PyTorch's SELU, `scale * elu(x, alpha)` (torchcfm's MLP).
+    Selu,
+}
+
+/// PyTorch's SELU constants.
+pub const SELU_SCALE: f64 = 1.050_700_987_355_480_5;
+pub const SELU_ALPHA: f64 = 1.673_263_242_354_377_3;
+
+impl FieldActivation {
+    fn apply<B: Backend>(self, h: &Var<B>) -> flow_core::Result<Var<B>> {
+        match self {
+            FieldActivation::Tanh => h.tanh(),
+            FieldActivation::Elu => h.elu(1.0),
+            FieldActivation::Selu => h.elu(SELU_ALPHA)?.mul_scalar(SELU_SCALE),
+        }
+    }
+}
+
+/// How time enters a CNF's vector field. Serialised as `{"kind": "linear"}` or
+/// `{"kind": "fourier", "frequencies": 3}`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TimeInput {
+    /// One column holding `t` (FFJORD, torchcfm).
+    #[default]
+    Linear,
+    /// `cos(k pi t)` for `k = 1..=frequencies`, then `sin(k pi t)` likewise (zuko's CNF).
+    Fourier { frequencies: usize },
+}
+
+impl TimeInput {
+    /// The number of input columns time takes.
+    pub fn width(self) -> usize {
+        match self {
+            TimeInput::Linear => 1,
+            TimeInput::Fourier { frequencies } => 2 * frequencies,
+        }
+    }
+
+    /// The time columns of `rows` rows, row-major: `times` holds one time per row, or one
+    /// for all.
+    fn features(self, times: &[f64], rows: usize) -> Vec<f64> {
+        let width = self.width();
+        let mut out = Vec::with_capacity(rows * width);
+        for r in 0..rows {
+            let t = if times.len() == 1 { times[0] } else { times[r] };
+            match self {
+                TimeInput::Linear => out.push(t),
+                TimeInput::Fourier { frequencies } => {
+                    let angle = |k: usize| (k + 1) as f64 * std::f64::consts::PI * t;
+                    out.extend((0..frequencies).map(|k| angle(k).cos()));
+                    out.extend((0..frequencies).map(|k| angle(k).sin()));
+                }
+            }
+        }
+        out
+    }
+}
+
 fn default_exact_up_to() -> usize {
     16
 }
@@ -70,6 +144,8 @@ impl Default for CnfLayerConfig {
     fn default() -> Self {
         CnfLayerConfig {
             hidden: default_hidden(),
+            activation: FieldActivation::default(),
+            time: TimeInput::default(),
             solver: default_solver(),
             trace: Trace::Exact,
             exact_up_to: default_exact_up_to(),
@@ -79,7 +155,7 @@ impl Default for CnfLayerConfig {
 }
 
 /// A continuous normalizing flow: `x = z(1)` for `dz/dt = f(z, t, c)` from `z(0) = z`, with
-/// `f` an MLP with tanh activations on `[z, t, c]`, and
+/// `f` an MLP on `[z, time, c]` ([`FieldActivation`], [`TimeInput`]), and
 /// `log|det dx/dz| = integral_0^1 tr(df/dz) dt` integrated beside the state with the exact
 /// trace. `inverse` integrates from `t = 1` back to `t = 0`. Parameters
 /// `{prefix}.net.{2k}.weight` / `.bias` as PyTorch's `nn.Linear` (the last layer at zero
@@ -117,16 +193,18 @@ pub struct Cnf {
 impl Cnf {
     pub fn new<B: Backend>(cx: &mut BuildContext<'_, B>, config: CnfLayerConfig) -> Result<Self> {
         let (dim, context) = (cx.dim, cx.context);
-        if dim == 0 || config.hidden.contains(&0) {
+        if dim == 0 || config.hidden.contains(&0) || config.time.width() == 0 {
             return Err(Error::Config(format!(
-                "a CNF needs at least 1 feature and positive hidden widths, got {dim} and {:?}",
-                config.hidden
+                "a CNF needs at least 1 feature, positive hidden widths and a time input of \
+                 at least one column, got {dim}, {:?} and {:?}",
+                config.hidden, config.time
             )));
         }
-        let mut sizes = vec![dim + 1 + context];
+        let mut sizes = vec![dim + config.time.width() + context];
         sizes.extend(&config.hidden);
         sizes.push(dim);
-        let prefix = cx.name("net");
+        // `{prefix}.net.{2k}.*`, as torchcfm's `MLP.net` and zuko's `ode` Sequential.
+        let prefix = cx.prefix.clone();
         let zero_last = cx.init_zeros();
         let mut layers = Vec::new();
         for (k, w) in sizes.windows(2).enumerate() {
@@ -167,22 +245,25 @@ impl Cnf {
         Ok(out)
     }
 
-    /// The vector field at `(z, t)` given the context, on `z`'s tape.
+    /// The vector field at `(z, t)` given the context, on `z`'s tape: `times` holds one
+    /// time per row of `z`, or one for all rows.
     pub fn field<B: Backend>(
         &self,
         params: &ParamStore<B>,
         z: &Var<B>,
-        t: f64,
+        times: &[f64],
         context: Option<&Var<B>>,
     ) -> Result<Var<B>> {
         self.net()
-            .field(&self.weights(params, z.tape())?, z, t, context)
+            .field(&self.weights(params, z.tape())?, z, times, context)
     }
 
     fn net(&self) -> Net {
         Net {
             dim: self.dim,
             context: self.context,
+            activation: self.config.activation,
+            time: self.config.time,
         }
     }
 
@@ -260,23 +341,32 @@ impl Cnf {
 struct Net {
     dim: usize,
     context: usize,
+    activation: FieldActivation,
+    time: TimeInput,
 }
 
 impl Net {
-    /// The MLP (tanh) on `[z, t, c]` with `weights` `[w0, b0, w1, b1, ...]`.
+    /// The MLP on `[z, time, c]` with `weights` `[w0, b0, w1, b1, ...]`, at one time per
+    /// row or one for all.
     fn field<B: Backend>(
         &self,
         weights: &[Var<B>],
         z: &Var<B>,
-        t: f64,
+        times: &[f64],
         context: Option<&Var<B>>,
     ) -> Result<Var<B>> {
         let tape = z.tape();
         let rows = z.shape().rows;
+        if times.len() != 1 && times.len() != rows {
+            return Err(Error::Config(format!(
+                "a CNF's field at {rows} rows needs 1 time or {rows}, got {}",
+                times.len()
+            )));
+        }
         let time = tape.constant(Tensor::from_f64s(
             tape.backend(),
-            (rows, 1),
-            &vec![t; rows],
+            (rows, self.time.width()),
+            &self.time.features(times, rows),
         )?);
         let zt = Var::concat_cols(&[z, &time])?;
         let mut h = with_context("Cnf", &zt, context, self.context)?;
@@ -284,7 +374,7 @@ impl Net {
         for (k, wb) in weights.chunks_exact(2).enumerate() {
             h = h.linear(&wb[0], &wb[1])?;
             if k + 1 < layers {
-                h = h.tanh()?;
+                h = self.activation.apply(&h)?;
             }
         }
         Ok(h)
@@ -308,7 +398,7 @@ impl Net {
         } else {
             tape.input(z.value())
         };
-        let f = self.field(weights, &zi, t, context)?;
+        let f = self.field(weights, &zi, &[t], context)?;
         let record = !tape.params_frozen() || z.requires_grad();
         let (rows, d) = (zi.shape().rows, self.dim);
         let mut trace: Option<Var<B>> = None;
@@ -374,6 +464,17 @@ impl<B: Backend> Flow<B> for Cnf {
         self.draws.commit(params)
     }
 
+    fn velocity(
+        &self,
+        params: &ParamStore<B>,
+        x: &Var<B>,
+        times: &[f64],
+        context: Option<&Var<B>>,
+    ) -> Result<Option<Var<B>>> {
+        check_width("Cnf velocity", self.dim, x)?;
+        self.field(params, x, times, context).map(Some)
+    }
+
     fn evaluation_log_det(&self) -> LogDetKind {
         match self.config.trace {
             Trace::Hutchinson { probe } if self.dim > self.config.exact_up_to => {
@@ -398,10 +499,10 @@ impl LayerKind for Cnf {
         Ok(Box::new(Self::new(cx, config.clone())?))
     }
 
-    /// The MLP's weights and biases, `[dim + 1 + context, hidden..., dim]`, and the 3 draw
-    /// counters.
+    /// The MLP's weights and biases, `[dim + time columns + context, hidden..., dim]`, and
+    /// the 3 draw counters.
     fn num_scalars(config: &Self::Config, dim: usize, context: usize) -> Option<usize> {
-        let mut sizes = vec![dim.checked_add(1)?.checked_add(context)?];
+        let mut sizes = vec![dim.checked_add(config.time.width())?.checked_add(context)?];
         sizes.extend(&config.hidden);
         sizes.push(dim);
         sizes.windows(2).try_fold(3usize, |acc, w| {

@@ -55,6 +55,21 @@ pub trait Flow<B: Backend>: std::fmt::Debug + Send + Sync {
         Ok(())
     }
 
+    /// The vector field `dx/dt` of a continuous layer at `x` and `times` (one per row of
+    /// `x`, or one for all; `t = 0` is the latent side, `t = 1` the data side), on `x`'s
+    /// tape: what flow matching regresses. `None`, the default, for a layer that is not
+    /// continuous.
+    fn velocity(
+        &self,
+        params: &ParamStore<B>,
+        x: &Var<B>,
+        times: &[f64],
+        context: Option<&Var<B>>,
+    ) -> Result<Option<Var<B>>> {
+        let _ = (params, x, times, context);
+        Ok(None)
+    }
+
     /// How the layer computes its log-determinant when the parameters are frozen (an
     /// evaluation on a [`flow_core::Tape::inference`] tape, as `log_prob` of tensors runs):
     /// [`LogDetKind::Exact`] for every closed-form layer; a residual layer above its exact

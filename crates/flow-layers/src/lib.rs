@@ -50,6 +50,7 @@
 //! ```
 
 pub mod actnorm;
+pub mod assignment;
 pub mod autoregressive;
 mod builtin;
 pub mod cnf;
@@ -58,6 +59,7 @@ pub mod distribution;
 pub mod draws;
 pub mod error;
 pub mod flow;
+pub mod flow_matching;
 pub mod lipschitz_mlp;
 pub mod logdet;
 pub mod lu_linear;
@@ -81,7 +83,7 @@ pub use autoregressive::{
     AutoregressiveConfig, MaskedAffineAutoregressive, MaskedAutoregressive,
     MaskedSplineAutoregressive, SplineAutoregressiveConfig, Transformer,
 };
-pub use cnf::{Cnf, CnfConfig, CnfLayerConfig};
+pub use cnf::{Cnf, CnfConfig, CnfLayerConfig, FieldActivation, TimeInput};
 pub use coupling::{
     AffineCouplingBlock, AffineCouplingConfig, Coupling, CouplingTransformer, ScaleMap,
     SplineCoupling, SplineCouplingConfig,
@@ -89,6 +91,7 @@ pub use coupling::{
 pub use distribution::{Base, DiagGaussian, GaussianMixture, StandardNormal, Target, Uniform};
 pub use error::{Error, Result};
 pub use flow::{check_width, with_context, zero_log_det, Flow, LogDetKind};
+pub use flow_matching::{FlowMatching, Pairing};
 pub use lipschitz_mlp::LipschitzMlp;
 pub use logdet::{LogDetEstimator, Probe, TermDistribution};
 pub use lu_linear::{InvertibleLinearLu, InvertibleLinearLuConfig};

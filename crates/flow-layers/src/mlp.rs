@@ -95,12 +95,12 @@ pub(crate) fn add_linear<B: Backend>(
             Tensor::rand_uniform(backend, (1, fan_out), -bound, bound, rng)?,
         )
     };
-    let w = cx
-        .params
-        .add(format!("{prefix}.net.{}.weight", 2 * k), weight)?;
-    let b = cx
-        .params
-        .add(format!("{prefix}.net.{}.bias", 2 * k), bias)?;
+    let net = match prefix {
+        "" => "net".to_string(),
+        _ => format!("{prefix}.net"),
+    };
+    let w = cx.params.add(format!("{net}.{}.weight", 2 * k), weight)?;
+    let b = cx.params.add(format!("{net}.{}.bias", 2 * k), bias)?;
     Ok((w, b))
 }
 

@@ -429,6 +429,31 @@ impl<B: Backend> NormalizingFlow<B> {
         Ok(())
     }
 
+    /// The vector field of a model of one continuous layer ([`Flow::velocity`]) at `x` and
+    /// `times` (one per row or one for all; `t = 0` the base side, `t = 1` the data side),
+    /// on `x`'s tape: what flow matching regresses. An error for any other model.
+    pub fn velocity(&self, x: &Var<B>, times: &[f64], context: Option<&Var<B>>) -> Result<Var<B>> {
+        self.check_width("velocity", x)?;
+        self.check_context(context, x.shape().rows)?;
+        let not_continuous = || {
+            Error::Config(format!(
+                "a vector field needs a model of one continuous layer (a CNF), this one has \
+                 layers {:?}",
+                self.spec
+                    .layers
+                    .iter()
+                    .map(|l| l.kind())
+                    .collect::<Vec<_>>()
+            ))
+        };
+        match self.flows.as_slice() {
+            [flow] => flow
+                .velocity(&self.params, x, times, context)?
+                .ok_or_else(not_continuous),
+            _ => Err(not_continuous()),
+        }
+    }
+
     /// The log-determinant estimators of the layers that do not compute theirs exactly in
     /// evaluation ([`Flow::evaluation_log_det`]), one description each, in layer order;
     /// empty when every log-density the model evaluates is exact.

@@ -5,7 +5,7 @@
 
 use flow_core::{rng, Cpu};
 use flow_core::{ParamStore, Tape, Tensor};
-use flow_layers::cnf::Trace;
+use flow_layers::cnf::{FieldActivation, TimeInput, Trace, SELU_ALPHA, SELU_SCALE};
 use flow_layers::ode::Solver;
 use flow_layers::testing::{cases, check_layer_kind, check_layer_kind_params, Tolerances};
 use flow_layers::{
@@ -33,6 +33,21 @@ proptest! {
     fn cnf_layers_invert_with_exact_log_dets(case in cases(1..=3, 1..=3, 0..=1)) {
         let tol = Tolerances { round_trip: 1e-8, log_det: 1e-8, jacobian: 1e-7, ..Default::default() };
         check_layer_kind::<Cnf>(&tight(), &case, &tol)?;
+    }
+
+    /// zuko's field: ELU on Fourier features of time. ELU's second derivative jumps at 0,
+    /// so the adaptive solver's error (about rtol) no longer varies smoothly with the start
+    /// point and central differences of the solved map measure it (1e-11 / 1e-6): the
+    /// log-dets are held to the autodiff Jacobians only.
+    #[test]
+    fn elu_fields_on_fourier_time_invert_with_exact_log_dets(case in cases(1..=3, 1..=3, 0..=1), frequencies in 1usize..=3) {
+        let config = CnfLayerConfig {
+            activation: FieldActivation::Elu,
+            time: TimeInput::Fourier { frequencies },
+            ..tight()
+        };
+        let tol = Tolerances { round_trip: 1e-8, log_det: 1e-7, jacobian: 1e-7, finite_difference: None, ..Default::default() };
+        check_layer_kind::<Cnf>(&config, &case, &tol)?;
     }
 
     /// Gradients through the solver's operations (fixed RK4 steps: a smooth map of the
@@ -185,6 +200,68 @@ fn adjoint_gradients_equal_gradients_through_the_solver() {
                 (a - b).abs() < 1e-6 * (1.0 + b.abs()),
                 "{trace:?} entry {k}: adjoint {a} against {b}"
             );
+        }
+    }
+}
+
+/// The field's input layout and nonlinearities, against the MLP written out by hand:
+/// `[z, cos(k pi t)..., sin(k pi t)..., c]` for Fourier time, one time per row.
+#[test]
+fn fields_read_time_and_context_as_documented() {
+    let cpu = Cpu::<f64>::new();
+    let (dim, context, rows, frequencies) = (2, 1, 3, 2);
+    for activation in [FieldActivation::Tanh, FieldActivation::Elu, FieldActivation::Selu] {
+        for time in [TimeInput::Linear, TimeInput::Fourier { frequencies }] {
+            let config = CnfLayerConfig { hidden: vec![5], activation, time, ..tight() };
+            let mut params = ParamStore::new();
+            let mut r = rng(3);
+            let cx = &mut BuildContext::new(&cpu, &mut params, "cnf", dim, &mut r)
+                .with_context(context)
+                .with_init(Init::Random);
+            let layer = Cnf::new(cx, config).unwrap();
+            let z = Tensor::randn(&cpu, (rows, dim), &mut rng(4)).unwrap();
+            let c = Tensor::randn(&cpu, (rows, context), &mut rng(5)).unwrap();
+            let times = [0.1, 0.55, 0.9];
+            let tape = Tape::new(&cpu);
+            let v = Flow::<Cpu<f64>>::velocity(&layer, &params, &tape.constant(z.clone()), &times, Some(&tape.constant(c.clone())))
+                .unwrap()
+                .unwrap()
+                .value()
+                .to_f64s()
+                .unwrap();
+            let get = |name: &str| params.get(params.id(name).unwrap()).unwrap().to_f64s().unwrap();
+            let (w0, b0, w1, b1) = (get("cnf.net.0.weight"), get("cnf.net.0.bias"), get("cnf.net.2.weight"), get("cnf.net.2.bias"));
+            let (z, c) = (z.to_f64s().unwrap(), c.to_f64s().unwrap());
+            for r in 0..rows {
+                let t = times[r];
+                let mut input = z[r * dim..(r + 1) * dim].to_vec();
+                match time {
+                    TimeInput::Linear => input.push(t),
+                    TimeInput::Fourier { frequencies } => {
+                        let pi = std::f64::consts::PI;
+                        input.extend((1..=frequencies).map(|k| (k as f64 * pi * t).cos()));
+                        input.extend((1..=frequencies).map(|k| (k as f64 * pi * t).sin()));
+                    }
+                }
+                input.push(c[r]);
+                let n_in = input.len();
+                let hidden: Vec<f64> = (0..5)
+                    .map(|o| {
+                        let a = b0[o] + (0..n_in).map(|i| w0[o * n_in + i] * input[i]).sum::<f64>();
+                        let elu = |alpha: f64| if a > 0.0 { a } else { alpha * a.exp_m1() };
+                        match activation {
+                            FieldActivation::Tanh => a.tanh(),
+                            FieldActivation::Elu => elu(1.0),
+                            FieldActivation::Selu => SELU_SCALE * elu(SELU_ALPHA),
+                        }
+                    })
+                    .collect();
+                for o in 0..dim {
+                    let want = b1[o] + (0..5).map(|i| w1[o * 5 + i] * hidden[i]).sum::<f64>();
+                    let got = v[r * dim + o];
+                    assert!((got - want).abs() < 1e-13, "{activation:?} {time:?}: {got} vs {want}");
+                }
+            }
         }
     }
 }

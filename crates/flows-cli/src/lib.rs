@@ -22,7 +22,7 @@ use flow_train::data::write_csv;
 use flow_train::import::{import_normflows, ImportOptions};
 use flow_train::optim::{Decay, LrSchedule, OptimizerKind};
 use flow_train::preprocess::Preprocess;
-use flow_train::train::{mean_and_se, train_on, Progress, TrainConfig};
+use flow_train::train::{mean_and_se, train_on, Objective, Progress, TrainConfig};
 use flow_train::{Error, Result};
 
 mod data;
@@ -31,9 +31,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use flow_core::{Backend, Cpu, Tensor};
 use flow_layers::ode::Solver;
 use flow_layers::{
-    CnfConfig, CnfLayerConfig, GlowConfig, LogDetEstimator, MafConfig, NormalizingFlow, NsfConfig,
-    Ordering, PermuteMode, PlanarConfig, RadialConfig, RealNvpConfig, ResidualConfig,
-    ResidualLayerConfig, ScaleMap, SplineConfig, TermDistribution,
+    CnfConfig, CnfLayerConfig, FieldActivation, FlowMatching, GlowConfig, LogDetEstimator,
+    MafConfig, NormalizingFlow, NsfConfig, Ordering, Pairing, PermuteMode, PlanarConfig,
+    RadialConfig, RealNvpConfig, ResidualConfig, ResidualLayerConfig, ScaleMap, SplineConfig,
+    TermDistribution, TimeInput,
 };
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -191,13 +192,56 @@ pub enum FlowKind {
     /// --logdet) and the exact one in evaluation up to 16 features; sampling solves a fixed
     /// point. Unless given: --transforms 16 --hidden 128,128 --lr 3e-4.
     Residual,
-    /// A continuous normalizing flow (neural ODE, zuko's CNF): an MLP vector field (tanh)
-    /// on [z, t], the exact trace, integrated by --solver (gradients through the solver).
-    /// Unless given: --transforms 1 --hidden 64,64,64 --lr 1e-3.
+    /// A continuous normalizing flow (neural ODE, zuko's CNF): an MLP vector field (ELU) on
+    /// [z, cos/sin(k pi t), k = 1..3], the exact trace, integrated by --solver (gradients
+    /// through the solver, or --adjoint). Unless given: --transforms 1 --hidden 64,64,64
+    /// --lr 1e-3 --activation elu --time-freqs 3.
     Cnf,
-    /// FFJORD: a CNF whose trace is Hutchinson's estimate in training (Gaussian probes fixed
-    /// per solve); evaluation is exact up to 16 features. Defaults as --flow cnf.
+    /// FFJORD: a CNF (tanh, on [z, t]) whose trace is Hutchinson's estimate in training
+    /// (Gaussian probes fixed per solve); evaluation is exact up to 16 features. Unless
+    /// given: as --flow cnf, with --activation tanh --time-freqs 0 --trace hutchinson.
     Ffjord,
+    /// Conditional flow matching (I-CFM, torchcfm's ConditionalFlowMatcher(--sigma)): the
+    /// vector field of a CNF regressed on straight paths between independent base draws and
+    /// data, no ODE solved in training; sampling and the exact log-density integrate it by
+    /// --solver. Unless given: --transforms 1 --hidden 64,64,64 --lr 1e-3 --batch 256
+    /// --activation selu --time-freqs 0 (torchcfm's MLP).
+    Cfm,
+    /// Optimal-transport CFM: as cfm, with base draws and data paired by the exact
+    /// minibatch optimal-transport plan (an assignment problem solved exactly).
+    Otcfm,
+    /// Rectified flow: as cfm with sigma 0, then --reflow rounds, each retraining the field
+    /// on pairs (z, x) that the previous round's model generates, which straightens paths.
+    Rectified,
+}
+
+impl FlowKind {
+    /// The flows trained by flow matching.
+    pub fn is_flow_matching(self) -> bool {
+        matches!(self, FlowKind::Cfm | FlowKind::Otcfm | FlowKind::Rectified)
+    }
+
+    /// The continuous flows (one or more CNF layers).
+    pub fn is_continuous(self) -> bool {
+        self.is_flow_matching() || matches!(self, FlowKind::Cnf | FlowKind::Ffjord)
+    }
+}
+
+/// The nonlinearity of a continuous flow's vector field.
+#[derive(Clone, Copy, Debug, PartialEq, ValueEnum, Serialize, Deserialize)]
+pub enum ActivationArg {
+    Tanh,
+    Elu,
+    Selu,
+}
+
+/// The trace of a continuous flow's Jacobian in training.
+#[derive(Clone, Copy, Debug, PartialEq, ValueEnum, Serialize, Deserialize)]
+pub enum TraceArg {
+    /// One vector-Jacobian product per feature.
+    Exact,
+    /// Hutchinson's estimate with a Gaussian probe fixed per solve (FFJORD).
+    Hutchinson,
 }
 
 /// The ODE solver of continuous flows.
@@ -364,6 +408,23 @@ pub struct ModelArgs {
     #[arg(long)]
     #[serde(default)]
     pub adjoint: bool,
+    /// Continuous flows: the vector field's nonlinearity (per-flow default).
+    #[arg(long, value_enum)]
+    #[serde(default)]
+    pub activation: Option<ActivationArg>,
+    /// Continuous flows: time enters the field as cos(k pi t) and sin(k pi t) for
+    /// k = 1..N (zuko's 3); 0: as t itself (per-flow default).
+    #[arg(long)]
+    #[serde(default)]
+    pub time_freqs: Option<usize>,
+    /// Continuous flows: the trace in training (cnf: exact, ffjord: hutchinson).
+    #[arg(long, value_enum)]
+    #[serde(default)]
+    pub trace: Option<TraceArg>,
+    /// Flow matching (cfm, otcfm): the standard deviation of the Gaussian path.
+    #[arg(long, default_value_t = 0.0)]
+    #[serde(default)]
+    pub sigma: f64,
 }
 
 fn default_solver() -> SolverArg {
@@ -421,8 +482,18 @@ impl Cli {
                     && sub.value_source(id) != Some(clap::parser::ValueSource::DefaultValue)
             };
             match &mut cli.command {
-                Command::Train(args) => args.model.apply_flow_defaults(&given),
-                Command::Bench { model, .. } => model.apply_flow_defaults(&given),
+                Command::Train(args) => {
+                    args.model.apply_flow_defaults(&given);
+                    if args.model.flow.is_flow_matching() && !given("batch") {
+                        args.batch = 256;
+                    }
+                }
+                Command::Bench { model, batch, .. } => {
+                    model.apply_flow_defaults(&given);
+                    if model.flow.is_flow_matching() && !given("batch") {
+                        *batch = 256;
+                    }
+                }
                 _ => {}
             }
         }
@@ -537,7 +608,7 @@ impl ModelArgs {
     /// at their general defaults (`given` says which it did not): residual flows take 16
     /// blocks of [128, 128] at lr 3e-4.
     fn apply_flow_defaults(&mut self, given: &dyn Fn(&str) -> bool) {
-        if matches!(self.flow, FlowKind::Cnf | FlowKind::Ffjord) {
+        if self.flow.is_continuous() {
             if !given("transforms") {
                 self.transforms = 1;
             }
@@ -558,6 +629,69 @@ impl ModelArgs {
             if !given("lr") {
                 self.lr = 3e-4;
             }
+        }
+    }
+
+    /// The vector field of a continuous flow: --hidden, --activation, --time-freqs.
+    fn cnf_layer(&self) -> Result<CnfLayerConfig> {
+        let zuko = self.flow == FlowKind::Cnf;
+        let activation = match self.activation {
+            Some(ActivationArg::Tanh) => FieldActivation::Tanh,
+            Some(ActivationArg::Elu) => FieldActivation::Elu,
+            Some(ActivationArg::Selu) => FieldActivation::Selu,
+            None if zuko => FieldActivation::Elu,
+            None if self.flow.is_flow_matching() => FieldActivation::Selu,
+            None => FieldActivation::Tanh,
+        };
+        let time = match self.time_freqs.unwrap_or(if zuko { 3 } else { 0 }) {
+            0 => TimeInput::Linear,
+            frequencies => TimeInput::Fourier { frequencies },
+        };
+        let hutchinson = match self.trace {
+            Some(trace) => trace == TraceArg::Hutchinson,
+            None => self.flow == FlowKind::Ffjord,
+        };
+        if self.flow.is_flow_matching() && (hutchinson || self.adjoint) {
+            return Err(Error::Config(format!(
+                "--flow {} trains without solving the ODE: --trace and --adjoint do not apply",
+                self.flow_name()
+            )));
+        }
+        if self.flow == FlowKind::Rectified && self.sigma != 0.0 {
+            return Err(Error::Config(
+                "rectified flow's paths are straight lines: --sigma must be 0".into(),
+            ));
+        }
+        Ok(CnfLayerConfig {
+            hidden: self.hidden.clone(),
+            activation,
+            time,
+            solver: self.ode_solver()?,
+            trace: if hutchinson {
+                flow_layers::cnf::Trace::Hutchinson {
+                    probe: flow_layers::Probe::Gaussian,
+                }
+            } else {
+                flow_layers::cnf::Trace::Exact
+            },
+            adjoint: self.adjoint,
+            ..CnfLayerConfig::default()
+        })
+    }
+
+    /// What training minimises: flow matching for cfm, otcfm and rectified, maximum
+    /// likelihood otherwise.
+    pub fn objective(&self) -> Objective {
+        let pairing = match self.flow {
+            FlowKind::Otcfm => Pairing::OptimalTransport,
+            _ => Pairing::Independent,
+        };
+        match self.flow.is_flow_matching() {
+            true => Objective::FlowMatching(FlowMatching {
+                pairing,
+                sigma: self.sigma,
+            }),
+            false => Objective::MaximumLikelihood,
         }
     }
 
@@ -685,21 +819,20 @@ impl ModelArgs {
                 },
             }
             .spec()?,
-            FlowKind::Cnf | FlowKind::Ffjord => CnfConfig {
+            _ if self.flow.is_flow_matching() && self.transforms != 1 => {
+                return Err(Error::Config(format!(
+                    "flow matching trains one vector field: --transforms must be 1, got {}",
+                    self.transforms
+                )))
+            }
+            FlowKind::Cnf
+            | FlowKind::Ffjord
+            | FlowKind::Cfm
+            | FlowKind::Otcfm
+            | FlowKind::Rectified => CnfConfig {
                 dim,
                 transforms: self.transforms,
-                layer: CnfLayerConfig {
-                    hidden: self.hidden.clone(),
-                    solver: self.ode_solver()?,
-                    trace: match self.flow {
-                        FlowKind::Ffjord => flow_layers::cnf::Trace::Hutchinson {
-                            probe: flow_layers::Probe::Gaussian,
-                        },
-                        _ => flow_layers::cnf::Trace::Exact,
-                    },
-                    adjoint: self.adjoint,
-                    ..CnfLayerConfig::default()
-                },
+                layer: self.cnf_layer()?,
             }
             .spec()?,
         };
@@ -741,6 +874,7 @@ impl ModelArgs {
             validate_every: 0,
             patience: 0,
             seed: self.seed,
+            objective: self.objective(),
         }
     }
 
@@ -784,6 +918,9 @@ impl ModelArgs {
             FlowKind::Residual => "residual",
             FlowKind::Cnf => "cnf",
             FlowKind::Ffjord => "ffjord",
+            FlowKind::Cfm => "cfm",
+            FlowKind::Otcfm => "otcfm",
+            FlowKind::Rectified => "rectified",
         }
     }
 }
