@@ -305,7 +305,34 @@ impl Cnf {
         let probe = self.probe(params, v)?;
         let net = self.net();
         let weights = self.weights(params, v.tape())?;
-        let (end, _) = if self.config.adjoint && !v.tape().params_frozen() {
+        let tape = v.tape();
+        let values_only = tape.params_frozen()
+            && !v.requires_grad()
+            && context.is_none_or(|c| !c.requires_grad());
+        let (end, _) = if values_only {
+            // Nothing to differentiate (an evaluation): each step on a fresh tape, so that
+            // memory does not grow with the steps of a long solve.
+            let has_context = context.is_some();
+            let mut inputs: Vec<Tensor<B>> = weights.iter().map(|w| w.value()).collect();
+            inputs.extend(context.map(|c| c.value()));
+            let field = move |t: f64, s: &[Var<B>], p: &[Var<B>]| {
+                let (w, c) = if has_context {
+                    (&p[..p.len() - 1], p.last())
+                } else {
+                    (p, None)
+                };
+                net.augmented(w, t, s, c, probe.as_ref())
+            };
+            let (end, stats) = crate::ode::integrate_values(
+                &field,
+                &start,
+                &inputs,
+                (t0, t1),
+                &self.config.solver,
+            )?;
+            let end = end.iter().map(|e| tape.constant(e.value())).collect();
+            (end, stats)
+        } else if self.config.adjoint && !v.tape().params_frozen() {
             // The parameters, and the context when given, are the adjoint's inputs.
             let mut inputs = weights;
             let has_context = context.is_some();
@@ -555,4 +582,37 @@ impl CnfConfig {
             layers: vec![LayerSpec::of::<Cnf>(&self.layer); self.transforms],
         })
     }
+}
+
+/// `spec` with every CNF layer integrated by `solver` (the layers' parameters unchanged), and
+/// the number of CNF layers changed: with [`crate::NormalizingFlow::with_spec`], how
+/// `flows eval --solver` overrides a checkpoint's stored solver.
+///
+/// ```
+/// use flow_core::Cpu;
+/// use flow_layers::cnf::{with_solver, CnfConfig};
+/// use flow_layers::ode::Solver;
+/// use flow_layers::{NormalizingFlow, Registry};
+///
+/// let model = NormalizingFlow::new(&Cpu::<f64>::new(), CnfConfig::default().spec()?, 0)?;
+/// let (spec, changed) = with_solver(model.spec(), Solver::Rk4 { steps: 50 })?;
+/// let model = model.with_spec(&Registry::builtin(), spec)?;
+/// assert_eq!(changed, 1);
+/// # Ok::<(), flow_layers::Error>(())
+/// ```
+pub fn with_solver(
+    spec: &crate::spec::FlowSpec,
+    solver: Solver,
+) -> Result<(crate::spec::FlowSpec, usize)> {
+    let mut spec = spec.clone();
+    let mut changed = 0;
+    for layer in &mut spec.layers {
+        if layer.kind() == Cnf::NAME {
+            let mut config = layer.config::<Cnf>()?;
+            config.solver = solver;
+            *layer = LayerSpec::of::<Cnf>(&config);
+            changed += 1;
+        }
+    }
+    Ok((spec, changed))
 }

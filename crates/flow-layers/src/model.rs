@@ -250,6 +250,30 @@ impl<B: Backend> NormalizingFlow<B> {
         Self::builder_from(registry.clone(), spec).build(backend, seed)
     }
 
+    /// The same model under another `spec` of the same parameters: every parameter and
+    /// buffer is copied by name, and one that is missing from this model or has another
+    /// shape is an error. What changes a setting that owns no parameters, as a continuous
+    /// layer's solver ([`crate::cnf::with_solver`]).
+    pub fn with_spec(&self, registry: &Registry<B>, spec: FlowSpec) -> Result<Self> {
+        let mut model = Self::from_spec(registry, &self.backend, spec, 0)?;
+        let ids: Vec<_> = model.params.ids().collect();
+        for id in ids {
+            let name = model.params.name(id)?.to_string();
+            let value = self
+                .params
+                .id(&name)
+                .map(|own| self.params.get(own))
+                .transpose()?
+                .ok_or_else(|| {
+                    Error::Config(format!(
+                        "the new spec has a parameter `{name}` this model lacks"
+                    ))
+                })?;
+            model.params.set(id, value.clone())?;
+        }
+        Ok(model)
+    }
+
     /// A builder for a flow over `dim` features, to which layers are added one by one.
     pub fn builder(dim: usize) -> FlowBuilder<B> {
         FlowBuilder::new(dim)

@@ -228,6 +228,26 @@ fn solve<B: Backend>(
     Ok((y, stats))
 }
 
+/// `y(t1)` for `dy/dt = f(t, y, params)` from `y0` at `t0`, values only: nothing is
+/// recorded for gradients, and the state moves to a fresh tape after every step, so memory
+/// does not grow with the number of steps (an evaluation, or the adjoint method's forward
+/// pass). `params` are bound as constants on each step's tape; the result is on a tape of
+/// its own (take its values).
+pub fn integrate_values<B: Backend>(
+    f: &ParamField<B>,
+    y0: &[Var<B>],
+    params: &[flow_core::Tensor<B>],
+    (t0, t1): (f64, f64),
+    solver: &Solver,
+) -> Result<(Vec<Var<B>>, OdeStats)> {
+    let field = |t: f64, y: &[Var<B>]| {
+        let on = y[0].tape();
+        let p: Vec<Var<B>> = params.iter().map(|v| on.constant(v.clone())).collect();
+        f(t, y, &p)
+    };
+    solve(&field, &detached(y0), (t0, t1), solver, true)
+}
+
 /// A vector field with its parameters passed explicitly, `f(t, y, params)` (every variable
 /// on one tape): what the adjoint method differentiates.
 pub type ParamField<B> = dyn Fn(f64, &[Var<B>], &[Var<B>]) -> Result<Vec<Var<B>>> + Send + Sync;
@@ -270,17 +290,7 @@ pub fn integrate_adjoint<B: Backend>(
     };
     let tape = first.tape().clone();
     let param_values: Vec<flow_core::Tensor<B>> = params.iter().map(|p| p.value()).collect();
-    let (y1, stats) = {
-        let field = |t: f64, y: &[Var<B>]| {
-            let on = y[0].tape();
-            let p: Vec<Var<B>> = param_values
-                .iter()
-                .map(|v| on.constant(v.clone()))
-                .collect();
-            f(t, y, &p)
-        };
-        solve(&field, &detached(y0), (t0, t1), solver, true)?
-    };
+    let (y1, stats) = integrate_values(f.as_ref(), y0, &param_values, (t0, t1), solver)?;
     let shapes: Vec<flow_core::Shape> = y0.iter().map(|v| v.shape()).collect();
     let mut packed = Vec::new();
     for v in &y1 {

@@ -210,9 +210,18 @@ fn adjoint_gradients_equal_gradients_through_the_solver() {
 fn fields_read_time_and_context_as_documented() {
     let cpu = Cpu::<f64>::new();
     let (dim, context, rows, frequencies) = (2, 1, 3, 2);
-    for activation in [FieldActivation::Tanh, FieldActivation::Elu, FieldActivation::Selu] {
+    for activation in [
+        FieldActivation::Tanh,
+        FieldActivation::Elu,
+        FieldActivation::Selu,
+    ] {
         for time in [TimeInput::Linear, TimeInput::Fourier { frequencies }] {
-            let config = CnfLayerConfig { hidden: vec![5], activation, time, ..tight() };
+            let config = CnfLayerConfig {
+                hidden: vec![5],
+                activation,
+                time,
+                ..tight()
+            };
             let mut params = ParamStore::new();
             let mut r = rng(3);
             let cx = &mut BuildContext::new(&cpu, &mut params, "cnf", dim, &mut r)
@@ -223,14 +232,31 @@ fn fields_read_time_and_context_as_documented() {
             let c = Tensor::randn(&cpu, (rows, context), &mut rng(5)).unwrap();
             let times = [0.1, 0.55, 0.9];
             let tape = Tape::new(&cpu);
-            let v = Flow::<Cpu<f64>>::velocity(&layer, &params, &tape.constant(z.clone()), &times, Some(&tape.constant(c.clone())))
-                .unwrap()
-                .unwrap()
-                .value()
-                .to_f64s()
-                .unwrap();
-            let get = |name: &str| params.get(params.id(name).unwrap()).unwrap().to_f64s().unwrap();
-            let (w0, b0, w1, b1) = (get("cnf.net.0.weight"), get("cnf.net.0.bias"), get("cnf.net.2.weight"), get("cnf.net.2.bias"));
+            let v = Flow::<Cpu<f64>>::velocity(
+                &layer,
+                &params,
+                &tape.constant(z.clone()),
+                &times,
+                Some(&tape.constant(c.clone())),
+            )
+            .unwrap()
+            .unwrap()
+            .value()
+            .to_f64s()
+            .unwrap();
+            let get = |name: &str| {
+                params
+                    .get(params.id(name).unwrap())
+                    .unwrap()
+                    .to_f64s()
+                    .unwrap()
+            };
+            let (w0, b0, w1, b1) = (
+                get("cnf.net.0.weight"),
+                get("cnf.net.0.bias"),
+                get("cnf.net.2.weight"),
+                get("cnf.net.2.bias"),
+            );
             let (z, c) = (z.to_f64s().unwrap(), c.to_f64s().unwrap());
             for r in 0..rows {
                 let t = times[r];
@@ -259,7 +285,10 @@ fn fields_read_time_and_context_as_documented() {
                 for o in 0..dim {
                     let want = b1[o] + (0..5).map(|i| w1[o * 5 + i] * hidden[i]).sum::<f64>();
                     let got = v[r * dim + o];
-                    assert!((got - want).abs() < 1e-13, "{activation:?} {time:?}: {got} vs {want}");
+                    assert!(
+                        (got - want).abs() < 1e-13,
+                        "{activation:?} {time:?}: {got} vs {want}"
+                    );
                 }
             }
         }

@@ -16,11 +16,18 @@ fn normals(n: usize, seed: u64) -> Vec<f64> {
 }
 
 fn squared_cost(x0: &[f64], x1: &[f64], dim: usize) -> f64 {
-    x0.iter().zip(x1).map(|(a, b)| (a - b) * (a - b)).sum::<f64>() / dim as f64
+    x0.iter()
+        .zip(x1)
+        .map(|(a, b)| (a - b) * (a - b))
+        .sum::<f64>()
+        / dim as f64
 }
 
 fn rows_of(x: &[f64], dim: usize) -> Vec<Vec<u64>> {
-    let mut rows: Vec<Vec<u64>> = x.chunks(dim).map(|r| r.iter().map(|v| v.to_bits()).collect()).collect();
+    let mut rows: Vec<Vec<u64>> = x
+        .chunks(dim)
+        .map(|r| r.iter().map(|v| v.to_bits()).collect())
+        .collect();
     rows.sort();
     rows
 }
@@ -103,21 +110,30 @@ fn transport_pairing_recovers_a_shuffled_translation() {
 fn path_noise_has_the_stated_spread() {
     let (rows, dim, sigma) = (20_000, 2, 0.3);
     let zeros = vec![0.0; rows * dim];
-    let matcher = FlowMatching { pairing: Pairing::Independent, sigma };
+    let matcher = FlowMatching {
+        pairing: Pairing::Independent,
+        sigma,
+    };
     let b = matcher.batch(&zeros, &zeros, dim, &mut rng(3)).unwrap();
     let n = b.xt.len() as f64;
     let mean = b.xt.iter().sum::<f64>() / n;
     let var = b.xt.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
     assert!(mean.abs() < 5.0 * sigma / n.sqrt(), "mean {mean}");
     // The variance's standard error is sigma^2 sqrt(2 / n).
-    assert!((var - sigma * sigma).abs() < 5.0 * sigma * sigma * (2.0 / n).sqrt(), "variance {var}");
+    assert!(
+        (var - sigma * sigma).abs() < 5.0 * sigma * sigma * (2.0 / n).sqrt(),
+        "variance {var}"
+    );
 }
 
 #[test]
 fn bad_matchers_and_batches_are_refused() {
     let x = vec![0.0; 6];
     for sigma in [-0.1, f64::NAN, f64::INFINITY] {
-        let m = FlowMatching { pairing: Pairing::Independent, sigma };
+        let m = FlowMatching {
+            pairing: Pairing::Independent,
+            sigma,
+        };
         let e = m.batch(&x, &x, 2, &mut rng(0)).unwrap_err().to_string();
         assert!(e.contains("sigma"), "{e}");
     }
@@ -133,7 +149,13 @@ fn field_model(cpu: &Cpu<f64>) -> NormalizingFlow<Cpu<f64>> {
         solver: Solver::Rk4 { steps: 10 },
         ..Default::default()
     };
-    let spec = CnfConfig { dim: 2, transforms: 1, layer }.spec().unwrap();
+    let spec = CnfConfig {
+        dim: 2,
+        transforms: 1,
+        layer,
+    }
+    .spec()
+    .unwrap();
     NormalizingFlow::new_random(cpu, spec, 5).unwrap()
 }
 
@@ -146,24 +168,54 @@ fn the_loss_is_the_field_regression_error() {
     let rows = 50;
     let x1 = Tensor::randn(&cpu, (rows, 2), &mut rng(1)).unwrap();
     for pairing in [Pairing::Independent, Pairing::OptimalTransport] {
-        let matcher = FlowMatching { pairing, sigma: 0.1 };
+        let matcher = FlowMatching {
+            pairing,
+            sigma: 0.1,
+        };
         let tape = Tape::new(&cpu);
-        let loss = matcher.loss(&model, &tape.constant(x1.clone()), None, &mut rng(9)).unwrap();
+        let loss = matcher
+            .loss(&model, &tape.constant(x1.clone()), None, &mut rng(9))
+            .unwrap();
 
         let mut r = rng(9);
-        let (x0, _) = model.base().sample(model.params(), &tape, rows, &mut r).unwrap();
+        let (x0, _) = model
+            .base()
+            .sample(model.params(), &tape, rows, &mut r)
+            .unwrap();
         let b = matcher
-            .batch(&x0.value().to_f64s().unwrap(), &x1.to_f64s().unwrap(), 2, &mut r)
+            .batch(
+                &x0.value().to_f64s().unwrap(),
+                &x1.to_f64s().unwrap(),
+                2,
+                &mut r,
+            )
             .unwrap();
         let xt = tape.constant(Tensor::from_f64s(&cpu, (rows, 2), &b.xt).unwrap());
-        let v = model.velocity(&xt, &b.times, None).unwrap().value().to_f64s().unwrap();
-        let want = v.iter().zip(&b.target).map(|(v, u)| (v - u).powi(2)).sum::<f64>() / (2 * rows) as f64;
+        let v = model
+            .velocity(&xt, &b.times, None)
+            .unwrap()
+            .value()
+            .to_f64s()
+            .unwrap();
+        let want = v
+            .iter()
+            .zip(&b.target)
+            .map(|(v, u)| (v - u).powi(2))
+            .sum::<f64>()
+            / (2 * rows) as f64;
         let got = loss.scalar_value().unwrap();
-        assert!((got - want).abs() < 1e-13 * want, "{pairing:?}: {got} vs {want}");
+        assert!(
+            (got - want).abs() < 1e-13 * want,
+            "{pairing:?}: {got} vs {want}"
+        );
         // The gradient reaches every weight of the field.
         let grads = tape.backward(&loss).unwrap();
         for id in model.params().trainable_ids() {
-            assert!(grads.param(id).is_some(), "{}", model.params().name(id).unwrap());
+            assert!(
+                grads.param(id).is_some(),
+                "{}",
+                model.params().name(id).unwrap()
+            );
         }
     }
 }
@@ -172,16 +224,29 @@ fn the_loss_is_the_field_regression_error() {
 #[test]
 fn discrete_models_have_no_vector_field() {
     let cpu = Cpu::<f64>::new();
-    let spec = RealNvpConfig { dim: 2, transforms: 2, hidden: vec![8], ..Default::default() }.spec().unwrap();
+    let spec = RealNvpConfig {
+        dim: 2,
+        transforms: 2,
+        hidden: vec![8],
+        ..Default::default()
+    }
+    .spec()
+    .unwrap();
     let model = NormalizingFlow::new(&cpu, spec, 0).unwrap();
     let tape = Tape::new(&cpu);
     let x = tape.constant(Tensor::zeros(&cpu, (3, 2)).unwrap());
     let e = model.velocity(&x, &[0.5], None).unwrap_err().to_string();
     assert!(e.contains("continuous"), "{e}");
-    let e = FlowMatching::default().loss(&model, &x, None, &mut rng(0)).unwrap_err().to_string();
+    let e = FlowMatching::default()
+        .loss(&model, &x, None, &mut rng(0))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("continuous"), "{e}");
     // A field at the wrong number of times.
     let field = field_model(&cpu);
-    let e = field.velocity(&x, &[0.1, 0.2], None).unwrap_err().to_string();
+    let e = field
+        .velocity(&x, &[0.1, 0.2], None)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("1 time or 3"), "{e}");
 }

@@ -99,6 +99,8 @@ pub enum Command {
         seed: u64,
         #[arg(long, value_enum, default_value_t = Device::Cpu, help = DEVICE_HELP)]
         device: Device,
+        #[command(flatten)]
+        ode: SolverOverride,
     },
     /// Convert a normflows RealNVP state_dict (safetensors) into a flows checkpoint.
     ImportNormflows {
@@ -129,6 +131,8 @@ pub enum Command {
         seed: u64,
         #[arg(long, value_enum, default_value_t = Device::Cpu, help = DEVICE_HELP)]
         device: Device,
+        #[command(flatten)]
+        ode: SolverOverride,
     },
     /// Mean negative log-likelihood (nats) of the rows of a CSV or .npy file under a
     /// checkpoint, with its standard error.
@@ -142,6 +146,8 @@ pub enum Command {
         seed: u64,
         #[arg(long, value_enum, default_value_t = Device::Cpu, help = DEVICE_HELP)]
         device: Device,
+        #[command(flatten)]
+        ode: SolverOverride,
     },
     /// List the built-in data sets: name, dimension, whether the log-density has a closed
     /// form, and the entropy (the lowest NLL any model can reach) where it is known.
@@ -205,7 +211,7 @@ pub enum FlowKind {
     /// vector field of a CNF regressed on straight paths between independent base draws and
     /// data, no ODE solved in training; sampling and the exact log-density integrate it by
     /// --solver. Unless given: --transforms 1 --hidden 64,64,64 --lr 1e-3 --batch 256
-    /// --activation selu --time-freqs 0 (torchcfm's MLP).
+    /// --activation selu --time-freqs 0 (torchcfm's MLP) --rtol 1e-4 --atol 1e-4 (its examples).
     Cfm,
     /// Optimal-transport CFM: as cfm, with base draws and data paired by the exact
     /// minibatch optimal-transport plan (an assignment problem solved exactly).
@@ -255,6 +261,65 @@ pub enum SolverArg {
     Midpoint,
     /// Explicit Euler, --steps equal steps.
     Euler,
+}
+
+/// A continuous model's solver for one command, overriding the one its checkpoint stores.
+#[derive(clap::Args, Debug, Clone, Default, PartialEq)]
+pub struct SolverOverride {
+    /// Continuous flows: integrate with this solver instead of the stored one.
+    #[arg(long, value_enum)]
+    pub solver: Option<SolverArg>,
+    /// Continuous flows, dopri5: relative tolerance instead of the stored one.
+    #[arg(long)]
+    pub rtol: Option<f64>,
+    /// Continuous flows, dopri5: absolute tolerance instead of the stored one.
+    #[arg(long)]
+    pub atol: Option<f64>,
+    /// Continuous flows, fixed-step solvers: the number of steps (default 20).
+    #[arg(long)]
+    pub steps: Option<usize>,
+}
+
+impl SolverOverride {
+    /// `model` with its continuous layers integrated as given; unchanged when nothing is.
+    pub fn apply<B: Backend>(&self, model: NormalizingFlow<B>) -> Result<NormalizingFlow<B>> {
+        if *self == SolverOverride::default() {
+            return Ok(model);
+        }
+        let stored = model
+            .spec()
+            .layers
+            .iter()
+            .find(|l| l.kind() == <flow_layers::Cnf as flow_layers::LayerKind>::NAME)
+            .map(|l| l.config::<flow_layers::Cnf>())
+            .transpose()?
+            .map(|c| c.solver)
+            .ok_or_else(|| {
+                Error::Config(
+                    "--solver, --rtol, --atol and --steps apply to continuous flows only".into(),
+                )
+            })?;
+        let (stored_tol, stored_steps) = match stored {
+            Solver::Dopri5 { rtol, atol, .. } => ((rtol, atol), None),
+            Solver::Rk4 { steps } | Solver::Midpoint { steps } | Solver::Euler { steps } => {
+                ((1e-5, 1e-6), Some(steps))
+            }
+        };
+        let kind = self.solver.unwrap_or(match stored {
+            Solver::Dopri5 { .. } => SolverArg::Dopri5,
+            Solver::Rk4 { .. } => SolverArg::Rk4,
+            Solver::Midpoint { .. } => SolverArg::Midpoint,
+            Solver::Euler { .. } => SolverArg::Euler,
+        });
+        let solver = ode_solver(
+            kind,
+            self.rtol.unwrap_or(stored_tol.0),
+            self.atol.unwrap_or(stored_tol.1),
+            self.steps.or(stored_steps).unwrap_or(20),
+        )?;
+        let (spec, _) = flow_layers::cnf::with_solver(model.spec(), solver)?;
+        Ok(model.with_spec(&flow_layers::Registry::builtin(), spec)?)
+    }
 }
 
 /// The log-determinant estimator of residual flows in training.
@@ -618,6 +683,14 @@ impl ModelArgs {
             if !given("lr") {
                 self.lr = 1e-3;
             }
+            // torchcfm's examples integrate at 1e-4: a SELU field's kinks make tighter
+            // tolerances costly for little (0.0002 nats on two moons against 1,000 RK4 steps).
+            if self.flow.is_flow_matching() && !given("rtol") {
+                self.rtol = 1e-4;
+            }
+            if self.flow.is_flow_matching() && !given("atol") {
+                self.atol = 1e-4;
+            }
         }
         if self.flow == FlowKind::Residual {
             if !given("transforms") {
@@ -697,26 +770,7 @@ impl ModelArgs {
 
     /// The ODE solver of continuous flows, from --solver, --rtol, --atol and --steps.
     fn ode_solver(&self) -> Result<Solver> {
-        let positive = |flag: &str, v: f64| {
-            if v > 0.0 && v.is_finite() {
-                Ok(v)
-            } else {
-                Err(Error::Config(format!("{flag} must be positive, got {v}")))
-            }
-        };
-        if self.steps == 0 {
-            return Err(Error::Config("--steps must be at least 1, got 0".into()));
-        }
-        Ok(match self.solver {
-            SolverArg::Dopri5 => Solver::Dopri5 {
-                rtol: positive("--rtol", self.rtol)?,
-                atol: positive("--atol", self.atol)?,
-                max_steps: 10_000,
-            },
-            SolverArg::Rk4 => Solver::Rk4 { steps: self.steps },
-            SolverArg::Midpoint => Solver::Midpoint { steps: self.steps },
-            SolverArg::Euler => Solver::Euler { steps: self.steps },
-        })
+        ode_solver(self.solver, self.rtol, self.atol, self.steps)
     }
 
     fn build<B: Backend<Elem = f32>>(&self, backend: &B, dim: usize) -> Result<NormalizingFlow<B>> {
@@ -925,6 +979,30 @@ impl ModelArgs {
     }
 }
 
+/// An ODE solver from --solver, --rtol, --atol and --steps.
+fn ode_solver(kind: SolverArg, rtol: f64, atol: f64, steps: usize) -> Result<Solver> {
+    let positive = |flag: &str, v: f64| {
+        if v > 0.0 && v.is_finite() {
+            Ok(v)
+        } else {
+            Err(Error::Config(format!("{flag} must be positive, got {v}")))
+        }
+    };
+    if steps == 0 {
+        return Err(Error::Config("--steps must be at least 1, got 0".into()));
+    }
+    Ok(match kind {
+        SolverArg::Dopri5 => Solver::Dopri5 {
+            rtol: positive("--rtol", rtol)?,
+            atol: positive("--atol", atol)?,
+            max_steps: 10_000,
+        },
+        SolverArg::Rk4 => Solver::Rk4 { steps },
+        SolverArg::Midpoint => Solver::Midpoint { steps },
+        SolverArg::Euler => Solver::Euler { steps },
+    })
+}
+
 /// Whether `model` is worth a checkpoint: every parameter finite, and a finite
 /// log-density at every `probe` point (a diverging run can have huge but finite weights).
 fn good<B: Backend<Elem = f32>>(model: &NormalizingFlow<B>, probe: &Tensor<B>) -> Result<bool> {
@@ -996,9 +1074,11 @@ pub fn run(cli: Cli) -> error::Result<()> {
             data,
             seed,
             device,
+            ode,
         } => {
             let mut out = String::new();
-            let log_p = on_backend!(device, b => log_prob_of_file(b, &checkpoint, &data, seed)?.0);
+            let log_p =
+                on_backend!(device, b => log_prob_of_file(b, &checkpoint, &data, seed, &ode)?.0);
             for v in log_p {
                 out.push_str(&format!("{v}\n"));
             }
@@ -1011,15 +1091,17 @@ pub fn run(cli: Cli) -> error::Result<()> {
             out,
             seed,
             device,
-        } => Ok(on_backend!(device, b => run_sample(b, &checkpoint, n, &out, seed))?),
+            ode,
+        } => Ok(on_backend!(device, b => run_sample(b, &checkpoint, n, &out, seed, &ode))?),
         Command::Eval {
             checkpoint,
             data,
             seed,
             device,
+            ode,
         } => {
             let (log_p, preprocess) =
-                on_backend!(device, b => log_prob_of_file(b, &checkpoint, &data, seed)?);
+                on_backend!(device, b => log_prob_of_file(b, &checkpoint, &data, seed, &ode)?);
             let nll: Vec<f64> = log_p.into_iter().map(|v| -v).collect();
             let (mean, se) = mean_and_se(&nll);
             println!(
@@ -1102,8 +1184,10 @@ fn log_prob_of_file<B: Backend<Elem = f32>>(
     checkpoint: &Path,
     data: &Path,
     seed: u64,
+    ode: &SolverOverride,
 ) -> Result<(Vec<f64>, Preprocess)> {
-    let stored = checkpoint::load_run(backend, checkpoint)?;
+    let mut stored = checkpoint::load_run(backend, checkpoint)?;
+    stored.model = ode.apply(stored.model)?;
     let dim = stored.model.dim();
     let trained_columns: Option<Vec<String>> = stored
         .metadata
@@ -1134,11 +1218,13 @@ fn run_sample<B: Backend<Elem = f32>>(
     n: usize,
     out: &Path,
     seed: u64,
+    ode: &SolverOverride,
 ) -> Result<()> {
     if n == 0 {
         return Err(Error::Config("-n must be at least 1".into()));
     }
-    let stored = checkpoint::load_run(backend, checkpoint)?;
+    let mut stored = checkpoint::load_run(backend, checkpoint)?;
+    stored.model = ode.apply(stored.model)?;
     let dim = stored.model.dim();
     let (samples, _) = stored.model.sample(n, None, &mut flow_core::rng(seed))?;
     // In the data's units and under the data's column names.
