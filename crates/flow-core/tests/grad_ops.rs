@@ -60,6 +60,7 @@ unary_checks! {
     relu: away_from_zero() => |x| x.relu()?;
     leaky_relu: away_from_zero() => |x| x.leaky_relu(0.2)?;
     elu: away_from_zero() => |x| x.elu(1.3)?;
+    elu_derivative: away_from_zero() => |x| x.unary(flow_core::UnaryOp::EluDerivative(1.3))?;
     add_scalar: any_value() => |x| x.add_scalar(0.7)?;
     mul_scalar: any_value() => |x| x.mul_scalar(-1.7)?;
     sum_rows: any_value() => |x| x.sum(Axis::Rows)?;

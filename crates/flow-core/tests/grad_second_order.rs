@@ -41,6 +41,7 @@ second_order_unary! {
     relu: away_from_zero() => |x| x.relu()?;
     leaky_relu: away_from_zero() => |x| x.leaky_relu(0.1)?;
     elu: away_from_zero() => |x| x.elu(0.8)?;
+    elu_derivative: away_from_zero() => |x| x.unary(flow_core::UnaryOp::EluDerivative(0.8))?;
     exp: any_value() => |x| x.exp()?;
     log: positive() => |x| x.log()?;
     sum_cols: any_value() => |x| x.sum(Axis::Cols)?.broadcast_to(x.shape())?;

@@ -79,6 +79,7 @@ proptest! {
             (UnaryOp::Powi(3), |x| x * x * x),
             (UnaryOp::Sign, |x| if x > 0.0 { 1.0 } else if x < 0.0 { -1.0 } else { 0.0 }),
             (UnaryOp::Swish(0), |x| x / (1.0 + (-x).exp())),
+            (UnaryOp::EluDerivative(1.3), |x| if x > 0.0 { 1.0 } else { 1.3 * x.exp() }),
         ];
         for (op, f) in cases {
             let want: Vec<f64> = v.iter().map(|&x| f(x)).collect();

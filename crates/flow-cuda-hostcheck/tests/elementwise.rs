@@ -63,6 +63,7 @@ fn unary_cases(p: f64) -> Vec<UnaryCase> {
         case(Powi(0), 15, 0.0, 0, wide),
         case(Sign, 16, 0.0, 0, wide),
         case(Step, 17, 0.0, 0, wide),
+        case(EluDerivative(p), 19, p, 0, wide),
     ]
 }
 

@@ -60,6 +60,7 @@ FLOW_DEVICE T flow_unary(int op, T x, T p, int k) {
     case 15: return flow_powi(x, k);
     case 16: return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0));
     case 18: return flow_swish(x, k);
+    case 19: return x > T(0) ? T(1) : p * flow_exp(x);
     default: return x > T(0) ? T(1) : T(0);
     }
 }

@@ -48,6 +48,9 @@ pub enum UnaryOp<E> {
     /// gradients through LipSwish activations (residual flows) are fused maps to any order
     /// the estimators need.
     Swish(i32),
+    /// ELU's derivative, `1` for `x > 0`, `alpha exp(x)` otherwise: ELU's gradient as one
+    /// fused map (its own derivative is itself less [`UnaryOp::Step`]).
+    EluDerivative(E),
 }
 
 /// The highest derivative of swish [`UnaryOp::Swish`] computes.

@@ -270,6 +270,7 @@ pub(super) fn unary_op<E: Element>(op: UnaryOp<f64>) -> UnaryOp<E> {
         UnaryOp::Sign => UnaryOp::Sign,
         UnaryOp::Step => UnaryOp::Step,
         UnaryOp::Swish(k) => UnaryOp::Swish(k),
+        UnaryOp::EluDerivative(a) => UnaryOp::EluDerivative(E::of(a)),
     }
 }
 
@@ -480,6 +481,7 @@ fn unary<E: Element>(c: &mut Cases<E>) {
         (Relu, Domain::AwayFromZero),
         (LeakyRelu(0.2), Domain::AwayFromZero),
         (Elu(1.3), Domain::AwayFromZero),
+        (EluDerivative(1.3), Domain::AwayFromZero),
         (AddScalar(0.7), Domain::Any),
         (MulScalar(-1.7), Domain::Any),
         (Powi(3), Domain::Any),
@@ -500,7 +502,15 @@ fn unary<E: Element>(c: &mut Cases<E>) {
         }
     }
     // Large arguments, where a naive formula overflows or cancels.
-    for op in [Exp, Tanh, Sigmoid, Softplus, Log1p, Elu(1.3)] {
+    for op in [
+        Exp,
+        Tanh,
+        Sigmoid,
+        Softplus,
+        Log1p,
+        Elu(1.3),
+        EluDerivative(1.3),
+    ] {
         let shape = sh(3, 65);
         let values = match op {
             Exp => c.gen.uniform(shape, -60.0, 60.0),

@@ -167,16 +167,15 @@ pub(crate) fn backward<B: Backend, A: GradAlgebra<B>>(
             alg.mul(g, &d)?
         }
         UnaryOp::Elu(alpha) => {
-            // step(x) + (1 - step(x)) (y + alpha): 1 above zero, alpha exp(x) below, and
-            // differentiable through y so that the second derivative is alpha exp(x).
-            let x = alg.node(x);
+            let d = alg.local_derivative(out, UnaryOp::EluDerivative(alpha), x)?;
+            alg.mul(g, &d)?
+        }
+        UnaryOp::EluDerivative(_) => {
+            // 0 above zero, alpha exp(x) below: the map itself less the step.
             let y = alg.node(out);
+            let x = alg.node(x);
             let step = alg.unary(UnaryOp::Step, &x)?;
-            let below = alg.unary(UnaryOp::MulScalar(-one), &step)?;
-            let below = alg.unary(UnaryOp::AddScalar(one), &below)?;
-            let y_alpha = alg.unary(UnaryOp::AddScalar(alpha), &y)?;
-            let neg_part = alg.mul(&below, &y_alpha)?;
-            let d = alg.add(&step, &neg_part)?;
+            let d = alg.sub(&y, &step)?;
             alg.mul(g, &d)?
         }
         UnaryOp::Swish(k) => {

@@ -32,6 +32,7 @@ pub(crate) fn unary_code<E: Copy + num_traits::Zero>(op: UnaryOp<E>) -> (i32, E,
         UnaryOp::Sign => (16, zero, 0),
         UnaryOp::Step => (17, zero, 0),
         UnaryOp::Swish(k) => (18, zero, k),
+        UnaryOp::EluDerivative(p) => (19, p, 0),
     }
 }
 
@@ -186,6 +187,7 @@ mod tests {
             UnaryOp::Sign,
             UnaryOp::Step,
             UnaryOp::Swish(2),
+            UnaryOp::EluDerivative(1.5),
         ]
         .into_iter()
         .map(unary_code)

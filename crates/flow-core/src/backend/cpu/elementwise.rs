@@ -122,6 +122,62 @@ fn swish_map<E: Element>(a: &Array2<E>, k: i32) -> Array2<E> {
     from_shape_vec(shape_of(a), data)
 }
 
+/// ELU, `x` above zero and `alpha (e^x - 1)` elsewhere, or with `derivative` its
+/// derivative, `1` above zero and `alpha e^x` elsewhere, as one vectorised loop (in f32
+/// arithmetic for f32 tensors): libm's `expm1` is a call, which kept the loop scalar.
+fn elu_map<E: Element>(a: &Array2<E>, alpha: E, derivative: bool) -> Array2<E> {
+    let src = slice_of(a);
+    let n = src.len();
+    let mut data: Vec<E> = Vec::with_capacity(n);
+    let out = &mut data.spare_capacity_mut()[..n];
+    if std::any::TypeId::of::<E>() == std::any::TypeId::of::<f32>() {
+        // SAFETY: E is f32 (checked just above): the same memory, reinterpreted.
+        let (src, out) = unsafe {
+            (
+                std::slice::from_raw_parts(src.as_ptr().cast::<f32>(), n),
+                std::slice::from_raw_parts_mut(
+                    out.as_mut_ptr().cast::<std::mem::MaybeUninit<f32>>(),
+                    n,
+                ),
+            )
+        };
+        let alpha = alpha.as_f64() as f32;
+        super::simd::widest(
+            #[inline(always)]
+            move || {
+                for (o, &x) in out.iter_mut().zip(src) {
+                    // NaN stays NaN: it takes the second branch, whose exponential keeps it.
+                    o.write(match derivative {
+                        false if x > 0.0 => x,
+                        false => alpha * super::math::exp_m1_nonpositive_f32(x),
+                        true if x > 0.0 => 1.0,
+                        true => alpha * super::math::exp_f32(x),
+                    });
+                }
+            },
+        );
+    } else {
+        let alpha = alpha.as_f64();
+        super::simd::widest(
+            #[inline(always)]
+            move || {
+                for (o, &x) in out.iter_mut().zip(src) {
+                    let x = x.as_f64();
+                    o.write(E::of(match derivative {
+                        false if x > 0.0 => x,
+                        false => alpha * super::math::exp_m1_nonpositive(x),
+                        true if x > 0.0 => 1.0,
+                        true => alpha * super::math::exp(x),
+                    }));
+                }
+            },
+        );
+    }
+    // SAFETY: the loops above wrote every one of the n entries.
+    unsafe { data.set_len(n) };
+    from_shape_vec(shape_of(a), data)
+}
+
 /// `log(1 + exp(x))` without overflow: `max(x, 0) + log1p(exp(-|x|))`.
 #[inline]
 pub(crate) fn softplus<E: Element>(x: E) -> E {
@@ -143,7 +199,8 @@ pub(crate) fn unary<E: Element>(op: UnaryOp<E>, a: &Array2<E>) -> Array2<E> {
         UnaryOp::Softplus => map(a, softplus),
         UnaryOp::Relu => map(a, |x| if x > zero { x } else { zero }),
         UnaryOp::LeakyRelu(slope) => map(a, |x| if x > zero { x } else { slope * x }),
-        UnaryOp::Elu(alpha) => map(a, |x| if x > zero { x } else { alpha * x.exp_m1() }),
+        UnaryOp::Elu(alpha) => elu_map(a, alpha, false),
+        UnaryOp::EluDerivative(alpha) => elu_map(a, alpha, true),
         UnaryOp::AddScalar(s) => map(a, |x| x + s),
         UnaryOp::MulScalar(s) => map(a, |x| x * s),
         UnaryOp::Powi(n) => map(a, |x| x.powi(n)),
