@@ -80,24 +80,38 @@ fn log_prob_from(z: &Tensor<F64>, log_det: &Tensor<F64>) -> Vec<f64> {
         .collect()
 }
 
-fn check(model: &NormalizingFlow<F64>, reference: &Reference, tol: (f64, f64), what: &str) {
-    let (z, log_det) = model.inverse(&reference.rows("x"), None).unwrap();
+/// The first `rows` reference points (the 5 chosen ones, then samples): integration cost
+/// grows with every SELU kink a path crosses, so the long solves take a subset.
+fn check(
+    model: &NormalizingFlow<F64>,
+    reference: &Reference,
+    rows: usize,
+    tol: (f64, f64),
+    what: &str,
+) {
+    let first = |name: &str| {
+        let values = reference.values(name);
+        let width = values.len() / reference.values("log_prob").len();
+        values[..rows * width].to_vec()
+    };
+    let tensor = |name: &str| Tensor::from_f64s(&Cpu::new(), (rows, 2), &first(name)).unwrap();
+    let (z, log_det) = model.inverse(&tensor("x"), None).unwrap();
     assert_matches(
         &z.to_f64s().unwrap(),
-        &reference.values("z_of_x"),
+        &first("z_of_x"),
         tol.0,
         &format!("{what}: z_of_x"),
     );
     assert_matches(
         &log_prob_from(&z, &log_det),
-        &reference.values("log_prob"),
+        &first("log_prob"),
         tol.1,
         &format!("{what}: log_prob"),
     );
-    let (x, _) = model.forward(&reference.rows("z0"), None).unwrap();
+    let (x, _) = model.forward(&tensor("z0"), None).unwrap();
     assert_matches(
         &x.to_f64s().unwrap(),
-        &reference.values("x_of_z0"),
+        &first("x_of_z0"),
         tol.0,
         &format!("{what}: x_of_z0"),
     );
@@ -125,7 +139,13 @@ fn the_imported_field_is_torchcfms() {
 #[test]
 fn latents_samples_and_log_likelihoods_match_on_the_references_grid() {
     let model = import_torchcfm(&F64::new(), &weights(), Solver::Rk4 { steps: 8000 }).unwrap();
-    check(&model, &Reference::load(), (1e-9, 1e-9), "RK4, 8000 steps");
+    check(
+        &model,
+        &Reference::load(),
+        40,
+        (1e-9, 1e-9),
+        "RK4, 8000 steps",
+    );
 }
 
 /// Adaptive steps at a tight tolerance: within the reference's own accuracy.
@@ -137,7 +157,7 @@ fn adaptive_integration_agrees_within_the_references_accuracy() {
         max_steps: 100_000,
     };
     let model = import_torchcfm(&F64::new(), &weights(), solver).unwrap();
-    check(&model, &Reference::load(), (1e-6, 1e-3), "dopri5 at 1e-8");
+    check(&model, &Reference::load(), 20, (1e-6, 1e-3), "dopri5 at 1e-8");
 }
 
 /// Through a checkpoint: the f32 model the command line would save and reload.

@@ -842,7 +842,7 @@ fn planar_radial_and_residual_train_and_their_checkpoints_evaluate() {
 #[test]
 fn continuous_flows_train_sample_and_evaluate() {
     let dir = tempfile::tempdir().unwrap();
-    for flow in ["cnf", "ffjord"] {
+    for flow in ["cnf", "ffjord", "cfm", "otcfm", "rectified"] {
         let out = dir.path().join(flow);
         let run = train_with(
             &[
@@ -880,6 +880,93 @@ fn continuous_flows_train_sample_and_evaluate() {
         assert_eq!(lp.len(), 30);
         assert!(lp.iter().all(|v| v.is_finite()), "{flow}: {lp:?}");
     }
+}
+
+/// torchcfm's model through the command line: imported, then scored with the stored solver
+/// and with overrides, against the float64 references (f32 weights and arithmetic: 1e-3).
+#[test]
+fn import_torchcfm_converts_the_reference_model_and_solvers_can_be_overridden() {
+    let fixtures = shared_dir().join("fixtures/torchcfm");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cfm.safetensors");
+    let run = flows([
+        OsStr::new("import-torchcfm"),
+        fixtures.join("torchcfm_icfm_w64.safetensors").as_os_str(),
+        OsStr::new("--out"),
+        out.as_os_str(),
+    ]);
+    assert!(
+        run.ok()
+            .contains("over 2 features (hidden [64, 64, 64], 8706 parameters)"),
+        "{}",
+        run.describe()
+    );
+    let reference =
+        TensorFile::read(&fixtures.join("torchcfm_icfm_w64.reference.safetensors")).unwrap();
+    let (_, x) = &reference.tensors["x"];
+    let (_, want) = &reference.tensors["log_prob"];
+    let rows = 20;
+    let mut csv = String::from("x0,x1\n");
+    for i in 0..rows {
+        csv.push_str(&format!("{:?},{:?}\n", x[2 * i], x[2 * i + 1]));
+    }
+    let data = write(&dir.path().join("points.csv"), &csv);
+    let score = |extra: &[&str]| {
+        let mut args = vec![
+            OsStr::new("log-prob"),
+            OsStr::new("--checkpoint"),
+            out.as_os_str(),
+            OsStr::new("--data"),
+            data.as_os_str(),
+        ];
+        args.extend(extra.iter().map(OsStr::new));
+        parse_values(&flows(args))
+    };
+    // The stored solver (dopri5 at 1e-5) is the least accurate of the three: SELU's kinks.
+    let cases: [(&[&str], f64); 3] = [
+        (&[], 1e-2),
+        (&["--solver", "rk4", "--steps", "400"], 1e-3),
+        (&["--rtol", "1e-7", "--atol", "1e-7"], 1e-3),
+    ];
+    for (extra, tol) in cases {
+        let got = score(extra);
+        assert_eq!(got.len(), rows);
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (g - w).abs() / w.abs().max(1.0) < tol,
+                "{extra:?}, point {i}: {g} vs {w}"
+            );
+        }
+    }
+    // Few Euler steps are visibly less accurate: the override took effect.
+    let euler = score(&["--solver", "euler", "--steps", "2"]);
+    let worst = euler
+        .iter()
+        .zip(want)
+        .map(|(g, w)| (g - w).abs())
+        .fold(0.0, f64::max);
+    assert!(worst > 1e-2, "2 Euler steps off by only {worst}");
+    // A discrete flow has no solver to override.
+    let realnvp = dir.path().join("realnvp.safetensors");
+    import(
+        &shared_dir().join("fixtures/normflows/normflows_realnvp_swap2.safetensors"),
+        &realnvp,
+    )
+    .ok();
+    let bad = flows([
+        OsStr::new("log-prob"),
+        OsStr::new("--checkpoint"),
+        realnvp.as_os_str(),
+        OsStr::new("--data"),
+        data.as_os_str(),
+        OsStr::new("--steps"),
+        OsStr::new("10"),
+    ]);
+    assert!(
+        bad.code != Some(0) && bad.stderr.contains("continuous flows only"),
+        "{}",
+        bad.describe()
+    );
 }
 
 #[test]
