@@ -66,7 +66,91 @@ pub fn solve(cost: &[f64], n: usize) -> Result<Assignment> {
     let mut row_visited = vec![false; n];
     let mut settled = Vec::with_capacity(n);
     let mut remaining: Vec<usize> = Vec::with_capacity(n);
-    for start in 0..n {
+    // Column reduction (Jonker and Volgenant's first phase): v[j] is column j's least cost,
+    // so every reduced cost is nonnegative with u = 0, and each column whose cheapest row is
+    // still free takes it (a tight edge). Only the rows left free need a search.
+    for j in (0..n).rev() {
+        let (mut best, mut row) = (f64::INFINITY, 0);
+        for i in 0..n {
+            if cost[i * n + j] < best {
+                (best, row) = (cost[i * n + j], i);
+            }
+        }
+        v[j] = best;
+        if column_of_row[row] == NONE {
+            column_of_row[row] = j;
+            row_of_column[j] = row;
+        }
+    }
+    let mut free: Vec<usize> = (0..n).filter(|&i| column_of_row[i] == NONE).collect();
+    // Augmenting row reduction (their second phase), twice: a free row takes the column of
+    // its least reduced cost, lowering that column's price by the gap to its second least so
+    // that it still prefers it, and the row it displaces is free again. Prices only fall, so
+    // every reduced cost stays nonnegative against `u[i]` = a row's least one.
+    for _ in 0..2 {
+        let mut queue = std::mem::take(&mut free);
+        let mut k = 0;
+        // Each pass is bounded: a row displaced without a strict price gap goes to the back,
+        // and the pass stops after a few sweeps' worth of work.
+        let mut budget = 4 * n + 4;
+        while k < queue.len() && budget > 0 {
+            budget -= 1;
+            let i = queue[k];
+            k += 1;
+            let costs = &cost[i * n..(i + 1) * n];
+            let (mut u1, mut j1, mut u2, mut j2) = (f64::INFINITY, 0, f64::INFINITY, NONE);
+            for j in 0..n {
+                let h = costs[j] - v[j];
+                if h < u2 {
+                    if h >= u1 {
+                        (u2, j2) = (h, j);
+                    } else {
+                        (u2, j2, u1, j1) = (u1, j1, h, j);
+                    }
+                }
+            }
+            let mut displaced = row_of_column[j1];
+            if u1 < u2 {
+                v[j1] -= u2 - u1;
+            } else if displaced != NONE && j2 != NONE {
+                // A tie: take the second column instead.
+                j1 = j2;
+                displaced = row_of_column[j1];
+            }
+            if displaced != NONE {
+                column_of_row[displaced] = NONE;
+                if u1 < u2 {
+                    k -= 1;
+                    queue[k] = displaced;
+                } else {
+                    queue.push(displaced);
+                }
+            }
+            column_of_row[i] = j1;
+            row_of_column[j1] = i;
+        }
+        free = queue[k..].to_vec();
+        free.extend(
+            queue[..k]
+                .iter()
+                .copied()
+                .filter(|&i| column_of_row[i] == NONE),
+        );
+        free.sort_unstable();
+        free.dedup();
+        free.retain(|&i| column_of_row[i] == NONE);
+    }
+    // Duals for the search: an assigned row's reduced cost is least on its own column.
+    for i in 0..n {
+        let costs = &cost[i * n..(i + 1) * n];
+        u[i] = match column_of_row[i] {
+            NONE => (0..n)
+                .map(|j| costs[j] - v[j])
+                .fold(f64::INFINITY, f64::min),
+            j => costs[j] - v[j],
+        };
+    }
+    for start in free {
         shortest.fill(f64::INFINITY);
         row_visited.fill(false);
         settled.clear();

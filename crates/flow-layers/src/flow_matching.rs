@@ -52,6 +52,10 @@ pub enum Pairing {
     /// solved exactly by [`crate::assignment::solve`]; each pair is used once (torchcfm
     /// resamples pairs from the plan with replacement, which repeats some and drops others).
     OptimalTransport,
+    /// Pairs given with the data: each row is `[x0, x1]` (twice the model's features), as
+    /// reflow's pairs of base draws and what a trained model maps them to (rectified flow's
+    /// later rounds; `flow_train::source::ReflowPairs` makes them).
+    Given,
 }
 
 /// A flow-matching objective (torchcfm's `ConditionalFlowMatcher(sigma)` and
@@ -76,8 +80,8 @@ pub struct MatchingBatch {
 
 impl FlowMatching {
     /// The regression batch for data `x1` and base draws `x0` (both `rows x dim`,
-    /// row-major; `x0` is re-paired here under [`Pairing::OptimalTransport`]), drawing the
-    /// times and the path noise from `rng`.
+    /// row-major; `x0` is re-paired here under [`Pairing::OptimalTransport`], taken as paired
+    /// otherwise), drawing the times and the path noise from `rng`.
     pub fn batch(
         &self,
         x0: &[f64],
@@ -101,7 +105,7 @@ impl FlowMatching {
         let rows = x1.len() / dim;
         let paired;
         let x0 = match self.pairing {
-            Pairing::Independent => x0,
+            Pairing::Independent | Pairing::Given => x0,
             Pairing::OptimalTransport => {
                 paired = pair_by_transport(x0, x1, dim)?;
                 &paired
@@ -132,8 +136,9 @@ impl FlowMatching {
 
     /// The flow-matching loss of `model` on data `x1` (a batch on the tape the loss is
     /// recorded on; `context` has a row per row of `x1` for a conditional field): base draws
-    /// from `model`'s base, paired by [`FlowMatching::pairing`], times and path noise from
-    /// `rng`. The model must be one continuous layer (its [`crate::Flow::velocity`]).
+    /// from `model`'s base, paired by [`FlowMatching::pairing`] (or, for [`Pairing::Given`],
+    /// the first half of each row of `x1`), times and path noise from `rng`. The model must
+    /// be one continuous layer (its [`crate::Flow::velocity`]).
     pub fn loss<B: Backend>(
         &self,
         model: &NormalizingFlow<B>,
@@ -142,11 +147,25 @@ impl FlowMatching {
         rng: &mut FlowRng,
     ) -> Result<Var<B>> {
         let (rows, dim) = (x1.shape().rows, model.dim());
-        crate::flow::check_width("flow matching data", dim, x1)?;
         let tape = x1.tape();
         let data = x1.value().to_f64s()?;
-        let (x0, _) = model.base().sample(model.params(), tape, rows, rng)?;
-        let batch = self.batch(&x0.value().to_f64s()?, &data, dim, rng)?;
+        let (x0, data) = if self.pairing == Pairing::Given {
+            crate::flow::check_width("flow matching pairs [x0, x1]", 2 * dim, x1)?;
+            let (mut x0, mut x1) = (
+                Vec::with_capacity(rows * dim),
+                Vec::with_capacity(rows * dim),
+            );
+            for row in data.chunks_exact(2 * dim) {
+                x0.extend_from_slice(&row[..dim]);
+                x1.extend_from_slice(&row[dim..]);
+            }
+            (x0, x1)
+        } else {
+            crate::flow::check_width("flow matching data", dim, x1)?;
+            let (x0, _) = model.base().sample(model.params(), tape, rows, rng)?;
+            (x0.value().to_f64s()?, data)
+        };
+        let batch = self.batch(&x0, &data, dim, rng)?;
         let backend = tape.backend();
         let xt = tape.constant(Tensor::from_f64s(backend, (rows, dim), &batch.xt)?);
         let target = tape.constant(Tensor::from_f64s(backend, (rows, dim), &batch.target)?);

@@ -33,6 +33,7 @@
 
 pub mod checkpoint;
 pub mod data;
+pub mod distance;
 pub mod error;
 pub mod fit;
 pub mod import;

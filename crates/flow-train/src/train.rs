@@ -65,6 +65,18 @@ impl Objective {
         }
     }
 
+    /// The columns of a batch for a model of `dim` features: twice that for flow matching on
+    /// given pairs (`[x0, x1]` per row).
+    pub fn data_width(&self, dim: usize) -> usize {
+        match self {
+            Objective::FlowMatching(FlowMatching {
+                pairing: flow_layers::Pairing::Given,
+                ..
+            }) => 2 * dim,
+            _ => dim,
+        }
+    }
+
     /// Whether a batch's loss is in the data's units (an NLL), so that the preprocessing's
     /// log-determinant belongs in the reported value.
     fn is_nll(&self) -> bool {
@@ -326,9 +338,10 @@ pub fn train_on<B: Backend, S: BatchSource>(
     resume: Option<ResumeState<B>>,
     observer: &mut dyn Observer<B>,
 ) -> Result<TrainReport> {
-    if source.dim() != model.dim() {
+    let width = config.objective.data_width(model.dim());
+    if source.dim() != width {
         return Err(Error::Config(format!(
-            "the data have {} features, the model {}",
+            "the data have {} features, the model {} (rows of {width} expected)",
             source.dim(),
             model.dim()
         )));
@@ -348,7 +361,7 @@ pub fn train_on<B: Backend, S: BatchSource>(
     };
     let start_position = source.position();
     let backend = model.backend().clone();
-    let (batch, dim, iters) = (config.batch, model.dim(), config.iters);
+    let (batch, dim, iters) = (config.batch, width, config.iters);
     let (sender, receiver) = std::sync::mpsc::sync_channel::<Result<Batch<B>>>(2);
     std::thread::scope(|scope| {
         scope.spawn(move || {

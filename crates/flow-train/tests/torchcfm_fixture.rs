@@ -157,7 +157,13 @@ fn adaptive_integration_agrees_within_the_references_accuracy() {
         max_steps: 100_000,
     };
     let model = import_torchcfm(&F64::new(), &weights(), solver).unwrap();
-    check(&model, &Reference::load(), 20, (1e-6, 1e-3), "dopri5 at 1e-8");
+    check(
+        &model,
+        &Reference::load(),
+        20,
+        (1e-6, 1e-3),
+        "dopri5 at 1e-8",
+    );
 }
 
 /// Through a checkpoint: the f32 model the command line would save and reload.

@@ -512,6 +512,12 @@ pub struct ModelArgs {
     #[arg(long, default_value_t = 0.0)]
     #[serde(default)]
     pub sigma: f64,
+    /// Rectified flow: rounds of reflow after the first training, each --iters iterations
+    /// on pairs (z, x) that the model of the round before generates (its checkpoint is the
+    /// last round's model).
+    #[arg(long, default_value_t = 0)]
+    #[serde(default)]
+    pub reflow: usize,
 }
 
 fn default_solver() -> SolverArg {

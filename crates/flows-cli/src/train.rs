@@ -6,14 +6,17 @@ use crate::plot::{
 };
 use clap::Parser;
 use flow_core::{Backend, Tensor};
-use flow_layers::NormalizingFlow;
+use flow_layers::ode::Solver;
+use flow_layers::{FlowMatching, NormalizingFlow, Pairing};
 use flow_train::checkpoint::{self, RunCheckpoint};
 use flow_train::data::write_csv;
 use flow_train::metrics::{History, MetricsLog};
 use flow_train::preprocess::Preprocess;
 use flow_train::run_data::RunData;
+use flow_train::source::ReflowPairs;
 use flow_train::train::{
-    mean_and_se, test_nll, test_rng, train_on, Observer, Progress, ResumeState, TrainReport,
+    mean_and_se, test_nll, test_rng, train_on, Objective, Observer, Progress, ResumeState,
+    TrainConfig, TrainReport, Validation,
 };
 use flow_train::{Error, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -154,6 +157,9 @@ fn run_train_on<B: Backend<Elem = f32>>(backend: &B, args: TrainArgs) -> crate::
         bar.finish_and_clear();
     }
     print_report(&report);
+    if args.model.reflow > 0 {
+        reflow(&mut model, &args, &config, &validation)?;
+    }
     let losses: Vec<f64> = history
         .losses
         .iter()
@@ -641,5 +647,74 @@ fn check_flags(args: &TrainArgs) -> Result<()> {
             args.batch
         )));
     }
+    if args.model.reflow > 0 && args.model.flow != super::FlowKind::Rectified {
+        return Err(Error::Config(
+            "--reflow applies to --flow rectified only".into(),
+        ));
+    }
+    if args.model.reflow > 0 && args.resume.is_some() {
+        return Err(Error::Config(
+            "a run with --reflow cannot be resumed; start it again".into(),
+        ));
+    }
     args.model.check_optimizer_flags()
+}
+
+/// Rectified flow's reflow rounds (Liu et al. 2023): each retrains `model` on pairs
+/// `(z, x)` that the model as the round found it generates, printing the validation NLL and
+/// how well one Euler step samples (the 2-Wasserstein distance of 2,000 samples to 2,000
+/// validation points), which straighter paths improve.
+fn reflow<B: Backend<Elem = f32>>(
+    model: &mut NormalizingFlow<B>,
+    args: &TrainArgs,
+    config: &TrainConfig,
+    validation: &Validation<B>,
+) -> Result<()> {
+    let registry = flow_layers::Registry::builtin();
+    let dim = model.dim();
+    let points = validation.x.shape().rows.min(2000);
+    let data = &validation.x.to_f64s()?[..points * dim];
+    let one_step_w2 = |model: &NormalizingFlow<B>| -> Result<f64> {
+        let (spec, _) = flow_layers::cnf::with_solver(model.spec(), Solver::Euler { steps: 1 })?;
+        let euler = model.with_spec(&registry, spec)?;
+        let (x, _) = euler.sample(points, None, &mut flow_core::rng(args.model.seed ^ 0x0e11))?;
+        flow_train::distance::wasserstein2(&x.to_f64s()?, data, dim)
+    };
+    let (nll, _) = validation.nll(model)?;
+    println!(
+        "round 1 (rectified flow): validation NLL {nll:.4}, one-step samples at W2 {:.4} from the data",
+        one_step_w2(model)?
+    );
+    for round in 1..=args.model.reflow {
+        let teacher = model.with_spec(&registry, model.spec().clone())?;
+        let mut pairs_rng = flow_train::train::data_rng(args.model.seed);
+        pairs_rng.set_stream(round as u64);
+        let round_config = TrainConfig {
+            objective: Objective::FlowMatching(FlowMatching {
+                pairing: Pairing::Given,
+                sigma: 0.0,
+            }),
+            seed: args.model.seed.wrapping_add(round as u64),
+            ..config.clone()
+        };
+        let mut quiet = |_: &flow_train::train::Progress<'_, B>| Ok(());
+        let report = train_on(
+            model,
+            ReflowPairs::new(teacher, pairs_rng),
+            &round_config,
+            None,
+            None,
+            &mut quiet,
+        )?;
+        let (nll, _) = validation.nll(model)?;
+        println!(
+            "round {} (reflow): {} iterations on generated pairs ({:.0} it/s), validation NLL \
+             {nll:.4}, one-step samples at W2 {:.4} from the data",
+            round + 1,
+            report.losses.len(),
+            report.iters_per_second(),
+            one_step_w2(model)?
+        );
+    }
+    Ok(())
 }
