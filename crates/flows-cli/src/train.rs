@@ -686,7 +686,11 @@ fn reflow<B: Backend<Elem = f32>>(
         one_step_w2(model)?
     );
     for round in 1..=args.model.reflow {
-        let teacher = model.with_spec(&registry, model.spec().clone())?;
+        // The pairs come from 20 RK4 steps (80 field evaluations): the model's paths are
+        // already nearly straight, and an adaptive solve at the model's tolerance through a
+        // SELU field's kinks would cost far more per batch for pairs no better to learn from.
+        let (spec, _) = flow_layers::cnf::with_solver(model.spec(), Solver::Rk4 { steps: 20 })?;
+        let teacher = model.with_spec(&registry, spec)?;
         let mut pairs_rng = flow_train::train::data_rng(args.model.seed);
         pairs_rng.set_stream(round as u64);
         let round_config = TrainConfig {

@@ -970,16 +970,18 @@ fn import_torchcfm_converts_the_reference_model_and_solvers_can_be_overridden() 
 }
 
 #[test]
-fn glow_planar_radial_and_residual_checkpoints_resume_to_the_uninterrupted_run() {
+fn glow_planar_radial_residual_and_flow_matching_checkpoints_resume_to_the_uninterrupted_run() {
     let dir = tempfile::tempdir().unwrap();
-    // (A residual flow's checkpoint also holds its power-iteration vectors and draw counter.)
-    for flow in ["glow", "planar", "radial", "residual"] {
+    // (A residual flow's checkpoint also holds its power-iteration vectors and draw counter;
+    // OT-CFM's draws and transport plans follow from the seed and the step.)
+    for flow in ["glow", "planar", "radial", "residual", "otcfm"] {
+        let transforms = if flow == "otcfm" { "1" } else { "3" };
         let flags = |iters: &'static str| {
-            vec![
+            let mut flags = vec![
                 "--flow",
                 flow,
                 "--transforms",
-                "3",
+                transforms,
                 "--hidden",
                 "16,16",
                 "--iters",
@@ -994,7 +996,11 @@ fn glow_planar_radial_and_residual_checkpoints_resume_to_the_uninterrupted_run()
                 "200",
                 "--snapshots",
                 "0",
-            ]
+            ];
+            if flow == "otcfm" {
+                flags.extend(["--solver", "rk4", "--steps", "4"]);
+            }
+            flags
         };
         let (straight, stopped) = (
             dir.path().join(format!("{flow}-straight")),
