@@ -209,6 +209,19 @@ pub fn solve(cost: &[f64], n: usize) -> Result<Assignment> {
     })
 }
 
+/// The `n x n` matrix (row-major) of squared Euclidean distances between the rows of `a`
+/// and those of `b` (`n` rows of `dim` features each): optimal transport's cost.
+pub fn squared_distances(a: &[f64], b: &[f64], dim: usize) -> Vec<f64> {
+    let rows = a.len() / dim;
+    let mut cost = Vec::with_capacity(rows * rows);
+    for p in a.chunks_exact(dim) {
+        for q in b.chunks_exact(dim) {
+            cost.push(p.iter().zip(q).map(|(x, y)| (x - y) * (x - y)).sum());
+        }
+    }
+    cost
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

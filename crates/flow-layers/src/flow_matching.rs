@@ -178,14 +178,7 @@ impl FlowMatching {
 /// `j` (squared Euclidean cost).
 pub fn pair_by_transport(x0: &[f64], x1: &[f64], dim: usize) -> Result<Vec<f64>> {
     let rows = x1.len() / dim;
-    let mut cost = vec![0.0; rows * rows];
-    for i in 0..rows {
-        let a = &x0[i * dim..(i + 1) * dim];
-        for j in 0..rows {
-            let b = &x1[j * dim..(j + 1) * dim];
-            cost[i * rows + j] = a.iter().zip(b).map(|(p, q)| (p - q) * (p - q)).sum();
-        }
-    }
+    let cost = crate::assignment::squared_distances(x0, x1, dim);
     let plan = crate::assignment::solve(&cost, rows)?;
     let mut paired = vec![0.0; x0.len()];
     for (i, &j) in plan.column_of_row.iter().enumerate() {

@@ -26,14 +26,7 @@ pub fn wasserstein2(a: &[f64], b: &[f64], dim: usize) -> Result<f64> {
         )));
     }
     let n = a.len() / dim;
-    let mut cost = vec![0.0; n * n];
-    for i in 0..n {
-        let p = &a[i * dim..(i + 1) * dim];
-        for j in 0..n {
-            let q = &b[j * dim..(j + 1) * dim];
-            cost[i * n + j] = p.iter().zip(q).map(|(x, y)| (x - y) * (x - y)).sum();
-        }
-    }
+    let cost = flow_layers::assignment::squared_distances(a, b, dim);
     let plan = flow_layers::assignment::solve(&cost, n)?;
     Ok((plan.total(&cost) / n as f64).sqrt())
 }

@@ -46,16 +46,9 @@ pub fn import_normflows<B: Backend>(
     path: &Path,
     options: ImportOptions,
 ) -> Result<NormalizingFlow<B>> {
-    let file = TensorFile::read(path)?;
-    // Our checkpoints use normflows' tensor names, so one would parse as a state_dict; but
-    // what a state_dict cannot record (slopes, scale maps, shuffles) would be guessed, and
-    // the guess would silently change the model. Refuse instead.
-    if file.metadata.get("format").map(String::as_str) == Some(crate::checkpoint::FORMAT) {
-        return Err(crate::error::Error::format(
-            path,
-            "already a flows checkpoint (format: flows-checkpoint); use it directly, no import needed",
-        ));
-    }
+    // (What a state_dict cannot record, slopes, scale maps, shuffles, would be guessed from
+    // one of our checkpoints and silently change the model: it is refused.)
+    let file = super::read_state_dict(path)?;
     let spec = infer_spec(&file, path, options)?;
     let mut model = NormalizingFlow::new(backend, spec, 0)?;
     load_params(model.params_mut(), &file, path)?;

@@ -8,7 +8,6 @@
 //! `flows.0.net.{k}.*` in the same `(out, in)` layout. The widths and the number of layers
 //! are read from the tensors, so any dimension, width and depth imports.
 
-use crate::checkpoint::TensorFile;
 use crate::error::{Error, Result};
 use flow_core::{Backend, Tensor};
 use flow_layers::ode::Solver;
@@ -34,13 +33,7 @@ pub fn import_torchcfm<B: Backend>(
     path: &Path,
     solver: Solver,
 ) -> Result<NormalizingFlow<B>> {
-    let file = TensorFile::read(path)?;
-    if file.metadata.get("format").map(String::as_str) == Some(crate::checkpoint::FORMAT) {
-        return Err(Error::format(
-            path,
-            "already a flows checkpoint (format: flows-checkpoint); use it directly, no import needed",
-        ));
-    }
+    let file = super::read_state_dict(path)?;
     // Layer index -> (weight shape, bias shape).
     let mut layers: BTreeMap<usize, (Option<Vec<usize>>, Option<Vec<usize>>)> = BTreeMap::new();
     for (name, (shape, _)) in &file.tensors {
