@@ -84,7 +84,7 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Train a flow by maximum likelihood on a built-in data set or a CSV/.npy file (defaults: normflows' RealNVP on two moons).
+    /// Train a flow on a built-in data set or a CSV/.npy file, by maximum likelihood (flow matching for cfm, otcfm and rectified; defaults: normflows' RealNVP on two moons).
     Train(TrainArgs),
     /// Print log q(x) for every row of a CSV or .npy file under a checkpoint (in the data's
     /// units: the stored standardisation is applied and its log-determinant added).
