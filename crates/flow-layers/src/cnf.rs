@@ -304,55 +304,43 @@ impl Cnf {
         let start = [v.clone(), crate::flow::zero_log_det(v)?];
         let probe = self.probe(params, v)?;
         let net = self.net();
-        let weights = self.weights(params, v.tape())?;
         let tape = v.tape();
+        // The field with its inputs passed in: the weights, then the context when given (the
+        // adjoint method differentiates in them; a values-only solve rebinds them per step).
+        let mut inputs = self.weights(params, tape)?;
+        inputs.extend(context.cloned());
+        let has_context = context.is_some();
+        let field: std::sync::Arc<crate::ode::ParamField<B>> =
+            std::sync::Arc::new(move |t: f64, s: &[Var<B>], p: &[Var<B>]| {
+                let (w, c) = match has_context {
+                    true => (&p[..p.len() - 1], p.last()),
+                    false => (p, None),
+                };
+                net.augmented(w, t, s, c, probe.as_ref())
+            });
         let values_only = tape.params_frozen()
             && !v.requires_grad()
             && context.is_none_or(|c| !c.requires_grad());
         let (end, _) = if values_only {
             // Nothing to differentiate (an evaluation): each step on a fresh tape, so that
             // memory does not grow with the steps of a long solve.
-            let has_context = context.is_some();
-            let mut inputs: Vec<Tensor<B>> = weights.iter().map(|w| w.value()).collect();
-            inputs.extend(context.map(|c| c.value()));
-            let field = move |t: f64, s: &[Var<B>], p: &[Var<B>]| {
-                let (w, c) = if has_context {
-                    (&p[..p.len() - 1], p.last())
-                } else {
-                    (p, None)
-                };
-                net.augmented(w, t, s, c, probe.as_ref())
-            };
+            let values: Vec<Tensor<B>> = inputs.iter().map(|w| w.value()).collect();
             let (end, stats) = crate::ode::integrate_values(
-                &field,
+                field.as_ref(),
                 &start,
-                &inputs,
+                &values,
                 (t0, t1),
                 &self.config.solver,
             )?;
-            let end = end.iter().map(|e| tape.constant(e.value())).collect();
-            (end, stats)
-        } else if self.config.adjoint && !v.tape().params_frozen() {
-            // The parameters, and the context when given, are the adjoint's inputs.
-            let mut inputs = weights;
-            let has_context = context.is_some();
-            if let Some(c) = context {
-                inputs.push(c.clone());
-            }
-            let field: std::sync::Arc<crate::ode::ParamField<B>> =
-                std::sync::Arc::new(move |t: f64, s: &[Var<B>], p: &[Var<B>]| {
-                    let (w, c) = if has_context {
-                        (&p[..p.len() - 1], p.last())
-                    } else {
-                        (p, None)
-                    };
-                    net.augmented(w, t, s, c, probe.as_ref())
-                });
+            (
+                end.iter().map(|e| tape.constant(e.value())).collect(),
+                stats,
+            )
+        } else if self.config.adjoint && !tape.params_frozen() {
             crate::ode::integrate_adjoint(field, &start, &inputs, (t0, t1), &self.config.solver)?
         } else {
-            let field =
-                |t: f64, s: &[Var<B>]| net.augmented(&weights, t, s, context, probe.as_ref());
-            integrate(&field, &start, t0, t1, &self.config.solver)?
+            let on_tape = |t: f64, s: &[Var<B>]| field(t, s, &inputs);
+            integrate(&on_tape, &start, t0, t1, &self.config.solver)?
         };
         let mut end = end.into_iter();
         match (end.next(), end.next()) {

@@ -45,6 +45,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// This error as flow-core's, for the backward pass of a custom op named `op` (which
+    /// returns flow-core's errors).
+    pub(crate) fn in_op(self, op: &'static str) -> flow_core::Error {
+        flow_core::Error::InvalidArgument {
+            op,
+            message: self.to_string(),
+        }
+    }
+
     /// [`Error::NonFinite`] from `flow_core`'s [`flow_core::Error::NonFinite`] (from
     /// [`flow_core::Tensor::check_finite`]) for argument `arg` of `call`; any other error
     /// as is.

@@ -92,6 +92,77 @@ fn weighted_sum<B: Backend>(h: f64, terms: &[(f64, &[Var<B>])]) -> Result<Vec<Va
         .collect()
 }
 
+/// An explicit fixed-step Runge-Kutta method's Butcher tableau: stage `i` evaluates the
+/// field at `t + c[i] h` and `y + h sum_j a[i][j] k_j`; the step is `y + h sum_i b[i] k_i`
+/// (zero coefficients skipped by [`combine`]).
+struct Tableau {
+    c: &'static [f64],
+    a: &'static [&'static [f64]],
+    b: &'static [f64],
+}
+
+const EULER: Tableau = Tableau {
+    c: &[0.0],
+    a: &[&[]],
+    b: &[1.0],
+};
+
+const MIDPOINT: Tableau = Tableau {
+    c: &[0.0, 0.5],
+    a: &[&[], &[0.5]],
+    b: &[0.0, 1.0],
+};
+
+const RK4: Tableau = Tableau {
+    c: &[0.0, 0.5, 0.5, 1.0],
+    a: &[&[], &[0.5], &[0.0, 0.5], &[0.0, 0.0, 1.0]],
+    b: &[1.0 / 6.0, 1.0 / 3.0, 1.0 / 3.0, 1.0 / 6.0],
+};
+
+/// `steps` equal steps of an explicit Runge-Kutta method from `y0` at `t0` to `t1` (with
+/// `detach`, the state moves to a fresh tape after each step, as [`detached`]).
+fn fixed_steps<B: Backend>(
+    eval: &mut dyn FnMut(f64, &[Var<B>]) -> Result<Vec<Var<B>>>,
+    y0: &[Var<B>],
+    (t0, t1): (f64, f64),
+    steps: usize,
+    tableau: &Tableau,
+    detach: bool,
+) -> Result<Vec<Var<B>>> {
+    if steps == 0 {
+        return Err(Error::Config(
+            "a fixed-step solver needs at least one step".into(),
+        ));
+    }
+    let h = (t1 - t0) / steps as f64;
+    let mut y = y0.to_vec();
+    for i in 0..steps {
+        let t = t0 + i as f64 * h;
+        let mut ks: Vec<Vec<Var<B>>> = Vec::with_capacity(tableau.b.len());
+        for (&c, a) in tableau.c.iter().zip(tableau.a) {
+            let k = if a.is_empty() {
+                eval(t + c * h, &y)?
+            } else {
+                let terms: Vec<(f64, &[Var<B>])> =
+                    a.iter().zip(&ks).map(|(&w, k)| (w, k.as_slice())).collect();
+                eval(t + c * h, &combine(&y, h, &terms)?)?
+            };
+            ks.push(k);
+        }
+        let terms: Vec<(f64, &[Var<B>])> = tableau
+            .b
+            .iter()
+            .zip(&ks)
+            .map(|(&w, k)| (w, k.as_slice()))
+            .collect();
+        y = combine(&y, h, &terms)?;
+        if detach {
+            y = detached(&y);
+        }
+    }
+    Ok(y)
+}
+
 /// Checks that `f` returned one variable of each state's shape.
 fn checked<B: Backend>(y: &[Var<B>], k: Vec<Var<B>>) -> Result<Vec<Var<B>>> {
     if k.len() != y.len() || k.iter().zip(y).any(|(a, b)| a.shape() != b.shape()) {
@@ -141,7 +212,6 @@ fn solve<B: Backend>(
     solver: &Solver,
     detach: bool,
 ) -> Result<(Vec<Var<B>>, OdeStats)> {
-    let settle = |y: Vec<Var<B>>| if detach { detached(&y) } else { y };
     if !(t0.is_finite() && t1.is_finite()) {
         return Err(Error::Config(format!(
             "an ODE needs finite end times, got {t0} to {t1}"
@@ -152,57 +222,13 @@ fn solve<B: Backend>(
         stats.evaluations += 1;
         checked(y, f(t, y)?)
     };
-    let fixed = |steps: usize| -> Result<f64> {
-        if steps == 0 {
-            return Err(Error::Config(
-                "a fixed-step solver needs at least one step".into(),
-            ));
-        }
-        Ok((t1 - t0) / steps as f64)
+    let mut fixed = |steps: usize, tableau: &Tableau| -> Result<Vec<Var<B>>> {
+        fixed_steps(&mut eval, y0, (t0, t1), steps, tableau, detach)
     };
-    let mut y: Vec<Var<B>> = y0.to_vec();
-    match *solver {
-        Solver::Euler { steps } => {
-            let h = fixed(steps)?;
-            for i in 0..steps {
-                let t = t0 + i as f64 * h;
-                let k1 = eval(t, &y)?;
-                y = settle(combine(&y, h, &[(1.0, &k1)])?);
-            }
-            stats.steps = steps;
-        }
-        Solver::Midpoint { steps } => {
-            let h = fixed(steps)?;
-            for i in 0..steps {
-                let t = t0 + i as f64 * h;
-                let k1 = eval(t, &y)?;
-                let mid = combine(&y, h, &[(0.5, &k1)])?;
-                let k2 = eval(t + 0.5 * h, &mid)?;
-                y = settle(combine(&y, h, &[(1.0, &k2)])?);
-            }
-            stats.steps = steps;
-        }
-        Solver::Rk4 { steps } => {
-            let h = fixed(steps)?;
-            for i in 0..steps {
-                let t = t0 + i as f64 * h;
-                let k1 = eval(t, &y)?;
-                let k2 = eval(t + 0.5 * h, &combine(&y, h, &[(0.5, &k1)])?)?;
-                let k3 = eval(t + 0.5 * h, &combine(&y, h, &[(0.5, &k2)])?)?;
-                let k4 = eval(t + h, &combine(&y, h, &[(1.0, &k3)])?)?;
-                y = settle(combine(
-                    &y,
-                    h,
-                    &[
-                        (1.0 / 6.0, &k1),
-                        (1.0 / 3.0, &k2),
-                        (1.0 / 3.0, &k3),
-                        (1.0 / 6.0, &k4),
-                    ],
-                )?);
-            }
-            stats.steps = steps;
-        }
+    let (y, steps) = match *solver {
+        Solver::Euler { steps } => (fixed(steps, &EULER)?, steps),
+        Solver::Midpoint { steps } => (fixed(steps, &MIDPOINT)?, steps),
+        Solver::Rk4 { steps } => (fixed(steps, &RK4)?, steps),
         Solver::Dopri5 {
             rtol,
             atol,
@@ -218,12 +244,13 @@ fn solve<B: Backend>(
                 atol,
                 max_steps,
             };
-            let (y1, accepted, rejected) = dopri5(&mut eval, y, (t0, t1), &control, detach)?;
-            y = y1;
-            stats.steps = accepted;
+            let (y1, accepted, rejected) =
+                dopri5(&mut eval, y0.to_vec(), (t0, t1), &control, detach)?;
             stats.rejected = rejected;
+            (y1, accepted)
         }
-    }
+    };
+    stats.steps = steps;
     drop(eval);
     Ok((y, stats))
 }
@@ -408,10 +435,7 @@ impl<B: Backend> flow_core::CustomOp<B> for AdjointSolve<B> {
     ) -> flow_core::Result<Vec<Option<Var<B>>>> {
         let grads = self
             .adjoint(&grad.value())
-            .map_err(|e| flow_core::Error::InvalidArgument {
-                op: "ODE solve (adjoint)",
-                message: e.to_string(),
-            })?;
+            .map_err(|e| e.in_op("ODE solve (adjoint)"))?;
         let tape = grad.tape();
         Ok(grads
             .into_iter()

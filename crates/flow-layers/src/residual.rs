@@ -488,10 +488,7 @@ impl<B: Backend> flow_core::CustomOp<B> for ImplicitInverse<B> {
     ) -> flow_core::Result<Vec<Option<Var<B>>>> {
         let y = self
             .solve(&grad.value())
-            .map_err(|e| flow_core::Error::InvalidArgument {
-                op: "residual fixed-point inverse",
-                message: e.to_string(),
-            })?;
+            .map_err(|e| e.in_op("residual fixed-point inverse"))?;
         Ok(vec![Some(grad.tape().constant(y))])
     }
 }

@@ -58,7 +58,7 @@ impl Objective {
         match self {
             Objective::MaximumLikelihood => model.forward_kld(x, None),
             Objective::FlowMatching(matcher) => {
-                let mut rng = flow_core::rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0xf10e);
+                let mut rng = salted_rng(seed, 0xf10e);
                 rng.set_stream(step as u64);
                 matcher.loss(model, x, None, &mut rng)
             }
@@ -134,11 +134,16 @@ impl TrainReport {
 
 /// The random streams of a run, derived from its seed so that each is reproducible.
 pub fn data_rng(seed: u64) -> FlowRng {
-    flow_core::rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0xda7a)
+    salted_rng(seed, 0xda7a)
 }
 
 pub fn test_rng(seed: u64) -> FlowRng {
-    flow_core::rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x7e57)
+    salted_rng(seed, 0x7e57)
+}
+
+/// A run's stream for one purpose: its seed spread over the bits, then `salt` mixed in.
+fn salted_rng(seed: u64, salt: u64) -> FlowRng {
+    flow_core::rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ salt)
 }
 
 /// Held-out rows, already mapped to model inputs, and the log-determinant of that map per

@@ -321,10 +321,11 @@ impl SolverOverride {
                     "--solver, --rtol, --atol and --steps apply to continuous flows only".into(),
                 )
             })?;
+        // What the stored solver does not hold falls back to the training defaults.
         let (stored_tol, stored_steps) = match stored {
             Solver::Dopri5 { rtol, atol, .. } => ((rtol, atol), None),
             Solver::Rk4 { steps } | Solver::Midpoint { steps } | Solver::Euler { steps } => {
-                ((1e-5, 1e-6), Some(steps))
+                ((default_rtol(), default_atol()), Some(steps))
             }
         };
         let kind = self.solver.unwrap_or(match stored {
@@ -337,7 +338,9 @@ impl SolverOverride {
             kind,
             self.rtol.unwrap_or(stored_tol.0),
             self.atol.unwrap_or(stored_tol.1),
-            self.steps.or(stored_steps).unwrap_or(20),
+            self.steps
+                .or(stored_steps)
+                .unwrap_or_else(default_ode_steps),
         )?;
         let (spec, _) = flow_layers::cnf::with_solver(model.spec(), solver)?;
         Ok(model.with_spec(&flow_layers::Registry::builtin(), spec)?)

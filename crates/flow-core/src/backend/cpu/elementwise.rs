@@ -62,70 +62,16 @@ pub(crate) fn swish_derivative_f32(t: f32, k: i32) -> f32 {
     swish_from_exp(t, super::math::exp_f32(-t.abs()), k)
 }
 
-/// [`swish_derivative`] of order `k` over `a`, one vectorised loop per order, in f32
-/// arithmetic for f32 tensors.
-fn swish_map<E: Element>(a: &Array2<E>, k: i32) -> Array2<E> {
-    // Indexed loops writing straight into the output's allocation, inlined into each
-    // `widest` copy, so that they vectorise.
-    #[inline(always)]
-    fn run<E: Element>(src: &[E], out: *mut E, k: i32) {
-        for (i, &x) in src.iter().enumerate() {
-            // SAFETY: `out` has room for `src.len()` entries.
-            unsafe { out.add(i).write(E::of(swish_derivative(x.as_f64(), k))) };
-        }
-    }
-    #[inline(always)]
-    fn run_f32(src: &[f32], out: *mut f32, k: i32) {
-        for (i, &x) in src.iter().enumerate() {
-            // SAFETY: as above.
-            unsafe { out.add(i).write(swish_derivative_f32(x, k)) };
-        }
-    }
-    let src = slice_of(a);
-    let n = src.len();
-    let mut data: Vec<E> = Vec::with_capacity(n);
-    let out = data.as_mut_ptr();
-    if std::any::TypeId::of::<E>() == std::any::TypeId::of::<f32>() {
-        // SAFETY: E is f32 (checked just above).
-        let (src, out) = unsafe {
-            (
-                std::slice::from_raw_parts(src.as_ptr().cast::<f32>(), n),
-                out.cast::<f32>(),
-            )
-        };
-        super::simd::widest(
-            #[inline(always)]
-            || match k {
-                0 => run_f32(src, out, 0),
-                1 => run_f32(src, out, 1),
-                2 => run_f32(src, out, 2),
-                3 => run_f32(src, out, 3),
-                4 => run_f32(src, out, 4),
-                _ => run_f32(src, out, -1),
-            },
-        );
-    } else {
-        super::simd::widest(
-            #[inline(always)]
-            || match k {
-                0 => run(src, out, 0),
-                1 => run(src, out, 1),
-                2 => run(src, out, 2),
-                3 => run(src, out, 3),
-                4 => run(src, out, 4),
-                _ => run(src, out, -1),
-            },
-        );
-    }
-    // SAFETY: every one of the n entries was written above.
-    unsafe { data.set_len(n) };
-    from_shape_vec(shape_of(a), data)
-}
-
-/// ELU, `x` above zero and `alpha (e^x - 1)` elsewhere, or with `derivative` its
-/// derivative, `1` above zero and `alpha e^x` elsewhere, as one vectorised loop (in f32
-/// arithmetic for f32 tensors): libm's `expm1` is a call, which kept the loop scalar.
-fn elu_map<E: Element>(a: &Array2<E>, alpha: E, derivative: bool) -> Array2<E> {
+/// `a` mapped elementwise in its own precision: `f32_map` for f32 tensors (twice the lanes,
+/// and f32 arithmetic throughout), `f64_map` otherwise, in one loop compiled for the
+/// widest vectors the CPU has, written straight into the output's allocation. For maps the
+/// compiler can vectorise: branch-free, no calls.
+#[inline(always)]
+fn map_in_own_precision<E: Element>(
+    a: &Array2<E>,
+    f32_map: impl Fn(f32) -> f32,
+    f64_map: impl Fn(f64) -> f64,
+) -> Array2<E> {
     let src = slice_of(a);
     let n = src.len();
     let mut data: Vec<E> = Vec::with_capacity(n);
@@ -141,34 +87,20 @@ fn elu_map<E: Element>(a: &Array2<E>, alpha: E, derivative: bool) -> Array2<E> {
                 ),
             )
         };
-        let alpha = alpha.as_f64() as f32;
         super::simd::widest(
             #[inline(always)]
             move || {
                 for (o, &x) in out.iter_mut().zip(src) {
-                    // NaN stays NaN: it takes the second branch, whose exponential keeps it.
-                    o.write(match derivative {
-                        false if x > 0.0 => x,
-                        false => alpha * super::math::exp_m1_nonpositive_f32(x),
-                        true if x > 0.0 => 1.0,
-                        true => alpha * super::math::exp_f32(x),
-                    });
+                    o.write(f32_map(x));
                 }
             },
         );
     } else {
-        let alpha = alpha.as_f64();
         super::simd::widest(
             #[inline(always)]
             move || {
                 for (o, &x) in out.iter_mut().zip(src) {
-                    let x = x.as_f64();
-                    o.write(E::of(match derivative {
-                        false if x > 0.0 => x,
-                        false => alpha * super::math::exp_m1_nonpositive(x),
-                        true if x > 0.0 => 1.0,
-                        true => alpha * super::math::exp(x),
-                    }));
+                    o.write(E::of(f64_map(x.as_f64())));
                 }
             },
         );
@@ -176,6 +108,66 @@ fn elu_map<E: Element>(a: &Array2<E>, alpha: E, derivative: bool) -> Array2<E> {
     // SAFETY: the loops above wrote every one of the n entries.
     unsafe { data.set_len(n) };
     from_shape_vec(shape_of(a), data)
+}
+
+/// [`swish_derivative`] of order `k` over `a`, one vectorised loop per order (the order a
+/// constant in each), in f32 arithmetic for f32 tensors.
+fn swish_map<E: Element>(a: &Array2<E>, k: i32) -> Array2<E> {
+    let order = |k: i32| {
+        map_in_own_precision(
+            a,
+            #[inline(always)]
+            move |x| swish_derivative_f32(x, k),
+            #[inline(always)]
+            move |x| swish_derivative(x, k),
+        )
+    };
+    match k {
+        0 => order(0),
+        1 => order(1),
+        2 => order(2),
+        3 => order(3),
+        4 => order(4),
+        _ => order(-1),
+    }
+}
+
+/// ELU, `x` above zero and `alpha (e^x - 1)` elsewhere, or with `derivative` its
+/// derivative, `1` above zero and `alpha e^x` elsewhere, as one vectorised loop (in f32
+/// arithmetic for f32 tensors): libm's `expm1` is a call, which kept the loop scalar. NaN
+/// stays NaN: it takes the second branch, whose exponential keeps it.
+fn elu_map<E: Element>(a: &Array2<E>, alpha: E, derivative: bool) -> Array2<E> {
+    use super::math::{exp, exp_f32, exp_m1_nonpositive, exp_m1_nonpositive_f32};
+    let (alpha, alpha_f32) = (alpha.as_f64(), alpha.as_f64() as f32);
+    if derivative {
+        map_in_own_precision(
+            a,
+            #[inline(always)]
+            move |x| if x > 0.0 { 1.0 } else { alpha_f32 * exp_f32(x) },
+            #[inline(always)]
+            move |x| if x > 0.0 { 1.0 } else { alpha * exp(x) },
+        )
+    } else {
+        map_in_own_precision(
+            a,
+            #[inline(always)]
+            move |x| {
+                if x > 0.0 {
+                    x
+                } else {
+                    alpha_f32 * exp_m1_nonpositive_f32(x)
+                }
+            },
+            #[inline(always)]
+            move |x| {
+                if x > 0.0 {
+                    x
+                } else {
+                    alpha * exp_m1_nonpositive(x)
+                }
+            },
+        )
+    }
 }
 
 /// `log(1 + exp(x))` without overflow: `max(x, 0) + log1p(exp(-|x|))`.
