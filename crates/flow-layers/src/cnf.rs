@@ -12,6 +12,8 @@ use crate::ode::{integrate, Solver};
 use crate::registry::{BuildContext, LayerKind, LayerSpec};
 use flow_core::{Backend, ParamId, ParamStore, Tensor, Var};
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// One CNF layer's configuration (stored as `"cnf"`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -38,6 +40,16 @@ pub struct CnfLayerConfig {
     /// independent of the number of steps) instead of through the solver's operations.
     #[serde(default)]
     pub adjoint: bool,
+    /// RNODE (Finlay et al. 2020), in training only: the weight `lambda_K` of the kinetic
+    /// energy `integral ||f||^2 dt` of each sample's path ([`Cnf`] explains how it enters
+    /// the loss). 0 (the default): no regularisation.
+    #[serde(default)]
+    pub kinetic_energy: f64,
+    /// RNODE, in training only: the weight `lambda_J` of `integral ||df/dz||_F^2 dt`, the
+    /// Jacobian's squared Frobenius norm (exact with the exact trace, `||v^T df/dz||^2` with
+    /// Hutchinson's probe `v`). 0 (the default): no regularisation.
+    #[serde(default)]
+    pub jacobian_norm: f64,
 }
 
 /// The trace of the field's Jacobian. Serialised as `{"kind": "exact"}` or
@@ -150,6 +162,8 @@ impl Default for CnfLayerConfig {
             trace: Trace::Exact,
             exact_up_to: default_exact_up_to(),
             adjoint: false,
+            kinetic_energy: 0.0,
+            jacobian_norm: 0.0,
         }
     }
 }
@@ -160,6 +174,14 @@ impl Default for CnfLayerConfig {
 /// trace. `inverse` integrates from `t = 1` back to `t = 0`. Parameters
 /// `{prefix}.net.{2k}.weight` / `.bias` as PyTorch's `nn.Linear` (the last layer at zero
 /// with [`crate::Init::Identity`], so that the flow starts as the identity).
+///
+/// With RNODE's regularisation ([`CnfLayerConfig::kinetic_energy`],
+/// [`CnfLayerConfig::jacobian_norm`]) the solve also integrates
+/// `r = integral lambda_K ||f||^2 + lambda_J ||df/dz||_F^2 dt` along each sample's path, and
+/// in training (parameters not frozen) the layer returns `log|det| - r` in either direction:
+/// the log-density it gives is then lowered by `r`, so that `forward_kld` and `reverse_kld`
+/// minimise the KL divergence plus `r`'s batch mean, as RNODE's objective. Evaluation
+/// (frozen parameters: `log_prob` of tensors, validation and test NLLs) is unregularised.
 ///
 /// ```
 /// use flow_core::{rng, Cpu, ParamStore, Tape, Tensor};
@@ -188,6 +210,8 @@ pub struct Cnf {
     layers: Vec<(ParamId, ParamId)>,
     /// The seed and counter of Hutchinson's probes.
     draws: Draws,
+    /// Field evaluations over all solves ([`Flow::field_evaluations`]).
+    evaluations: Arc<AtomicU64>,
 }
 
 impl Cnf {
@@ -199,6 +223,16 @@ impl Cnf {
                  at least one column, got {dim}, {:?} and {:?}",
                 config.hidden, config.time
             )));
+        }
+        for (name, weight) in [
+            ("kinetic_energy", config.kinetic_energy),
+            ("jacobian_norm", config.jacobian_norm),
+        ] {
+            if !(weight.is_finite() && weight >= 0.0) {
+                return Err(Error::Config(format!(
+                    "a CNF's RNODE weight {name} must be finite and at least 0, got {weight}"
+                )));
+            }
         }
         let mut sizes = vec![dim + config.time.width() + context];
         sizes.extend(&config.hidden);
@@ -224,6 +258,7 @@ impl Cnf {
             config,
             layers,
             draws,
+            evaluations: Arc::default(),
         })
     }
 
@@ -293,7 +328,15 @@ impl Cnf {
         )?))
     }
 
-    /// Integrates `[v, 0]` from `t0` to `t1`: the end state and the integrated trace.
+    /// RNODE's weights when a solve on `tape` is regularised (training with a weight above 0).
+    fn regularisation<B: Backend>(&self, tape: &flow_core::Tape<B>) -> Option<Regularisation> {
+        let (kinetic, jacobian) = (self.config.kinetic_energy, self.config.jacobian_norm);
+        (!tape.params_frozen() && (kinetic != 0.0 || jacobian != 0.0))
+            .then_some(Regularisation { kinetic, jacobian })
+    }
+
+    /// Integrates `[v, 0]` (and RNODE's penalty from 0 when regularised) from `t0` to `t1`:
+    /// the end state and the integrated trace, less the penalty.
     fn flow_between<B: Backend>(
         &self,
         params: &ParamStore<B>,
@@ -301,7 +344,11 @@ impl Cnf {
         context: Option<&Var<B>>,
         (t0, t1): (f64, f64),
     ) -> Result<(Var<B>, Var<B>)> {
-        let start = [v.clone(), crate::flow::zero_log_det(v)?];
+        let regularisation = self.regularisation(v.tape());
+        let mut start = vec![v.clone(), crate::flow::zero_log_det(v)?];
+        if regularisation.is_some() {
+            start.push(crate::flow::zero_log_det(v)?);
+        }
         let probe = self.probe(params, v)?;
         let net = self.net();
         let tape = v.tape();
@@ -310,13 +357,15 @@ impl Cnf {
         let mut inputs = self.weights(params, tape)?;
         inputs.extend(context.cloned());
         let has_context = context.is_some();
-        let field: std::sync::Arc<crate::ode::ParamField<B>> =
-            std::sync::Arc::new(move |t: f64, s: &[Var<B>], p: &[Var<B>]| {
+        let evaluations = self.evaluations.clone();
+        let field: Arc<crate::ode::ParamField<B>> =
+            Arc::new(move |t: f64, s: &[Var<B>], p: &[Var<B>]| {
+                evaluations.fetch_add(1, Ordering::Relaxed);
                 let (w, c) = match has_context {
                     true => (&p[..p.len() - 1], p.last()),
                     false => (p, None),
                 };
-                net.augmented(w, t, s, c, probe.as_ref())
+                net.augmented(w, t, s, c, probe.as_ref(), regularisation)
             });
         let values_only = tape.params_frozen()
             && !v.requires_grad()
@@ -343,11 +392,23 @@ impl Cnf {
             integrate(&on_tape, &start, t0, t1, &self.config.solver)?
         };
         let mut end = end.into_iter();
-        match (end.next(), end.next()) {
-            (Some(y), Some(log_det)) => Ok((y, log_det)),
+        match (end.next(), end.next(), end.next()) {
+            (Some(y), Some(log_det), None) => Ok((y, log_det)),
+            // The penalty's integral runs with time, so backward in time it is negative.
+            (Some(y), Some(log_det), Some(penalty)) => {
+                let sign = if t1 >= t0 { -1.0 } else { 1.0 };
+                Ok((y, log_det.add(&penalty.mul_scalar(sign)?)?))
+            }
             _ => Err(Error::Config("the CNF's solve lost its state".into())),
         }
     }
+}
+
+/// RNODE's weights, for a regularised solve.
+#[derive(Clone, Copy, Debug)]
+struct Regularisation {
+    kinetic: f64,
+    jacobian: f64,
 }
 
 /// The shape of a CNF's vector field, its weights passed in (so that the adjoint method can
@@ -396,7 +457,9 @@ impl Net {
     }
 
     /// `[dz/dt, tr(df/dz)]` at `t` for the state `[z, log-det]`: the exact trace, or
-    /// Hutchinson's with `probe`.
+    /// Hutchinson's with `probe`; regularised, also RNODE's penalty rate
+    /// `lambda_K ||f||^2 + lambda_J ||df/dz||_F^2` (the norm estimated with the same
+    /// products as the trace).
     fn augmented<B: Backend>(
         &self,
         weights: &[Var<B>],
@@ -404,6 +467,7 @@ impl Net {
         state: &[Var<B>],
         context: Option<&Var<B>>,
         probe: Option<&Tensor<B>>,
+        regularisation: Option<Regularisation>,
     ) -> Result<Vec<Var<B>>> {
         let z = &state[0];
         let tape = z.tape();
@@ -417,14 +481,29 @@ impl Net {
         let record = !tape.params_frozen() || z.requires_grad();
         let (rows, d) = (zi.shape().rows, self.dim);
         let mut trace: Option<Var<B>> = None;
+        // `sum ||v^T df/dz||^2` over the products taken (RNODE's Jacobian norm).
+        let mut frobenius: Option<Var<B>> = None;
+        let wants_norm = regularisation.is_some_and(|r| r.jacobian != 0.0);
+        let mut add_norm = |product: &Var<B>| -> Result<()> {
+            if wants_norm {
+                let squares = product.square()?.sum(flow_core::Axis::Cols)?;
+                frobenius = Some(match frobenius.take() {
+                    None => squares,
+                    Some(acc) => acc.add(&squares)?,
+                });
+            }
+            Ok(())
+        };
         if let Some(v) = probe {
             let v = tape.constant(v.clone());
             let vj = tape.vjp(&f, &v, &[&zi], record)?.remove(0);
+            add_norm(&vj)?;
             trace = Some(vj.mul(&v)?.sum(flow_core::Axis::Cols)?);
         }
         for j in (0..d).filter(|_| probe.is_none()) {
             let e = crate::logdet::unit_cotangent(tape, (rows, d).into(), j)?;
             let row = tape.vjp(&f, &e, &[&zi], record)?.remove(0);
+            add_norm(&row)?;
             let diag = row.slice_cols(j, 1)?;
             trace = Some(match trace {
                 None => diag,
@@ -432,12 +511,23 @@ impl Net {
             });
         }
         let trace = trace.ok_or_else(|| Error::Config("a CNF of 0 features".into()))?;
+        let mut out = vec![f, trace];
+        if let Some(r) = regularisation {
+            let mut rate = out[0]
+                .square()?
+                .sum(flow_core::Axis::Cols)?
+                .mul_scalar(r.kinetic)?;
+            if let Some(norm) = frobenius {
+                rate = rate.add(&norm.mul_scalar(r.jacobian)?)?;
+            }
+            out.push(rate);
+        }
         if !record {
             // Nothing downstream differentiates (parameters frozen, a constant state): hand
             // on constants, so that the solve records no gradient work.
-            return Ok(vec![tape.constant(f.value()), tape.constant(trace.value())]);
+            return Ok(out.iter().map(|v| tape.constant(v.value())).collect());
         }
-        Ok(vec![f, trace])
+        Ok(out)
     }
 }
 
@@ -488,6 +578,10 @@ impl<B: Backend> Flow<B> for Cnf {
     ) -> Result<Option<Var<B>>> {
         check_width("Cnf velocity", self.dim, x)?;
         self.field(params, x, times, context).map(Some)
+    }
+
+    fn field_evaluations(&self) -> Option<u64> {
+        Some(self.evaluations.load(Ordering::Relaxed))
     }
 
     fn evaluation_log_det(&self) -> LogDetKind {

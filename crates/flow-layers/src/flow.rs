@@ -70,6 +70,14 @@ pub trait Flow<B: Backend>: std::fmt::Debug + Send + Sync {
         Ok(None)
     }
 
+    /// The vector-field evaluations a continuous layer has made so far, over every solve
+    /// (training, evaluation, sampling, the adjoint method's backward pass): the cost
+    /// measure of neural ODEs (NFE), which grows as a field learns sharper dynamics. `None`,
+    /// the default, for a layer that solves no ODE.
+    fn field_evaluations(&self) -> Option<u64> {
+        None
+    }
+
     /// How the layer computes its log-determinant when the parameters are frozen (an
     /// evaluation on a [`flow_core::Tape::inference`] tape, as `log_prob` of tensors runs):
     /// [`LogDetKind::Exact`] for every closed-form layer; a residual layer above its exact

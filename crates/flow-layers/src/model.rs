@@ -478,6 +478,15 @@ impl<B: Backend> NormalizingFlow<B> {
         }
     }
 
+    /// The vector-field evaluations of the model's continuous layers so far, summed
+    /// ([`Flow::field_evaluations`]); `None` for a model with no continuous layer.
+    pub fn field_evaluations(&self) -> Option<u64> {
+        self.flows
+            .iter()
+            .filter_map(|f| f.field_evaluations())
+            .reduce(|a, b| a + b)
+    }
+
     /// The log-determinant estimators of the layers that do not compute theirs exactly in
     /// evaluation ([`Flow::evaluation_log_det`]), one description each, in layer order;
     /// empty when every log-density the model evaluates is exact.

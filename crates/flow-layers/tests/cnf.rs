@@ -58,6 +58,20 @@ proptest! {
         let checker = flow_core::gradcheck::GradCheck { rtol: 1e-5, atol: 1e-6, ..Default::default() };
         check_layer_kind_params::<Cnf>(&config, &case, &checker)?;
     }
+
+    /// The same with RNODE's penalties in the loss (their second derivatives included).
+    #[test]
+    fn rnode_parameter_gradients_match_finite_differences(case in cases(1..=2, 1..=2, 0..=1)) {
+        let config = CnfLayerConfig {
+            hidden: vec![6],
+            solver: Solver::Rk4 { steps: 8 },
+            kinetic_energy: 0.5,
+            jacobian_norm: 0.5,
+            ..Default::default()
+        };
+        let checker = flow_core::gradcheck::GradCheck { rtol: 1e-5, atol: 1e-6, ..Default::default() };
+        check_layer_kind_params::<Cnf>(&config, &case, &checker)?;
+    }
 }
 
 #[test]
@@ -141,7 +155,7 @@ fn hutchinson_log_dets_are_unbiased_and_evaluation_is_exact() {
 #[test]
 fn adjoint_gradients_equal_gradients_through_the_solver() {
     let cpu = Cpu::<f64>::new();
-    let build = |adjoint: bool, trace: Trace| {
+    let build = |adjoint: bool, trace: Trace, rnode: f64| {
         let config = CnfLayerConfig {
             hidden: vec![8, 8],
             solver: Solver::Dopri5 {
@@ -151,6 +165,8 @@ fn adjoint_gradients_equal_gradients_through_the_solver() {
             },
             trace,
             adjoint,
+            kinetic_energy: rnode,
+            jacobian_norm: 2.0 * rnode,
             ..Default::default()
         };
         let mut params = ParamStore::new();
@@ -186,19 +202,23 @@ fn adjoint_gradients_equal_gradients_through_the_solver() {
         }
         all
     };
-    for trace in [
-        Trace::Exact,
-        Trace::Hutchinson {
-            probe: Probe::Rademacher,
-        },
+    // RNODE's penalty is one more state of the solve, which the adjoint carries too.
+    let rademacher = Trace::Hutchinson {
+        probe: Probe::Rademacher,
+    };
+    for (trace, rnode) in [
+        (Trace::Exact, 0.0),
+        (rademacher, 0.0),
+        (Trace::Exact, 0.1),
+        (rademacher, 0.1),
     ] {
-        let through = gradients(&build(false, trace));
-        let adjoint = gradients(&build(true, trace));
+        let through = gradients(&build(false, trace, rnode));
+        let adjoint = gradients(&build(true, trace, rnode));
         assert_eq!(through.len(), adjoint.len());
         for (k, (a, b)) in adjoint.iter().zip(&through).enumerate() {
             assert!(
                 (a - b).abs() < 1e-6 * (1.0 + b.abs()),
-                "{trace:?} entry {k}: adjoint {a} against {b}"
+                "{trace:?}, RNODE {rnode}, entry {k}: adjoint {a} against {b}"
             );
         }
     }
@@ -292,5 +312,97 @@ fn fields_read_time_and_context_as_documented() {
                 }
             }
         }
+    }
+}
+
+/// RNODE's penalty against the path integrated independently: in training the inverse's
+/// log-det is the frozen one less `integral lambda_K ||f||^2 + lambda_J ||df/dz||_F^2 dt`
+/// along the path from `x` back to `z`, which the test rebuilds with its own RK4 over the
+/// layer's field, the Jacobian from central differences and Simpson's rule in time.
+#[test]
+fn rnode_penalties_are_the_integrated_kinetic_energy_and_jacobian_norm() {
+    let cpu = Cpu::<f64>::new();
+    let (kinetic, jacobian) = (0.3, 0.7);
+    let config = CnfLayerConfig {
+        hidden: vec![8],
+        kinetic_energy: kinetic,
+        jacobian_norm: jacobian,
+        ..tight()
+    };
+    let mut params = ParamStore::new();
+    let layer = Cnf::new(
+        &mut BuildContext::new(&cpu, &mut params, "cnf", 2, &mut rng(11)).with_init(Init::Random),
+        config,
+    )
+    .unwrap();
+    let rows = 3;
+    let x = Tensor::randn(&cpu, (rows, 2), &mut rng(12)).unwrap();
+    let log_det = |tape: &Tape<Cpu<f64>>| {
+        let (_, ld) = layer
+            .inverse(&params, &tape.input(x.clone()), None)
+            .unwrap();
+        ld.value().to_f64s().unwrap()
+    };
+    let regularised = log_det(&Tape::new(&cpu));
+    let exact = log_det(&Tape::inference(&cpu));
+
+    // The field of one row at (z, t), values only.
+    let field = |z: &[f64], t: f64| -> Vec<f64> {
+        let tape = Tape::inference(&cpu);
+        let zv = tape.constant(Tensor::from_f64s(&cpu, (1, 2), z).unwrap());
+        layer
+            .field(&params, &zv, &[t], None)
+            .unwrap()
+            .value()
+            .to_f64s()
+            .unwrap()
+    };
+    let rate = |z: &[f64], t: f64| -> f64 {
+        let f = field(z, t);
+        let h = 1e-5;
+        let mut norm = 0.0;
+        for j in 0..2 {
+            let (mut up, mut down) = (z.to_vec(), z.to_vec());
+            up[j] += h;
+            down[j] -= h;
+            let (fu, fd) = (field(&up, t), field(&down, t));
+            norm += (0..2)
+                .map(|i| ((fu[i] - fd[i]) / (2.0 * h)).powi(2))
+                .sum::<f64>();
+        }
+        kinetic * f.iter().map(|v| v * v).sum::<f64>() + jacobian * norm
+    };
+    let steps = 200;
+    let dt = -1.0 / steps as f64;
+    let xs = x.to_f64s().unwrap();
+    for r in 0..rows {
+        let mut z = xs[2 * r..2 * r + 2].to_vec();
+        let mut t = 1.0;
+        let mut integral = 0.0;
+        for _ in 0..steps {
+            let shifted = |z: &[f64], k: &[f64], c: f64| -> Vec<f64> {
+                z.iter().zip(k).map(|(a, b)| a + c * dt * b).collect()
+            };
+            let k1 = field(&z, t);
+            let k2 = field(&shifted(&z, &k1, 0.5), t + 0.5 * dt);
+            let k3 = field(&shifted(&z, &k2, 0.5), t + 0.5 * dt);
+            let k4 = field(&shifted(&z, &k3, 1.0), t + dt);
+            let mid = shifted(&z, &k2, 0.5);
+            let next: Vec<f64> = (0..2)
+                .map(|i| z[i] + dt / 6.0 * (k1[i] + 2.0 * k2[i] + 2.0 * k3[i] + k4[i]))
+                .collect();
+            // Simpson's rule over the step (the midpoint state from RK4's second stage,
+            // accurate to the step's second order: ample at 200 steps).
+            integral +=
+                (-dt) / 6.0 * (rate(&z, t) + 4.0 * rate(&mid, t + 0.5 * dt) + rate(&next, t + dt));
+            z = next;
+            t += dt;
+        }
+        let penalty = exact[r] - regularised[r];
+        assert!(
+            (penalty - integral).abs() < 1e-6 * (1.0 + integral.abs()),
+            "row {r}: penalty {penalty} against the integrated {integral}"
+        );
+        assert!(integral > 0.0);
     }
 }

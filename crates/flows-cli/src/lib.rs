@@ -498,6 +498,16 @@ pub struct ModelArgs {
     #[arg(long)]
     #[serde(default)]
     pub adjoint: bool,
+    /// Continuous flows, in training: RNODE's weight of the kinetic energy
+    /// integral ||f||^2 dt added to the loss (0: none; Finlay et al. use 0.01).
+    #[arg(long, default_value_t = 0.0)]
+    #[serde(default)]
+    pub kinetic_energy: f64,
+    /// Continuous flows, in training: RNODE's weight of the Jacobian's squared Frobenius
+    /// norm integral ||df/dz||^2 dt added to the loss (0: none; Finlay et al. use 0.01).
+    #[arg(long, default_value_t = 0.0)]
+    #[serde(default)]
+    pub jacobian_norm: f64,
     /// Continuous flows: the vector field's nonlinearity (per-flow default).
     #[arg(long, value_enum)]
     #[serde(default)]
@@ -756,11 +766,23 @@ impl ModelArgs {
             Some(trace) => trace == TraceArg::Hutchinson,
             None => self.flow == FlowKind::Ffjord,
         };
-        if self.flow.is_flow_matching() && (hutchinson || self.adjoint) {
+        let regularised = self.kinetic_energy != 0.0 || self.jacobian_norm != 0.0;
+        if self.flow.is_flow_matching() && (hutchinson || self.adjoint || regularised) {
             return Err(Error::Config(format!(
-                "--flow {} trains without solving the ODE: --trace and --adjoint do not apply",
+                "--flow {} trains without solving the ODE: --trace, --adjoint, \
+                 --kinetic-energy and --jacobian-norm do not apply",
                 self.flow_name()
             )));
+        }
+        for (name, weight) in [
+            ("--kinetic-energy", self.kinetic_energy),
+            ("--jacobian-norm", self.jacobian_norm),
+        ] {
+            if !(weight.is_finite() && weight >= 0.0) {
+                return Err(Error::Config(format!(
+                    "{name} must be a finite weight of at least 0, got {weight}"
+                )));
+            }
         }
         if self.flow == FlowKind::Rectified && self.sigma != 0.0 {
             return Err(Error::Config(
@@ -780,6 +802,8 @@ impl ModelArgs {
                 flow_layers::cnf::Trace::Exact
             },
             adjoint: self.adjoint,
+            kinetic_energy: self.kinetic_energy,
+            jacobian_norm: self.jacobian_norm,
             ..CnfLayerConfig::default()
         })
     }
@@ -1340,8 +1364,18 @@ fn run_bench<B: Backend<Elem = f32>>(
         let mut no_observer = |_: &Progress<'_, B>| Ok(());
         let source = run_data.source(args.seed)?;
         let report = train_on(&mut model, source, &config, None, None, &mut no_observer)?;
+        // Continuous flows: the solver's cost per step (forward and backward solves).
+        let evaluations = model
+            .field_evaluations()
+            .map(|n| {
+                format!(
+                    ", {:.0} field evaluations per iteration",
+                    n as f64 / iters.max(1) as f64
+                )
+            })
+            .unwrap_or_default();
         println!(
-            "run {}: {} iterations in {:.3} s, {:.0} it/s (final loss {:.4})",
+            "run {}: {} iterations in {:.3} s, {:.0} it/s (final loss {:.4}){evaluations}",
             r + 1,
             iters,
             report.seconds,

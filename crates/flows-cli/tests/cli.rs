@@ -882,6 +882,50 @@ fn continuous_flows_train_sample_and_evaluate() {
     }
 }
 
+/// RNODE's weights reach the stored layer, and training with them still scores exactly;
+/// flow matching, which solves no ODE in training, refuses them.
+#[test]
+fn rnode_regularisation_trains_and_is_refused_by_flow_matching() {
+    let dir = tempfile::tempdir().unwrap();
+    let common = [
+        "--hidden",
+        "8",
+        "--solver",
+        "rk4",
+        "--steps",
+        "4",
+        "--iters",
+        "10",
+        "--batch",
+        "64",
+        "--test-samples",
+        "300",
+        "--validation-samples",
+        "100",
+        "--snapshots",
+        "0",
+    ];
+    let out = dir.path().join("ffjord");
+    let mut args = vec![
+        "--flow",
+        "ffjord",
+        "--kinetic-energy",
+        "0.01",
+        "--jacobian-norm",
+        "0.02",
+    ];
+    args.extend(common);
+    let run = train_with(&args, &out);
+    assert!(test_nll_of(&run).is_finite(), "{}", run.describe());
+    let ckpt = TensorFile::read(&out.join("checkpoint.safetensors")).unwrap();
+    let spec = flow_layers::FlowSpec::from_json(&ckpt.metadata["architecture"]).unwrap();
+    let layer = spec.layers[0].config::<flow_layers::Cnf>().unwrap();
+    assert_eq!((layer.kinetic_energy, layer.jacobian_norm), (0.01, 0.02));
+    let mut args = vec!["--flow", "cfm", "--kinetic-energy", "0.01"];
+    args.extend(common);
+    train_with(&args, &dir.path().join("cfm")).fails_with(&["--kinetic-energy", "do not apply"]);
+}
+
 /// torchcfm's model through the command line: imported, then scored with the stored solver
 /// and with overrides, against the float64 references (f32 weights and arithmetic: 1e-3).
 #[test]
