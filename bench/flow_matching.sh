@@ -4,6 +4,7 @@
 # (torchcfm's imported with `flows import-torchcfm`): exact test NLL on 20,000 TwoMoons
 # points (dopri5 at 1e-5) and the 2-Wasserstein distance of 2,000 samples to 2,000 of them.
 #   bench/flow_matching.sh [ITERS] [SEEDS...]      (defaults: 3000, seeds 0 1)
+#   KINDS=otcfm bench/flow_matching.sh 3000 2 3 4  (one matcher only; default "icfm otcfm")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 iters=${1:-3000}; shift || true
@@ -15,7 +16,7 @@ mkdir -p "$work"
 $py bench/torchcfm_two_moons.py --data-out "$work/test.csv" --n 20000 --seed 123
 head -2001 "$work/test.csv" > "$work/w2-data.csv"
 for seed in $seeds; do
-  for kind in icfm otcfm; do
+  for kind in ${KINDS:-icfm otcfm}; do
     flow=$([ $kind = icfm ] && echo cfm || echo otcfm)
     $py bench/torchcfm_two_moons.py --matcher $kind --iters "$iters" --seed "$seed" --out "$work/torchcfm-$kind-$seed.safetensors"
     $flows import-torchcfm "$work/torchcfm-$kind-$seed.safetensors" --out "$work/torchcfm-$kind-$seed.ckpt" > /dev/null

@@ -336,20 +336,28 @@ impl Cnf {
     }
 
     /// Integrates `[v, 0]` (and RNODE's penalty from 0 when regularised) from `t0` to `t1`:
-    /// the end state and the integrated trace, less the penalty.
+    /// the end state and the integrated trace, less the penalty. Without `log_det`, the
+    /// state alone (no trace, no penalty) and no log-det.
     fn flow_between<B: Backend>(
         &self,
         params: &ParamStore<B>,
         v: &Var<B>,
         context: Option<&Var<B>>,
         (t0, t1): (f64, f64),
-    ) -> Result<(Var<B>, Var<B>)> {
-        let regularisation = self.regularisation(v.tape());
-        let mut start = vec![v.clone(), crate::flow::zero_log_det(v)?];
+        log_det: bool,
+    ) -> Result<(Var<B>, Option<Var<B>>)> {
+        let regularisation = self.regularisation(v.tape()).filter(|_| log_det);
+        let mut start = vec![v.clone()];
+        if log_det {
+            start.push(crate::flow::zero_log_det(v)?);
+        }
         if regularisation.is_some() {
             start.push(crate::flow::zero_log_det(v)?);
         }
-        let probe = self.probe(params, v)?;
+        let probe = match log_det {
+            true => self.probe(params, v)?,
+            false => None,
+        };
         let net = self.net();
         let tape = v.tape();
         // The field with its inputs passed in: the weights, then the context when given (the
@@ -365,6 +373,9 @@ impl Cnf {
                     true => (&p[..p.len() - 1], p.last()),
                     false => (p, None),
                 };
+                if !log_det {
+                    return Ok(vec![net.field(w, &s[0], &[t], c)?]);
+                }
                 net.augmented(w, t, s, c, probe.as_ref(), regularisation)
             });
         let values_only = tape.params_frozen()
@@ -393,15 +404,23 @@ impl Cnf {
         };
         let mut end = end.into_iter();
         match (end.next(), end.next(), end.next()) {
-            (Some(y), Some(log_det), None) => Ok((y, log_det)),
+            (Some(y), None, None) if !log_det => Ok((y, None)),
+            (Some(y), Some(log_det), None) => Ok((y, Some(log_det))),
             // The penalty's integral runs with time, so backward in time it is negative.
             (Some(y), Some(log_det), Some(penalty)) => {
                 let sign = if t1 >= t0 { -1.0 } else { 1.0 };
-                Ok((y, log_det.add(&penalty.mul_scalar(sign)?)?))
+                Ok((y, Some(log_det.add(&penalty.mul_scalar(sign)?)?)))
             }
             _ => Err(Error::Config("the CNF's solve lost its state".into())),
         }
     }
+}
+
+/// A solve's end state and log-det, which a solve asked for one returns.
+fn with_log_det<B: Backend>((y, log_det): (Var<B>, Option<Var<B>>)) -> Result<(Var<B>, Var<B>)> {
+    let log_det =
+        log_det.ok_or_else(|| Error::Config("the CNF's solve lost its log-det".into()))?;
+    Ok((y, log_det))
 }
 
 /// RNODE's weights, for a regularised solve.
@@ -547,7 +566,17 @@ impl<B: Backend> Flow<B> for Cnf {
         context: Option<&Var<B>>,
     ) -> Result<(Var<B>, Var<B>)> {
         check_width("Cnf forward", self.dim, z)?;
-        self.flow_between(params, z, context, (0.0, 1.0))
+        with_log_det(self.flow_between(params, z, context, (0.0, 1.0), true)?)
+    }
+
+    fn forward_map(
+        &self,
+        params: &ParamStore<B>,
+        z: &Var<B>,
+        context: Option<&Var<B>>,
+    ) -> Result<Var<B>> {
+        check_width("Cnf forward", self.dim, z)?;
+        Ok(self.flow_between(params, z, context, (0.0, 1.0), false)?.0)
     }
 
     fn inverse(
@@ -558,7 +587,7 @@ impl<B: Backend> Flow<B> for Cnf {
     ) -> Result<(Var<B>, Var<B>)> {
         check_width("Cnf inverse", self.dim, x)?;
         // Backward in time the integrated trace is minus log|det dx/dz|: log|det dz/dx|.
-        self.flow_between(params, x, context, (1.0, 0.0))
+        with_log_det(self.flow_between(params, x, context, (1.0, 0.0), true)?)
     }
 
     fn spec(&self) -> LayerSpec {

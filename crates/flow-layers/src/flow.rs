@@ -70,6 +70,19 @@ pub trait Flow<B: Backend>: std::fmt::Debug + Send + Sync {
         Ok(None)
     }
 
+    /// The forward map alone, `x = f(z)` without its log-determinant, where a layer can
+    /// skip that work (a CNF integrates its field without the trace: a third of the cost
+    /// with the exact trace in 2 dimensions). The default runs [`Flow::forward`] and drops
+    /// the log-det.
+    fn forward_map(
+        &self,
+        params: &ParamStore<B>,
+        z: &Var<B>,
+        context: Option<&Var<B>>,
+    ) -> Result<Var<B>> {
+        Ok(self.forward(params, z, context)?.0)
+    }
+
     /// The vector-field evaluations a continuous layer has made so far, over every solve
     /// (training, evaluation, sampling, the adjoint method's backward pass): the cost
     /// measure of neural ODEs (NFE), which grows as a field learns sharper dynamics. `None`,

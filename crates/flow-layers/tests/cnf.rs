@@ -92,6 +92,14 @@ fn a_model_of_cnf_layers_samples_and_scores_consistently() {
     let (x, log_q) = model.sample(16, None, &mut rng(1)).unwrap();
     let again = model.log_prob(&x, None).unwrap();
     assert!(again.max_abs_diff(&log_q).unwrap() < 1e-7);
+    // The map alone (no trace: fewer evaluations, as its steps differ) lands on the same
+    // points to the solver's tolerance, and counts its evaluations too.
+    let z = Tensor::randn(&cpu, (16, 2), &mut rng(2)).unwrap();
+    let (x, _) = model.forward(&z, None).unwrap();
+    let before = model.field_evaluations().unwrap();
+    let mapped = model.forward_map(&z, None).unwrap();
+    assert!(model.field_evaluations().unwrap() > before);
+    assert!(mapped.max_abs_diff(&x).unwrap() < 1e-8);
 }
 
 #[test]

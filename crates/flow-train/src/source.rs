@@ -267,7 +267,8 @@ impl<B: Backend> BatchSource for ReflowPairs<B> {
                 .base()
                 .sample(self.teacher.params(), &tape, rows, &mut self.rng)?;
         let z = z.value();
-        let (x, _) = self.teacher.forward(&z, None)?;
+        // The pairs need the map alone: a continuous teacher skips the trace.
+        let x = self.teacher.forward_map(&z, None)?;
         let (z, x) = (z.to_f64s()?, x.to_f64s()?);
         let mut pairs = Vec::with_capacity(2 * rows * dim);
         for (z, x) in z.chunks_exact(dim).zip(x.chunks_exact(dim)) {
