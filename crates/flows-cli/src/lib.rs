@@ -774,16 +774,6 @@ impl ModelArgs {
                 self.flow_name()
             )));
         }
-        for (name, weight) in [
-            ("--kinetic-energy", self.kinetic_energy),
-            ("--jacobian-norm", self.jacobian_norm),
-        ] {
-            if !(weight.is_finite() && weight >= 0.0) {
-                return Err(Error::Config(format!(
-                    "{name} must be a finite weight of at least 0, got {weight}"
-                )));
-            }
-        }
         if self.flow == FlowKind::Rectified && self.sigma != 0.0 {
             return Err(Error::Config(
                 "rectified flow's paths are straight lines: --sigma must be 0".into(),

@@ -839,34 +839,34 @@ fn planar_radial_and_residual_train_and_their_checkpoints_evaluate() {
     }
 }
 
+/// A continuous flow trained in a moment: a small field, 4 RK4 steps, 10 iterations.
+const QUICK_CONTINUOUS: [&str; 16] = [
+    "--hidden",
+    "8",
+    "--solver",
+    "rk4",
+    "--steps",
+    "4",
+    "--iters",
+    "10",
+    "--batch",
+    "64",
+    "--test-samples",
+    "300",
+    "--validation-samples",
+    "100",
+    "--snapshots",
+    "0",
+];
+
 #[test]
 fn continuous_flows_train_sample_and_evaluate() {
     let dir = tempfile::tempdir().unwrap();
     for flow in ["cnf", "ffjord", "cfm", "otcfm", "rectified"] {
         let out = dir.path().join(flow);
-        let run = train_with(
-            &[
-                "--flow",
-                flow,
-                "--hidden",
-                "8",
-                "--solver",
-                "rk4",
-                "--steps",
-                "4",
-                "--iters",
-                "10",
-                "--batch",
-                "64",
-                "--test-samples",
-                "300",
-                "--validation-samples",
-                "100",
-                "--snapshots",
-                "0",
-            ],
-            &out,
-        );
+        let mut args = vec!["--flow", flow];
+        args.extend(QUICK_CONTINUOUS);
+        let run = train_with(&args, &out);
         assert!(
             run.ok().contains(&format!("training {flow} (")),
             "{}",
@@ -887,24 +887,6 @@ fn continuous_flows_train_sample_and_evaluate() {
 #[test]
 fn rnode_regularisation_trains_and_is_refused_by_flow_matching() {
     let dir = tempfile::tempdir().unwrap();
-    let common = [
-        "--hidden",
-        "8",
-        "--solver",
-        "rk4",
-        "--steps",
-        "4",
-        "--iters",
-        "10",
-        "--batch",
-        "64",
-        "--test-samples",
-        "300",
-        "--validation-samples",
-        "100",
-        "--snapshots",
-        "0",
-    ];
     let out = dir.path().join("ffjord");
     let mut args = vec![
         "--flow",
@@ -914,7 +896,7 @@ fn rnode_regularisation_trains_and_is_refused_by_flow_matching() {
         "--jacobian-norm",
         "0.02",
     ];
-    args.extend(common);
+    args.extend(QUICK_CONTINUOUS);
     let run = train_with(&args, &out);
     assert!(test_nll_of(&run).is_finite(), "{}", run.describe());
     let ckpt = TensorFile::read(&out.join("checkpoint.safetensors")).unwrap();
@@ -922,8 +904,11 @@ fn rnode_regularisation_trains_and_is_refused_by_flow_matching() {
     let layer = spec.layers[0].config::<flow_layers::Cnf>().unwrap();
     assert_eq!((layer.kinetic_energy, layer.jacobian_norm), (0.01, 0.02));
     let mut args = vec!["--flow", "cfm", "--kinetic-energy", "0.01"];
-    args.extend(common);
+    args.extend(QUICK_CONTINUOUS);
     train_with(&args, &dir.path().join("cfm")).fails_with(&["--kinetic-energy", "do not apply"]);
+    let mut args = vec!["--flow", "cnf", "--jacobian-norm=-1"];
+    args.extend(QUICK_CONTINUOUS);
+    train_with(&args, &dir.path().join("negative")).fails_with(&["jacobian_norm", "at least 0"]);
 }
 
 /// torchcfm's model through the command line: imported, then scored with the stored solver
