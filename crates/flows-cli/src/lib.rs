@@ -1357,6 +1357,7 @@ fn run_bench<B: Backend<Elem = f32>>(
         // Continuous flows: the solver's cost per step (forward and backward solves).
         let evaluations = model
             .field_evaluations()
+            .filter(|&n| n > 0)
             .map(|n| {
                 format!(
                     ", {:.0} field evaluations per iteration",
