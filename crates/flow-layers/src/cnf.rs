@@ -532,13 +532,22 @@ impl Net {
         let trace = trace.ok_or_else(|| Error::Config("a CNF of 0 features".into()))?;
         let mut out = vec![f, trace];
         if let Some(r) = regularisation {
-            let mut rate = out[0]
-                .square()?
-                .sum(flow_core::Axis::Cols)?
-                .mul_scalar(r.kinetic)?;
-            if let Some(norm) = frobenius {
-                rate = rate.add(&norm.mul_scalar(r.jacobian)?)?;
-            }
+            // Only the terms with a weight: a regularised solve has at least one.
+            let kinetic = match r.kinetic {
+                0.0 => None,
+                weight => Some(
+                    out[0]
+                        .square()?
+                        .sum(flow_core::Axis::Cols)?
+                        .mul_scalar(weight)?,
+                ),
+            };
+            let jacobian = frobenius.map(|n| n.mul_scalar(r.jacobian)).transpose()?;
+            let rate = match (kinetic, jacobian) {
+                (Some(k), Some(j)) => k.add(&j)?,
+                (Some(term), None) | (None, Some(term)) => term,
+                (None, None) => unreachable!("a regularised solve has a weight above 0"),
+            };
             out.push(rate);
         }
         if !record {

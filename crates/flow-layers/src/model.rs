@@ -542,8 +542,6 @@ impl<B: Backend> NormalizingFlow<B> {
             "forward_map",
             &[("z", Some(&z)), ("context", context)],
             || {
-                self.check_width("forward", &z)?;
-                self.check_context(context, z.shape().rows)?;
                 self.flows.iter().try_fold(z.clone(), |v, flow| {
                     flow.forward_map(&self.params, &v, context)
                 })
