@@ -16,3 +16,21 @@ pub fn standard_normals(n: usize, rng: &mut FlowRng) -> Vec<f64> {
     use rand_distr::{Distribution, StandardNormal};
     (0..n).map(|_| StandardNormal.sample(rng)).collect()
 }
+
+/// `n` uniform draws on `[low, high)` on the host from `rng`, in order: the numbers the CPU
+/// backend's [`crate::Backend::rand_uniform`] gives (as f64). An error unless `low < high`,
+/// both finite.
+pub fn uniforms(n: usize, low: f64, high: f64, rng: &mut FlowRng) -> crate::Result<Vec<f64>> {
+    use rand_distr::{Distribution, Uniform};
+    let invalid = || {
+        crate::Error::invalid(
+            "rand_uniform",
+            format!("[{low}, {high}) is not a finite, non-empty interval"),
+        )
+    };
+    if !(low < high && low.is_finite() && high.is_finite()) {
+        return Err(invalid());
+    }
+    let dist = Uniform::new(low, high).map_err(|_| invalid())?;
+    Ok((0..n).map(|_| dist.sample(rng)).collect())
+}

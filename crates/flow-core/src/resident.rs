@@ -6,8 +6,9 @@
 use crate::backend::Backend;
 use crate::error::Result;
 use std::any::{Any, TypeId};
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 type Copies = Vec<(TypeId, String, Arc<dyn Any + Send + Sync>)>;
 
@@ -90,4 +91,56 @@ impl Resident<(crate::Shape, Vec<f64>)> {
             crate::Tensor::from_f64s(backend, *shape, values)
         })
     }
+}
+
+/// Constants that ops build from a few numbers on every call; [`shared`] keeps each one, with
+/// its backend copies, for the process.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Constant {
+    /// An index list: a sliced column range, the log-scale columns of a coupling's parameters.
+    Index(Vec<usize>),
+    /// The `k x (k + 1)` matrix of a `k`-bin spline's cumulative sums.
+    CumulativeSums(usize),
+}
+
+/// How many distinct constants [`shared`] keeps before it starts afresh (a model uses a
+/// handful; the bound only stops pathological growth).
+const SHARED_CAPACITY: usize = 1024;
+
+/// The constant `key`, built by `build` on first use and kept for the process, so that an
+/// op that needs it on every step (a backward pass's index list) uploads it once per
+/// backend: a device backend's step then copies nothing from the host.
+pub(crate) fn shared<T>(key: Constant, build: impl FnOnce(&Constant) -> T) -> Resident<T>
+where
+    T: Clone + Send + Sync + 'static,
+{
+    type Kept = HashMap<Constant, Arc<dyn Any + Send + Sync>>;
+    static KEPT: OnceLock<Mutex<Kept>> = OnceLock::new();
+    // A poisoned lock only means another thread panicked during a lookup; the map is valid.
+    let mut kept = KEPT
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if kept.len() >= SHARED_CAPACITY && !kept.contains_key(&key) {
+        kept.clear();
+    }
+    let entry = kept
+        .entry(key)
+        .or_insert_with_key(|key| Arc::new(Resident::new(build(key))));
+    entry
+        .downcast_ref::<Resident<T>>()
+        .expect("each kind of constant is built as one type")
+        .clone()
+}
+
+/// [`Constant::Index`] on `backend`.
+pub(crate) fn shared_index<B: Backend>(
+    backend: &B,
+    index: Vec<usize>,
+) -> Result<crate::IndexTensor<B>> {
+    shared(Constant::Index(index), |key| match key {
+        Constant::Index(index) => index.clone(),
+        _ => unreachable!("built from its own key"),
+    })
+    .index(backend)
 }

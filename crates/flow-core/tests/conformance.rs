@@ -7,7 +7,7 @@ use flow_core::backend::{
     UnaryOp,
 };
 use flow_core::conformance::{self, ConformanceError, Failure, Tolerances};
-use flow_core::{backend_error, Axis, Cpu, Error, IndexTensor, Shape, Tape, Tensor};
+use flow_core::{backend_error, Axis, Cpu, Error, FlowRng, IndexTensor, Shape, Tape, Tensor};
 use ndarray::Array2;
 use std::time::Instant;
 
@@ -16,16 +16,26 @@ fn run_on<B: Backend>(backend: &B) -> conformance::Report {
     let report = conformance::run(backend, Tolerances::for_backend(backend))
         .unwrap_or_else(|e| panic!("{} fails the conformance suite: {e}", backend.name()));
     println!("{report} in {:.2?}", start.elapsed());
+    for c in report.checks.iter().filter(|c| c.op.starts_with("rand")) {
+        if c.worst_ratio > 0.0 {
+            println!(
+                "  {} ({}): {} at {:.2} of its bound",
+                c.op, c.case, c.what, c.worst_ratio
+            );
+        }
+    }
     report
 }
 
 #[test]
 fn cpu_f64_conforms() {
     let report = run_on(&Cpu::<f64>::new());
-    // Against itself the reference is exact (a composition from primitives rounds otherwise).
+    // Against itself the reference is exact (a composition from primitives rounds otherwise;
+    // the random draws' statistics are distances to their distributions).
     assert!(report.checks.iter().all(|c| c.max_abs_error == 0.0
         || c.what.contains("composition")
-        || c.op == "adam_update"));
+        || c.op == "adam_update"
+        || c.op.starts_with("rand")));
 }
 
 #[test]
@@ -35,6 +45,11 @@ fn cpu_f32_conforms() {
     for op in [
         "upload",
         "full",
+        "upload_index",
+        "synchronize",
+        "finite_probe",
+        "randn",
+        "rand_uniform",
         "unary",
         "binary",
         "matmul",
@@ -114,6 +129,18 @@ enum Fault {
     AdamSecondMoment,
     /// A device error: every scatter-add (the backward of a gather) reports out of memory.
     ScatterAddOutOfMemory,
+    /// Index storage: the last index read back one too large.
+    DownloadIndexLastEntry,
+    /// `synchronize` reports a device error.
+    SynchronizeFails,
+    /// A finiteness probe that is always 0.
+    FiniteProbeAlwaysFinite,
+    /// Normal draws that do not advance the stream: every draw from one stream repeats.
+    RandnKeepsStream,
+    /// Normal draws times 1.02.
+    RandnScaled,
+    /// Uniform draws shifted by 1% of their interval.
+    UniformShifted,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -171,7 +198,42 @@ impl Backend for Broken {
         self.cpu.upload_index(index)
     }
     fn download_index(&self, index: &Vec<usize>) -> R<Vec<usize>> {
-        self.cpu.download_index(index)
+        let mut out = self.cpu.download_index(index)?;
+        if self.is(Fault::DownloadIndexLastEntry) {
+            if let Some(last) = out.last_mut() {
+                *last += 1;
+            }
+        }
+        Ok(out)
+    }
+    fn synchronize(&self) -> R<()> {
+        if self.is(Fault::SynchronizeFails) {
+            return Err(backend_error(self, "an earlier launch failed"));
+        }
+        self.cpu.synchronize()
+    }
+    fn finite_probe(&self, a: &S) -> R<S> {
+        if self.is(Fault::FiniteProbeAlwaysFinite) {
+            return self.cpu.full(Shape::new(1, 1), 0.0);
+        }
+        self.cpu.finite_probe(a)
+    }
+    fn randn(&self, shape: Shape, rng: &mut FlowRng) -> R<S> {
+        if self.is(Fault::RandnKeepsStream) {
+            return self.cpu.randn(shape, &mut rng.clone());
+        }
+        let out = self.cpu.randn(shape, rng)?;
+        if self.is(Fault::RandnScaled) {
+            return Ok(scaled(out, 1.02));
+        }
+        Ok(out)
+    }
+    fn rand_uniform(&self, shape: Shape, low: f64, high: f64, rng: &mut FlowRng) -> R<S> {
+        let out = self.cpu.rand_uniform(shape, low, high, rng)?;
+        if self.is(Fault::UniformShifted) {
+            return Ok(out.mapv(|x| x + 0.01 * (high - low)));
+        }
+        Ok(out)
     }
     fn matmul(&self, a: &S, ta: bool, b: &S, tb: bool) -> R<S> {
         let out = self.cpu.matmul(a, ta, b, tb)?;
@@ -495,4 +557,30 @@ fn a_perturbed_op_fails_the_suite_naming_it() {
         assert!(message.contains(op), "{message}");
         assert!(message.contains("reference"), "{message}");
     }
+}
+
+/// The methods held to a contract rather than to the reference's numbers (index storage,
+/// `synchronize`, probes, random draws) fail the suite naming the method and what broke.
+#[test]
+fn a_broken_contract_fails_the_suite_naming_it() {
+    let expected = [
+        (Fault::DownloadIndexLastEntry, "upload_index", "read back"),
+        (Fault::SynchronizeFails, "synchronize", "without an error"),
+        (Fault::FiniteProbeAlwaysFinite, "finite_probe", "finiteness"),
+        (Fault::RandnKeepsStream, "randn", "the stream advances"),
+        (Fault::RandnScaled, "randn", "variance"),
+        (Fault::UniformShifted, "rand_uniform", "within the support"),
+    ];
+    for (fault, op, what) in expected {
+        let e = failure(fault);
+        assert_eq!(e.op, op, "{fault:?}: {e}");
+        assert!(e.what.contains(what), "{fault:?}: {e}");
+    }
+    let e = failure(Fault::SynchronizeFails);
+    assert!(
+        matches!(*e.failure, Failure::Backend(Error::Backend { .. })),
+        "{e}"
+    );
+    let e = failure(Fault::FiniteProbeAlwaysFinite);
+    assert!(e.case.contains("NaN at entry 0"), "{e}");
 }

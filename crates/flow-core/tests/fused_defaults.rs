@@ -33,6 +33,18 @@ impl Backend for Plain {
     fn shape(&self, s: &Array2<f64>) -> Shape {
         self.0.shape(s)
     }
+    fn randn(&self, shape: Shape, rng: &mut flow_core::FlowRng) -> flow_core::Result<Array2<f64>> {
+        self.0.randn(shape, rng)
+    }
+    fn rand_uniform(
+        &self,
+        shape: Shape,
+        low: f64,
+        high: f64,
+        rng: &mut flow_core::FlowRng,
+    ) -> flow_core::Result<Array2<f64>> {
+        self.0.rand_uniform(shape, low, high, rng)
+    }
     fn upload_index(&self, index: &[usize]) -> flow_core::Result<Vec<usize>> {
         self.0.upload_index(index)
     }
@@ -103,6 +115,27 @@ impl Backend for Plain {
         b: &Array2<f64>,
     ) -> flow_core::Result<Array2<f64>> {
         self.0.select(mask, a, b)
+    }
+    fn reshape(&self, a: &Array2<f64>, shape: Shape) -> flow_core::Result<Array2<f64>> {
+        self.0.reshape(a, shape)
+    }
+    fn take_per_row(&self, a: &Array2<f64>, index: &Vec<usize>) -> flow_core::Result<Array2<f64>> {
+        self.0.take_per_row(a, index)
+    }
+    fn put_per_row(
+        &self,
+        a: &Array2<f64>,
+        index: &Vec<usize>,
+        width: usize,
+    ) -> flow_core::Result<Array2<f64>> {
+        self.0.put_per_row(a, index, width)
+    }
+    fn search_sorted_rows(
+        &self,
+        sorted: &Array2<f64>,
+        x: &Array2<f64>,
+    ) -> flow_core::Result<Vec<usize>> {
+        self.0.search_sorted_rows(sorted, x)
     }
 }
 

@@ -114,7 +114,7 @@ impl<E: CudaElement> CudaBackend<E> {
     /// loaded, when there is no device `ordinal`, or when the device cannot be opened.
     /// Nothing is compiled yet: each kernel file is compiled on its first use.
     pub fn new(ordinal: usize) -> Result<Self> {
-        let name = format!("cuda-{}", E::NAME);
+        let name = format!("cuda:{ordinal}-{}", E::NAME);
         let fail = |message: String| Error::Backend {
             backend: name.clone(),
             message,
@@ -238,8 +238,10 @@ impl<E: CudaElement> Backend for CudaBackend<E> {
     type Storage = CudaStorage<E>;
     type Index = CudaIndex;
 
+    /// `cuda:ORDINAL-ELEM` ("cuda:0-f32"): names differ per device, so copies kept per
+    /// backend ([`flow_core::Resident`]) are never shared across devices.
     fn name(&self) -> String {
-        format!("cuda-{}", E::NAME)
+        format!("cuda:{}-{}", self.ordinal(), E::NAME)
     }
 
     fn upload(&self, shape: Shape, data: Vec<E>) -> Result<CudaStorage<E>> {

@@ -27,11 +27,11 @@
 //! them [`CudaBackend::new`] is an error that names what is missing, for example
 //!
 //! ```text
-//! cuda-f32: cannot load NVRTC (libnvrtc, from CUDA 12 or 13, to compile the kernels); install
+//! cuda:0-f32: cannot load NVRTC (libnvrtc, from CUDA 12 or 13, to compile the kernels); install
 //! it or add it to the library path (LD_LIBRARY_PATH)
 //! ```
 //!
-//! and without a GPU it is `cuda-f32: no CUDA device: ...`.
+//! and without a GPU it is `cuda:0-f32: no CUDA device: ...`.
 //!
 //! ## Example
 //!

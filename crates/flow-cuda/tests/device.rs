@@ -41,12 +41,12 @@ fn new_names_what_is_missing() {
     match CudaBackend::<f32>::new(0) {
         Ok(b) => {
             assert_eq!(present, [true; 3]);
-            assert_eq!(b.name(), "cuda-f32");
+            assert_eq!(b.name(), "cuda:0-f32");
             let (major, minor) = b.compute_capability();
             println!("GPU 0: {} (sm_{major}{minor})", b.device_name().unwrap());
         }
         Err(Error::Backend { backend, message }) => {
-            assert_eq!(backend, "cuda-f32");
+            assert_eq!(backend, "cuda:0-f32");
             for (here, name) in present.iter().zip(["CUDA driver", "NVRTC", "cuBLAS"]) {
                 assert_eq!(
                     message.contains(name),
@@ -161,7 +161,7 @@ fn a_failed_allocation_is_a_backend_error_and_the_backend_goes_on() {
     // 2^45 doubles: 256 TiB, more than any device has.
     match gpu.full(Shape::new(1 << 45, 1), 1.0) {
         Err(Error::Backend { backend, message }) => {
-            assert_eq!(backend, "cuda-f64");
+            assert_eq!(backend, "cuda:0-f64");
             assert!(message.contains("allocating"), "{message}");
         }
         other => panic!("expected an allocation failure, got {other:?}"),

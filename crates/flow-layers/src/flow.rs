@@ -102,7 +102,7 @@ pub trait Flow<B: Backend>: std::fmt::Debug + Send + Sync {
     /// Data-dependent initialisation, for layers whose [`Flow::wants_data_init`] is true:
     /// sets the layer's parameters from `x`, a first batch as it reaches the layer from the
     /// data side (`rows x dim`, finite), and its context. Called by
-    /// [`crate::NormalizingFlow::initialize`] once, before training; the default does nothing.
+    /// [`crate::NormalizingFlow::init_from_data`] once, before training; the default does nothing.
     fn init_from_data(
         &self,
         params: &mut ParamStore<B>,

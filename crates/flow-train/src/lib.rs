@@ -46,8 +46,8 @@ pub mod train;
 
 pub use error::{Error, Result};
 
-// The Rust examples of the repository's README, compiled and run as doctests (excerpts that
-// use names defined elsewhere are marked `ignore` there).
+// The Rust examples of the repository's README, compiled and run as doctests (those that
+// need names from elsewhere define them in hidden lines; long trainings are `no_run`).
 #[doc = include_str!("../../../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;

@@ -77,7 +77,7 @@ fn device_cuda_without_a_gpu_prints_the_backend_error() {
     ];
     for run in &runs {
         // The backend's own error: what is missing, from the CUDA backend.
-        run.fails_with(&["cuda-f32: "]);
+        run.fails_with(&["cuda:0-f32: "]);
         assert!(
             run.stderr.contains("cannot load") || run.stderr.contains("no CUDA device"),
             "the error should say what is missing: {}",

@@ -3,9 +3,11 @@
 //! backend would hold its device handle); storage carries its own shape.
 //!
 //! Backend methods assume validated arguments: shape checks live in [`crate::Tensor`], so
-//! every backend gets them once. Hot compositions (affine coupling, linear layers) are
-//! trait methods with a default built from the primitives, so that a backend may replace
-//! them with one fused kernel without any layer changing.
+//! every backend gets them once. The primitives (creation, transfer, random draws, maps,
+//! reductions, column and per-row indexing) have no default: a backend implements each on its own
+//! device. Hot compositions (affine coupling, linear layers, the spline, Adam) are trait
+//! methods with a default built from the primitives, so that a backend may replace them
+//! with one fused kernel without any layer changing. No default touches the host.
 
 mod composed;
 use crate::ops::rational_quadratic::composed_side_by_side as composed_spline;
@@ -177,7 +179,10 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
     /// bin numbers ([`crate::IndexTensor`] wraps it with its length and bound).
     type Index: Clone + Debug + Send + Sync;
 
-    /// A short name for reports ("cpu-f32").
+    /// A short name for reports ("cpu-f32", "cuda:0-f32"). It also identifies the device:
+    /// host data kept with copies per backend ([`crate::Resident`]) is keyed by the backend's
+    /// type and name, so two backends of one type whose storage cannot be shared (two GPUs)
+    /// must have different names.
     fn name(&self) -> String;
 
     // ---- creation and transfer ----
@@ -204,34 +209,22 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
     // ---- random draws ----
 
     /// `shape` standard normal draws (row-major) from the seeded stream `rng`, which they
-    /// advance. The default draws on the host and uploads: the CPU backend's numbers. A
-    /// device backend may draw on the device from the stream's seed, stream number and
-    /// position (`rng.get_seed()`, `get_stream()`, `get_word_pos()`), then advance `rng`
+    /// advance. The CPU backend draws on the host ([`crate::random::standard_normals`]); a
+    /// device backend draws on the device from the stream's seed, stream number and
+    /// position (`rng.get_seed()`, `get_stream()`, `get_word_pos()`), then advances `rng`
     /// past what it used, so that draws stay reproducible per seed.
-    fn randn(&self, shape: Shape, rng: &mut FlowRng) -> Result<Self::Storage> {
-        let data = crate::random::standard_normals(shape.len(), rng)
-            .into_iter()
-            .map(Self::Elem::of)
-            .collect();
-        self.upload(shape, data)
-    }
+    fn randn(&self, shape: Shape, rng: &mut FlowRng) -> Result<Self::Storage>;
 
-    /// `shape` uniform draws on `[low, high)` from `rng` (`low < high`, both finite, checked
-    /// by the caller); as [`Backend::randn`].
+    /// `shape` uniform draws on `[low, high)` from `rng`, as [`Backend::randn`] (the CPU
+    /// backend's are [`crate::random::uniforms`]). `low < high`, both finite, is checked by
+    /// the caller.
     fn rand_uniform(
         &self,
         shape: Shape,
         low: f64,
         high: f64,
         rng: &mut FlowRng,
-    ) -> Result<Self::Storage> {
-        use rand_distr::{Distribution, Uniform};
-        let dist = Uniform::new(low, high).expect("bounds checked by the caller");
-        let data = (0..shape.len())
-            .map(|_| Self::Elem::of(dist.sample(rng)))
-            .collect();
-        self.upload(shape, data)
-    }
+    ) -> Result<Self::Storage>;
 
     // ---- primitives ----
     /// `op(a) @ op(b)` where `op` transposes when its flag is set.
@@ -275,7 +268,8 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
         index: &Self::Index,
         width: usize,
     ) -> Result<Self::Storage>;
-    /// `a` where `mask != 0`, else `b`; all three of one shape.
+    /// `a` where `mask != 0`, else `b`; all three of one shape. A NaN mask entry is not 0,
+    /// so it takes `a`.
     fn select(
         &self,
         mask: &Self::Storage,
@@ -283,25 +277,13 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
         b: &Self::Storage,
     ) -> Result<Self::Storage>;
 
-    // ---- per-row indexing, with host-side defaults (a device backend replaces them) ----
+    // ---- per-row indexing ----
 
     /// The same row-major values seen as `shape` (`shape.len()` equals `a`'s length).
-    fn reshape(&self, a: &Self::Storage, shape: Shape) -> Result<Self::Storage> {
-        self.upload(shape, self.download(a)?)
-    }
+    fn reshape(&self, a: &Self::Storage, shape: Shape) -> Result<Self::Storage>;
 
     /// `rows x 1`: entry `index[r]` of each row `r`.
-    fn take_per_row(&self, a: &Self::Storage, index: &Self::Index) -> Result<Self::Storage> {
-        let cols = self.shape(a).cols;
-        let values = self.download(a)?;
-        let index = self.download_index(index)?;
-        let picked = index
-            .iter()
-            .enumerate()
-            .map(|(r, &j)| values[r * cols + j])
-            .collect();
-        self.upload(Shape::new(index.len(), 1), picked)
-    }
+    fn take_per_row(&self, a: &Self::Storage, index: &Self::Index) -> Result<Self::Storage>;
 
     /// `rows x width`, zero except entry `index[r]` of row `r`, which is `a[r]` (`a` is
     /// `rows x 1`): the adjoint of [`Backend::take_per_row`].
@@ -310,29 +292,11 @@ pub trait Backend: Clone + Debug + Send + Sync + 'static {
         a: &Self::Storage,
         index: &Self::Index,
         width: usize,
-    ) -> Result<Self::Storage> {
-        let values = self.download(a)?;
-        let index = self.download_index(index)?;
-        let mut out = vec![Self::Elem::zero(); index.len() * width];
-        for (r, (&j, &v)) in index.iter().zip(&values).enumerate() {
-            out[r * width + j] = v;
-        }
-        self.upload(Shape::new(index.len(), width), out)
-    }
+    ) -> Result<Self::Storage>;
 
     /// For each row `r`, how many entries of row `r` of `sorted` (ascending) are `<= x[r]`
     /// (`x` is `rows x 1`): `torch.searchsorted(sorted, x, right=True)`. A NaN counts none.
-    fn search_sorted_rows(&self, sorted: &Self::Storage, x: &Self::Storage) -> Result<Self::Index> {
-        let cols = self.shape(sorted).cols;
-        let sorted = self.download(sorted)?;
-        let x = self.download(x)?;
-        let found: Vec<usize> = x
-            .iter()
-            .enumerate()
-            .map(|(r, &v)| sorted[r * cols..(r + 1) * cols].partition_point(|&k| k <= v))
-            .collect();
-        self.upload_index(&found)
-    }
+    fn search_sorted_rows(&self, sorted: &Self::Storage, x: &Self::Storage) -> Result<Self::Index>;
 
     // ---- fused operations with default compositions ----
 

@@ -728,12 +728,12 @@ fn columns<E: Element>(c: &mut Cases<E>) {
             let terms = multiplicity(&index);
             c.push(Op::ScatterAddCols(index, width), vec![input], terms, true);
         }
-        // Select: masks of zeros and of non-zero values of either sign.
+        // Select: masks of zeros and of non-zero values of either sign, and NaN (set: not 0).
         let mask: Vec<f64> = c
             .gen
-            .integers(shape, 4)
+            .integers(shape, 5)
             .into_iter()
-            .map(|m| [0.0, 1.0, -1.0, 0.5][m as usize])
+            .map(|m| [0.0, 1.0, -1.0, 0.5, f64::NAN][m as usize])
             .collect();
         let a = c.gen.normal(shape, 1.0);
         let b = c.gen.normal(shape, 1.0);

@@ -9,7 +9,14 @@
 //! both sides see the same numbers. In order, so that a broken primitive is reported as
 //! itself rather than as an op built on it:
 //!
-//! 1. transfers: values uploaded and downloaded unchanged, `full`;
+//! 1. transfers: values uploaded and downloaded unchanged, `full`; index lists uploaded and
+//!    downloaded unchanged; `synchronize`; finiteness probes (finite for finite entries, not
+//!    finite with a NaN or an infinity anywhere); random normal and uniform draws, which a
+//!    device may make with its own generator, so they are held to their contract rather
+//!    than to the CPU's numbers: the shape, the same values from the same seed, a stream
+//!    advanced past them, every draw in the support, and on 200,320 draws the mean and
+//!    variance within 5 standard errors, a Kolmogorov-Smirnov distance below its 1e-4 bound
+//!    and no more than 1% repeats;
 //! 2. the values of every op; for the fused ops (linear layer, affine coupling, diagonal
 //!    Gaussian log-density, rational-quadratic spline) also against the same formulas written
 //!    with primitives, on the backend under test;
@@ -40,6 +47,7 @@
 //! ```
 
 mod cases;
+mod contract;
 
 use crate::autodiff::{Tape, Var};
 use crate::backend::cpu::Cpu;
@@ -215,6 +223,10 @@ pub enum Failure {
     /// The backend under test returned an error.
     #[error("{0}")]
     Backend(Error),
+    /// A property that does not hold (a probe that misses a NaN, draws with the wrong
+    /// variance, a stream that does not advance), said in words.
+    #[error("{0}")]
+    Property(String),
     /// The reference failed: a bug in the suite, not in the backend.
     #[error("the reference failed ({0}), a bug in the suite")]
     Reference(Error),
@@ -232,6 +244,10 @@ pub fn run<B: Backend>(backend: &B, tol: Tolerances) -> Result<Report, Conforman
         },
     };
     suite.transfers()?;
+    suite.indices()?;
+    suite.synchronize()?;
+    suite.finite_probes()?;
+    suite.draws()?;
     let cases = cases::all::<B::Elem>();
     for case in &cases {
         suite.values(case)?;

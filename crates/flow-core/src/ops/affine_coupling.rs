@@ -8,7 +8,6 @@ use crate::autodiff::op::Op;
 use crate::autodiff::{NodeId, Tape, Var};
 use crate::backend::{interleaved_columns, Backend, CouplingScale, Direction, UnaryOp};
 use crate::error::Result;
-use crate::index::IndexTensor;
 use crate::shape::{Axis, Shape};
 use num_traits::One as _;
 
@@ -140,7 +139,7 @@ pub(crate) fn backward_log_det<B: Backend, A: GradAlgebra<B>>(
     let g_s = alg.broadcast_to(g, Shape::new(shape.rows, d2))?;
     let g_s = alg.scale(&g_s, sign)?;
     let (_, odd) = interleaved_columns(d2);
-    let odd = IndexTensor::new(alg.backend(), &odd)?;
+    let odd = crate::resident::shared_index(alg.backend(), odd)?;
     let g_raw = match scale {
         CouplingScale::Exp => g_s,
         CouplingScale::Sigmoid => {

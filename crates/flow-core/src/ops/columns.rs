@@ -83,8 +83,7 @@ pub(crate) fn backward_slice<B: Backend, A: GradAlgebra<B>>(
         let xv = alg.node(x);
         let width = alg.shape(&xv).cols;
         let len = alg.shape(g).cols;
-        let columns: Vec<usize> = (start..start + len).collect();
-        let index = IndexTensor::new(alg.backend(), &columns)?;
+        let index = crate::resident::shared_index(alg.backend(), (start..start + len).collect())?;
         grads.push((x, alg.scatter_add_cols(g, &index, width)?));
     }
     Ok(())

@@ -7,9 +7,10 @@ use super::GradList;
 use crate::autodiff::algebra::GradAlgebra;
 use crate::autodiff::op::Op;
 use crate::autodiff::{NodeId, Tape, Var};
-use crate::backend::{Backend, Direction, RationalQuadratic};
+use crate::backend::{Backend, Direction, RationalQuadratic, UnaryOp};
+use crate::element::Element;
 use crate::error::Result;
-use crate::index::IndexTensor;
+use crate::shape::Shape;
 use crate::tensor::Tensor;
 
 impl<B: Backend> Var<B> {
@@ -78,22 +79,19 @@ fn composed_rows<B: Backend>(
 
     // Entries inside [-B, B] go through the spline; the rest are the identity. Outside
     // entries are moved to 0 before the spline sees them, so that nothing non-finite enters
-    // (and no NaN gradient leaves) the branch that `select` discards.
-    let inside: Vec<f64> = x
+    // (and no NaN gradient leaves) the branch that `select` discards. The mask is computed
+    // on the backend: with `v = |x| - B`, `v + |v|` is 0 exactly where `|x| <= B`, positive
+    // beyond and NaN for a NaN, and `select` takes any non-zero (NaN too) as set.
+    let over = x
         .value()
-        .to_f64s()?
-        .iter()
-        .map(|&t| f64::from(u8::from(t.abs() <= bound)))
-        .collect();
-    let inside = tape.constant(Tensor::from_f64s(backend, (rows, 1), &inside)?);
+        .unary(UnaryOp::Abs)?
+        .unary(UnaryOp::AddScalar(B::Elem::of(-bound)))?;
+    let outside = tape.constant(over.add(&over.unary(UnaryOp::Abs)?)?);
     let zero = tape.constant(Tensor::zeros(backend, (rows, 1))?);
-    let x_in = Var::select(&inside, x, &zero)?;
+    let x_in = Var::select(&outside, &zero, x)?;
 
     // Knots: cumulative sums of the floored softmaxes, scaled onto [-B, B].
-    let cumulative: Vec<f64> = (0..k)
-        .flat_map(|i| (0..=k).map(move |j| f64::from(u8::from(i < j))))
-        .collect();
-    let cumulative = tape.constant(Tensor::from_f64s(backend, (k, k + 1), &cumulative)?);
+    let cumulative = tape.constant(cumulative_sums(k).tensor(backend)?);
     let knots = |raw: &Var<B>, min: f64| -> Result<Var<B>> {
         let fractions = raw
             .softmax_cols()?
@@ -126,22 +124,29 @@ fn composed_rows<B: Backend>(
         Direction::Forward => &knots_x,
         Direction::Inverse => &knots_y,
     };
+    // One bin: every entry is in bin 0, so its knots are the first and second columns.
     let bin = if k == 1 {
-        IndexTensor::new(backend, &vec![0; rows])?
+        None
     } else {
-        search
-            .value()
-            .slice_cols(1, k - 1)?
-            .search_sorted_rows(&x_in.value())?
+        Some(
+            search
+                .value()
+                .slice_cols(1, k - 1)?
+                .search_sorted_rows(&x_in.value())?,
+        )
     };
-    // Knot `bin + 1` of each row is knot `bin` of the row without its first knot.
-    let at_next = |v: &Var<B>| v.slice_cols(1, k)?.take_per_row(&bin);
-    let x0 = knots_x.take_per_row(&bin)?;
-    let width = at_next(&knots_x)?.sub(&x0)?;
-    let y0 = knots_y.take_per_row(&bin)?;
-    let height = at_next(&knots_y)?.sub(&y0)?;
-    let d0 = derivatives.take_per_row(&bin)?;
-    let d1 = at_next(&derivatives)?;
+    // Knot `bin` of each row, and knot `bin + 1` (knot `bin` of the row without its first).
+    let at = |v: &Var<B>, next: usize| match (&bin, next) {
+        (Some(bin), 0) => v.take_per_row(bin),
+        (Some(bin), _) => v.slice_cols(1, k)?.take_per_row(bin),
+        (None, _) => v.slice_cols(next, 1),
+    };
+    let x0 = at(&knots_x, 0)?;
+    let width = at(&knots_x, 1)?.sub(&x0)?;
+    let y0 = at(&knots_y, 0)?;
+    let height = at(&knots_y, 1)?.sub(&y0)?;
+    let d0 = at(&derivatives, 0)?;
+    let d1 = at(&derivatives, 1)?;
     let slope = height.div(&width)?;
     let curvature = d0.add(&d1)?.sub(&slope.mul_scalar(2.0)?)?;
 
@@ -188,9 +193,20 @@ fn composed_rows<B: Backend>(
         Direction::Inverse => log_derivative.neg()?,
     };
     Ok((
-        Var::select(&inside, &out, x)?,
-        Var::select(&inside, &log_det, &zero)?,
+        Var::select(&outside, x, &out)?,
+        Var::select(&outside, &zero, &log_det)?,
     ))
+}
+
+/// The `k x (k + 1)` matrix whose product with a row of `k` fractions gives their cumulative
+/// sums from 0 to 1 (entry `(i, j)` is 1 for `i < j`), built once per `k` and backend.
+fn cumulative_sums(k: usize) -> crate::Resident<(Shape, Vec<f64>)> {
+    crate::resident::shared(crate::resident::Constant::CumulativeSums(k), |_| {
+        let entries = (0..k)
+            .flat_map(|i| (0..=k).map(move |j| f64::from(u8::from(i < j))))
+            .collect();
+        (Shape::new(k, k + 1), entries)
+    })
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -76,6 +76,22 @@ impl<E: Element> Backend for Cpu<E> {
         shape_of(s)
     }
 
+    fn randn(&self, shape: Shape, rng: &mut crate::FlowRng) -> Result<Array2<E>> {
+        let data = crate::random::standard_normals(shape.len(), rng);
+        Ok(from_shape_vec(shape, data.into_iter().map(E::of).collect()))
+    }
+
+    fn rand_uniform(
+        &self,
+        shape: Shape,
+        low: f64,
+        high: f64,
+        rng: &mut crate::FlowRng,
+    ) -> Result<Array2<E>> {
+        let data = crate::random::uniforms(shape.len(), low, high, rng)?;
+        Ok(from_shape_vec(shape, data.into_iter().map(E::of).collect()))
+    }
+
     fn upload_index(&self, index: &[usize]) -> Result<Vec<usize>> {
         Ok(index.to_vec())
     }
