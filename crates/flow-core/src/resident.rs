@@ -107,14 +107,19 @@ pub(crate) enum Constant {
 /// handful; the bound only stops pathological growth).
 const SHARED_CAPACITY: usize = 1024;
 
-/// The constant `key`, built by `build` on first use and kept for the process, so that an
-/// op that needs it on every step (a backward pass's index list) uploads it once per
-/// backend: a device backend's step then copies nothing from the host.
-pub(crate) fn shared<T>(key: Constant, build: impl FnOnce(&Constant) -> T) -> Resident<T>
+/// The constant `key`, built by `build` on first use and kept for the process, handed to
+/// `with` (which makes or reads its copy on a backend), so that an op that needs it on every
+/// step (a backward pass's index list) uploads it once per backend: a device backend's step
+/// then copies nothing from the host.
+pub(crate) fn shared<T, R>(
+    key: Constant,
+    build: impl FnOnce(&Constant) -> T,
+    with: impl FnOnce(&Resident<T>) -> R,
+) -> R
 where
-    T: Clone + Send + Sync + 'static,
+    T: Send + Sync + 'static,
 {
-    type Kept = HashMap<Constant, Arc<dyn Any + Send + Sync>>;
+    type Kept = HashMap<Constant, Box<dyn Any + Send + Sync>>;
     static KEPT: OnceLock<Mutex<Kept>> = OnceLock::new();
     // A poisoned lock only means another thread panicked during a lookup; the map is valid.
     let mut kept = KEPT
@@ -126,11 +131,12 @@ where
     }
     let entry = kept
         .entry(key)
-        .or_insert_with_key(|key| Arc::new(Resident::new(build(key))));
-    entry
-        .downcast_ref::<Resident<T>>()
-        .expect("each kind of constant is built as one type")
-        .clone()
+        .or_insert_with_key(|key| Box::new(Resident::new(build(key))));
+    with(
+        entry
+            .downcast_ref::<Resident<T>>()
+            .expect("each kind of constant is built as one type"),
+    )
 }
 
 /// [`Constant::Index`] on `backend`.
@@ -138,9 +144,12 @@ pub(crate) fn shared_index<B: Backend>(
     backend: &B,
     index: Vec<usize>,
 ) -> Result<crate::IndexTensor<B>> {
-    shared(Constant::Index(index), |key| match key {
-        Constant::Index(index) => index.clone(),
-        _ => unreachable!("built from its own key"),
-    })
-    .index(backend)
+    shared(
+        Constant::Index(index),
+        |key| match key {
+            Constant::Index(index) => index.clone(),
+            _ => unreachable!("built from its own key"),
+        },
+        |resident| resident.index(backend),
+    )
 }

@@ -91,7 +91,7 @@ fn composed_rows<B: Backend>(
     let x_in = Var::select(&outside, &zero, x)?;
 
     // Knots: cumulative sums of the floored softmaxes, scaled onto [-B, B].
-    let cumulative = tape.constant(cumulative_sums(k).tensor(backend)?);
+    let cumulative = tape.constant(cumulative_sums(backend, k)?);
     let knots = |raw: &Var<B>, min: f64| -> Result<Var<B>> {
         let fractions = raw
             .softmax_cols()?
@@ -199,14 +199,19 @@ fn composed_rows<B: Backend>(
 }
 
 /// The `k x (k + 1)` matrix whose product with a row of `k` fractions gives their cumulative
-/// sums from 0 to 1 (entry `(i, j)` is 1 for `i < j`), built once per `k` and backend.
-fn cumulative_sums(k: usize) -> crate::Resident<(Shape, Vec<f64>)> {
-    crate::resident::shared(crate::resident::Constant::CumulativeSums(k), |_| {
-        let entries = (0..k)
-            .flat_map(|i| (0..=k).map(move |j| f64::from(u8::from(i < j))))
-            .collect();
-        (Shape::new(k, k + 1), entries)
-    })
+/// sums from 0 to 1 (entry `(i, j)` is 1 for `i < j`) on `backend`, built once per `k` and
+/// backend.
+fn cumulative_sums<B: Backend>(backend: &B, k: usize) -> Result<Tensor<B>> {
+    crate::resident::shared(
+        crate::resident::Constant::CumulativeSums(k),
+        |_| {
+            let entries = (0..k)
+                .flat_map(|i| (0..=k).map(move |j| f64::from(u8::from(i < j))))
+                .collect();
+            (Shape::new(k, k + 1), entries)
+        },
+        |resident| resident.tensor(backend),
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
