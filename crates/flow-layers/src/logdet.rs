@@ -364,12 +364,18 @@ pub(crate) fn unit_cotangent<B: Backend>(
     shape: flow_core::Shape,
     j: usize,
 ) -> Result<Var<B>> {
+    // Filled on the backend (zeros, a column of ones, zeros): nothing is uploaded.
     let (rows, d) = (shape.rows, shape.cols);
-    let mut e = vec![0.0; rows * d];
-    for r in 0..rows {
-        e[r * d + j] = 1.0;
+    let backend = tape.backend();
+    let mut parts = Vec::with_capacity(3);
+    if j > 0 {
+        parts.push(Tensor::zeros(backend, (rows, j))?);
     }
-    Ok(tape.constant(Tensor::from_f64s(tape.backend(), shape, &e)?))
+    parts.push(Tensor::ones(backend, (rows, 1))?);
+    if j + 1 < d {
+        parts.push(Tensor::zeros(backend, (rows, d - j - 1))?);
+    }
+    Ok(tape.constant(Tensor::concat_cols(&parts.iter().collect::<Vec<_>>())?))
 }
 
 /// Every sample's Jacobian of `gx` in `x`, row-major per sample (`rows x d x d`, entry

@@ -164,16 +164,27 @@ impl<B: Backend> Validation<B> {
     /// The NLL of every row under `model`, in chunks.
     pub fn nll_of_rows(&self, model: &NormalizingFlow<B>) -> Result<Vec<f64>> {
         let (rows, dim) = (self.x.shape().rows, self.x.shape().cols);
-        let values = self.x.to_f64s()?;
+        // Chunks are cut on the backend (rows of a row-major tensor are a column range of
+        // its one-row view): nothing goes to the host but the log-densities.
+        let flat = if rows > VALIDATION_CHUNK {
+            Some(self.x.reshape((1, rows * dim))?)
+        } else {
+            None
+        };
         let mut nll = Vec::with_capacity(rows);
         for start in (0..rows).step_by(VALIDATION_CHUNK) {
             let end = (start + VALIDATION_CHUNK).min(rows);
-            let x = Tensor::from_f64s(
-                model.backend(),
-                (end - start, dim),
-                &values[start * dim..end * dim],
-            )?;
-            let lp = model.log_prob(&x, None)?.to_f64s()?;
+            let chunk;
+            let x = match &flat {
+                Some(flat) => {
+                    chunk = flat
+                        .slice_cols(start * dim, (end - start) * dim)?
+                        .reshape((end - start, dim))?;
+                    &chunk
+                }
+                None => &self.x,
+            };
+            let lp = model.log_prob(x, None)?.to_f64s()?;
             nll.extend(
                 lp.iter()
                     .zip(&self.log_det[start..end])
