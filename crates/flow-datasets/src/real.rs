@@ -3,7 +3,7 @@
 //!
 //! | name | what | train rows | dim | needs |
 //! |---|---|---|---|---|
-//! | `wine-quality` | UCI red wine quality, 11 features ([`wine`](crate::wine)) | 1,599 (no test part) | 11 | nothing: compiled in |
+//! | `wine-quality` | UCI red wine quality, 11 features (module [`crate::wine`]) | 1,599 (no test part) | 11 | nothing: compiled in |
 //! | `fashion-mnist` | Fashion-MNIST, 28 × 28 grey-scale | 60,000 (test 10,000) | 784 | `apt-get install dataset-fashion-mnist` or `FLOWS_FASHION_MNIST_DIR` |
 //! | `mnist` | MNIST digits, 28 × 28 grey-scale | 60,000 (test 10,000) | 784 | the IDX files in `/usr/share/datasets/mnist` or `FLOWS_MNIST_DIR` |
 //!

@@ -16,11 +16,11 @@
 //! `volatile acidity`, `citric acid`, `residual sugar`, `chlorides`, `free sulfur dioxide`,
 //! `total sulfur dioxide`, `density`, `pH`, `sulphates`, `alcohol`.
 //!
-//! Integer-valued columns: [`tabular::integer_columns`](crate::tabular::integer_columns)
+//! Integer-valued columns: [`crate::tabular::integer_columns`]
 //! finds none. `free sulfur dioxide` and `total sulfur dioxide` (mg/dm³) are whole numbers
 //! except in 4 rows (40.5, 5.5, 37.5, 37.5 in data rows 355, 777, 1080 and 1082) and 2 rows
 //! (77.5, 77.5 in rows 1296 and 1297) respectively, so
-//! [`tabular::dequantize`](crate::tabular::dequantize) refuses them; they are strongly
+//! [`crate::tabular::dequantize`] refuses them; they are strongly
 //! discretised (60 and 144 distinct values), like most of the other columns, which are
 //! rounded to 2 to 5 decimals.
 //!

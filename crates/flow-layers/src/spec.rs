@@ -313,7 +313,7 @@ impl NsfConfig {
 /// [`crate::InvertibleLinearLu::new`] draws them. A spec does not record that matrix, so a
 /// model built from it starts each linear layer at the (orthogonal) signed permutation
 /// `P diag(sign)`; its ActNorms start as the identity, to be initialised from a first batch
-/// of data ([`crate::NormalizingFlow::initialize_actnorm`]; the trainer does it).
+/// of data ([`crate::NormalizingFlow::init_from_data`]; the trainer does it).
 ///
 /// ```
 /// use flow_core::{rng, Cpu, Tensor};

@@ -645,7 +645,7 @@ pub struct TrainArgs {
     pub batch: usize,
     #[arg(long, default_value_t = 3201)]
     pub iters: usize,
-    /// Output folder (default: runs/<dataset>-<flow>).
+    /// Output folder (default: runs/DATASET-FLOW).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Held-out samples for the test NLL.

@@ -36,7 +36,7 @@ const SAMPLE_COLOUR: RGBColor = RGBColor(255, 127, 14);
 /// Validation NLL colour (a third colour next to the loss and moving average).
 const VALID_COLOUR: RGBColor = RGBColor(44, 160, 44);
 
-/// A log-density evaluated on a regular n x n grid over [x_min,x_max] x [y_min,y_max].
+/// A log-density evaluated on a regular n x n grid over `[x_min, x_max] x [y_min, y_max]`.
 /// `log_density[iy * n + ix]` is the value at x = x_min + (ix + 0.5) * (x_max - x_min) / n,
 /// y = y_min + (iy + 0.5) * (y_max - y_min) / n (cell centres; iy = 0 is the bottom row).
 #[derive(Clone, Debug)]

@@ -7,7 +7,7 @@
 //! the same tape, so the gradients are ordinary [`Var`]s that can be differentiated again
 //! (as `torch.autograd.grad(..., create_graph=True)`).
 //!
-//! Each op's backward is written once, against the [`algebra::GradAlgebra`] trait, and
+//! Each op's backward is written once, against the (crate-internal) `GradAlgebra` trait, and
 //! is interpreted either on raw tensors or by recording onto the tape.
 
 pub(crate) mod algebra;
