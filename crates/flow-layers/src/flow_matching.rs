@@ -119,8 +119,7 @@ impl FlowMatching {
         };
         let mut xt = Vec::with_capacity(rows * dim);
         let mut target = Vec::with_capacity(rows * dim);
-        for r in 0..rows {
-            let t = times[r];
+        for (r, &t) in times.iter().enumerate() {
             for c in 0..dim {
                 let k = r * dim + c;
                 let mean = t * x1[k] + (1.0 - t) * x0[k];

@@ -469,6 +469,8 @@ fn log_abs_det_columns<B: Backend>(mut a: Vec<Vec<Var<B>>>) -> Result<Var<B>> {
         });
         for i in k + 1..d {
             let factor = a[i][k].div(&pivot)?;
+            // Row i is written while row k is read: indices, not iterators.
+            #[allow(clippy::needless_range_loop)]
             for j in k + 1..d {
                 let updated = a[i][j].sub(&factor.mul(&a[k][j])?)?;
                 a[i][j] = updated;

@@ -119,10 +119,17 @@ const RK4: Tableau = Tableau {
     b: &[1.0 / 6.0, 1.0 / 3.0, 1.0 / 3.0, 1.0 / 6.0],
 };
 
+/// A vector field `f(t, y)` on a state of several variables: their time derivatives, of the
+/// same shapes.
+pub type Field<'a, B> = dyn Fn(f64, &[Var<B>]) -> Result<Vec<Var<B>>> + 'a;
+
+/// A field that keeps state between calls (an evaluation counter, fixed probes).
+type FieldMut<'a, B> = dyn FnMut(f64, &[Var<B>]) -> Result<Vec<Var<B>>> + 'a;
+
 /// `steps` equal steps of an explicit Runge-Kutta method from `y0` at `t0` to `t1` (with
 /// `detach`, the state moves to a fresh tape after each step, as [`detached`]).
 fn fixed_steps<B: Backend>(
-    eval: &mut dyn FnMut(f64, &[Var<B>]) -> Result<Vec<Var<B>>>,
+    eval: &mut FieldMut<'_, B>,
     y0: &[Var<B>],
     (t0, t1): (f64, f64),
     steps: usize,
@@ -182,7 +189,7 @@ fn checked<B: Backend>(y: &[Var<B>], k: Vec<Var<B>>) -> Result<Vec<Var<B>>> {
 /// shapes. A non-finite state, an adaptive step that underflows, or `max_steps` reached is
 /// an error naming the time reached.
 pub fn integrate<B: Backend>(
-    f: &dyn Fn(f64, &[Var<B>]) -> Result<Vec<Var<B>>>,
+    f: &Field<'_, B>,
     y0: &[Var<B>],
     t0: f64,
     t1: f64,
@@ -206,7 +213,7 @@ fn detached<B: Backend>(y: &[Var<B>]) -> Vec<Var<B>> {
 /// [`integrate`]; with `detach`, the state moves to a fresh tape after every step (values
 /// only, memory independent of the number of steps: the adjoint method's passes).
 fn solve<B: Backend>(
-    f: &dyn Fn(f64, &[Var<B>]) -> Result<Vec<Var<B>>>,
+    f: &Field<'_, B>,
     y0: &[Var<B>],
     (t0, t1): (f64, f64),
     solver: &Solver,
@@ -251,7 +258,6 @@ fn solve<B: Backend>(
         }
     };
     stats.steps = steps;
-    drop(eval);
     Ok((y, stats))
 }
 
@@ -526,7 +532,7 @@ struct StepControl {
 /// Adaptive Dormand-Prince from `y` at `t0` to `t1` (see [`Solver::Dopri5`]): the state at
 /// `t1`, and the accepted and rejected steps.
 fn dopri5<B: Backend>(
-    eval: &mut dyn FnMut(f64, &[Var<B>]) -> Result<Vec<Var<B>>>,
+    eval: &mut FieldMut<'_, B>,
     mut y: Vec<Var<B>>,
     (t0, t1): (f64, f64),
     control: &StepControl,
@@ -592,6 +598,8 @@ fn dopri5<B: Backend>(
         attempts += 1;
         // The last step lands on t1.
         let step = h.min((t1 - t).abs());
+        // Negated so that a NaN step is an underflow too.
+        #[allow(clippy::neg_cmp_op_on_partial_ord)]
         if !(step > 16.0 * f64::EPSILON * t.abs().max(span)) {
             return Err(Error::Config(format!(
                 "dopri5's step size underflowed ({step:e}) at t = {t} on the way from {t0} to \

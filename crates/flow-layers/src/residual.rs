@@ -121,6 +121,8 @@ impl ResidualLayerConfig {
                 self.hidden
             )));
         }
+        // Negated so that a NaN tolerance is refused too.
+        #[allow(clippy::neg_cmp_op_on_partial_ord)]
         if !(self.inverse_tolerance > 0.0) {
             return Err(Error::Config(format!(
                 "the fixed-point inverse's tolerance must be positive, got {}",

@@ -108,7 +108,7 @@ fn gradients_through_the_solver_match_the_closed_form() {
         let a = tape.input(Tensor::from_f64s(&CPU, (1, 1), &[a0]).unwrap());
         let y0 = tape.input(Tensor::from_f64s(&CPU, (1, 1), &[y00]).unwrap());
         let f = |_t: f64, y: &[Var<B>]| Ok(vec![y[0].mul(&a)?]);
-        let (y, _) = integrate(&f, &[y0.clone()], 0.0, 1.0, &solver).unwrap();
+        let (y, _) = integrate(&f, std::slice::from_ref(&y0), 0.0, 1.0, &solver).unwrap();
         let grads = tape.backward(&y[0].sum_all().unwrap()).unwrap();
         let da = grads.get(&a).unwrap().to_f64s().unwrap()[0];
         let dy0 = grads.get(&y0).unwrap().to_f64s().unwrap()[0];
@@ -196,7 +196,7 @@ fn adjoint_gradients_equal_backpropagation_and_finite_differences() {
             let f: Arc<ParamField<B>> = Arc::new(field);
             integrate_adjoint(
                 f,
-                &[yv.clone()],
+                std::slice::from_ref(&yv),
                 &[wv.clone(), bv.clone()],
                 (0.0, 1.0),
                 &solver,
@@ -206,7 +206,9 @@ fn adjoint_gradients_equal_backpropagation_and_finite_differences() {
         } else {
             let params = [wv.clone(), bv.clone()];
             let f = |t: f64, y: &[Var<B>]| field(t, y, &params);
-            integrate(&f, &[yv.clone()], 0.0, 1.0, &solver).unwrap().0
+            integrate(&f, std::slice::from_ref(&yv), 0.0, 1.0, &solver)
+                .unwrap()
+                .0
         };
         let loss = y1[0].square().unwrap().sum_all().unwrap();
         let value = loss.value().to_f64s().unwrap()[0];

@@ -35,7 +35,8 @@ pub fn import_torchcfm<B: Backend>(
 ) -> Result<NormalizingFlow<B>> {
     let file = super::read_state_dict(path)?;
     // Layer index -> (weight shape, bias shape).
-    let mut layers: BTreeMap<usize, (Option<Vec<usize>>, Option<Vec<usize>>)> = BTreeMap::new();
+    type Shapes = (Option<Vec<usize>>, Option<Vec<usize>>);
+    let mut layers: BTreeMap<usize, Shapes> = BTreeMap::new();
     for (name, (shape, _)) in &file.tensors {
         let unexpected = || {
             Error::format(
