@@ -22,15 +22,20 @@ pub fn standard_normals(n: usize, rng: &mut FlowRng) -> Vec<f64> {
 /// both finite.
 pub fn uniforms(n: usize, low: f64, high: f64, rng: &mut FlowRng) -> crate::Result<Vec<f64>> {
     use rand_distr::{Distribution, Uniform};
-    let invalid = || {
-        crate::Error::invalid(
+    check_interval(low, high)?;
+    let dist = Uniform::new(low, high)
+        .map_err(|e| crate::Error::invalid("rand_uniform", format!("[{low}, {high}): {e}")))?;
+    Ok((0..n).map(|_| dist.sample(rng)).collect())
+}
+
+/// An error unless `[low, high)` is a finite, non-empty interval to draw from.
+pub(crate) fn check_interval(low: f64, high: f64) -> crate::Result<()> {
+    if low < high && low.is_finite() && high.is_finite() {
+        Ok(())
+    } else {
+        Err(crate::Error::invalid(
             "rand_uniform",
             format!("[{low}, {high}) is not a finite, non-empty interval"),
-        )
-    };
-    if !(low < high && low.is_finite() && high.is_finite()) {
-        return Err(invalid());
+        ))
     }
-    let dist = Uniform::new(low, high).map_err(|_| invalid())?;
-    Ok((0..n).map(|_| dist.sample(rng)).collect())
 }

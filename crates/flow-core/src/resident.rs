@@ -95,10 +95,15 @@ impl Resident<(crate::Shape, Vec<f64>)> {
 
 /// Constants that ops build from a few numbers on every call; [`shared`] keeps each one, with
 /// its backend copies, for the process.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Constant {
-    /// An index list: a sliced column range, the log-scale columns of a coupling's parameters.
-    Index(Vec<usize>),
+    /// The column indices `start, start + step, ..` (`len` of them): a sliced column range
+    /// (`step` 1), the log-scale columns of a coupling's parameters (`start` 1, `step` 2).
+    Columns {
+        start: usize,
+        len: usize,
+        step: usize,
+    },
     /// The `k x (k + 1)` matrix of a `k`-bin spline's cumulative sums.
     CumulativeSums(usize),
 }
@@ -110,28 +115,33 @@ const SHARED_CAPACITY: usize = 1024;
 /// The constant `key`, built by `build` on first use and kept for the process, handed to
 /// `with` (which makes or reads its copy on a backend), so that an op that needs it on every
 /// step (a backward pass's index list) uploads it once per backend: a device backend's step
-/// then copies nothing from the host.
+/// then copies nothing from the host. The map's lock is held only to find the entry, not
+/// while `with` runs.
 pub(crate) fn shared<T, R>(
     key: Constant,
-    build: impl FnOnce(&Constant) -> T,
+    build: impl FnOnce(Constant) -> T,
     with: impl FnOnce(&Resident<T>) -> R,
 ) -> R
 where
     T: Send + Sync + 'static,
 {
-    type Kept = HashMap<Constant, Box<dyn Any + Send + Sync>>;
+    type Kept = HashMap<Constant, Arc<dyn Any + Send + Sync>>;
     static KEPT: OnceLock<Mutex<Kept>> = OnceLock::new();
-    // A poisoned lock only means another thread panicked during a lookup; the map is valid.
-    let mut kept = KEPT
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    if kept.len() >= SHARED_CAPACITY && !kept.contains_key(&key) {
-        kept.clear();
-    }
-    let entry = kept
-        .entry(key)
-        .or_insert_with_key(|key| Box::new(Resident::new(build(key))));
+    let entry = {
+        // A poisoned lock only means another thread panicked during a lookup; the map is
+        // valid.
+        let mut kept = KEPT
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if kept.len() >= SHARED_CAPACITY && !kept.contains_key(&key) {
+            kept.clear();
+        }
+        Arc::clone(
+            kept.entry(key)
+                .or_insert_with(|| Arc::new(Resident::new(build(key)))),
+        )
+    };
     with(
         entry
             .downcast_ref::<Resident<T>>()
@@ -139,17 +149,16 @@ where
     )
 }
 
-/// [`Constant::Index`] on `backend`.
-pub(crate) fn shared_index<B: Backend>(
+/// The column indices `start, start + step, ..` (`len` of them) on `backend`, uploaded once.
+pub(crate) fn shared_columns<B: Backend>(
     backend: &B,
-    index: Vec<usize>,
+    start: usize,
+    len: usize,
+    step: usize,
 ) -> Result<crate::IndexTensor<B>> {
     shared(
-        Constant::Index(index),
-        |key| match key {
-            Constant::Index(index) => index.clone(),
-            _ => unreachable!("built from its own key"),
-        },
+        Constant::Columns { start, len, step },
+        |_| (0..len).map(|k| start + k * step).collect::<Vec<usize>>(),
         |resident| resident.index(backend),
     )
 }

@@ -122,12 +122,7 @@ impl<B: Backend> Tensor<B> {
         rng: &mut FlowRng,
     ) -> Result<Self> {
         let shape = shape.into();
-        if !(low < high && low.is_finite() && high.is_finite()) {
-            return Err(Error::invalid(
-                "rand_uniform",
-                format!("[{low}, {high}) is not a finite, non-empty interval"),
-            ));
-        }
+        crate::random::check_interval(low, high)?;
         Ok(Tensor::from_storage(
             backend,
             backend.rand_uniform(shape, low, high, rng)?,

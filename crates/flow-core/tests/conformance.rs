@@ -137,6 +137,9 @@ enum Fault {
     FiniteProbeAlwaysFinite,
     /// Normal draws that do not advance the stream: every draw from one stream repeats.
     RandnKeepsStream,
+    /// Normal draws that advance the stream by half of what they used: the next draw repeats
+    /// the second half of this one.
+    RandnAdvancesHalf,
     /// Normal draws times 1.02.
     RandnScaled,
     /// Uniform draws shifted by 1% of their interval.
@@ -221,6 +224,11 @@ impl Backend for Broken {
     fn randn(&self, shape: Shape, rng: &mut FlowRng) -> R<S> {
         if self.is(Fault::RandnKeepsStream) {
             return self.cpu.randn(shape, &mut rng.clone());
+        }
+        if self.is(Fault::RandnAdvancesHalf) && shape.len() >= 2 {
+            let out = self.cpu.randn(shape, &mut rng.clone())?;
+            self.cpu.randn(Shape::new(1, shape.len() / 2), rng)?;
+            return Ok(out);
         }
         let out = self.cpu.randn(shape, rng)?;
         if self.is(Fault::RandnScaled) {
@@ -568,6 +576,7 @@ fn a_broken_contract_fails_the_suite_naming_it() {
         (Fault::SynchronizeFails, "synchronize", "without an error"),
         (Fault::FiniteProbeAlwaysFinite, "finite_probe", "finiteness"),
         (Fault::RandnKeepsStream, "randn", "the stream advances"),
+        (Fault::RandnAdvancesHalf, "randn", "the stream advances"),
         (Fault::RandnScaled, "randn", "variance"),
         (Fault::UniformShifted, "rand_uniform", "within the support"),
     ];
@@ -581,6 +590,9 @@ fn a_broken_contract_fails_the_suite_naming_it() {
         matches!(*e.failure, Failure::Backend(Error::Backend { .. })),
         "{e}"
     );
+    // A stream advanced by half the draw is caught by the shifted repeats, not the position.
+    let e = failure(Fault::RandnAdvancesHalf);
+    assert!(e.to_string().contains("shifted by 3 entries"), "{e}");
     let e = failure(Fault::FiniteProbeAlwaysFinite);
     assert!(e.case.contains("NaN at entry 0"), "{e}");
 }

@@ -54,8 +54,9 @@ mod tests {
 
     /// Loads NVRTC from the folder scripts/test installs it into (or `FLOWS_NVRTC_DIR`'s),
     /// when it is there, so that `cargo test -p flow-cuda` finds it without
-    /// `LD_LIBRARY_PATH`: cudarc then opens `libnvrtc.so.13` by name, and the dynamic loader
-    /// hands back the library already loaded under that name.
+    /// `LD_LIBRARY_PATH`: cudarc opens NVRTC by name, and when it comes to `libnvrtc.so.13`
+    /// the dynamic loader hands back the library already loaded under that name (an
+    /// unversioned `libnvrtc.so` on the loader path, which cudarc tries first, wins instead).
     fn preload_cached_nvrtc() {
         let folders = [
             std::env::var_os("FLOWS_NVRTC_DIR")

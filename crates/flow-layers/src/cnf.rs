@@ -10,7 +10,7 @@ use crate::flow::{check_width, with_context, Flow, LogDetKind};
 use crate::logdet::Probe;
 use crate::ode::{integrate, Solver};
 use crate::registry::{BuildContext, LayerKind, LayerSpec};
-use flow_core::{Backend, Element, ParamId, ParamStore, Tensor, Var};
+use flow_core::{Backend, ParamId, ParamStore, Tensor, Var};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -461,16 +461,13 @@ impl Net {
         let time = tape.constant(if times.len() == 1 {
             // One time for every row (an ODE solver's evaluation): each feature column is
             // filled on the backend, nothing is uploaded.
-            let columns = self
+            let runs: Vec<(usize, f64)> = self
                 .time
                 .features(times, 1)
                 .into_iter()
-                .map(|f| Tensor::full(tape.backend(), (rows, 1), B::Elem::of(f)))
-                .collect::<flow_core::Result<Vec<_>>>()?;
-            match columns.as_slice() {
-                [one] => one.clone(),
-                _ => Tensor::concat_cols(&columns.iter().collect::<Vec<_>>())?,
-            }
+                .map(|f| (1, f))
+                .collect();
+            crate::flow::constant_columns(tape.backend(), rows, &runs)?
         } else {
             Tensor::from_f64s(
                 tape.backend(),

@@ -165,3 +165,23 @@ pub fn with_context<B: flow_core::Backend>(
         }),
     }
 }
+
+/// A `rows x` (sum of the widths) tensor of constant column blocks, `runs` of `(width,
+/// value)` from left to right, filled on the backend: nothing is uploaded. Blocks of width 0
+/// are skipped.
+pub(crate) fn constant_columns<B: Backend>(
+    backend: &B,
+    rows: usize,
+    runs: &[(usize, f64)],
+) -> Result<Tensor<B>> {
+    use flow_core::Element;
+    let mut blocks = runs
+        .iter()
+        .filter(|&&(width, _)| width > 0)
+        .map(|&(width, value)| Tensor::full(backend, (rows, width), B::Elem::of(value)))
+        .collect::<flow_core::Result<Vec<_>>>()?;
+    Ok(match blocks.len() {
+        1 => blocks.pop().expect("one block"),
+        _ => Tensor::concat_cols(&blocks.iter().collect::<Vec<_>>())?,
+    })
+}

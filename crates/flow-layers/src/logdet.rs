@@ -364,18 +364,12 @@ pub(crate) fn unit_cotangent<B: Backend>(
     shape: flow_core::Shape,
     j: usize,
 ) -> Result<Var<B>> {
-    // Filled on the backend (zeros, a column of ones, zeros): nothing is uploaded.
     let (rows, d) = (shape.rows, shape.cols);
-    let backend = tape.backend();
-    let mut parts = Vec::with_capacity(3);
-    if j > 0 {
-        parts.push(Tensor::zeros(backend, (rows, j))?);
-    }
-    parts.push(Tensor::ones(backend, (rows, 1))?);
-    if j + 1 < d {
-        parts.push(Tensor::zeros(backend, (rows, d - j - 1))?);
-    }
-    Ok(tape.constant(Tensor::concat_cols(&parts.iter().collect::<Vec<_>>())?))
+    Ok(tape.constant(crate::flow::constant_columns(
+        tape.backend(),
+        rows,
+        &[(j, 0.0), (1, 1.0), (d - j - 1, 0.0)],
+    )?))
 }
 
 /// Every sample's Jacobian of `gx` in `x`, row-major per sample (`rows x d x d`, entry

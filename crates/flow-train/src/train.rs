@@ -165,7 +165,8 @@ impl<B: Backend> Validation<B> {
     pub fn nll_of_rows(&self, model: &NormalizingFlow<B>) -> Result<Vec<f64>> {
         let (rows, dim) = (self.x.shape().rows, self.x.shape().cols);
         // Chunks are cut on the backend (rows of a row-major tensor are a column range of
-        // its one-row view): nothing goes to the host but the log-densities.
+        // its one-row view): nothing goes to the host but the log-densities. The rows are on
+        // the model's device: run data are built with the model's backend.
         let flat = if rows > VALIDATION_CHUNK {
             Some(self.x.reshape((1, rows * dim))?)
         } else {

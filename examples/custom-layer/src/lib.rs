@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 /// `x = z * exp(log_scale) + shift`, per feature.
 #[derive(Clone, Debug)]
 pub struct ElementwiseAffine {
+    config: ElementwiseAffineConfig,
     dim: usize,
     log_scale: ParamId,
     shift: ParamId,
@@ -44,6 +45,7 @@ impl ElementwiseAffine {
         let log_scale = draw(cx)?;
         let shift = draw(cx)?;
         Ok(ElementwiseAffine {
+            config: config.clone(),
             dim: cx.dim,
             log_scale: cx.params.add(cx.name("log_scale"), log_scale)?,
             shift: cx.params.add(cx.name("shift"), shift)?,
@@ -90,7 +92,7 @@ impl<B: Backend> Flow<B> for ElementwiseAffine {
     }
 
     fn spec(&self) -> LayerSpec {
-        LayerSpec::of::<Self>(&ElementwiseAffineConfig { init_std: 0.5 })
+        LayerSpec::of::<Self>(&self.config)
     }
 }
 

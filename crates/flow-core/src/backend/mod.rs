@@ -7,7 +7,8 @@
 //! reductions, column and per-row indexing) have no default: a backend implements each on its own
 //! device. Hot compositions (affine coupling, linear layers, the spline, Adam) are trait
 //! methods with a default built from the primitives, so that a backend may replace them
-//! with one fused kernel without any layer changing. No default touches the host.
+//! with one fused kernel without any layer changing. No default computes on the host (the
+//! composed spline uploads its constant cumulative-sum matrix once per bin count and backend).
 
 mod composed;
 use crate::ops::rational_quadratic::composed_side_by_side as composed_spline;

@@ -6,7 +6,7 @@ use super::GradList;
 use crate::autodiff::algebra::GradAlgebra;
 use crate::autodiff::op::Op;
 use crate::autodiff::{NodeId, Tape, Var};
-use crate::backend::{interleaved_columns, Backend, CouplingScale, Direction, UnaryOp};
+use crate::backend::{Backend, CouplingScale, Direction, UnaryOp};
 use crate::error::Result;
 use crate::shape::{Axis, Shape};
 use num_traits::One as _;
@@ -138,8 +138,8 @@ pub(crate) fn backward_log_det<B: Backend, A: GradAlgebra<B>>(
     };
     let g_s = alg.broadcast_to(g, Shape::new(shape.rows, d2))?;
     let g_s = alg.scale(&g_s, sign)?;
-    let (_, odd) = interleaved_columns(d2);
-    let odd = crate::resident::shared_index(alg.backend(), odd)?;
+    // The raw scales' columns, 1, 3, 5, .. (`interleaved_columns`).
+    let odd = crate::resident::shared_columns(alg.backend(), 1, d2, 2)?;
     let g_raw = match scale {
         CouplingScale::Exp => g_s,
         CouplingScale::Sigmoid => {

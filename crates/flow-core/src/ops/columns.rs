@@ -83,7 +83,7 @@ pub(crate) fn backward_slice<B: Backend, A: GradAlgebra<B>>(
         let xv = alg.node(x);
         let width = alg.shape(&xv).cols;
         let len = alg.shape(g).cols;
-        let index = crate::resident::shared_index(alg.backend(), (start..start + len).collect())?;
+        let index = crate::resident::shared_columns(alg.backend(), start, len, 1)?;
         grads.push((x, alg.scatter_add_cols(g, &index, width)?));
     }
     Ok(())

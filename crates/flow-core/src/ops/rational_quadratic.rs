@@ -80,8 +80,10 @@ fn composed_rows<B: Backend>(
     // Entries inside [-B, B] go through the spline; the rest are the identity. Outside
     // entries are moved to 0 before the spline sees them, so that nothing non-finite enters
     // (and no NaN gradient leaves) the branch that `select` discards. The mask is computed
-    // on the backend: with `v = |x| - B`, `v + |v|` is 0 exactly where `|x| <= B`, positive
-    // beyond and NaN for a NaN, and `select` takes any non-zero (NaN too) as set.
+    // on the backend: with `v = |x| - B` (B rounded to the element type), `v + |v|` is 0
+    // exactly where `|x| <= B`, positive beyond and NaN for a NaN, and `select` takes any
+    // non-zero (NaN too) as set. The fused CPU kernel compares with B in f64; the two differ
+    // only for `|x|` between B and its rounding, where the spline is the identity to rounding.
     let over = x
         .value()
         .unary(UnaryOp::Abs)?
