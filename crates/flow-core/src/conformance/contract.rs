@@ -4,16 +4,13 @@
 //! for their distribution, their reproducibility per seed and the stream they advance, not
 //! against the CPU's numbers).
 
-use super::{randn, round, At, Check, ConformanceError, Failure, Side, Suite};
+use super::{randn, round, At, Check, ConformanceError, Failure, Side, Suite, AWKWARD_SHAPES};
 use crate::backend::Backend;
 use crate::element::Element;
 use crate::index::IndexTensor;
 use crate::random::rng;
 use crate::shape::Shape;
 use crate::tensor::Tensor;
-
-/// Shapes around the block sizes, as in the transfers.
-const SHAPES: [(usize, usize); 5] = [(1, 1), (1, 7), (33, 65), (1, 4099), (4099, 3)];
 
 /// Draws for the distribution checks: 640 x 313 = 200,320 values.
 const LARGE: (usize, usize) = (640, 313);
@@ -115,7 +112,7 @@ impl<B: Backend> Suite<'_, B> {
     /// `finite_probe`: finite for finite entries, not finite when any entry is NaN or
     /// infinite, wherever it is.
     pub(super) fn finite_probes(&mut self) -> Result<(), ConformanceError> {
-        for (k, (r, c)) in SHAPES.into_iter().enumerate() {
+        for (k, (r, c)) in AWKWARD_SHAPES.into_iter().enumerate() {
             let shape = Shape::new(r, c);
             let values = randn(0xf1e + k as u64, &[shape], round::<B::Elem>).remove(0);
             let n = values.len();
@@ -171,7 +168,7 @@ impl<B: Backend> Suite<'_, B> {
     pub(super) fn draws(&mut self) -> Result<(), ConformanceError> {
         for distribution in [Draw::Normal, Draw::Uniform(-1.5, 2.5)] {
             let op = distribution.op();
-            for (k, (r, c)) in SHAPES.into_iter().chain([LARGE]).enumerate() {
+            for (k, (r, c)) in AWKWARD_SHAPES.into_iter().chain([LARGE]).enumerate() {
                 let shape = Shape::new(r, c);
                 let seed = 0xd4a + k as u64;
                 let case = format!("{} on {shape}, seed {seed}", distribution.describe());

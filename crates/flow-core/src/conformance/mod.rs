@@ -264,6 +264,11 @@ pub fn run<B: Backend>(backend: &B, tol: Tolerances) -> Result<Report, Conforman
 
 type Reference = Cpu<f64>;
 
+/// Shapes around block sizes for the checks that are not ops on values (transfers, index
+/// storage, probes, draws): one entry, one row, one column, odd sizes, a long row, many rows.
+const AWKWARD_SHAPES: [(usize, usize); 6] =
+    [(1, 1), (1, 7), (3, 1), (33, 65), (1, 4099), (4099, 3)];
+
 /// Who is being asked: errors of the backend under test are its failures; the reference's
 /// are the suite's.
 #[derive(Clone, Copy)]
@@ -488,8 +493,7 @@ impl<B: Backend> Suite<'_, B> {
 
     /// Uploads and downloads, and `full`, on shapes around the block sizes.
     fn transfers(&mut self) -> Result<(), ConformanceError> {
-        let shapes = [(1, 1), (1, 7), (3, 1), (33, 65), (1, 4099), (4099, 3)];
-        for (k, (r, c)) in shapes.into_iter().enumerate() {
+        for (k, (r, c)) in AWKWARD_SHAPES.into_iter().enumerate() {
             let shape = Shape::new(r, c);
             let case = format!("{shape}");
             let values = &randn(0x7a4e + k as u64, &[shape], round::<B::Elem>)[0];
