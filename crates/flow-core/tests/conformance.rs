@@ -106,6 +106,9 @@ enum Fault {
     MatmulOneEntry,
     /// A primitive, at long rows only: row sums of more than 4096 columns off by 1e-7.
     SumColsOfLongRows,
+    /// A primitive, over an empty inner dimension only: a product left as a fresh device
+    /// buffer may be, holding a freed buffer's values (here ones) instead of zeros.
+    EmptyProductStale,
     /// A fused forward, past the first 64 entries only (the CPU kernel's block): the
     /// spline's outputs there times `1 + 1e-9`.
     SplineBeyondFirstBlock,
@@ -245,6 +248,10 @@ impl Backend for Broken {
     }
     fn matmul(&self, a: &S, ta: bool, b: &S, tb: bool) -> R<S> {
         let out = self.cpu.matmul(a, ta, b, tb)?;
+        let inner = if ta { a.nrows() } else { a.ncols() };
+        if self.is(Fault::EmptyProductStale) && inner == 0 {
+            return Ok(out.mapv(|_| 1.0));
+        }
         if self.is(Fault::MatmulOneEntry) {
             let last = out.iter().last().copied().unwrap_or(0.0);
             return Ok(bump_last(out, last * 1e-9));
@@ -471,6 +478,9 @@ fn faults_at_awkward_shapes_are_caught_there() {
     assert_eq!(e.op, "rational_quadratic", "{e}");
     assert!(e.to_string().contains("on 65x1"), "{e}");
     assert!(e.to_string().contains("entry 64"), "{e}");
+    let e = failure(Fault::EmptyProductStale);
+    assert_eq!(e.op, "matmul", "{e}");
+    assert!(e.to_string().contains("3x0"), "{e}");
 }
 
 /// A device error is the suite's failure, naming the op, not a panic.

@@ -456,6 +456,7 @@ pub(super) fn all<E: Element>() -> Vec<Case> {
     rational_quadratic(&mut c);
     // Added after the others, so that their seeded inputs stay as they were.
     swish(&mut c);
+    empty_inner_products(&mut c);
     c.list
 }
 
@@ -606,6 +607,21 @@ fn matmul<E: Element>(c: &mut Cases<E>) {
             let second = m * k * n <= 100_000;
             c.push(Op::Matmul { ta, tb }, inputs, m.max(k).max(n), second);
         }
+    }
+}
+
+/// Products over an empty inner dimension: all zeros, which a device must write itself (a
+/// fresh buffer may hold a freed one's values), and empty gradients.
+fn empty_inner_products<E: Element>(c: &mut Cases<E>) {
+    for (ta, tb) in [(false, false), (true, true)] {
+        let (m, n) = (3, 5);
+        let sa = if ta { sh(0, m) } else { sh(m, 0) };
+        let sb = if tb { sh(n, 0) } else { sh(0, n) };
+        let inputs = vec![
+            c.gen.input(sa, Vec::new(), true),
+            c.gen.input(sb, Vec::new(), true),
+        ];
+        c.push(Op::Matmul { ta, tb }, inputs, 1, true);
     }
 }
 

@@ -32,9 +32,13 @@ impl<E: CudaElement> CudaBackend<E> {
                 if tb { "^T" } else { "" }
             ))
         })?;
+        // A product over an empty inner dimension is all zeros, and no kernel writes it: its
+        // buffer is zeroed (a fresh one may hold a freed buffer's values).
+        if p.k == 0 {
+            return self.zeros_of(p.out);
+        }
         let mut out = self.output(p.out.len())?;
-        // An empty product, or one with an empty inner dimension, is all zeros.
-        if !p.out.is_empty() && p.k > 0 {
+        if !p.out.is_empty() {
             let int = |v: usize, what: &str| {
                 i32::try_from(v).map_err(|_| {
                     self.error(format!("matmul: {what} {v} exceeds cuBLAS's 32-bit sizes"))

@@ -3,8 +3,10 @@
 //!
 //! Conventions: an empty result is returned without a launch (a grid cannot be empty); a
 //! result that reduces over an empty dimension is filled on the device with the
-//! reduction's identity; every output buffer is allocated zeroed, so a kernel that leaves
-//! an entry unwritten leaves a zero, never stale memory.
+//! reduction's identity. Output buffers are left uninitialised (they may hold a freed
+//! buffer's values): every kernel writes every entry of its outputs (KERNELS.md; the host
+//! checks poison outputs with NaN to hold them to it), and a result no kernel writes (a
+//! product over an empty inner dimension) is allocated zeroed.
 
 mod columns;
 mod elementwise;
