@@ -70,6 +70,72 @@ pub(crate) fn rows_with_lanes(rows: u64, cols: u64) -> (Launch, u32) {
     )
 }
 
+/// Columns a block of `reduce_rows` (and of `argmax_mask` per column) takes at a time: a
+/// tile as wide as a warp.
+const TILE: u64 = 32;
+
+/// `reduce_rows`, or `argmax_mask` per column, over `cols` columns: a block per tile.
+pub(crate) fn column_tiles(cols: u64) -> Launch {
+    Launch {
+        grid: blocks_for(cols, TILE),
+        block: BLOCK,
+        shared_bytes: 0,
+    }
+}
+
+/// The lanes that share a row in reduce.cu's per-row kernels, as its `flow_row_lanes`:
+/// about 8 entries a lane, a power of two up to 32.
+pub(crate) fn row_lanes(cols: u64) -> u32 {
+    let mut lanes = 1u32;
+    while lanes < 32 && u64::from(lanes) * 8 < cols {
+        lanes *= 2;
+    }
+    lanes
+}
+
+/// reduce.cu's per-row kernels (`reduce_cols`, `logsumexp_cols`, `softmax_cols`, `argmax_mask`
+/// per row) over `rows` rows of `cols`: a block does `BLOCK / row_lanes(cols)` rows a pass.
+pub(crate) fn row_groups(rows: u64, cols: u64) -> Launch {
+    Launch {
+        grid: blocks_for(rows, u64::from(BLOCK / row_lanes(cols))),
+        block: BLOCK,
+        shared_bytes: 0,
+    }
+}
+
+/// Blocks that fill a large GPU twice over (132 SMs on an H100 or H200).
+const FILL_BLOCKS: u64 = 264;
+
+/// The rows each warp of a one-pass column reduction may walk before the rows are split.
+const MAX_ROWS_PER_WARP: u64 = 128;
+
+/// The rows each warp walks at least in the first pass of a split column reduction.
+const MIN_ROWS_PER_WARP: u64 = 16;
+
+/// Into how many chunks of consecutive rows a column reduction (`reduce_rows`) of a
+/// `rows x cols` matrix is split. `reduce_rows` gives a block each tile of 32 columns and
+/// lets its warps walk all the rows, so a few columns over many rows (a bias gradient over
+/// a batch) would run on a block or two. Split into `k` chunks, the same memory is a
+/// `(rows / k) x (k cols)` matrix whose column sums are `k` partial sums of each column
+/// (chunk `j`'s at columns `j cols ..`); a second `reduce_rows` over them, seen as
+/// `k x cols`, gives the result. `k` is a power of two that divides `rows`: 1 (one pass)
+/// while each warp walks at most [`MAX_ROWS_PER_WARP`] rows, else as large as keeps
+/// [`MIN_ROWS_PER_WARP`] rows a warp and at most [`FILL_BLOCKS`] tiles.
+pub(crate) fn column_split(rows: u64, cols: u64) -> u64 {
+    let warps = u64::from(BLOCK / 32);
+    if rows.div_ceil(warps) <= MAX_ROWS_PER_WARP {
+        return 1;
+    }
+    let mut k = 1;
+    while rows % (2 * k) == 0
+        && rows / (2 * k) >= warps * MIN_ROWS_PER_WARP
+        && (2 * k * cols).div_ceil(TILE) <= FILL_BLOCKS
+    {
+        k *= 2;
+    }
+    k
+}
+
 /// A reduction of `n` entries to one in two launches of `reduce_all`: the first writes one
 /// partial per block (`partials` of them), the second reduces the partials with one block.
 /// Dynamic shared memory is twice `block * elem_size` (room for compensated sums) in both.
@@ -154,6 +220,83 @@ mod tests {
         let (l, _) = rows_with_lanes(u64::MAX / 2, 1);
         assert_eq!(l.grid, MAX_GRID);
         assert!(BLOCK % lanes == 0);
+    }
+
+    #[test]
+    fn column_and_row_kernels_get_a_block_per_tile_or_row_group() {
+        assert_eq!(column_tiles(1).grid, 1);
+        assert_eq!(column_tiles(32).grid, 1);
+        assert_eq!(column_tiles(33).grid, 2);
+        assert_eq!(column_tiles(4099).grid, 129);
+        // reduce.cu's flow_row_lanes: the smallest power of two with at most 8 entries a
+        // lane, up to 32.
+        let expected = [
+            (0, 1),
+            (1, 1),
+            (8, 1),
+            (9, 2),
+            (16, 2),
+            (17, 4),
+            (64, 8),
+            (65, 16),
+        ];
+        for (cols, lanes) in expected
+            .into_iter()
+            .chain([(256, 32), (257, 32), (1 << 20, 32)])
+        {
+            assert_eq!(row_lanes(cols), lanes, "cols {cols}");
+        }
+        // 8 columns: a row a thread, 256 rows a block; 4099 columns: a warp a row.
+        assert_eq!(row_groups(1000, 8).grid, 4);
+        assert_eq!(row_groups(1000, 4099).grid, 125);
+        assert_eq!(row_groups(1, 4099).grid, 1);
+        assert_eq!(row_groups(0, 3).grid, 1);
+    }
+
+    /// The column sums of `rows x cols` values through the two passes of
+    /// [`column_split`], each pass as `reduce_rows` computes it (per column over rows).
+    fn split_column_sums(values: &[f64], rows: usize, cols: usize) -> Vec<f64> {
+        let reduce_rows = |x: &[f64], rows: usize, cols: usize| -> Vec<f64> {
+            (0..cols)
+                .map(|c| (0..rows).map(|r| x[r * cols + c]).sum())
+                .collect()
+        };
+        let k = column_split(rows as u64, cols as u64) as usize;
+        let partials = reduce_rows(values, rows / k, k * cols);
+        reduce_rows(&partials, k, cols)
+    }
+
+    #[test]
+    fn tall_column_reductions_split_their_rows() {
+        // Short batches: one pass.
+        assert_eq!(column_split(512, 64), 1);
+        assert_eq!(column_split(1024, 2), 1);
+        // A batch of 4096 with 64 columns: 32 chunks of 128 rows (16 a warp), 64 tiles.
+        assert_eq!(column_split(4096, 64), 32);
+        // 2^20 rows of 2: the tiles bound it (4096 chunks, 256 tiles).
+        assert_eq!(column_split(1 << 20, 2), 4096);
+        // Rows with no factor of two, or wide matrices that already fill the GPU: one pass.
+        assert_eq!(column_split(4099, 3), 1);
+        assert_eq!(column_split(6144, 3), 32);
+        assert_eq!(column_split(1 << 16, 1 << 14), 1);
+        for (rows, cols) in [(4096, 64), (1 << 20, 2), (6144, 3), (3000, 5), (4099, 3)] {
+            let k = column_split(rows, cols);
+            assert!(k.is_power_of_two() && rows % k == 0, "{rows} x {cols}: {k}");
+        }
+        // Exactly the column sums (integers, so every order of summing agrees).
+        for (rows, cols) in [(4096, 3), (6144, 5), (2048, 1), (4099, 2)] {
+            let values: Vec<f64> = (0..rows * cols)
+                .map(|i| ((i * 7919) % 101) as f64)
+                .collect();
+            let direct: Vec<f64> = (0..cols)
+                .map(|c| (0..rows).map(|r| values[r * cols + c]).sum())
+                .collect();
+            assert_eq!(
+                split_column_sums(&values, rows, cols),
+                direct,
+                "{rows} x {cols}"
+            );
+        }
     }
 
     #[test]

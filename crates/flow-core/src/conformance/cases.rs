@@ -457,6 +457,7 @@ pub(super) fn all<E: Element>() -> Vec<Case> {
     // Added after the others, so that their seeded inputs stay as they were.
     swish(&mut c);
     empty_inner_products(&mut c);
+    tall_column_reductions(&mut c);
     c.list
 }
 
@@ -622,6 +623,21 @@ fn empty_inner_products<E: Element>(c: &mut Cases<E>) {
             c.gen.input(sb, Vec::new(), true),
         ];
         c.push(Op::Matmul { ta, tb }, inputs, 1, true);
+    }
+}
+
+/// Column reductions over many rows, a power of two of them or a multiple of one (a
+/// device may split such rows into chunks and reduce the chunks' partials again), with a
+/// NaN in one column (skipped by a maximum, kept by a sum).
+fn tall_column_reductions<E: Element>(c: &mut Cases<E>) {
+    for op in [ReduceOp::Sum, ReduceOp::Max] {
+        for (r, cols) in [(4096, 5), (6144, 3), (65536, 2)] {
+            let shape = sh(r, cols);
+            let mut values = c.gen.normal(shape, 1.0);
+            values[r * cols / 2 + 1] = f64::NAN;
+            let input = c.gen.input(shape, values, true);
+            c.push(Op::Reduce(op, Axis::Rows), vec![input], r, false);
+        }
     }
 }
 

@@ -50,17 +50,27 @@ impl<E: CudaElement> CudaBackend<E> {
             return self.fill(out_shape, Self::identity(op));
         }
         match axis {
-            Axis::Rows | Axis::Cols => {
-                let (kernel, items) = match axis {
-                    Axis::Rows => (&kernels::REDUCE_ROWS, s.cols),
-                    _ => (&kernels::REDUCE_COLS, s.rows),
+            Axis::Rows => {
+                // Tall matrices in two passes: the same memory seen as (rows / k) x (k cols)
+                // reduces to k partials of each column, reduced again as k x cols.
+                let k = launch::column_split(s.rows as u64, s.cols as u64) as usize;
+                if k == 1 {
+                    return self.reduce_columns(op, a);
+                }
+                let seen_as = |x: &CudaStorage<E>, shape: Shape| CudaStorage {
+                    data: x.data.clone(),
+                    shape,
                 };
+                let partials =
+                    self.reduce_columns(op, &seen_as(a, Shape::new(s.rows / k, k * s.cols)))?;
+                self.reduce_columns(op, &seen_as(&partials, Shape::new(k, s.cols)))
+            }
+            Axis::Cols => {
                 let mut out = self.output(out_shape.len())?;
-                // reduce_rows / reduce_cols(x, out, rows, cols, op): x is rows x cols; out
-                // is 1 x cols / rows x 1.
+                // reduce_cols(x, out, rows, cols, op): x is rows x cols; out rows x 1.
                 self.launch(
-                    kernel,
-                    launch::grid_stride(items as u64),
+                    &kernels::REDUCE_COLS,
+                    launch::row_groups(s.rows as u64, s.cols as u64),
                     &mut [
                         input(a),
                         Arg::Out(&mut out, out_shape.len()),
@@ -104,6 +114,25 @@ impl<E: CudaElement> CudaBackend<E> {
         }
     }
 
+    /// `reduce_rows`: each column of the non-empty `a` reduced over its rows, in one launch.
+    fn reduce_columns(&self, op: ReduceOp, a: &CudaStorage<E>) -> Result<CudaStorage<E>> {
+        let s = a.shape;
+        let mut out = self.output(s.cols)?;
+        // reduce_rows(x, out, rows, cols, op): x is rows x cols; out 1 x cols.
+        self.launch(
+            &kernels::REDUCE_ROWS,
+            launch::column_tiles(s.cols as u64),
+            &mut [
+                input(a),
+                Arg::Out(&mut out, s.cols),
+                size(s.rows),
+                size(s.cols),
+                Arg::I32(reduce_code(op)),
+            ],
+        )?;
+        Ok(CudaStorage::new(out, Shape::new(1, s.cols)))
+    }
+
     pub(crate) fn argmax_along(&self, axis: Axis, a: &CudaStorage<E>) -> Result<CudaStorage<E>> {
         let n = a.shape.len();
         let mut out = self.output(n)?;
@@ -113,11 +142,15 @@ impl<E: CudaElement> CudaBackend<E> {
                 Axis::All => (1, n),
                 _ => (a.shape.rows, a.shape.cols),
             };
-            let items = if argmax_axis(axis) == 0 { cols } else { rows };
+            let l = if argmax_axis(axis) == 0 {
+                launch::column_tiles(cols as u64)
+            } else {
+                launch::row_groups(rows as u64, cols as u64)
+            };
             // argmax_mask(x, out, rows, cols, axis): x and out are rows x cols.
             self.launch(
                 &kernels::ARGMAX_MASK,
-                launch::grid_stride(items as u64),
+                l,
                 &mut [
                     input(a),
                     Arg::Out(&mut out, n),
@@ -144,7 +177,7 @@ impl<E: CudaElement> CudaBackend<E> {
         // logsumexp_cols(x, out, rows, cols): out is rows x 1.
         self.launch(
             &kernels::LOGSUMEXP_COLS,
-            launch::grid_stride(s.rows as u64),
+            launch::row_groups(s.rows as u64, s.cols as u64),
             &mut [
                 input(a),
                 Arg::Out(&mut out, s.rows),
@@ -162,7 +195,7 @@ impl<E: CudaElement> CudaBackend<E> {
             // softmax_cols(x, out, rows, cols): both rows x cols.
             self.launch(
                 &kernels::SOFTMAX_COLS,
-                launch::grid_stride(s.rows as u64),
+                launch::row_groups(s.rows as u64, s.cols as u64),
                 &mut [
                     input(a),
                     Arg::Out(&mut out, s.len()),
