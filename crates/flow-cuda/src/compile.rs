@@ -3,7 +3,10 @@
 //! `common.cuh` is inlined where the file includes it (with `#line` markers, so that
 //! NVRTC's messages still name the right file and line). The target is the device's own
 //! `sm_XY`, so the driver loads machine code and never JIT-compiles PTX: the driver's PTX
-//! version does not matter. No `--use_fast_math`: the kernels mean what the CPU computes.
+//! version does not matter. No `--use_fast_math`, and no contraction of a product and a sum
+//! into one fused multiply-add (`--fmad=false`; NVRTC contracts by default): each operation
+//! rounds as the CPU backend's and the host checks' do, so the kernels mean what the CPU
+//! computes.
 
 use cudarc::nvrtc::{result, sys};
 use std::ffi::{c_char, CString};
@@ -37,7 +40,8 @@ pub(crate) fn program_text(module: &str, source: &str, common: &str) -> String {
 }
 
 /// NVRTC's options for compute capability `(major, minor)` and the element type named
-/// `suffix` ("f32" or "f64"): CUBIN for `sm_XY`, `FLOW_T` and `FLOW_SUFFIX` defined.
+/// `suffix` ("f32" or "f64"): CUBIN for `sm_XY`, no fused multiply-adds, `FLOW_T` and
+/// `FLOW_SUFFIX` defined.
 pub(crate) fn options(capability: (i32, i32), suffix: &str) -> Vec<String> {
     let c_type = match suffix {
         "f32" => "float",
@@ -45,6 +49,7 @@ pub(crate) fn options(capability: (i32, i32), suffix: &str) -> Vec<String> {
     };
     vec![
         format!("--gpu-architecture=sm_{}{}", capability.0, capability.1),
+        "--fmad=false".to_string(),
         format!("-DFLOW_T={c_type}"),
         format!("-DFLOW_SUFFIX={suffix}"),
     ]
@@ -152,12 +157,13 @@ mod tests {
     }
 
     #[test]
-    fn options_target_the_device_as_cubin_without_fast_math() {
+    fn options_target_the_device_as_cubin_without_fast_math_or_contraction() {
         let o = options((9, 0), "f32");
         assert_eq!(
             o,
             [
                 "--gpu-architecture=sm_90",
+                "--fmad=false",
                 "-DFLOW_T=float",
                 "-DFLOW_SUFFIX=f32"
             ]
@@ -167,6 +173,7 @@ mod tests {
             o,
             [
                 "--gpu-architecture=sm_86",
+                "--fmad=false",
                 "-DFLOW_T=double",
                 "-DFLOW_SUFFIX=f64"
             ]

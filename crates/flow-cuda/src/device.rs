@@ -15,6 +15,7 @@ use cudarc::driver::{sys, CudaContext, CudaFunction, CudaModule, CudaSlice, Cuda
 use cudarc::driver::{DeviceRepr, PushKernelArg as _};
 use std::collections::HashMap;
 use std::fmt;
+use std::mem::ManuallyDrop;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The first driver API version with `cuFuncGetParamInfo` (CUDA 12.4).
@@ -27,7 +28,10 @@ pub(crate) type DeviceResult<T> = Result<T, String>;
 pub(crate) struct Device {
     pub ctx: Arc<CudaContext>,
     pub stream: Arc<CudaStream>,
-    pub blas: CudaBlas,
+    /// Dropped by `Device`'s `Drop` only while the device is healthy: cudarc's `CudaBlas`
+    /// panics when cuBLAS cannot destroy its handle, as after a kernel fault, and a panic
+    /// while a failing test unwinds aborts the whole test binary.
+    pub blas: ManuallyDrop<CudaBlas>,
     /// `(major, minor)`.
     pub capability: (i32, i32),
     /// The driver's CUDA version as `1000 major + 10 minor`.
@@ -46,6 +50,17 @@ impl fmt::Debug for Device {
             .field("capability", &self.capability)
             .field("driver_version", &self.driver_version)
             .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        // A device with a sticky error (a kernel fault) fails every call from now on: its
+        // cuBLAS handle is left to the process's end rather than dropped into a panic.
+        if self.stream.synchronize().is_ok() {
+            // SAFETY: `blas` is dropped once, here, and not used after.
+            unsafe { ManuallyDrop::drop(&mut self.blas) };
+        }
     }
 }
 
@@ -134,13 +149,17 @@ impl Device {
         unsafe { sys::cuDriverGetVersion(&mut driver_version) }
             .result()
             .map_err(|e| format!("reading the CUDA driver's version: {e:?}"))?;
+        if ctx.has_async_alloc() {
+            keep_freed_memory(&ctx)
+                .map_err(|e| format!("setting device {ordinal}'s memory pool: {e:?}"))?;
+        }
         let stream = ctx.default_stream();
         let blas = CudaBlas::new(stream.clone())
             .map_err(|e| format!("creating a cuBLAS handle on device {ordinal}: {e:?}"))?;
         Ok(Device {
             ctx,
             stream,
-            blas,
+            blas: ManuallyDrop::new(blas),
             capability,
             driver_version,
             suffix,
@@ -301,6 +320,27 @@ impl Device {
         unsafe { builder.launch(launch.config()) }
             .map(|_| ())
             .map_err(|e| format!("launching {}: {e:?}", symbol()))
+    }
+}
+
+/// Lets the device's default memory pool keep what is freed. Buffers are allocated and freed
+/// in stream order from that pool (`cuMemAllocAsync`), whose release threshold is 0 by
+/// default: every synchronisation (each download, every training step's loss) would hand
+/// all freed memory back to the driver, and the next step would map it again.
+fn keep_freed_memory(ctx: &CudaContext) -> Result<(), cudarc::driver::DriverError> {
+    let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+    let mut threshold = u64::MAX;
+    // SAFETY: the context's device supports memory pools (checked by the caller); `pool`
+    // is a valid place for the handle, and the release threshold attribute takes a
+    // `cuuint64_t`, which `threshold` is.
+    unsafe {
+        sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device()).result()?;
+        sys::cuMemPoolSetAttribute(
+            pool,
+            sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+            (&mut threshold as *mut u64).cast(),
+        )
+        .result()
     }
 }
 
