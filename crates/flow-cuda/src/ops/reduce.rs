@@ -85,6 +85,11 @@ impl<E: CudaElement> CudaBackend<E> {
                 let n = s.len();
                 let plan = launch::reduce_all(n as u64, std::mem::size_of::<E>());
                 let partials_len = plan.partials as usize;
+                if partials_len == 1 {
+                    // One block covers it: its one partial is the result (no second launch,
+                    // which matters for the many small sums of a step: gradient probes).
+                    return self.reduce_all_once(op, a, plan.first);
+                }
                 let mut partials = self.output(partials_len)?;
                 // reduce_all(x, out, n, op): block b writes out[b], b < grid = partials.
                 self.launch(
@@ -112,6 +117,28 @@ impl<E: CudaElement> CudaBackend<E> {
                 Ok(CudaStorage::new(out, Shape::SCALAR))
             }
         }
+    }
+
+    /// `reduce_all` in one launch of one block, whose partial is the whole reduction.
+    fn reduce_all_once(
+        &self,
+        op: ReduceOp,
+        a: &CudaStorage<E>,
+        one_block: launch::Launch,
+    ) -> Result<CudaStorage<E>> {
+        let mut out = self.output(1)?;
+        // reduce_all(x, out, n, op): block 0 writes out[0].
+        self.launch(
+            &kernels::REDUCE_ALL,
+            one_block,
+            &mut [
+                input(a),
+                Arg::Out(&mut out, 1),
+                size(a.shape.len()),
+                Arg::I32(reduce_code(op)),
+            ],
+        )?;
+        Ok(CudaStorage::new(out, Shape::SCALAR))
     }
 
     /// `reduce_rows`: each column of the non-empty `a` reduced over its rows, in one launch.
