@@ -88,25 +88,7 @@ pub(crate) fn cubin_with_log(
     text: &str,
     options: &[String],
 ) -> Result<(Vec<u8>, String), String> {
-    let source = CString::new(text).map_err(|_| format!("{name} contains a NUL byte"))?;
-    let c_name = CString::new(name).map_err(|_| format!("{name} contains a NUL byte"))?;
-    let program = Program(
-        result::create_program(&source, Some(&c_name))
-            .map_err(|e| format!("NVRTC could not create a program for {name}: {e:?}"))?,
-    );
-    // SAFETY: `program.0` is a live program (destroyed only when `program` drops, after
-    // this function's last use of it); `source` and `c_name` outlive it too.
-    let compiled = unsafe { result::compile_program(program.0, options) };
-    if let Err(e) = compiled {
-        // SAFETY: as above, the program is live.
-        let log = unsafe { result::get_program_log(program.0) }
-            .map(|log| text_of(&log))
-            .unwrap_or_else(|e| format!("(no log: {e:?})"));
-        return Err(format!(
-            "NVRTC could not compile {name} ({e:?}) with {}:\n{log}",
-            options.join(" ")
-        ));
-    }
+    let program = compiled(name, text, options)?;
     let mut size = 0usize;
     // SAFETY: the program is live and compiled; `size` is a valid place for the size.
     unsafe { sys::nvrtcGetCUBINSize(program.0, &mut size) }
@@ -130,9 +112,99 @@ pub(crate) fn cubin_with_log(
     Ok((image, log))
 }
 
+/// The PTX of `text` compiled with `options` (for a virtual architecture, `compute_XY`):
+/// what the tests read each kernel's parameter types from.
 #[cfg(test)]
-mod tests {
+pub(crate) fn ptx(name: &str, text: &str, options: &[String]) -> Result<String, String> {
+    let program = compiled(name, text, options)?;
+    // SAFETY: the program is live and compiled.
+    let ptx = unsafe { result::get_ptx(program.0) }
+        .map_err(|e| format!("NVRTC gave no PTX for {name}: {e:?}"))?;
+    Ok(text_of(&ptx))
+}
+
+/// `text` compiled with `options`; the error carries NVRTC's log.
+fn compiled(name: &str, text: &str, options: &[String]) -> Result<Program, String> {
+    let source = CString::new(text).map_err(|_| format!("{name} contains a NUL byte"))?;
+    let c_name = CString::new(name).map_err(|_| format!("{name} contains a NUL byte"))?;
+    let program = Program(
+        result::create_program(&source, Some(&c_name))
+            .map_err(|e| format!("NVRTC could not create a program for {name}: {e:?}"))?,
+    );
+    // SAFETY: `program.0` is a live program (destroyed only when `program` drops, after
+    // this function's last use of it); `source` and `c_name` outlive it too.
+    let compiled = unsafe { result::compile_program(program.0, options) };
+    if let Err(e) = compiled {
+        // SAFETY: as above, the program is live.
+        let log = unsafe { result::get_program_log(program.0) }
+            .map(|log| text_of(&log))
+            .unwrap_or_else(|e| format!("(no log: {e:?})"));
+        return Err(format!(
+            "NVRTC could not compile {name} ({e:?}) with {}:\n{log}",
+            options.join(" ")
+        ));
+    }
+    Ok(program)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
     use super::*;
+
+    /// Where scripts/test installs NVRTC (keep the version in step with it).
+    const NVRTC_CACHE: &str = "flows/nvrtc-13.0.88/nvidia/cu13/lib";
+
+    /// Loads NVRTC from the folder scripts/test installs it into (or `FLOWS_NVRTC_DIR`'s),
+    /// when it is there, so that `cargo test -p flow-cuda` finds it without
+    /// `LD_LIBRARY_PATH`: cudarc opens NVRTC by name, and when it comes to `libnvrtc.so.13`
+    /// the dynamic loader hands back the library already loaded under that name (an
+    /// unversioned `libnvrtc.so` on the loader path, which cudarc tries first, wins instead).
+    fn preload_cached_nvrtc() {
+        let folders = [
+            std::env::var_os("FLOWS_NVRTC_DIR")
+                .map(|d| std::path::PathBuf::from(d).join("nvidia/cu13/lib")),
+            std::env::var_os("XDG_CACHE_HOME")
+                .map(|d| std::path::PathBuf::from(d).join(NVRTC_CACHE)),
+            std::env::var_os("HOME")
+                .map(|d| std::path::PathBuf::from(d).join(".cache").join(NVRTC_CACHE)),
+        ];
+        for folder in folders.into_iter().flatten() {
+            let nvrtc = folder.join("libnvrtc.so.13");
+            if !nvrtc.exists() {
+                continue;
+            }
+            // NVRTC opens its builtins by name at run time: load them first, from the same
+            // folder.
+            for library in [folder.join("libnvrtc-builtins.so.13.0"), nvrtc] {
+                // SAFETY: NVRTC's libraries run no initialisation code that could break this
+                // process; the handles are kept for the process's lifetime.
+                match unsafe {
+                    libloading::os::unix::Library::open(
+                        Some(&library),
+                        libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL,
+                    )
+                } {
+                    Ok(handle) => std::mem::forget(handle),
+                    Err(e) => eprintln!("could not load {}: {e}", library.display()),
+                }
+            }
+            return;
+        }
+    }
+
+    /// Makes NVRTC loadable (from scripts/test's cache folder when it is there) and fails
+    /// the test, saying how to install it, when it is not: the kernel tests need it.
+    pub(crate) fn require_nvrtc() {
+        preload_cached_nvrtc();
+        // SAFETY: only asks whether the library can be loaded; cudarc panics when it
+        // cannot, so this is checked before any NVRTC call.
+        let present = unsafe { cudarc::nvrtc::sys::is_culib_present() };
+        assert!(
+            present,
+            "NVRTC is not installed: run scripts/test (it installs nvidia-cuda-nvrtc==13.0.88 \
+             from PyPI) or put a folder holding libnvrtc.so.13 on LD_LIBRARY_PATH"
+        );
+    }
 
     #[test]
     fn the_header_is_inlined_with_line_markers() {

@@ -264,6 +264,90 @@ mod tests {
         assert_eq!(U64.size(4), 8);
     }
 
+    /// The kernels of a PTX text: each `.entry`'s name and its parameters' PTX types
+    /// (`u64`, `u32`, `f32`, ..), in order.
+    fn ptx_entries(ptx: &str) -> Vec<(String, Vec<String>)> {
+        let mut entries = Vec::new();
+        for piece in ptx.split(".entry ").skip(1) {
+            let (name, rest) = piece.split_once('(').expect("an entry's parameter list");
+            let list = rest.split(')').next().unwrap_or_default();
+            let types = list
+                .split(',')
+                .filter_map(|p| p.split_whitespace().nth(1))
+                .map(|t| t.trim_start_matches('.').to_string())
+                .collect();
+            entries.push((name.trim().to_string(), types));
+        }
+        entries
+    }
+
+    /// How PTX declares a parameter of `kind` for elements of `elem` (`f32` or `f64`).
+    fn ptx_type(kind: Param, elem: &str) -> &str {
+        match kind {
+            In | Out | InIndex | OutIndex | U64 => "u64",
+            I32 => "u32",
+            Elem => elem,
+        }
+    }
+
+    #[test]
+    fn ptx_parameter_types_follow_the_example() {
+        let ptx = "// x\n.visible .entry fill_f32(\n\t.param .u64 fill_f32_param_0,\n\t\
+            .param .u64 fill_f32_param_1,\n\t.param .f32 fill_f32_param_2\n)\n{\n}\n";
+        assert_eq!(
+            ptx_entries(ptx),
+            [(
+                "fill_f32".to_string(),
+                vec!["u64".into(), "u64".into(), "f32".into()]
+            )]
+        );
+    }
+
+    /// Every kernel of every `.cu`, compiled by NVRTC in f32 and f64, takes exactly the
+    /// parameters this table (and KERNELS.md) declares, by PTX type: a scalar of the element
+    /// type where the table says `T`, a 32-bit integer for `int`, 64 bits for sizes and
+    /// pointers. On a GPU the driver only reports sizes (and `T` and `int` are both 4 bytes
+    /// in f32); here a `.cu` that drifted from the table fails in CI.
+    #[test]
+    fn every_compiled_kernel_takes_the_table_parameters() {
+        crate::compile::tests::require_nvrtc();
+        let common = common_header().expect("common.cuh is embedded");
+        let mut failures = Vec::new();
+        let mut checked = 0;
+        for module in module_names() {
+            let source = module_source(module).expect("embedded");
+            let text = crate::compile::program_text(module, source, common);
+            for elem in ["f32", "f64"] {
+                let mut options = crate::compile::options((9, 0), elem);
+                options[0] = "--gpu-architecture=compute_90".into();
+                let ptx =
+                    crate::compile::ptx(module, &text, &options).unwrap_or_else(|e| panic!("{e}"));
+                let entries = ptx_entries(&ptx);
+                for kernel in EVERY.iter().filter(|k| k.module == module) {
+                    let symbol = format!("{}_{elem}", kernel.name);
+                    let want: Vec<&str> =
+                        kernel.params.iter().map(|&p| ptx_type(p, elem)).collect();
+                    match entries.iter().find(|(name, _)| *name == symbol) {
+                        None => failures.push(format!("{module}.cu compiles no kernel {symbol}")),
+                        Some((_, got)) if *got != want => failures.push(format!(
+                            "{module}.cu's {symbol} takes ({}); the table declares ({})",
+                            got.join(", "),
+                            want.join(", ")
+                        )),
+                        Some(_) => checked += 1,
+                    }
+                }
+                for (name, _) in &entries {
+                    if !EVERY.iter().any(|k| format!("{}_{elem}", k.name) == *name) {
+                        failures.push(format!("{module}.cu's kernel {name} is not in the table"));
+                    }
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        assert_eq!(checked, 2 * EVERY.len());
+    }
+
     #[test]
     fn the_sources_present_are_embedded() {
         assert!(common_header().is_some_and(|h| h.contains("FLOW_KERNEL")));

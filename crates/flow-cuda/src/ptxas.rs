@@ -49,47 +49,6 @@ pub(crate) fn parse(log: &str) -> Vec<KernelReport> {
 mod tests {
     use super::*;
 
-    /// Where scripts/test installs NVRTC (keep the version in step with it).
-    const NVRTC_CACHE: &str = "flows/nvrtc-13.0.88/nvidia/cu13/lib";
-
-    /// Loads NVRTC from the folder scripts/test installs it into (or `FLOWS_NVRTC_DIR`'s),
-    /// when it is there, so that `cargo test -p flow-cuda` finds it without
-    /// `LD_LIBRARY_PATH`: cudarc opens NVRTC by name, and when it comes to `libnvrtc.so.13`
-    /// the dynamic loader hands back the library already loaded under that name (an
-    /// unversioned `libnvrtc.so` on the loader path, which cudarc tries first, wins instead).
-    fn preload_cached_nvrtc() {
-        let folders = [
-            std::env::var_os("FLOWS_NVRTC_DIR")
-                .map(|d| std::path::PathBuf::from(d).join("nvidia/cu13/lib")),
-            std::env::var_os("XDG_CACHE_HOME")
-                .map(|d| std::path::PathBuf::from(d).join(NVRTC_CACHE)),
-            std::env::var_os("HOME")
-                .map(|d| std::path::PathBuf::from(d).join(".cache").join(NVRTC_CACHE)),
-        ];
-        for folder in folders.into_iter().flatten() {
-            let nvrtc = folder.join("libnvrtc.so.13");
-            if !nvrtc.exists() {
-                continue;
-            }
-            // NVRTC opens its builtins by name at run time: load them first, from the same
-            // folder.
-            for library in [folder.join("libnvrtc-builtins.so.13.0"), nvrtc] {
-                // SAFETY: NVRTC's libraries run no initialisation code that could break this
-                // process; the handles are kept for the process's lifetime.
-                match unsafe {
-                    libloading::os::unix::Library::open(
-                        Some(&library),
-                        libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL,
-                    )
-                } {
-                    Ok(handle) => std::mem::forget(handle),
-                    Err(e) => eprintln!("could not load {}: {e}", library.display()),
-                }
-            }
-            return;
-        }
-    }
-
     /// At most this many registers per thread, so that a block of 256 threads leaves room
     /// for two such blocks on an SM of 65536 registers.
     const REGISTER_CAP: u32 = 96;
@@ -124,15 +83,7 @@ mod tests {
     /// installed (scripts/test installs the pinned PyPI package): its absence is a failure.
     #[test]
     fn every_kernel_compiles_without_spills_or_stack() {
-        preload_cached_nvrtc();
-        // SAFETY: only asks whether the library can be loaded; cudarc panics when it
-        // cannot, so this is checked before any NVRTC call.
-        let present = unsafe { cudarc::nvrtc::sys::is_culib_present() };
-        assert!(
-            present,
-            "NVRTC is not installed: run scripts/test (it installs nvidia-cuda-nvrtc==13.0.88 \
-             from PyPI) or put a folder holding libnvrtc.so.13 on LD_LIBRARY_PATH"
-        );
+        crate::compile::tests::require_nvrtc();
         let common = crate::kernels::common_header().expect("common.cuh is embedded");
         let modules = crate::kernels::module_names();
         assert_eq!(
