@@ -606,3 +606,55 @@ fn a_broken_contract_fails_the_suite_naming_it() {
     let e = failure(Fault::FiniteProbeAlwaysFinite);
     assert!(e.case.contains("NaN at entry 0"), "{e}");
 }
+
+/// `Counted` forwards every method (it passes the suite, and the suite reaches every
+/// method through it) and counts each call.
+#[test]
+fn a_counted_backend_conforms_and_counts_every_method() {
+    let counted = flow_core::backend::Counted::new(Cpu::<f64>::new());
+    run_on(&counted);
+    let calls = counted.calls();
+    for method in [
+        "upload",
+        "download",
+        "full",
+        "upload_index",
+        "download_index",
+        "synchronize",
+        "randn",
+        "rand_uniform",
+        "matmul",
+        "unary",
+        "binary",
+        "reduce",
+        "finite_probe",
+        "argmax_mask",
+        "logsumexp_cols",
+        "softmax_cols",
+        "broadcast_to",
+        "slice_cols",
+        "concat_cols",
+        "gather_cols",
+        "scatter_add_cols",
+        "select",
+        "reshape",
+        "take_per_row",
+        "put_per_row",
+        "search_sorted_rows",
+        "rational_quadratic",
+        "rational_quadratic_backward",
+        "linear",
+        "activation_backward",
+        "affine_coupling",
+        "affine_coupling_backward",
+        "diag_normal_log_prob",
+        "diag_normal_log_prob_backward",
+        "adam_update",
+    ] {
+        assert!(calls.get(method) > 0, "{method} was not counted: {calls}");
+    }
+    assert_eq!(calls.0.len(), 35, "{calls}");
+    assert!(calls.reads() >= calls.get("download"));
+    let later = counted.calls();
+    assert_eq!(later.since(&calls), flow_core::backend::Calls::default());
+}

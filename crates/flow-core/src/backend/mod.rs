@@ -11,7 +11,9 @@
 //! composed spline uploads its constant cumulative-sum matrix once per bin count and backend).
 
 mod composed;
+mod counted;
 use crate::ops::rational_quadratic::composed_side_by_side as composed_spline;
+pub use counted::{Calls, Counted};
 pub mod cpu;
 
 use crate::element::Element;
