@@ -56,7 +56,9 @@ impl fmt::Debug for Device {
 impl Drop for Device {
     fn drop(&mut self) {
         // A device with a sticky error (a kernel fault) fails every call from now on: its
-        // cuBLAS handle is left to the process's end rather than dropped into a panic.
+        // cuBLAS handle is left to the process's end rather than dropped into a panic. The
+        // handle holds the stream and so the context, which then stays retained (faulted)
+        // for the rest of the process: later backends on that GPU in the process fail too.
         if self.stream.synchronize().is_ok() {
             // SAFETY: `blas` is dropped once, here, and not used after.
             unsafe { ManuallyDrop::drop(&mut self.blas) };
@@ -150,8 +152,9 @@ impl Device {
             .result()
             .map_err(|e| format!("reading the CUDA driver's version: {e:?}"))?;
         if ctx.has_async_alloc() {
-            keep_freed_memory(&ctx)
-                .map_err(|e| format!("setting device {ordinal}'s memory pool: {e:?}"))?;
+            // Speed only: where the driver refuses (some shared or virtual GPUs), freed memory
+            // goes back at each synchronisation, as by default.
+            let _ = keep_freed_memory(&ctx);
         }
         let stream = ctx.default_stream();
         let blas = CudaBlas::new(stream.clone())
@@ -326,7 +329,8 @@ impl Device {
 /// Lets the device's default memory pool keep what is freed. Buffers are allocated and freed
 /// in stream order from that pool (`cuMemAllocAsync`), whose release threshold is 0 by
 /// default: every synchronisation (each download, every training step's loss) would hand
-/// all freed memory back to the driver, and the next step would map it again.
+/// all freed memory back to the driver, and the next step would map it again. The pool is
+/// the device's for the whole process: other users of it in the process keep theirs too.
 fn keep_freed_memory(ctx: &CudaContext) -> Result<(), cudarc::driver::DriverError> {
     let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
     let mut threshold = u64::MAX;

@@ -112,14 +112,15 @@ const MAX_ROWS_PER_WARP: u64 = 128;
 /// The rows each warp walks at least in the first pass of a split column reduction.
 const MIN_ROWS_PER_WARP: u64 = 16;
 
-/// Into how many chunks of consecutive rows a column reduction (`reduce_rows`) of a
-/// `rows x cols` matrix is split. `reduce_rows` gives a block each tile of 32 columns and
-/// lets its warps walk all the rows, so a few columns over many rows (a bias gradient over
-/// a batch) would run on a block or two. Split into `k` chunks, the same memory is a
-/// `(rows / k) x (k cols)` matrix whose column sums are `k` partial sums of each column
-/// (chunk `j`'s at columns `j cols ..`); a second `reduce_rows` over them, seen as
-/// `k x cols`, gives the result. `k` is a power of two that divides `rows`: 1 (one pass)
-/// while each warp walks at most [`MAX_ROWS_PER_WARP`] rows, else as large as keeps
+/// Into how many classes of rows a column reduction (`reduce_rows`) of a `rows x cols`
+/// matrix is split. `reduce_rows` gives a block each tile of 32 columns and lets its warps
+/// walk all the rows, so a few columns over many rows (a bias gradient over a batch) would
+/// run on a block or two. With `k` classes, the same row-major memory is a
+/// `(rows / k) x (k cols)` matrix (each of its rows is `k` consecutive rows side by side),
+/// whose column `j cols + c` holds column `c` of rows `j, j + k, j + 2k, ..`: its column
+/// reductions are `k` partial reductions of each column, and a second reduction over them,
+/// seen as `k x cols`, gives the result. `k` is a power of two that divides `rows`: 1 (one
+/// pass) while each warp walks at most [`MAX_ROWS_PER_WARP`] rows, else as large as keeps
 /// [`MIN_ROWS_PER_WARP`] rows a warp and at most [`FILL_BLOCKS`] tiles.
 pub(crate) fn column_split(rows: u64, cols: u64) -> u64 {
     let warps = u64::from(BLOCK / 32);
@@ -271,9 +272,9 @@ mod tests {
         // Short batches: one pass.
         assert_eq!(column_split(512, 64), 1);
         assert_eq!(column_split(1024, 2), 1);
-        // A batch of 4096 with 64 columns: 32 chunks of 128 rows (16 a warp), 64 tiles.
+        // A batch of 4096 with 64 columns: 32 classes of 128 rows (16 a warp), 64 tiles.
         assert_eq!(column_split(4096, 64), 32);
-        // 2^20 rows of 2: the tiles bound it (4096 chunks, 256 tiles).
+        // 2^20 rows of 2: the tiles bound it (4096 classes, 256 tiles).
         assert_eq!(column_split(1 << 20, 2), 4096);
         // Rows with no factor of two, or wide matrices that already fill the GPU: one pass.
         assert_eq!(column_split(4099, 3), 1);

@@ -627,7 +627,7 @@ fn empty_inner_products<E: Element>(c: &mut Cases<E>) {
 }
 
 /// Column reductions over many rows, a power of two of them or a multiple of one (a
-/// device may split such rows into chunks and reduce the chunks' partials again), with a
+/// device may split such rows into classes and reduce the classes' partials again), with a
 /// NaN in one column (skipped by a maximum, kept by a sum).
 fn tall_column_reductions<E: Element>(c: &mut Cases<E>) {
     for op in [ReduceOp::Sum, ReduceOp::Max] {

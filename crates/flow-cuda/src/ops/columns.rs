@@ -181,7 +181,7 @@ impl<E: CudaElement> CudaBackend<E> {
         let mut out = self.output(shape.len())?;
         if !shape.is_empty() {
             // put_per_row(x, index, out, rows, width): out[r width + index[r]] = x[r], with
-            // index[r] < width (checked by IndexTensor); out starts zeroed.
+            // index[r] < width (checked by IndexTensor), and 0 at every other entry.
             self.launch(
                 &kernels::PUT_PER_ROW,
                 launch::grid_stride(shape.len() as u64),

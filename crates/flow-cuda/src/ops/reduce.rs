@@ -51,8 +51,9 @@ impl<E: CudaElement> CudaBackend<E> {
         }
         match axis {
             Axis::Rows => {
-                // Tall matrices in two passes: the same memory seen as (rows / k) x (k cols)
-                // reduces to k partials of each column, reduced again as k x cols.
+                // Tall matrices in passes: the same memory seen as (rows / k) x (k cols)
+                // reduces to k partials of each column (rows j, j + k, ..), reduced again as
+                // k x cols, itself split when still tall.
                 let k = launch::column_split(s.rows as u64, s.cols as u64) as usize;
                 if k == 1 {
                     return self.reduce_columns(op, a);
@@ -63,7 +64,7 @@ impl<E: CudaElement> CudaBackend<E> {
                 };
                 let partials =
                     self.reduce_columns(op, &seen_as(a, Shape::new(s.rows / k, k * s.cols)))?;
-                self.reduce_columns(op, &seen_as(&partials, Shape::new(k, s.cols)))
+                self.reduce_along(op, Axis::Rows, &seen_as(&partials, Shape::new(k, s.cols)))
             }
             Axis::Cols => {
                 let mut out = self.output(out_shape.len())?;
