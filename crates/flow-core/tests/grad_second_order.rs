@@ -135,34 +135,3 @@ proptest! {
         check2(&[x, w, b], |v| v[0].linear_activated(&v[1], &v[2], act)?.tanh())?;
     }
 }
-
-/// Whether every entry of `x` inside the tail bound lies at least `gap` from each knot of
-/// its spline on the input side (x-knots forward, y-knots inverse).
-fn clear_of_knots(
-    x: &flow_core::Tensor<B>,
-    params: &flow_core::Tensor<B>,
-    spec: &flow_core::RationalQuadratic,
-    direction: flow_core::Direction,
-    gap: f64,
-) -> bool {
-    let (k, bound) = (spec.bins, spec.tail_bound);
-    let per = spec.params_per_feature();
-    let (xs, ps) = (x.to_f64s().unwrap(), params.to_f64s().unwrap());
-    let (offset, min) = match direction {
-        flow_core::Direction::Forward => (0, spec.min_bin_width),
-        flow_core::Direction::Inverse => (k, spec.min_bin_height),
-    };
-    xs.iter().enumerate().all(|(e, &v)| {
-        if v.abs() > bound {
-            return true;
-        }
-        let raw = &ps[e * per + offset..e * per + offset + k];
-        let top = raw.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        let total: f64 = raw.iter().map(|r| (r - top).exp()).sum();
-        let mut knot = -bound;
-        raw.iter().all(|r| {
-            knot += 2.0 * bound * (min + (1.0 - min * k as f64) * (r - top).exp() / total);
-            (v - knot).abs() >= gap
-        }) && (v + bound).abs() >= gap
-    })
-}

@@ -148,6 +148,71 @@ pub fn check1(
         .map_err(fail)
 }
 
+/// [`check1`] with central differences of several steps per entry (relative to the entry,
+/// as `GradCheck::eps`): an entry passes when one of them agrees with its analytic
+/// derivative within `GradCheck::default()`'s tolerances. A wrong derivative disagrees at
+/// every step; a right one may disagree at one with truncation error (`h^2 f''' / 6`, large
+/// for steep functions: small steps serve them) or rounding error (`eps |f| / h`, amplified
+/// by ill-conditioned arithmetic: large steps serve it), and one function may have entries
+/// of both kinds. The output is projected on `GradCheck`'s seeded random weights.
+pub fn check1_steps(
+    steps: &[f64],
+    inputs: &[Tensor<B>],
+    f: &dyn Fn(&[Var<B>]) -> Result<Var<B>>,
+) -> Result<(), TestCaseError> {
+    let checker = GradCheck::<f64>::default();
+    let bad = |e: flow_core::Error| TestCaseError::fail(e.to_string());
+    let tape = flow_core::Tape::new(&CPU);
+    let vars: Vec<Var<B>> = inputs.iter().map(|x| tape.input(x.clone())).collect();
+    let out = f(&vars).map_err(bad)?;
+    let weights =
+        Tensor::randn(&CPU, out.shape(), &mut flow_core::rng(checker.seed)).map_err(bad)?;
+    let projected = |out: &Var<B>| out.mul(&out.tape().constant(weights.clone()))?.sum_all();
+    let grads = tape.backward(&projected(&out).map_err(bad)?).map_err(bad)?;
+    let loss = |xs: &[Tensor<B>]| -> Result<f64> {
+        let tape = flow_core::Tape::new(&CPU);
+        let vars: Vec<Var<B>> = xs.iter().map(|x| tape.constant(x.clone())).collect();
+        projected(&f(&vars)?)?.scalar_value()
+    };
+    for (i, (x, v)) in inputs.iter().zip(&vars).enumerate() {
+        let analytic = match grads.get(v) {
+            Some(g) => g.to_f64s().map_err(bad)?,
+            None => vec![0.0; x.shape().len()],
+        };
+        let values = x.to_f64s().map_err(bad)?;
+        for (k, (&a, &xk)) in analytic.iter().zip(&values).enumerate() {
+            let mut numeric = Vec::new();
+            for &eps in steps {
+                let h = eps * xk.abs().max(1.0);
+                let at = |d: f64| -> Result<f64> {
+                    let mut moved = values.clone();
+                    moved[k] = xk + d;
+                    let mut xs = inputs.to_vec();
+                    xs[i] = Tensor::from_f64s(&CPU, x.shape(), &moved)?;
+                    loss(&xs)
+                };
+                let n = (at(h).map_err(bad)? - at(-h).map_err(bad)?) / (2.0 * h);
+                if (a - n).abs() <= checker.atol + checker.rtol * a.abs().max(n.abs()) {
+                    numeric.clear();
+                    break;
+                }
+                numeric.push(format!("{n:e} at step {eps:e}"));
+            }
+            if !numeric.is_empty() {
+                let cols = x.shape().cols.max(1);
+                return Err(TestCaseError::fail(format!(
+                    "first-order gradient of input {i} at row {}, column {}: analytic {a:e}, \
+                     finite differences {}",
+                    k / cols,
+                    k % cols,
+                    numeric.join(", ")
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 pub fn check2(
     inputs: &[Tensor<B>],
     f: impl Fn(&[Var<B>]) -> Result<Var<B>>,
@@ -199,5 +264,36 @@ pub fn spline_operands(
                 flow_core::Direction::Forward
             }),
         )
+    })
+}
+
+/// Whether every entry of `x` inside the tail bound lies at least `gap` from each knot of
+/// its spline on the input side (x-knots forward, y-knots inverse).
+pub fn clear_of_knots(
+    x: &flow_core::Tensor<B>,
+    params: &flow_core::Tensor<B>,
+    spec: &flow_core::RationalQuadratic,
+    direction: flow_core::Direction,
+    gap: f64,
+) -> bool {
+    let (k, bound) = (spec.bins, spec.tail_bound);
+    let per = spec.params_per_feature();
+    let (xs, ps) = (x.to_f64s().unwrap(), params.to_f64s().unwrap());
+    let (offset, min) = match direction {
+        flow_core::Direction::Forward => (0, spec.min_bin_width),
+        flow_core::Direction::Inverse => (k, spec.min_bin_height),
+    };
+    xs.iter().enumerate().all(|(e, &v)| {
+        if v.abs() > bound {
+            return true;
+        }
+        let raw = &ps[e * per + offset..e * per + offset + k];
+        let top = raw.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let total: f64 = raw.iter().map(|r| (r - top).exp()).sum();
+        let mut knot = -bound;
+        raw.iter().all(|r| {
+            knot += 2.0 * bound * (min + (1.0 - min * k as f64) * (r - top).exp() / total);
+            (v - knot).abs() >= gap
+        }) && (v + bound).abs() >= gap
     })
 }
