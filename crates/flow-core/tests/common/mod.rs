@@ -148,6 +148,9 @@ pub fn check1(
         .map_err(fail)
 }
 
+/// A function of input variables, as the checks take it.
+pub type VarFn<'a> = dyn Fn(&[Var<B>]) -> Result<Var<B>> + 'a;
+
 /// [`check1`] with central differences of several steps per entry (relative to the entry,
 /// as `GradCheck::eps`): an entry passes when one of them agrees with its analytic
 /// derivative within `GradCheck::default()`'s tolerances. A wrong derivative disagrees at
@@ -158,7 +161,7 @@ pub fn check1(
 pub fn check1_steps(
     steps: &[f64],
     inputs: &[Tensor<B>],
-    f: &dyn Fn(&[Var<B>]) -> Result<Var<B>>,
+    f: &VarFn<'_>,
 ) -> Result<(), TestCaseError> {
     let checker = GradCheck::<f64>::default();
     let bad = |e: flow_core::Error| TestCaseError::fail(e.to_string());
