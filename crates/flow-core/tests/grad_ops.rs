@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use flow_core::gradcheck::GradCheck;
 use flow_core::{Activation, Axis, Tape, Tensor, Var};
 use proptest::prelude::*;
 
@@ -226,14 +227,17 @@ proptest! {
         // rounding (noise of eps |f| / h times that: a parameter's gradient came out 2.11869e-2
         // at the default step, 2.1187837e-2 at 1e-4, against the analytic 2.1187822e-2), and
         // one spline can have entries of both kinds. So each entry passes when the central
-        // difference of one of four steps agrees.
+        // difference of one of four steps agrees (`GradCheck::fallback_steps`).
         prop_assume!(clear_of_knots(&x, &params, &spec, direction, 1e-5));
-        let steps = [1e-6, 1e-7, 1e-5, 1e-4];
-        check1_steps(&steps, &[x.clone(), params.clone()], &|v: &[Var<B>]| {
+        let checker = GradCheck {
+            fallback_steps: &[1e-7, 1e-5, 1e-4],
+            ..GradCheck::default()
+        };
+        check1_with(checker, &[x.clone(), params.clone()], |v| {
             let (y, ld) = v[0].rational_quadratic(&v[1], &spec, direction)?;
             Var::concat_cols(&[&y, &ld])
         })?;
-        check1_steps(&steps, &[x, params], &|v: &[Var<B>]| {
+        check1_with(checker, &[x, params], |v| {
             let (y, ld) = v[0].rational_quadratic_composed(&v[1], &spec, direction)?;
             Var::concat_cols(&[&y, &ld])
         })?;

@@ -226,12 +226,67 @@ fn f32_passes_with_its_defaults_and_still_fails_a_one_percent_error() {
 fn f64_defaults_are_unchanged() {
     let c = GradCheck::default();
     assert_eq!((c.eps, c.rtol, c.atol, c.seed), (1e-6, 1e-5, 1e-7, 0x5eed));
+    assert!(c.fallback_steps.is_empty());
     let d = GradCheck::f64();
     assert_eq!(
         (d.eps, d.rtol, d.atol, d.seed),
         (c.eps, c.rtol, c.atol, c.seed)
     );
     assert_eq!(<f64 as Element>::NAME, "f64");
+}
+
+/// A steep function, `exp(1e4 x)` at `x = -1e-3`: the central difference at the default
+/// step errs by `h^2 k^2 / 6 = 1.7e-5` relative (truncation), beyond `rtol`; a fallback step
+/// of `1e-7` agrees. A derivative wrong by 1% still fails with every fallback, reporting the
+/// difference at `eps`.
+#[test]
+fn fallback_steps_rescue_truncation_but_not_a_wrong_gradient() {
+    let cpu = Cpu::<f64>::new();
+    let x = [Tensor::from_f64s(&cpu, (1, 1), &[-1e-3]).unwrap()];
+    let steep = |v: &[Var<Cpu<f64>>]| v[0].mul_scalar(1e4)?.exp();
+    let err = GradCheck::default().check(&cpu, &x, steep).unwrap_err();
+    assert!(matches!(err, GradCheckError::Mismatch { .. }), "{err}");
+    let fallback = GradCheck {
+        fallback_steps: &[1e-5, 1e-7],
+        ..GradCheck::default()
+    };
+    let report = fallback.check(&cpu, &x, steep).unwrap();
+    assert_eq!(report.checked, 1);
+
+    let fx = fixture(Cpu::<f64>::new());
+    let (s, t, x) = (fx.s, fx.t, fx.x.clone());
+    let inputs = [
+        fx.params.get(s).unwrap().clone(),
+        fx.params.get(t).unwrap().clone(),
+    ];
+    let wrong = |v: &[Var<Cpu<f64>>]| {
+        let x = v[0].tape().constant(x.clone());
+        Var::custom(
+            Arc::new(ScaleShift {
+                factor: 1.01,
+                col: 1,
+            }),
+            &[&x, &v[0], &v[1]],
+        )?
+        .tanh()
+    };
+    let fallback = GradCheck {
+        fallback_steps: &[1e-7, 1e-5, 1e-4, 1e-3],
+        ..GradCheck::default()
+    };
+    match fallback.check(&cpu, &inputs, wrong).unwrap_err() {
+        GradCheckError::Mismatch {
+            input,
+            col,
+            analytic,
+            numeric,
+            ..
+        } => {
+            assert_eq!((input, col), (0, 1));
+            assert!((analytic / numeric - 1.01).abs() < 1e-4);
+        }
+        other => panic!("expected a mismatch, got {other:?}"),
+    }
 }
 
 /// An error type of the caller's own, as a crate layered over flow-core has.

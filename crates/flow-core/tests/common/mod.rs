@@ -142,78 +142,16 @@ pub fn check1(
     inputs: &[Tensor<B>],
     f: impl Fn(&[Var<B>]) -> Result<Var<B>>,
 ) -> Result<(), TestCaseError> {
-    GradCheck::default()
-        .check(&CPU, inputs, f)
-        .map(|_| ())
-        .map_err(fail)
+    check1_with(GradCheck::default(), inputs, f)
 }
 
-/// A function of input variables, as the checks take it.
-pub type VarFn<'a> = dyn Fn(&[Var<B>]) -> Result<Var<B>> + 'a;
-
-/// [`check1`] with central differences of several steps per entry (relative to the entry,
-/// as `GradCheck::eps`): an entry passes when one of them agrees with its analytic
-/// derivative within `GradCheck::default()`'s tolerances. A wrong derivative disagrees at
-/// every step; a right one may disagree at one with truncation error (`h^2 f''' / 6`, large
-/// for steep functions: small steps serve them) or rounding error (`eps |f| / h`, amplified
-/// by ill-conditioned arithmetic: large steps serve it), and one function may have entries
-/// of both kinds. The output is projected on `GradCheck`'s seeded random weights.
-pub fn check1_steps(
-    steps: &[f64],
+/// [`check1`] with `checker`'s steps and tolerances.
+pub fn check1_with(
+    checker: GradCheck<f64>,
     inputs: &[Tensor<B>],
-    f: &VarFn<'_>,
+    f: impl Fn(&[Var<B>]) -> Result<Var<B>>,
 ) -> Result<(), TestCaseError> {
-    let checker = GradCheck::<f64>::default();
-    let bad = |e: flow_core::Error| TestCaseError::fail(e.to_string());
-    let tape = flow_core::Tape::new(&CPU);
-    let vars: Vec<Var<B>> = inputs.iter().map(|x| tape.input(x.clone())).collect();
-    let out = f(&vars).map_err(bad)?;
-    let weights =
-        Tensor::randn(&CPU, out.shape(), &mut flow_core::rng(checker.seed)).map_err(bad)?;
-    let projected = |out: &Var<B>| out.mul(&out.tape().constant(weights.clone()))?.sum_all();
-    let grads = tape.backward(&projected(&out).map_err(bad)?).map_err(bad)?;
-    let loss = |xs: &[Tensor<B>]| -> Result<f64> {
-        let tape = flow_core::Tape::new(&CPU);
-        let vars: Vec<Var<B>> = xs.iter().map(|x| tape.constant(x.clone())).collect();
-        projected(&f(&vars)?)?.scalar_value()
-    };
-    for (i, (x, v)) in inputs.iter().zip(&vars).enumerate() {
-        let analytic = match grads.get(v) {
-            Some(g) => g.to_f64s().map_err(bad)?,
-            None => vec![0.0; x.shape().len()],
-        };
-        let values = x.to_f64s().map_err(bad)?;
-        for (k, (&a, &xk)) in analytic.iter().zip(&values).enumerate() {
-            let mut numeric = Vec::new();
-            for &eps in steps {
-                let h = eps * xk.abs().max(1.0);
-                let at = |d: f64| -> Result<f64> {
-                    let mut moved = values.clone();
-                    moved[k] = xk + d;
-                    let mut xs = inputs.to_vec();
-                    xs[i] = Tensor::from_f64s(&CPU, x.shape(), &moved)?;
-                    loss(&xs)
-                };
-                let n = (at(h).map_err(bad)? - at(-h).map_err(bad)?) / (2.0 * h);
-                if (a - n).abs() <= checker.atol + checker.rtol * a.abs().max(n.abs()) {
-                    numeric.clear();
-                    break;
-                }
-                numeric.push(format!("{n:e} at step {eps:e}"));
-            }
-            if !numeric.is_empty() {
-                let cols = x.shape().cols.max(1);
-                return Err(TestCaseError::fail(format!(
-                    "first-order gradient of input {i} at row {}, column {}: analytic {a:e}, \
-                     finite differences {}",
-                    k / cols,
-                    k % cols,
-                    numeric.join(", ")
-                )));
-            }
-        }
-    }
-    Ok(())
+    checker.check(&CPU, inputs, f).map(|_| ()).map_err(fail)
 }
 
 pub fn check2(
