@@ -254,17 +254,18 @@ mod tests {
         assert_eq!(row_groups(0, 3).grid, 1);
     }
 
-    /// The column sums of `rows x cols` values through the two passes of
-    /// [`column_split`], each pass as `reduce_rows` computes it (per column over rows).
+    /// The column sums of `rows x cols` row-major values, as `reduce_rows` computes them.
+    fn column_sums(x: &[f64], rows: usize, cols: usize) -> Vec<f64> {
+        (0..cols)
+            .map(|c| (0..rows).map(|r| x[r * cols + c]).sum())
+            .collect()
+    }
+
+    /// The column sums through the two passes of [`column_split`].
     fn split_column_sums(values: &[f64], rows: usize, cols: usize) -> Vec<f64> {
-        let reduce_rows = |x: &[f64], rows: usize, cols: usize| -> Vec<f64> {
-            (0..cols)
-                .map(|c| (0..rows).map(|r| x[r * cols + c]).sum())
-                .collect()
-        };
         let k = column_split(rows as u64, cols as u64) as usize;
-        let partials = reduce_rows(values, rows / k, k * cols);
-        reduce_rows(&partials, k, cols)
+        let partials = column_sums(values, rows / k, k * cols);
+        column_sums(&partials, k, cols)
     }
 
     #[test]
@@ -289,12 +290,9 @@ mod tests {
             let values: Vec<f64> = (0..rows * cols)
                 .map(|i| ((i * 7919) % 101) as f64)
                 .collect();
-            let direct: Vec<f64> = (0..cols)
-                .map(|c| (0..rows).map(|r| values[r * cols + c]).sum())
-                .collect();
             assert_eq!(
                 split_column_sums(&values, rows, cols),
-                direct,
+                column_sums(&values, rows, cols),
                 "{rows} x {cols}"
             );
         }

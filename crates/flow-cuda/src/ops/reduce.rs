@@ -7,7 +7,7 @@ use crate::device::Arg;
 use crate::kernels;
 use crate::launch;
 use crate::storage::CudaStorage;
-use flow_core::backend::ReduceOp;
+use flow_core::backend::{Backend, ReduceOp};
 use flow_core::{Axis, Result, Shape};
 
 /// KERNELS.md's code of a reduction.
@@ -58,13 +58,11 @@ impl<E: CudaElement> CudaBackend<E> {
                 if k == 1 {
                     return self.reduce_columns(op, a);
                 }
-                let seen_as = |x: &CudaStorage<E>, shape: Shape| CudaStorage {
-                    data: x.data.clone(),
-                    shape,
-                };
-                let partials =
-                    self.reduce_columns(op, &seen_as(a, Shape::new(s.rows / k, k * s.cols)))?;
-                self.reduce_along(op, Axis::Rows, &seen_as(&partials, Shape::new(k, s.cols)))
+                // Backend::reshape shares the buffer: no copy.
+                let wide = Backend::reshape(self, a, Shape::new(s.rows / k, k * s.cols))?;
+                let partials = self.reduce_columns(op, &wide)?;
+                let partials = Backend::reshape(self, &partials, Shape::new(k, s.cols))?;
+                self.reduce_along(op, Axis::Rows, &partials)
             }
             Axis::Cols => {
                 let mut out = self.output(out_shape.len())?;
@@ -86,11 +84,6 @@ impl<E: CudaElement> CudaBackend<E> {
                 let n = s.len();
                 let plan = launch::reduce_all(n as u64, std::mem::size_of::<E>());
                 let partials_len = plan.partials as usize;
-                if partials_len == 1 {
-                    // One block covers it: its one partial is the result (no second launch,
-                    // which matters for the many small sums of a step: gradient probes).
-                    return self.reduce_all_once(op, a, plan.first);
-                }
                 let mut partials = self.output(partials_len)?;
                 // reduce_all(x, out, n, op): block b writes out[b], b < grid = partials.
                 self.launch(
@@ -103,6 +96,11 @@ impl<E: CudaElement> CudaBackend<E> {
                         Arg::I32(reduce_code(op)),
                     ],
                 )?;
+                if partials_len == 1 {
+                    // One block covered it: its one partial is the result (no second launch,
+                    // which matters for the many small sums of a step: gradient probes).
+                    return Ok(CudaStorage::new(partials, Shape::SCALAR));
+                }
                 let mut out = self.output(1)?;
                 // Again on the partials with one block, which writes out[0].
                 self.launch(
@@ -118,28 +116,6 @@ impl<E: CudaElement> CudaBackend<E> {
                 Ok(CudaStorage::new(out, Shape::SCALAR))
             }
         }
-    }
-
-    /// `reduce_all` in one launch of one block, whose partial is the whole reduction.
-    fn reduce_all_once(
-        &self,
-        op: ReduceOp,
-        a: &CudaStorage<E>,
-        one_block: launch::Launch,
-    ) -> Result<CudaStorage<E>> {
-        let mut out = self.output(1)?;
-        // reduce_all(x, out, n, op): block 0 writes out[0].
-        self.launch(
-            &kernels::REDUCE_ALL,
-            one_block,
-            &mut [
-                input(a),
-                Arg::Out(&mut out, 1),
-                size(a.shape.len()),
-                Arg::I32(reduce_code(op)),
-            ],
-        )?;
-        Ok(CudaStorage::new(out, Shape::SCALAR))
     }
 
     /// `reduce_rows`: each column of the non-empty `a` reduced over its rows, in one launch.
